@@ -1,0 +1,45 @@
+"""cffi builder for the optional C extension ``fastinit._cfast`` (named in setup.py).
+
+Sources: every ``csrc/*.c``; declarations: ``csrc/fastinit.h`` (the part between the
+``FI_CDEF_BEGIN``/``FI_CDEF_END`` markers is what Python sees).
+
+Flags (see shared PERF_NOTES.md): ``-O3 -fno-wrapv`` (Python's default ``-fwrapv`` cost
+25-75% in these kernels), ``-ffp-contract=off`` (no silent FMA: the random stream is promised
+bit-for-bit across backends; kernels that want FMA call it explicitly), OpenMP for threads.
+Vector code is chosen at run time (``csrc/dispatch.h``); never ``-march=native``.
+"""
+import glob
+import os
+import re
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join(os.path.dirname(HERE), "csrc")
+
+
+def _cdef():
+    with open(os.path.join(CSRC, "fastinit.h")) as f:
+        text = f.read()
+    m = re.search(r"FI_CDEF_BEGIN\s*\*/(.*)/\*\s*FI_CDEF_END", text, re.S)
+    if m is None:
+        raise RuntimeError("csrc/fastinit.h lacks the FI_CDEF_BEGIN/FI_CDEF_END markers")
+    body = re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S)
+    return "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("#"))
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef())
+ffibuilder.set_source(
+    "fastinit._cfast",
+    '#include "fastinit.h"',
+    sources=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(CSRC, "*.c"))),
+    include_dirs=[os.path.relpath(CSRC)],
+    extra_compile_args=["-std=gnu11", "-O3", "-fno-wrapv", "-ffp-contract=off", "-fopenmp",
+                        "-fno-strict-aliasing"],
+    extra_link_args=["-fopenmp"],
+    libraries=["m"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,83 @@
+"""Every Numba flag, environment variable and thread setting of fastinit, in one place.
+
+No other module hard-codes ``cache=``, ``fastmath=``, ``error_model=`` or ``boundscheck=``:
+kernels decorate themselves with :func:`njit` / :func:`pjit` from here.
+
+Environment variables
+---------------------
+``FASTINIT_BACKEND``     default backend name (``numpy``, ``numba``, ``c``); unset = fastest.
+``FASTINIT_DISABLE_C``   ``1`` hides the C extension at run time (the suite runs once this way).
+``FASTINIT_BUILD_C``     ``0`` skips building the C extension at install time (see setup.py).
+``FASTINIT_NUM_THREADS`` thread count for Numba and C kernels at import (default: all cores).
+``NUMBA_CACHE_DIR``      where Numba keeps compiled kernels (Numba's own variable).
+"""
+import os
+
+import numba
+
+# --- Numba flags ---------------------------------------------------------------------------
+#: Compiled kernels are cached on disk, so a warm process does not recompile (PERF_NOTES.md).
+CACHE = True
+#: Bounds checks off in kernels: wrappers validate every shape before a kernel runs.
+BOUNDSCHECK = False
+#: 'numpy' drops the ZeroDivisionError branch that blocks vectorisation (PERF_NOTES.md).
+ERROR_MODEL = "numpy"
+#: Fast-math flags for arithmetic kernels: FMA contraction and no NaN/Inf/signed-zero care, but
+#: no 'reassoc', which lets LLVM restructure loops we laid out on purpose (PERF_NOTES.md).
+FASTMATH = frozenset({"contract", "nnan", "ninf", "nsz", "arcp"})
+#: Flags for kernels whose results are promised bit-for-bit across backends (the random
+#: stream): no contraction, no reciprocal or reassociation, so every float op rounds as
+#: IEEE 754 says and NumPy, Numba and C give the same bits.
+FASTMATH_EXACT = frozenset()
+
+#: Threading layer priority: OpenMP costs ~3 us per parallel call here, workqueue ~54 us.
+numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+#: Below this many elements a kernel runs serially: a parallel launch costs more than it saves.
+PARALLEL_MIN_ELEMENTS = 1 << 15
+
+
+def njit(*args, exact=False, **kwargs):
+    """``numba.njit`` with fastinit's flags (serial kernel)."""
+    opts = dict(cache=CACHE, boundscheck=BOUNDSCHECK, error_model=ERROR_MODEL,
+                fastmath=set(FASTMATH_EXACT if exact else FASTMATH), nogil=True)
+    opts.update(kwargs)
+    return numba.njit(*args, **opts)
+
+
+def pjit(*args, exact=False, **kwargs):
+    """``numba.njit(parallel=True)`` with fastinit's flags (kernel with ``prange``)."""
+    return njit(*args, exact=exact, parallel=True, **kwargs)
+
+
+def env_flag(name, default=False):
+    """True when environment variable ``name`` is set to a true-ish value."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() not in ("0", "no", "false", "off")
+
+
+def default_num_threads():
+    """Threads at import: ``FASTINIT_NUM_THREADS`` when set, else every core Numba sees."""
+    value = os.environ.get("FASTINIT_NUM_THREADS")
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            raise ValueError(f"FASTINIT_NUM_THREADS must be a positive integer, got {value!r}")
+        if n < 1:
+            raise ValueError(f"FASTINIT_NUM_THREADS must be a positive integer, got {value!r}")
+        return min(n, numba.config.NUMBA_NUM_THREADS)
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def cache_dir():
+    """Where Numba writes its cache for fastinit's kernels (a description, for `fastinit info`)."""
+    if numba.config.CACHE_DIR:
+        return numba.config.CACHE_DIR
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_numba", "__pycache__")
+    parent = os.path.dirname(here)
+    if os.access(parent, os.W_OK):
+        return here
+    return os.path.join(os.path.expanduser("~"), ".cache", "numba") + " (package dir not writable)"
