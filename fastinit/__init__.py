@@ -2,9 +2,13 @@
 
 This module is the public face: it re-exports, it defines nothing.
 """
-from . import _config, backends
+from . import _config, backends, rng, init
 from .backends import set_num_threads, get_num_threads
+# ops: dense
+# ops: conv
+# ops: batchnorm
+# ops: clip
+# ops: activations
+# ops: loss
 
 __version__ = "0.1.0"
-
-__all__ = ["backends", "set_num_threads", "get_num_threads", "__version__"]

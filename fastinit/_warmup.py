@@ -1,0 +1,91 @@
+"""Exercise every kernel of a backend once per dtype and size class, so Numba compiles (or
+loads from its cache) everything before real work starts. Used by ``fastinit warmup``."""
+import time
+
+import numpy as np
+
+from . import _config
+
+
+def _exercises():
+    """(name, fn(dtype, backend)) pairs: one small and one parallel-sized call per op."""
+    import fastinit as fi
+    from .rng import Stream
+
+    sizes = (37, _config.PARALLEL_MIN_ELEMENTS + 4099)
+
+    def rng_ops(dtype, backend):
+        s = Stream(0)
+        for n in sizes:
+            s.uniform(n, dtype=dtype, backend=backend)
+            s.normal(n, dtype=dtype, backend=backend)
+            s.truncated_normal(n, dtype=dtype, backend=backend)
+
+    yield "rng", rng_ops
+
+    def init_ops(dtype, backend):
+        fi.init.kaiming_normal((64, 32, 3, 3), seed=0, dtype=dtype, backend=backend)
+        fi.init.xavier_uniform((256, 128), seed=0, dtype=dtype, backend=backend)
+        fi.init.trunc_normal((256, 128), std=0.02, seed=0, dtype=dtype, backend=backend)
+        fi.init.orthogonal((16, 8), seed=0, dtype=dtype, backend=backend)
+
+    yield "init", init_ops
+
+    r = np.random.default_rng(0)
+    if hasattr(fi, "matmul"):
+        def dense(dtype, backend):
+            for n in (5, 160):
+                a = r.standard_normal((n, n)).astype(dtype)
+                fi.matmul(a, a, backend=backend)
+                y = fi.linear(a, a, a[0], backend=backend)
+                fi.linear_backward(y, a, a, backend=backend)
+        yield "dense", dense
+    if hasattr(fi, "conv2d"):
+        def conv(dtype, backend):
+            for k in (1, 3, 5):
+                x = r.standard_normal((2, 4, 9, 9)).astype(dtype)
+                w = r.standard_normal((6, 4, k, k)).astype(dtype)
+                y = fi.conv2d(x, w, padding="same", backend=backend)
+                fi.conv2d_backward(y, x, w, padding="same", backend=backend)
+        yield "conv2d", conv
+    if hasattr(fi, "batch_norm"):
+        def bn(dtype, backend):
+            for shape in ((8, 3), (4, 3, 5, 5), (8, 8, 32, 32)):
+                x = r.standard_normal(shape).astype(dtype)
+                g = np.ones(shape[1], dtype)
+                y, saved = fi.batch_norm(x, g, g * 0, backend=backend)
+                fi.batch_norm_backward(y, x, g, saved, backend=backend)
+        yield "batch_norm", bn
+    if hasattr(fi, "clip_grad_norm_"):
+        def clip(dtype, backend):
+            for n in sizes:
+                g = [r.standard_normal(n).astype(dtype)]
+                fi.clip_grad_norm_(g, 1.0, backend=backend)
+                fi.clip_grad_value_(g, 0.5, backend=backend)
+        yield "clip", clip
+    acts = [a for a in ("relu", "leaky_relu", "tanh", "sigmoid", "elu", "gelu") if hasattr(fi, a)]
+    if acts:
+        def activations(dtype, backend):
+            for n in sizes:
+                x = r.standard_normal(n).astype(dtype)
+                for a in acts:
+                    getattr(fi, a)(x, backend=backend)
+                    getattr(fi, a + "_backward")(x, x, backend=backend)
+        yield "activations", activations
+    if hasattr(fi, "softmax_cross_entropy"):
+        def loss(dtype, backend):
+            logits = r.standard_normal((16, 10)).astype(dtype)
+            fi.softmax_cross_entropy(logits, np.arange(16) % 10, backend=backend)
+        yield "loss", loss
+
+
+def run(backend="numba", progress=True):
+    """Run every exercise on ``backend``; yields (name, seconds) and prints one line each."""
+    for name, fn in _exercises():
+        t0 = time.perf_counter()
+        for dtype in (np.float32, np.float64):
+            fn(dtype, backend)
+        dt = time.perf_counter() - t0
+        if progress:
+            print(f"  {name:12s} {dt:6.2f} s", flush=True)
+        yield name, dt
