@@ -1,0 +1,50 @@
+"""The install works without the C extension: with FASTINIT_BUILD_C=0 and with no working C
+compiler, a wheel still builds, installs and runs, and says why the C backend is missing."""
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _build_wheel(tmp_path, env_extra):
+    env = dict(os.environ, **env_extra)
+    out = tmp_path / "wheel"
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps",
+                           "--no-build-isolation", "-w", str(out), ROOT],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    wheels = list(out.glob("fastinit-*.whl"))
+    assert len(wheels) == 1
+    return wheels[0], proc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_extra,why", [
+    ({"FASTINIT_BUILD_C": "0"}, "FASTINIT_BUILD_C=0"),
+    ({"CC": "/bin/false", "LDSHARED": "/bin/false"}, "compiler"),
+], ids=["build-c-off", "no-compiler"])
+def test_wheel_without_c_installs_and_reports_why(tmp_path, env_extra, why):
+    wheel, proc = _build_wheel(tmp_path, env_extra)
+    names = zipfile.ZipFile(wheel).namelist()
+    assert not any("_cfast" in n for n in names), names
+    if why == "compiler":
+        assert "the optional C extension was not built" in proc.stderr + proc.stdout
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target),
+                    str(wheel)], check=True, capture_output=True, timeout=600)
+    # Drop the editable install's import hook (it would find the source tree's _cfast).
+    code = ("import sys; sys.path.insert(0, %r); "
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'Editable' not in repr(f)]; "
+            "import fastinit as fi; "
+            "print(fi.__file__); print(fi.backends.available()['c']); "
+            "print(fi.init.xavier_uniform((3, 3), seed=0).shape)" % str(target))
+    env = {k: v for k, v in os.environ.items() if k != "FASTINIT_DISABLE_C"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=str(tmp_path), check=True, timeout=600).stdout.splitlines()
+    assert out[0].startswith(str(target))
+    assert "not built" in out[1]
+    assert out[2] == "(3, 3)"
