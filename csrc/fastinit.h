@@ -30,6 +30,33 @@ const char *fi_cpu_path(void);
 
 /* ---- activations.c ---- */
 
+/* ---- pool.c ---- */
+/* x, dx (p, h, w) planes; y, dy (p, oh, ow); windows at (a*sh - ph, b*sw - pw). */
+void fi_max_pool2d_f32(float *y, const float *x, int64_t p, int64_t h, int64_t w, int64_t oh,
+                       int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                       int64_t pw);
+void fi_max_pool2d_f64(double *y, const double *x, int64_t p, int64_t h, int64_t w, int64_t oh,
+                       int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                       int64_t pw);
+void fi_max_pool2d_backward_f32(float *dx, const float *dy, const float *x, int64_t p, int64_t h,
+                                int64_t w, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
+                                int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+void fi_max_pool2d_backward_f64(double *dx, const double *dy, const double *x, int64_t p,
+                                int64_t h, int64_t w, int64_t oh, int64_t ow, int64_t kh,
+                                int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+void fi_avg_pool2d_f32(float *y, const float *x, int64_t p, int64_t h, int64_t w, int64_t oh,
+                       int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                       int64_t pw, int include_pad);
+void fi_avg_pool2d_f64(double *y, const double *x, int64_t p, int64_t h, int64_t w, int64_t oh,
+                       int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                       int64_t pw, int include_pad);
+void fi_avg_pool2d_backward_f32(float *dx, const float *dy, int64_t p, int64_t h, int64_t w,
+                                int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh,
+                                int64_t sw, int64_t ph, int64_t pw, int include_pad);
+void fi_avg_pool2d_backward_f64(double *dx, const double *dy, int64_t p, int64_t h, int64_t w,
+                                int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh,
+                                int64_t sw, int64_t ph, int64_t pw, int include_pad);
+
 /* FI_CDEF_END */
 
 #endif

@@ -10,5 +10,7 @@ from .backends import set_num_threads, get_num_threads
 # ops: clip
 # ops: activations
 # ops: loss
+from .ops.pool import (max_pool2d, max_pool2d_backward, avg_pool2d, avg_pool2d_backward,
+                       pool2d_output_shape)
 
 __version__ = "0.1.0"
