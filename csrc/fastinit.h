@@ -19,16 +19,167 @@ int fi_get_num_threads(void);
 const char *fi_cpu_path(void);
 
 /* ---- rng.c: Philox4x32-10 stream (see fastinit/rng.py for the exact mapping) ---- */
+/* out is (n,): element i of draw (d0, d1) under key (k0, k1); parallel over fixed chunks. */
+void fi_rng_uniform_f32(float *out, int64_t n, uint32_t k0, uint32_t k1, uint32_t d0,
+                        uint32_t d1, float low, float high);
+void fi_rng_uniform_f64(double *out, int64_t n, uint32_t k0, uint32_t k1, uint32_t d0,
+                        uint32_t d1, double low, double high);
+void fi_rng_normal_f32(float *out, int64_t n, uint32_t k0, uint32_t k1, uint32_t d0,
+                       uint32_t d1, float mean, float std);
+void fi_rng_normal_f64(double *out, int64_t n, uint32_t k0, uint32_t k1, uint32_t d0,
+                       uint32_t d1, double mean, double std);
+void fi_rng_truncated_normal_f32(float *out, int64_t n, uint32_t k0, uint32_t k1, uint32_t d0,
+                                 uint32_t d1, float mean, float std, float a, float b, float pa,
+                                 float qb, float span, float lo, float hi);
+void fi_rng_truncated_normal_f64(double *out, int64_t n, uint32_t k0, uint32_t k1,
+                                 uint32_t d0, uint32_t d1, double mean, double std, double a,
+                                 double b, double pa, double qb, double span, double lo,
+                                 double hi);
+/* Which build the rng kernels run: 0 portable, 1 AVX2, 2 AVX-512, -1 the best this CPU has
+ * (the default; FASTINIT_C_PORTABLE=1 makes it 0). Clamped to what the CPU has; returns the
+ * build now used. For tests and benchmarks: every build gives the same bits. */
+int fi_rng_set_path(int path);
 
 /* ---- gemm.c ---- */
+/* c (m, n) = op(a) @ op(b) [+ bias (n,), or NULL], or += when beta != 0; a is (m, k), or
+ * (k, m) when ta; b is (k, n), or (n, k) when tb; all C-contiguous. Returns 0, or -1 when
+ * scratch memory ran out. */
+int fi_gemm_f32(float *c, const float *a, const float *b, const float *bias, int64_t m,
+                int64_t n, int64_t k, int ta, int tb, int beta);
+int fi_gemm_f64(double *c, const double *a, const double *b, const double *bias, int64_t m,
+                int64_t n, int64_t k, int ta, int tb, int beta);
+/* dx = dy @ w, dw = dy^T @ x, db = column sums of dy (db NULL: skipped); dy (n, fout),
+ * x (n, fin), w (fout, fin), each stored transposed when its flag is set. 0 or -1. */
+int fi_linear_backward_f32(float *dx, float *dw, float *db, const float *dy, const float *x,
+                           const float *w, int64_t n, int64_t fin, int64_t fout, int tdy,
+                           int tx, int tw);
+int fi_linear_backward_f64(double *dx, double *dw, double *db, const double *dy,
+                           const double *x, const double *w, int64_t n, int64_t fin,
+                           int64_t fout, int tdy, int tx, int tw);
+/* out[j] = sum_i X[i, j], X (rows, cols) = x, or x^T when trans; float64 sums. 0 or -1. */
+int fi_column_sums_f32(float *out, const float *x, int64_t rows, int64_t cols, int trans);
+int fi_column_sums_f64(double *out, const double *x, int64_t rows, int64_t cols, int trans);
+/* The vector path the GEMM runs ("avx512", "avx2+fma", "portable"); set_path caps it
+ * (1 portable, 2 avx2, 3 avx512, 0 best available: for tests) and returns the path used. */
+const char *fi_gemm_path(void);
+int fi_gemm_set_path(int path);
 
 /* ---- conv2d.c ---- */
+/* x (n, c, h, width), w (k, c/groups, r, s), b (k,) or NULL, y (n, k, oh, ow), all
+ * C-contiguous; stride (sh, sw), zero padding top pt, bottom pb, left pl, right pr, dilation
+ * (dh, dw). Arguments are checked by the caller. Return 0, or -1 when scratch memory ran out. */
+int fi_conv2d_forward_f32(float *y, const float *x, const float *w, const float *b, int64_t n,
+                          int64_t c, int64_t h, int64_t width, int64_t k, int64_t r, int64_t s,
+                          int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
+                          int64_t pr, int64_t dh, int64_t dw, int64_t groups);
+int fi_conv2d_forward_f64(double *y, const double *x, const double *w, const double *b,
+                          int64_t n, int64_t c, int64_t h, int64_t width, int64_t k, int64_t r,
+                          int64_t s, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
+                          int64_t pr, int64_t dh, int64_t dw, int64_t groups);
+/* dx like x, dw like w, db (k,) from dy (n, k, oh, ow); a NULL output is not computed. */
+int fi_conv2d_backward_f32(float *dx, float *dw, float *db, const float *dy, const float *x,
+                           const float *w, int64_t n, int64_t c, int64_t h, int64_t width,
+                           int64_t k, int64_t r, int64_t s, int64_t sh, int64_t sw, int64_t pt,
+                           int64_t pb, int64_t pl, int64_t pr, int64_t dh, int64_t dwl,
+                           int64_t groups);
+int fi_conv2d_backward_f64(double *dx, double *dw, double *db, const double *dy,
+                           const double *x, const double *w, int64_t n, int64_t c, int64_t h,
+                           int64_t width, int64_t k, int64_t r, int64_t s, int64_t sh,
+                           int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr,
+                           int64_t dh, int64_t dwl, int64_t groups);
+/* The vector path ("avx512", "avx2+fma", "portable"); set_path caps it (1 portable, 2 avx2,
+ * 3 avx512, 0 best: for tests) and returns the path used. tile: the register tile of `which`
+ * (0 forward/dx, 1 weight gradient, 2 weight gradient of groups of <= 4 channels, 3 forward
+ * with output channels along the vectors: large kernels). */
+const char *fi_conv2d_path(void);
+int fi_conv2d_set_path(int path);
+void fi_conv2d_tile(int which, int is_double, int *rows, int *nvec, int *lanes);
+
+/* ---- conv2d_3x3.c: Winograd F(4x4,3x3), stride 1 ---- */
+/* x (n, c, h, width) zero-padded by pt (top) and pl (left) -> y (n, k, oh, ow); w (k, c, 3, 3),
+ * or, when transposed, (c, k, 3, 3) used flipped (the backward-data pass: x = dy, y = dx);
+ * b (k,) or NULL; tiles_per_block <= 0 picks the default. 0, or -1 when out of memory. */
+int fi_conv2d_winograd_f32(float *y, const float *x, const float *w, const float *b, int64_t n,
+                           int64_t c, int64_t h, int64_t width, int64_t k, int64_t pt,
+                           int64_t pl, int64_t oh, int64_t ow, int64_t tiles_per_block,
+                           int transposed);
+int fi_conv2d_winograd_f64(double *y, const double *x, const double *w, const double *b,
+                           int64_t n, int64_t c, int64_t h, int64_t width, int64_t k,
+                           int64_t pt, int64_t pl, int64_t oh, int64_t ow,
+                           int64_t tiles_per_block, int transposed);
+/* dw (k, c, 3, 3) of a 3x3 stride-1 layer from dy (n, k, oh, ow) and x (n, c, h, width)
+ * zero-padded by pt/pl: Winograd F(3x3,4x4) summed over tiles. 0, or -1 when out of memory. */
+int fi_conv2d_winograd_dw_f32(float *dw, const float *dy, const float *x, int64_t n, int64_t c,
+                              int64_t h, int64_t width, int64_t k, int64_t pt, int64_t pl,
+                              int64_t oh, int64_t ow, int64_t tiles_per_block);
+int fi_conv2d_winograd_dw_f64(double *dw, const double *dy, const double *x, int64_t n,
+                              int64_t c, int64_t h, int64_t width, int64_t k, int64_t pt,
+                              int64_t pl, int64_t oh, int64_t ow, int64_t tiles_per_block);
+/* the GEMM tile of the Winograd path: rows (tiles), vectors (of output channels), lanes */
+void fi_conv2d_winograd_tile(int is_double, int *rows, int *nvec, int *lanes);
 
 /* ---- batchnorm.c ---- */
+/* x, y, dy, dx are (n, c, s) C-contiguous; gamma, beta, dgamma, dbeta (c,) of the data type;
+ * mean, var, invstd (c,) float64. Return 0, or -1 when scratch memory ran out. */
+int fi_batch_norm_forward_train_f32(float *y, double *mean, double *var, double *invstd,
+                                    const float *x, const float *gamma, const float *beta,
+                                    double eps, int64_t n, int64_t c, int64_t s);
+int fi_batch_norm_forward_train_f64(double *y, double *mean, double *var, double *invstd,
+                                    const double *x, const double *gamma, const double *beta,
+                                    double eps, int64_t n, int64_t c, int64_t s);
+int fi_batch_norm_forward_eval_f32(float *y, double *invstd, const float *x, const float *gamma,
+                                   const float *beta, const double *mean, const double *var,
+                                   double eps, int64_t n, int64_t c, int64_t s);
+int fi_batch_norm_forward_eval_f64(double *y, double *invstd, const double *x,
+                                   const double *gamma, const double *beta, const double *mean,
+                                   const double *var, double eps, int64_t n, int64_t c,
+                                   int64_t s);
+int fi_batch_norm_backward_f32(float *dx, float *dgamma, float *dbeta, const float *dy,
+                               const float *x, const float *gamma, const double *mean,
+                               const double *invstd, int training, int64_t n, int64_t c,
+                               int64_t s);
+int fi_batch_norm_backward_f64(double *dx, double *dgamma, double *dbeta, const double *dy,
+                               const double *x, const double *gamma, const double *mean,
+                               const double *invstd, int training, int64_t n, int64_t c,
+                               int64_t s);
 
 /* ---- clip.c ---- */
+/* A list of count arrays: array i at address addrs[i], sizes[i] elements of bits = 16 (IEEE
+ * half), 32 or 64; in place. norm_type: p > 0 or inf. Return 0, or -1 when scratch memory ran
+ * out. The norm is the same for any thread count (fixed chunks, combined in list order). */
+int fi_grad_norm(double *total, const int64_t *addrs, const int64_t *sizes, int64_t count,
+                 int bits, double norm_type);
+int fi_grad_scale(const int64_t *addrs, const int64_t *sizes, int64_t count, int bits,
+                  double scale);
+int fi_grad_clamp(const int64_t *addrs, const int64_t *sizes, int64_t count, int bits,
+                  double clip_value);
 
 /* ---- activations.c ---- */
+/* out = f(x) (forward ops; dy unused, may be NULL) or dy * f'(x) (backward ops); all (n,),
+ * C-contiguous; out may be x. param: negative_slope (leaky), alpha (elu), unused otherwise.
+ * Returns 0, or -1 for an unknown op. */
+enum {
+    FI_ACT_RELU = 0, FI_ACT_RELU_BACKWARD = 1, FI_ACT_LEAKY_RELU = 2,
+    FI_ACT_LEAKY_RELU_BACKWARD = 3, FI_ACT_ELU = 4, FI_ACT_ELU_BACKWARD = 5, FI_ACT_TANH = 6,
+    FI_ACT_TANH_BACKWARD = 7, FI_ACT_SIGMOID = 8, FI_ACT_SIGMOID_BACKWARD = 9, FI_ACT_GELU = 10,
+    FI_ACT_GELU_BACKWARD = 11, FI_ACT_GELU_TANH = 12, FI_ACT_GELU_TANH_BACKWARD = 13,
+    FI_ACT_IDENTITY = 14, FI_ACT_IDENTITY_BACKWARD = 15
+};
+int fi_activation_f32(int op, float *out, const float *x, const float *dy, int64_t n,
+                      double param);
+int fi_activation_f64(int op, double *out, const double *x, const double *dy, int64_t n,
+                      double param);
+
+/* ---- loss.c (kernels in activations.c, beside the exp they share) ---- */
+/* logits, dlogits (n, k); labels (n,) in [0, k). pred, target, dpred (n,). *loss = the mean.
+ * Return 0, or -1 when scratch memory ran out. */
+int fi_softmax_cross_entropy_f32(double *loss, float *dlogits, const float *logits,
+                                 const int64_t *labels, int64_t n, int64_t k);
+int fi_softmax_cross_entropy_f64(double *loss, double *dlogits, const double *logits,
+                                 const int64_t *labels, int64_t n, int64_t k);
+int fi_mse_f32(double *loss, float *dpred, const float *pred, const float *target, int64_t n);
+int fi_mse_f64(double *loss, double *dpred, const double *pred, const double *target,
+               int64_t n);
 
 /* ---- pool.c ---- */
 /* x, dx (p, h, w) planes; y, dy (p, oh, ow); windows at (a*sh - ph, b*sw - pw). */

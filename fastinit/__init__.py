@@ -4,12 +4,14 @@ This module is the public face: it re-exports, it defines nothing.
 """
 from . import _config, backends, rng, init
 from .backends import set_num_threads, get_num_threads
-# ops: dense
-# ops: conv
-# ops: batchnorm
-# ops: clip
-# ops: activations
-# ops: loss
+from .ops.dense import matmul, linear, linear_backward
+from .ops.conv import conv2d, conv2d_backward, conv2d_output_shape
+from .ops.batchnorm import batch_norm, batch_norm_backward, BatchNormSaved
+from .ops.clip import clip_grad_norm_, clip_grad_value_
+from .ops.activations import (relu, relu_backward, leaky_relu, leaky_relu_backward, elu,
+                              elu_backward, tanh, tanh_backward, sigmoid, sigmoid_backward, gelu,
+                              gelu_backward, identity, identity_backward)
+from .ops.loss import softmax_cross_entropy, mse
 from .ops.pool import (max_pool2d, max_pool2d_backward, avg_pool2d, avg_pool2d_backward,
                        pool2d_output_shape)
 

@@ -115,3 +115,151 @@ def finish_out(out, flat):
     if not np.shares_memory(out, flat) and out.size:
         out[...] = flat.reshape(out.shape)
     return out
+
+
+# ---- batch norm, clipping, activations, losses ----------------------------------------------
+
+def boolean(value, argname):
+    """A bool (numpy bools too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argname} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def choice(value, argname, options):
+    """One of the strings in ``options``."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{argname} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def fraction(value, argname):
+    """A finite number in [0, 1]."""
+    value = finite_number(value, argname)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{argname} must be in [0, 1], got {value!r}")
+    return value
+
+
+def ndim_in(a, argname, ndims, layout=""):
+    """``a.ndim`` is one of ``ndims``."""
+    if a.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise ValueError(f"{argname} must be {want}{layout}, got shape {a.shape}")
+    return a
+
+
+def same_dtype(a, argname, ref, refname):
+    """``a`` has the dtype of ``ref`` (no silent mixing of float32 and float64)."""
+    if a.dtype != ref.dtype:
+        raise TypeError(f"{argname} has dtype {a.dtype} but {refname} has dtype {ref.dtype}; "
+                        f"mixed dtypes are not allowed: convert with "
+                        f"{argname}.astype(np.{ref.dtype})")
+    return a
+
+
+def same_shape(a, argname, ref, refname):
+    if a.shape != ref.shape:
+        raise ValueError(f"{argname} must have the shape of {refname} {ref.shape}, got {a.shape}")
+    return a
+
+
+def channel_vector(a, argname, channels, ref, refname="x"):
+    """A float array of shape (channels,) with the dtype of ``ref``."""
+    float_array(a, argname)
+    if a.shape != (channels,):
+        raise ValueError(f"{argname} must have shape ({channels},) (one value per channel of "
+                         f"{refname}), got {a.shape}")
+    return same_dtype(a, argname, ref, refname)
+
+
+def contiguous(a):
+    """``a`` itself when C-contiguous, else a C-contiguous copy (inputs are copied once)."""
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def integer_array(a, argname):
+    """An ndarray of an integer dtype (not bool)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{argname} must be a numpy.ndarray of integers, got {type(a).__name__}")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{argname} must have an integer dtype (class indices), got {a.dtype}; "
+                        f"convert with {argname}.astype(np.int64)")
+    return a
+
+
+def out_array(out, argname, shape_, dtype):
+    """A writable, C-contiguous ``out`` of the given shape and dtype (for ``out=`` arguments)."""
+    writable_array(out, argname)
+    if out.shape != tuple(shape_):
+        raise ValueError(f"{argname} must have shape {tuple(shape_)}, got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{argname} must have dtype {dtype}, got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{argname} must be C-contiguous; pass np.empty_like(...) or omit it")
+    return out
+
+
+# ---- dense (matmul, linear) -----------------------------------------------------------------
+
+def dims_match(a, aname, a_axis, b, bname, b_axis, what):
+    """``a.shape[a_axis] == b.shape[b_axis]``, else a ValueError showing both shapes."""
+    if a.shape[a_axis] != b.shape[b_axis]:
+        raise ValueError(f"{what} do not match: {aname} has shape {a.shape} and {bname} has shape "
+                         f"{b.shape}; {aname}.shape[{a_axis}] ({a.shape[a_axis]}) must equal "
+                         f"{bname}.shape[{b_axis}] ({b.shape[b_axis]})")
+    return a
+
+
+# ---- convolution ------------------------------------------------------------------------------
+
+def positive_int(value, argname):
+    """An int >= 1 (numpy integers too, not bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{argname} must be a positive int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < 1:
+        raise ValueError(f"{argname} must be a positive int, got {value}")
+    return value
+
+
+def int_pair(value, argname, minimum, what=""):
+    """(a, b) from an int or a pair of ints, each >= ``minimum``; ``what`` words the bound
+    (e.g. "non-positive stride is not supported")."""
+    items = (value, value) if isinstance(value, numbers.Integral) else value
+    if isinstance(value, bool) or not isinstance(items, (tuple, list)) or len(items) != 2 or any(
+            isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items):
+        raise TypeError(f"{argname} must be an int or a pair of ints (height, width), got "
+                        f"{value!r}")
+    pair = (int(items[0]), int(items[1]))
+    if min(pair) < minimum:
+        bound = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{argname} must be {bound} (an int or a pair (height, width)), got "
+                         f"{value!r}" + (f": {what}" if what else ""))
+    return pair
+
+
+def conv_channels(x, w, groups, xname="x", wname="w"):
+    """x (N, C, H, W) and w (K, C/groups, R, S) agree on channels and groups (PyTorch's checks,
+    with the numbers)."""
+    k, cg = w.shape[0], w.shape[1]
+    if k % groups:
+        raise ValueError(f"{wname}.shape[0] (out channels, {k}) must be divisible by groups "
+                         f"({groups}); got {wname} of shape {w.shape}")
+    c = x.shape[1]
+    if c % groups:
+        raise ValueError(f"{xname}.shape[1] (in channels, {c}) must be divisible by groups "
+                         f"({groups}); got {xname} of shape {x.shape}")
+    if c != cg * groups:
+        raise ValueError(f"channels do not match: with groups={groups} and {wname} of shape "
+                         f"{w.shape}, {xname} must have {cg} x {groups} = {cg * groups} channels "
+                         f"({wname}.shape[1] x groups), but {xname} of shape {x.shape} has {c}")
+
+
+def conv_kernel_fits(padded, kernel, xname="x"):
+    """The dilated kernel (kh, kw) fits the padded input (hp, wp)."""
+    if kernel[0] > padded[0] or kernel[1] > padded[1]:
+        raise ValueError(f"kernel larger than the padded input: the padded {xname} is "
+                         f"{padded[0]} x {padded[1]} per channel but the (dilated) kernel is "
+                         f"{kernel[0]} x {kernel[1]}; pad more, shrink the kernel or dilation, "
+                         "or use a larger input")

@@ -1,6 +1,7 @@
 """The install works without the C extension: with FASTINIT_BUILD_C=0 and with no working C
 compiler, a wheel still builds, installs and runs, and says why the C backend is missing."""
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,11 +11,24 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _source_copy(tmp_path):
+    """The project's files as a fresh clone has them (no build products of this checkout)."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    src = tmp_path / "src"
+    for name in files:
+        if os.path.isfile(os.path.join(ROOT, name)):
+            dest = src / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), dest)
+    return src
+
+
 def _build_wheel(tmp_path, env_extra):
     env = dict(os.environ, **env_extra)
     out = tmp_path / "wheel"
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps",
-                           "--no-build-isolation", "-w", str(out), ROOT],
+                           "--no-build-isolation", "-w", str(out), str(_source_copy(tmp_path))],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     wheels = list(out.glob("fastinit-*.whl"))

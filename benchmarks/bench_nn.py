@@ -1,0 +1,134 @@
+"""One SGD step (forward, backward, update) of the teaching networks, fastinit.nn on each
+backend beside the same network in PyTorch CPU with the same weights:
+
+* the small CNN of ``fastinit train --model cnn`` on digits (batch 64, 1x8x8 images);
+* an MLP 784-256-256-10 on random data (batch 128).
+
+    python benchmarks/bench_nn.py           # ratio table from one run (alternating)
+    pytest --benchmark benchmarks/bench_nn.py
+Target: >= 2x PyTorch per step on both.
+"""
+import statistics
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import fastinit as fi
+from fastinit import nn
+from fastinit.lab import train
+
+FAST = [n for n, why in fi.backends.available().items() if why is None and n != "numpy"]
+
+
+def _mlp():
+    return nn.Sequential(nn.Linear(784, 256, init="he_normal"), nn.ReLU(),
+                         nn.Linear(256, 256, init="he_normal"), nn.ReLU(),
+                         nn.Linear(256, 10, init="xavier_normal"), seed=0)
+
+
+def _torch_copy(net):
+    """The same network in PyTorch, with our weights."""
+    layers = []
+    for m in net.layers:
+        if isinstance(m, nn.Linear):
+            t = torch.nn.Linear(m.in_features, m.out_features)
+            t.weight.data = torch.from_numpy(m.weight.data.copy())
+            t.bias.data = torch.from_numpy(m.bias.data.copy())
+        elif isinstance(m, nn.Conv2d):
+            t = torch.nn.Conv2d(m.in_channels, m.out_channels, m.weight.shape[2:],
+                                padding=m.conv_args["padding"])
+            t.weight.data = torch.from_numpy(m.weight.data.copy())
+            t.bias.data = torch.from_numpy(m.bias.data.copy())
+        elif isinstance(m, nn.BatchNorm2d):
+            t = torch.nn.BatchNorm2d(m.num_features)
+        elif isinstance(m, nn.ReLU):
+            t = torch.nn.ReLU()
+        elif isinstance(m, nn.MaxPool2d):
+            t = torch.nn.MaxPool2d(m.args[0])
+        elif isinstance(m, nn.Flatten):
+            t = torch.nn.Flatten()
+        else:  # pragma: no cover
+            raise TypeError(type(m))
+        layers.append(t)
+    return torch.nn.Sequential(*layers)
+
+
+def cases():
+    r = np.random.default_rng(0)
+    xtr, ytr, _, _ = nn.data.digits(image=True)
+    data = {"cnn digits b64": (xtr[:64], ytr[:64], lambda: train.build("cnn", "he_normal", 0)),
+            "mlp 784-256-256-10 b128": (r.random((128, 784), dtype=np.float32),
+                                        r.integers(0, 10, 128), _mlp)}
+    out = {}
+    for name, (x, y, make) in data.items():
+        libs = {}
+        for be in FAST:
+            net = make()
+            opt = nn.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            crit = nn.SoftmaxCrossEntropy()
+
+            def step(net=net, opt=opt, crit=crit, be=be, x=x, y=y):
+                with fi.backends.use(be):
+                    opt.zero_grad()
+                    crit(net(x), y)
+                    net.backward(crit.backward())
+                    opt.step()
+            libs[be] = step
+        tnet = _torch_copy(make())
+        topt = torch.optim.SGD(tnet.parameters(), lr=0.01, momentum=0.9)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(np.asarray(y, np.int64))
+
+        def tstep(tnet=tnet, topt=topt, tx=tx, ty=ty):
+            topt.zero_grad()
+            torch.nn.functional.cross_entropy(tnet(tx), ty).backward()
+            topt.step()
+        libs["torch"] = tstep
+        out[name] = libs
+    return out
+
+
+def check():
+    """The first step's loss agrees with PyTorch's for the same weights."""
+    xtr, ytr, _, _ = nn.data.digits(image=True)
+    net = train.build("cnn", "he_normal", 0)
+    loss = nn.SoftmaxCrossEntropy()(net(xtr[:64]), ytr[:64])
+    tl = torch.nn.functional.cross_entropy(_torch_copy(train.build("cnn", "he_normal", 0))(
+        torch.from_numpy(xtr[:64])), torch.from_numpy(ytr[:64]))
+    assert abs(loss - tl.item()) < 1e-4 * max(1.0, abs(loss))
+
+
+ALL = cases()
+
+
+@pytest.mark.parametrize("case", list(ALL))
+@pytest.mark.parametrize("lib", FAST + ["torch"])
+def test_sgd_step(benchmark, case, lib):
+    check()
+    torch.set_num_threads(fi.get_num_threads())
+    benchmark.group = f"nn SGD step: {case}"
+    benchmark.extra_info.update(library=lib, case=case)
+    benchmark(ALL[case][lib])
+
+
+if __name__ == "__main__":
+    check()
+    torch.set_num_threads(fi.get_num_threads())
+    for case, libs in ALL.items():
+        for fn in libs.values():
+            fn()
+        times = {lib: [] for lib in libs}
+        for _ in range(5):
+            for lib, fn in libs.items():
+                time.sleep(0.1)
+                best = float("inf")
+                for _ in range(10):
+                    t = time.perf_counter()
+                    fn()
+                    best = min(best, time.perf_counter() - t)
+                times[lib].append(best)
+        med = {lib: statistics.median(v) for lib, v in times.items()}
+        row = ", ".join(f"{lib} {t * 1e3:.2f} ms" for lib, t in med.items())
+        ratio = med["torch"] / min(med[b] for b in FAST)
+        print(f"{case:28s} {row}  -> {ratio:.2f}x torch")

@@ -1,0 +1,467 @@
+/* Activations forward and backward, and the losses (contracts of fastinit/reference/
+ * activations.py and loss.py).
+ *
+ * Activations: one entry point per dtype, fi_activation_f32/f64(op, out, x, dy, n, param), op
+ * from the FI_ACT_* list in fastinit.h; arrays are flat (n,), C-contiguous; out may be x.
+ * Forward ops ignore dy. Work runs over fixed chunks of ACT_CHUNK elements, in parallel from
+ * ACT_PARALLEL_MIN elements; outputs of ACT_STREAM_MIN_BYTES or more are written with
+ * non-temporal stores (computed into a small stack block, then streamed out), which skips the
+ * read-for-ownership of every output line.
+ *
+ * float32 uses branch-free elementary functions of our own so gcc vectorises the loops (the C
+ * library's expf/tanhf/erff are scalar calls): the same formulas as fastinit/_numba/
+ * activations.py (Cephes expf and tanhf, a Taylor expm1 near 0, the Eigen/XLA rational erf).
+ * Three builds of every chunk body: AVX-512 and AVX2 (both with fused multiply-add), portable
+ * (without). float64 calls the C library.
+ *
+ * Losses: softmax cross-entropy over rows of logits (N, K) with int64 labels, and mean squared
+ * error; both return the mean loss (accumulated in float64, over fixed row blocks / chunks
+ * combined in order, so the value does not depend on the thread count) and write the gradient.
+ */
+#pragma GCC diagnostic ignored "-Wpsabi"
+/* sqrt must not set errno, and floating-point exceptions are not trapped (the default
+ * -ftrapping-math forbids evaluating both arms of a select such as x > 0 ? x : expm1(x), and
+ * then no loop here vectorises). Neither changes a result. */
+#pragma GCC optimize("no-math-errno", "no-trapping-math")
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fastinit.h"
+#include "dispatch.h"
+#if FI_X86
+#include <immintrin.h>
+#endif
+
+#define ACT_CHUNK 65536
+#define ACT_PARALLEL_MIN 32768
+#define ACT_STREAM_MIN_BYTES (16L << 20)
+#define ACT_BLOCK 512          /* elements computed into the stack before streaming them out */
+
+/* ---- float32 elementary functions ------------------------------------------------------------ */
+
+#define EXP_HI 88.0f
+#define EXP_LO -87.33654f
+
+FI_INLINE float f32_from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+FI_INLINE uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Cephes expf. n = round(x log2 e) by adding 1.5 * 2^23 (the sum's low mantissa bits are n):
+ * no float-to-int conversion, which after the clamps kept gcc 12 from vectorising any loop
+ * calling this for AVX2. 0 below EXP_LO (no subnormal results). */
+FI_INLINE float exp_f32(float x) {
+    int under = x < EXP_LO;
+    x = x < EXP_LO ? EXP_LO : x;
+    x = x > EXP_HI ? EXP_HI : x;
+    float kf = x * 1.44269504088896341f + 12582912.0f;
+    float n = kf - 12582912.0f;
+    int32_t ni = (int32_t)f32_bits(kf) - 0x4B400000;
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
+                4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    p = p * f32_from_bits((uint32_t)(ni + 127) << 23);
+    return under ? 0.0f : p;
+}
+
+FI_INLINE float expm1_f32(float x) {
+    float series = ((((((1.0f / 40320 * x + 1.0f / 5040) * x + 1.0f / 720) * x + 1.0f / 120) * x +
+                      1.0f / 24) * x + 1.0f / 6) * x + 0.5f) * x * x + x;
+    float big = exp_f32(x) - 1.0f;
+    return fabsf(x) < 0.5f ? series : big;
+}
+
+FI_INLINE float tanh_poly_f32(float x) {
+    float z = x * x;
+    return ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
+             1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+}
+
+FI_INLINE float tanh_f32(float x) {
+    float ax = fabsf(x);
+    float e = exp_f32(-2.0f * ax);
+    float big = (1.0f - e) / (1.0f + e);
+    big = ax < 9.1f ? big : 1.0f; /* tanh is 1 in float32 from 9.1 on: exactly */
+    big = x >= 0.0f ? big : -big;
+    return ax < 0.625f ? tanh_poly_f32(x) : big;
+}
+
+/* 1 - tanh(x)^2, as 4 e / (1 + e)^2 with e = exp(-2|x|) where tanh is near +-1. */
+FI_INLINE float tanh_grad_f32(float x) {
+    float t = tanh_poly_f32(x);
+    float e = exp_f32(-2.0f * fabsf(x));
+    float r = 1.0f / (1.0f + e);
+    return fabsf(x) < 0.625f ? 1.0f - t * t : 4.0f * e * r * r;
+}
+
+FI_INLINE float sigmoid_f32(float x) {
+    float e = exp_f32(-fabsf(x));
+    float r = 1.0f / (1.0f + e);
+    return x >= 0.0f ? r : e * r;
+}
+
+FI_INLINE float sigmoid_grad_f32(float x) {
+    float e = exp_f32(-fabsf(x));
+    float r = 1.0f / (1.0f + e);
+    return e * r * r;
+}
+
+FI_INLINE float erf_f32(float x) {
+    float c = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x);
+    float x2 = c * c;
+    float p = -2.72614225801306e-10f;
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 + -2.10102402082508e-06f;
+    p = p * x2 + -5.69250639462346e-05f;
+    p = p * x2 + -7.34990630326855e-04f;
+    p = p * x2 + -2.95459980854025e-03f;
+    p = p * x2 + -1.60960333262415e-02f;
+    float q = -1.45660718464996e-05f;
+    q = q * x2 + -2.13374055278905e-04f;
+    q = q * x2 + -1.68282697438203e-03f;
+    q = q * x2 + -7.37332916720468e-03f;
+    q = q * x2 + -1.42647390514189e-02f;
+    float r = c * p / q;
+    return fabsf(x) < 4.0f ? r : (x > 0.0f ? 1.0f : -1.0f);
+}
+
+/* ---- float64 elementary functions (C library) ------------------------------------------------ */
+
+static double sigmoid_f64(double x) {
+    double e = exp(-fabs(x)), r = 1.0 / (1.0 + e);
+    return x >= 0.0 ? r : e * r;
+}
+static double sigmoid_grad_f64(double x) {
+    double e = exp(-fabs(x)), r = 1.0 / (1.0 + e);
+    return e * r * r;
+}
+static double tanh_grad_f64(double x) {
+    if (fabs(x) < 0.625) {
+        double t = tanh(x);
+        return 1.0 - t * t;
+    }
+    double e = exp(-2.0 * fabs(x)), r = 1.0 / (1.0 + e);
+    return 4.0 * e * r * r;
+}
+
+#define SQRT1_2 0.70710678118654752440
+#define SQRT_2_OVER_PI 0.79788456080286535588
+#define INV_SQRT_2PI 0.39894228040143267794
+#define GELU_C 0.044715
+
+/* ---- element formulas, one per op, generic over T (F: the per-type function suffix) ---------- */
+/* Each is an expression of v = x[i], g = dy[i], p = param (already of type T). */
+
+#define ACT_RELU(T, F) (v < (T)0 ? (T)0 : v)
+#define ACT_RELU_BWD(T, F) (v <= (T)0 ? (T)0 : g)
+#define ACT_LEAKY(T, F) (v > (T)0 ? v : v * p)
+#define ACT_LEAKY_BWD(T, F) (v > (T)0 ? g : g * p)
+#define ACT_ELU(T, F) (v > (T)0 ? v : p * expm1_##F(v < (T)0 ? v : (T)0))
+#define ACT_ELU_BWD(T, F) (v > (T)0 ? g : g * p * exp_##F(v < (T)0 ? v : (T)0))
+#define ACT_TANH(T, F) tanh_##F(v)
+#define ACT_TANH_BWD(T, F) (g * tanh_grad_##F(v))
+#define ACT_SIGMOID(T, F) sigmoid_##F(v)
+#define ACT_SIGMOID_BWD(T, F) (g * sigmoid_grad_##F(v))
+#define ACT_GELU(T, F) ((T)0.5 * v * ((T)1 + erf_##F(v * (T)SQRT1_2)))
+#define ACT_GELU_BWD(T, F)                                                                     \
+    (g * ((T)0.5 * ((T)1 + erf_##F(v * (T)SQRT1_2)) +                                          \
+          v * (T)INV_SQRT_2PI * exp_##F((T)-0.5 * v * v)))
+/* The tanh form as a sigmoid: (1 + tanh(u)) / 2 = sigmoid(2u), so gelu(x) = x sigmoid(2u) and
+ * gelu'(x) = sigmoid(2u) + x sigmoid'(2u) 2u'(x): one exp and one division, and no 1 + tanh
+ * cancellation for negative x. The cubic runs on w = x clamped to [-10, 10]; beyond, gelu is
+ * x or 0 and gelu' 1 or 0 in float32 (returned exactly), and x^3 never overflows. */
+#define GELU_SIGMOID_FORM(T, F)                                                               \
+    FI_INLINE T gelu_tanh_##F(T v) {                                                          \
+        T w = v < (T)-10 ? (T)-10 : (v > (T)10 ? (T)10 : v);                                  \
+        T t = (T)(2.0 * SQRT_2_OVER_PI) * (w + (T)GELU_C * w * w * w);                        \
+        T s = sigmoid_##F(t);                                                                 \
+        T out = v > (T)0 ? v : (T)0;                                                          \
+        return v <= (T)10 && v >= (T)-10 ? v * s : out;                                       \
+    }                                                                                         \
+    FI_INLINE T gelu_tanh_grad_##F(T v) {                                                     \
+        T w = v < (T)-10 ? (T)-10 : (v > (T)10 ? (T)10 : v);                                  \
+        T t = (T)(2.0 * SQRT_2_OVER_PI) * (w + (T)GELU_C * w * w * w);                        \
+        T d = sigmoid_##F(t) + w * sigmoid_grad_##F(t) * (T)(2.0 * SQRT_2_OVER_PI) *          \
+                                   ((T)1 + (T)(3.0 * GELU_C) * w * w);                        \
+        T out = v > (T)0 ? (T)1 : (T)0;                                                       \
+        return v <= (T)10 && v >= (T)-10 ? d : out;                                           \
+    }
+GELU_SIGMOID_FORM(float, f32)
+GELU_SIGMOID_FORM(double, f64)
+#define ACT_GELU_TANH(T, F) gelu_tanh_##F(v)
+#define ACT_GELU_TANH_BWD(T, F) (g * gelu_tanh_grad_##F(v))
+#define ACT_IDENTITY(T, F) v
+#define ACT_IDENTITY_BWD(T, F) g
+
+/* float64 names for the generic formulas */
+#define exp_f64 exp
+#define expm1_f64 expm1
+#define tanh_f64 tanh
+#define erf_f64 erf
+
+/* A chunk body: out[0..n) = EXPR(x[i], dy[i]); written once, compiled for AVX2 and portable.
+ * Forward formulas do not read dy (it may be NULL). out may be x (no restrict): gcc versions
+ * the loops on overlap and still vectorises them. */
+#define ACT_BODY(name, T, F, EXPR, BACKWARD)                                                  \
+    FI_INLINE void name##_##F##_body(T *out, const T *x, const T *dy, int64_t n, T p) {      \
+        (void)p;                                                                              \
+        if (BACKWARD) {                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                T v = x[i], g = dy[i];                                                        \
+                (void)v;                                                                      \
+                (void)g;                                                                      \
+                out[i] = EXPR(T, F);                                                          \
+            }                                                                                 \
+        } else {                                                                              \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                T v = x[i], g = (T)0;                                                         \
+                (void)v;                                                                      \
+                (void)g;                                                                      \
+                out[i] = EXPR(T, F);                                                          \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+/* ---- streaming: compute into a stack block, copy out with non-temporal stores ---------------- */
+
+FI_INLINE void stream_copy_f32(float *dst, const float *src, int64_t n) {
+    int64_t i = 0;
+#if FI_X86
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
+    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+#endif
+    for (; i < n; i++) dst[i] = src[i];
+}
+
+FI_INLINE void stream_copy_f64(double *dst, const double *src, int64_t n) {
+    int64_t i = 0;
+#if FI_X86
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
+    for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+#endif
+    for (; i < n; i++) dst[i] = src[i];
+}
+
+FI_INLINE void act_fence(void) {
+#if FI_X86
+    _mm_sfence();
+#endif
+}
+
+typedef void (*act_chunk_f32)(float *out, const float *x, const float *dy, int64_t n, float p,
+                              int stream);
+typedef void (*act_chunk_f64)(double *out, const double *x, const double *dy, int64_t n,
+                              double p, int stream);
+
+/* The vector builds contract a * b + c into fused multiply-adds (the transcendental formulas
+ * are compute-bound: without FMA the AVX2 loops ran at 3x the copy time), and an AVX-512 build
+ * (16 lanes, 32 registers: no spills) is chosen where the CPU has it. The portable build keeps
+ * -ffp-contract=off. Results differ between builds by an ulp or so; every build is tested
+ * against the float64 reference. */
+#if FI_X86
+#define ACT_AVX2 FI_TARGET_AVX2 __attribute__((optimize("fp-contract=fast")))
+#define ACT_AVX512                                                                            \
+    __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512"), \
+                   optimize("fp-contract=fast")))
+#else
+#define ACT_AVX2
+#define ACT_AVX512
+#endif
+
+/* 1 when the AVX-512 build may run (the CPU has AVX-512 F/VL/DQ/BW and AVX2 is not disabled). */
+static int act_use_avx512(void) {
+#if FI_X86
+    static int cached = -1;
+    if (cached < 0)
+        cached = fi_use_avx2 && __builtin_cpu_supports("avx512f") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                 __builtin_cpu_supports("avx512bw");
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+#define ACT_CHUNK_VARIANT(name, T, F, ISA, ATTR)                                              \
+    ATTR static void name##_##F##_##ISA(T *out, const T *x, const T *dy, int64_t n, T p,     \
+                                        int stream) {                                         \
+        if (!stream) {                                                                        \
+            name##_##F##_body(out, x, dy, n, p);                                              \
+            return;                                                                           \
+        }                                                                                     \
+        T block[ACT_BLOCK] __attribute__((aligned(64)));                                      \
+        for (int64_t lo = 0; lo < n; lo += ACT_BLOCK) {                                       \
+            int64_t m = n - lo < ACT_BLOCK ? n - lo : ACT_BLOCK;                              \
+            name##_##F##_body(block, x + lo, dy ? dy + lo : NULL, m, p);                      \
+            stream_copy_##F(out + lo, block, m);                                              \
+        }                                                                                     \
+        act_fence();                                                                          \
+    }
+
+#define ACT_OP(name, EXPR, BACKWARD)                                                          \
+    ACT_BODY(name, float, f32, EXPR, BACKWARD)                                                \
+    ACT_BODY(name, double, f64, EXPR, BACKWARD)                                               \
+    ACT_CHUNK_VARIANT(name, float, f32, avx512, ACT_AVX512)                                   \
+    ACT_CHUNK_VARIANT(name, float, f32, avx2, ACT_AVX2)                                       \
+    ACT_CHUNK_VARIANT(name, float, f32, portable, )                                           \
+    ACT_CHUNK_VARIANT(name, double, f64, avx512, ACT_AVX512)                                  \
+    ACT_CHUNK_VARIANT(name, double, f64, avx2, ACT_AVX2)                                      \
+    ACT_CHUNK_VARIANT(name, double, f64, portable, )
+
+ACT_OP(relu, ACT_RELU, 0)
+ACT_OP(relu_bwd, ACT_RELU_BWD, 1)
+ACT_OP(leaky, ACT_LEAKY, 0)
+ACT_OP(leaky_bwd, ACT_LEAKY_BWD, 1)
+ACT_OP(elu, ACT_ELU, 0)
+ACT_OP(elu_bwd, ACT_ELU_BWD, 1)
+ACT_OP(tanh, ACT_TANH, 0)
+ACT_OP(tanh_bwd, ACT_TANH_BWD, 1)
+ACT_OP(sigmoid, ACT_SIGMOID, 0)
+ACT_OP(sigmoid_bwd, ACT_SIGMOID_BWD, 1)
+ACT_OP(gelu, ACT_GELU, 0)
+ACT_OP(gelu_bwd, ACT_GELU_BWD, 1)
+ACT_OP(gelu_tanh, ACT_GELU_TANH, 0)
+ACT_OP(gelu_tanh_bwd, ACT_GELU_TANH_BWD, 1)
+ACT_OP(identity, ACT_IDENTITY, 0)
+ACT_OP(identity_bwd, ACT_IDENTITY_BWD, 1)
+
+#define ACT_TABLE(F, ISA)                                                                     \
+    {relu_##F##_##ISA,      relu_bwd_##F##_##ISA,    leaky_##F##_##ISA,                       \
+     leaky_bwd_##F##_##ISA, elu_##F##_##ISA,         elu_bwd_##F##_##ISA,                     \
+     tanh_##F##_##ISA,      tanh_bwd_##F##_##ISA,    sigmoid_##F##_##ISA,                     \
+     sigmoid_bwd_##F##_##ISA, gelu_##F##_##ISA,      gelu_bwd_##F##_##ISA,                    \
+     gelu_tanh_##F##_##ISA, gelu_tanh_bwd_##F##_##ISA, identity_##F##_##ISA,                  \
+     identity_bwd_##F##_##ISA}
+
+#define ACT_COUNT 16
+static const act_chunk_f32 act_f32_avx512[ACT_COUNT] = ACT_TABLE(f32, avx512);
+static const act_chunk_f64 act_f64_avx512[ACT_COUNT] = ACT_TABLE(f64, avx512);
+static const act_chunk_f32 act_f32_avx2[ACT_COUNT] = ACT_TABLE(f32, avx2);
+static const act_chunk_f32 act_f32_portable[ACT_COUNT] = ACT_TABLE(f32, portable);
+static const act_chunk_f64 act_f64_avx2[ACT_COUNT] = ACT_TABLE(f64, avx2);
+static const act_chunk_f64 act_f64_portable[ACT_COUNT] = ACT_TABLE(f64, portable);
+
+#define ACT_ENTRY(T, F)                                                                       \
+    int fi_activation_##F(int op, T *out, const T *x, const T *dy, int64_t n, double param) { \
+        if (op < 0 || op >= ACT_COUNT) return -1;                                             \
+        act_chunk_##F fn = (act_use_avx512() ? act_##F##_avx512                                \
+                            : fi_use_avx2    ? act_##F##_avx2                                  \
+                                             : act_##F##_portable)[op];                        \
+        int stream = (int64_t)(n * (int64_t)sizeof(T)) >= ACT_STREAM_MIN_BYTES;               \
+        int64_t nchunks = (n + ACT_CHUNK - 1) / ACT_CHUNK;                                    \
+        T p = (T)param;                                                                       \
+        if (stream && (op == FI_ACT_IDENTITY || op == FI_ACT_IDENTITY_BACKWARD)) {           \
+            /* a copy: stream it straight from the source (no stack block, whose small       \
+             * memcpy gcc emits as rep movs, slow to start 32 000 times) */                   \
+            const T *src = op == FI_ACT_IDENTITY ? x : dy;                                    \
+            _Pragma("omp parallel for schedule(static)")                                     \
+            for (int64_t c = 0; c < nchunks; c++) {                                           \
+                int64_t lo = c * ACT_CHUNK, m = n - lo < ACT_CHUNK ? n - lo : ACT_CHUNK;      \
+                stream_copy_##F(out + lo, src + lo, m);                                       \
+                act_fence(); /* by the thread that streamed */                                \
+            }                                                                                 \
+            return 0;                                                                         \
+        }                                                                                     \
+        _Pragma("omp parallel for schedule(static) if (n >= ACT_PARALLEL_MIN)")              \
+        for (int64_t c = 0; c < nchunks; c++) {                                               \
+            int64_t lo = c * ACT_CHUNK, m = n - lo < ACT_CHUNK ? n - lo : ACT_CHUNK;          \
+            fn(out + lo, x + lo, dy ? dy + lo : NULL, m, p, stream);                          \
+        }                                                                                     \
+        return 0;                                                                             \
+    }
+
+ACT_ENTRY(float, f32)
+ACT_ENTRY(double, f64)
+
+/* ---- losses -------------------------------------------------------------------------------- */
+
+#define LOSS_ROWS 64           /* rows per block of the cross-entropy (fixed) */
+#define LOSS_CHUNK 16384       /* elements per chunk of the MSE (fixed) */
+
+/* One row of softmax cross-entropy: returns its loss (float64) and writes
+ * (softmax(z) - onehot(label)) * inv_n into d. */
+#define CE_ROW(T, F)                                                                          \
+    FI_INLINE double ce_row_##F(T *restrict d, const T *restrict z, int64_t k, int64_t label, \
+                                T inv_n) {                                                    \
+        T m = z[0];                                                                           \
+        for (int64_t j = 1; j < k; j++) m = z[j] > m ? z[j] : m;                              \
+        for (int64_t j = 0; j < k; j++) d[j] = exp_##F(z[j] - m);                             \
+        double s = 0.0;                                                                       \
+        for (int64_t j = 0; j < k; j++) s += (double)d[j];                                    \
+        T scale = (T)(1.0 / s) * inv_n;                                                       \
+        for (int64_t j = 0; j < k; j++) d[j] = d[j] * scale;                                  \
+        d[label] -= inv_n;                                                                    \
+        return log(s) - ((double)z[label] - (double)m);                                       \
+    }
+
+CE_ROW(float, f32)
+CE_ROW(double, f64)
+
+#define LOSS_ENTRY(T, F)                                                                      \
+    int fi_softmax_cross_entropy_##F(double *loss, T *dlogits, const T *logits,              \
+                                     const int64_t *labels, int64_t n, int64_t k) {          \
+        int64_t nb = (n + LOSS_ROWS - 1) / LOSS_ROWS;                                         \
+        double *part = malloc(sizeof(double) * (nb > 0 ? nb : 1));                            \
+        if (!part) return -1;                                                                 \
+        T inv_n = (T)(1.0 / (double)n);                                                       \
+        _Pragma("omp parallel for schedule(static) if (n * k >= ACT_PARALLEL_MIN)")          \
+        for (int64_t b = 0; b < nb; b++) {                                                    \
+            int64_t hi = (b + 1) * LOSS_ROWS < n ? (b + 1) * LOSS_ROWS : n;                   \
+            double acc = 0.0;                                                                 \
+            for (int64_t i = b * LOSS_ROWS; i < hi; i++)                                      \
+                acc += ce_row_##F(dlogits + i * k, logits + i * k, k, labels[i], inv_n);      \
+            part[b] = acc;                                                                    \
+        }                                                                                     \
+        double total = 0.0;                                                                   \
+        for (int64_t b = 0; b < nb; b++) total += part[b];                                    \
+        free(part);                                                                           \
+        *loss = total / (double)n;                                                            \
+        return 0;                                                                             \
+    }                                                                                         \
+    int fi_mse_##F(double *loss, T *dpred, const T *pred, const T *target, int64_t n) {      \
+        int64_t nc = (n + LOSS_CHUNK - 1) / LOSS_CHUNK;                                       \
+        double *part = malloc(sizeof(double) * (nc > 0 ? nc : 1));                            \
+        if (!part) return -1;                                                                 \
+        T two_n = (T)(2.0 / (double)n);                                                       \
+        _Pragma("omp parallel for schedule(static) if (n >= ACT_PARALLEL_MIN)")              \
+        for (int64_t c = 0; c < nc; c++) {                                                    \
+            int64_t lo = c * LOSS_CHUNK, hi = lo + LOSS_CHUNK < n ? lo + LOSS_CHUNK : n;      \
+            double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;                                    \
+            int64_t i = lo;                                                                   \
+            for (; i + 4 <= hi; i += 4) {                                                     \
+                double d0 = (double)pred[i] - (double)target[i];                              \
+                double d1 = (double)pred[i + 1] - (double)target[i + 1];                      \
+                double d2 = (double)pred[i + 2] - (double)target[i + 2];                      \
+                double d3 = (double)pred[i + 3] - (double)target[i + 3];                      \
+                a0 += d0 * d0;                                                                \
+                a1 += d1 * d1;                                                                \
+                a2 += d2 * d2;                                                                \
+                a3 += d3 * d3;                                                                \
+            }                                                                                 \
+            for (; i < hi; i++) {                                                             \
+                double d = (double)pred[i] - (double)target[i];                               \
+                a0 += d * d;                                                                  \
+            }                                                                                 \
+            for (int64_t j = lo; j < hi; j++) dpred[j] = (pred[j] - target[j]) * two_n;       \
+            part[c] = (a0 + a1) + (a2 + a3);                                                  \
+        }                                                                                     \
+        double total = 0.0;                                                                   \
+        for (int64_t c = 0; c < nc; c++) total += part[c];                                    \
+        free(part);                                                                           \
+        *loss = total / (double)n;                                                            \
+        return 0;                                                                             \
+    }
+
+LOSS_ENTRY(float, f32)
+LOSS_ENTRY(double, f64)

@@ -1,0 +1,272 @@
+/* 3x3 stride-1 convolution by Winograd F(4x4,3x3) (Lavin & Gray, "Fast Algorithms for
+ * Convolutional Neural Networks", CVPR 2016): each 4x4 block of outputs costs 36 products per
+ * (input, output) channel pair instead of 144.
+ *
+ *   Y = A^T [ U (.) V ] A,   U = G g G^T (6x6 per filter),   V = B^T d B (6x6 per input tile)
+ *
+ * d is the 6x6 input patch under a 4x4 output tile (tiles overlap by 2). Summed over input
+ * channels, the 36 elementwise products become 36 matrix products, one per position xi of the
+ * 6x6 transform domain: M[xi] (tiles x K) = V[xi] (tiles x C) @ U[xi] (C x K). Those run on the
+ * register tile shared with the GEMM (gemm_tile.h: rows = tiles, vectors = output channels).
+ *
+ * Layouts (per thread): the image, zero-padded and channels last (xh[(y*Wp + x)*C + c]), so the
+ * input transform of a tile reads 36 vectors of consecutive channels and works on FI_W
+ * channels at once; V[xi][t][c] and M[xi][t][k] for a block of TB tiles (the tile buffers);
+ * the output transform works on FI_W output channels at once and writes the 4x4 pixels back
+ * into NCHW. U[xi][c][k] is computed once per call, in float64, from the weights (flipped and
+ * transposed for the backward-data pass: dx of a 3x3 stride-1 convolution is itself one).
+ *
+ * Accuracy: the transforms multiply by up to 5 and divide by 24, so float32 results carry
+ * a few times the rounding error of direct convolution (measured in tests/test_conv.py and
+ * fastinit/_numba/conv3x3.py). Memory: one padded image plus the block buffers per thread.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "fastinit.h"
+#include "dispatch.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int fi_wino_thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+static int fi_wino_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static _Thread_local void *fi_wino_buf = NULL;
+static _Thread_local size_t fi_wino_buf_size = 0;
+
+static void *fi_wino_scratch(size_t bytes) {
+    if (bytes > fi_wino_buf_size) {
+        size_t size = (bytes + 4095) & ~(size_t)4095;
+        void *p = aligned_alloc(64, size);
+        if (!p) return NULL;
+        free(fi_wino_buf);
+        fi_wino_buf = p;
+        fi_wino_buf_size = size;
+    }
+    return fi_wino_buf;
+}
+
+/* G (6x3) of F(4x4,3x3) */
+static const double fi_wino_G[6][3] = {
+    {1.0 / 4, 0, 0},
+    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+    {1.0 / 24, 1.0 / 12, 1.0 / 6},
+    {1.0 / 24, -1.0 / 12, 1.0 / 6},
+    {0, 0, 1}};
+
+/* Tiles per block: V and M of a block (36 x TB x (C + K) values) stay in the L2. The weight
+ * gradient reduces over the tiles of a block, so longer blocks mean longer tile reductions. */
+#define FI_WINO_TB 32
+#define FI_WINO_TB_DW 64
+
+/* ---- instantiations: GEMM tile FI_WR tiles x FI_WV vectors of output channels ---- */
+#define FI_ISA FI_ISA_BASE
+#define FI_WR 4
+#define FI_WV 2
+#define FI_T float
+#define FI_T_IS_DOUBLE 0
+#define FI_SFX wf32_base
+#include "gemm_tile.h"
+#include "conv2d_3x3_isa.h"
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#define FI_T double
+#define FI_T_IS_DOUBLE 1
+#define FI_SFX wf64_base
+#include "gemm_tile.h"
+#include "conv2d_3x3_isa.h"
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#undef FI_ISA
+#undef FI_WR
+#undef FI_WV
+
+#if FI_X86
+#define FI_ISA FI_ISA_AVX2
+#define FI_WR 6
+#define FI_WV 2
+#define FI_T float
+#define FI_T_IS_DOUBLE 0
+#define FI_SFX wf32_avx2
+#include "gemm_tile.h"
+#include "conv2d_3x3_isa.h"
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#define FI_T double
+#define FI_T_IS_DOUBLE 1
+#define FI_SFX wf64_avx2
+#include "gemm_tile.h"
+#include "conv2d_3x3_isa.h"
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#undef FI_ISA
+#undef FI_WR
+#undef FI_WV
+
+#define FI_ISA FI_ISA_AVX512
+#define FI_WR 8
+#define FI_WV 2
+#define FI_T float
+#define FI_T_IS_DOUBLE 0
+#define FI_SFX wf32_avx512
+#include "gemm_tile.h"
+#include "conv2d_3x3_isa.h"
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#define FI_T double
+#define FI_T_IS_DOUBLE 1
+#define FI_SFX wf64_avx512
+#include "gemm_tile.h"
+#include "conv2d_3x3_isa.h"
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#undef FI_ISA
+#undef FI_WR
+#undef FI_WV
+#endif
+
+/* the vector path: the one conv2d.c uses (fi_conv2d_set_path caps both) */
+static int fi_wino_isa(void) {
+    const char *p = fi_conv2d_path();
+    return p[0] == 'a' ? (p[3] == '5' ? FI_ISA_AVX512 : FI_ISA_AVX2) : FI_ISA_BASE;
+}
+
+/* GEMM tile of the path: rows (tiles), vectors, lanes of the element type */
+void fi_conv2d_winograd_tile(int is_double, int *rows, int *nvec, int *lanes) {
+    const int isa = fi_wino_isa();
+    *rows = isa == FI_ISA_AVX512 ? 8 : isa == FI_ISA_AVX2 ? 6 : 4;
+    *nvec = 2;
+    *lanes = (isa == FI_ISA_AVX512 ? 64 : isa == FI_ISA_AVX2 ? 32 : 16) / (is_double ? 8 : 4);
+}
+
+#define FI_WINO_DRIVER(T, TS)                                                                 \
+int fi_conv2d_winograd_##TS(T *y, const T *x, const T *w, const T *b, int64_t n, int64_t c,    \
+                            int64_t h, int64_t width, int64_t k, int64_t pt, int64_t pl,      \
+                            int64_t oh, int64_t ow, int64_t tiles_per_block, int transposed)  \
+{                                                                                             \
+    /* x (n, c, h, width) -> y (n, k, oh, ow); w (k, c, 3, 3), or (c, k, 3, 3) flipped when   \
+     * transposed; b (k,) or NULL; x zero-padded by pt (top) and pl (left) */                 \
+    int rows, nvec, lanes;                                                                    \
+    fi_conv2d_winograd_tile(sizeof(T) == 8, &rows, &nvec, &lanes);                            \
+    const int64_t cols = nvec * lanes, Kp = (k + cols - 1) / cols * cols;                     \
+    const int64_t Cp = (c + lanes - 1) / lanes * lanes;                                       \
+    const int64_t TH = (oh + 3) / 4, TW = (ow + 3) / 4, T_ = TH * TW;                         \
+    const int64_t Hp = 4 * TH + 2, Wp = 4 * TW + 2;                                           \
+    int64_t TB = tiles_per_block > 0 ? tiles_per_block : FI_WINO_TB;                          \
+    TB = (TB + rows - 1) / rows * rows;                                                       \
+    const int nth = fi_wino_max_threads();                                                    \
+    const int64_t per_thread = (Hp * Wp * Cp + 36 * TB * (Cp + Kp) + 15) & ~(int64_t)15;      \
+    const int64_t usize = (36 * c * Kp + cols + Kp + 15) & ~(int64_t)15;                      \
+    T *ws = fi_wino_scratch((size_t)(per_thread * nth + usize) * sizeof(T));                  \
+    if (!ws) return -1;                                                                       \
+    T *U = ws + per_thread * nth, *biasp = U + 36 * c * Kp + cols;                            \
+    for (int64_t i = 0; i < Kp; i++) biasp[i] = b && i < k ? b[i] : (T)0;                     \
+    int64_t nsplit = 1;                                                                       \
+    const int64_t nblk = (T_ + TB - 1) / TB;                                                  \
+    if (nth > 1 && n % nth != 0 && n < 4 * nth) {                                             \
+        nsplit = nth * 2 / n + 1;                                                             \
+        if (nsplit > nblk) nsplit = nblk;                                                     \
+    }                                                                                         \
+    switch (fi_wino_isa()) {                                                                  \
+    FI_WINO_CASES(TS, (y, x, w, U, biasp, n, c, Cp, h, width, k, Kp, pt, pl, oh, ow, ws,      \
+                       per_thread, TB, nsplit, transposed))                                   \
+    }                                                                                         \
+    return 0;                                                                                 \
+}
+
+#if FI_X86
+#define FI_WINO_CASES(TS, args)                                                               \
+    case FI_ISA_AVX512: fi_wino_run_w##TS##_avx512 args; break;                               \
+    case FI_ISA_AVX2: fi_wino_run_w##TS##_avx2 args; break;                                   \
+    default: fi_wino_run_w##TS##_base args; break;
+#else
+#define FI_WINO_CASES(TS, args) default: fi_wino_run_w##TS##_base args; break;
+#endif
+
+FI_WINO_DRIVER(float, f32)
+FI_WINO_DRIVER(double, f64)
+
+/* weight gradient: dw[k, c, r, s] = (G^T M[:, k, c] G)[r, s], M summed over the threads */
+#define FI_WINO_DW_DRIVER(T, TS)                                                              \
+int fi_conv2d_winograd_dw_##TS(T *dw, const T *dy, const T *x, int64_t n, int64_t c,           \
+                               int64_t h, int64_t width, int64_t k, int64_t pt, int64_t pl,   \
+                               int64_t oh, int64_t ow, int64_t tiles_per_block)               \
+{                                                                                             \
+    /* dy (n, k, oh, ow), x (n, c, h, width) zero-padded by pt/pl -> dw (k, c, 3, 3) */       \
+    int rows, nvec, lanes;                                                                    \
+    fi_conv2d_winograd_tile(sizeof(T) == 8, &rows, &nvec, &lanes);                            \
+    const int64_t Kp = (k + lanes - 1) / lanes * lanes, Cp = (c + lanes - 1) / lanes * lanes; \
+    const int64_t TH = (oh + 3) / 4, TW = (ow + 3) / 4, T_ = TH * TW;                         \
+    const int64_t Hp = 4 * TH + 2, Wp = 4 * TW + 2;                                           \
+    const int64_t TB = tiles_per_block > 0 ? tiles_per_block : FI_WINO_TB_DW;                 \
+    const int nth = fi_wino_max_threads();                                                    \
+    const int64_t per_thread = (Hp * Wp * Cp + 36 * TB * (Cp + Kp) + 64 + 15) & ~(int64_t)15; \
+    const int64_t macc = (36 * k * Cp + nvec * lanes + 15) & ~(int64_t)15;                    \
+    T *ws = fi_wino_scratch((size_t)((per_thread + macc) * nth) * sizeof(T));                 \
+    if (!ws) return -1;                                                                       \
+    T *Macc = ws + per_thread * nth;                                                          \
+    int64_t nsplit = 1;                                                                       \
+    const int64_t nblk = (T_ + TB - 1) / TB;                                                  \
+    if (nth > 1 && n % nth != 0 && n < 4 * nth) {                                             \
+        nsplit = nth * 2 / n + 1;                                                             \
+        if (nsplit > nblk) nsplit = nblk;                                                     \
+    }                                                                                         \
+    switch (fi_wino_isa()) {                                                                  \
+    FI_WINO_DW_CASES(TS, (Macc, dy, x, n, c, Cp, h, width, k, Kp, pt, pl, oh, ow, ws,         \
+                          per_thread, macc, TB, nsplit))                                      \
+    }                                                                                         \
+    _Pragma("omp parallel for schedule(static)")                                              \
+    for (int64_t kc = 0; kc < k * c; kc++) {                                                  \
+        const int64_t kk = kc / c, cc = kc % c;                                               \
+        double m[36], tmp[3][6];                                                              \
+        for (int xi = 0; xi < 36; xi++) {                                                     \
+            double sum = 0.0;                                                                 \
+            for (int t = 0; t < nth; t++) sum += Macc[t * macc + (xi * k + kk) * Cp + cc];     \
+            m[xi] = sum;                                                                      \
+        }                                                                                     \
+        for (int r = 0; r < 3; r++)        /* tmp = G^T m (rows) */                           \
+            for (int j = 0; j < 6; j++) {                                                     \
+                double sum = 0.0;                                                             \
+                for (int i = 0; i < 6; i++) sum += fi_wino_G[i][r] * m[i * 6 + j];            \
+                tmp[r][j] = sum;                                                              \
+            }                                                                                 \
+        for (int r = 0; r < 3; r++)        /* dw = tmp G (columns) */                         \
+            for (int s2 = 0; s2 < 3; s2++) {                                                  \
+                double sum = 0.0;                                                             \
+                for (int j = 0; j < 6; j++) sum += tmp[r][j] * fi_wino_G[j][s2];              \
+                dw[(kk * c + cc) * 9 + r * 3 + s2] = (T)sum;                                  \
+            }                                                                                 \
+    }                                                                                         \
+    return 0;                                                                                 \
+}
+
+#if FI_X86
+#define FI_WINO_DW_CASES(TS, args)                                                            \
+    case FI_ISA_AVX512: fi_wino_dw_w##TS##_avx512 args; break;                                \
+    case FI_ISA_AVX2: fi_wino_dw_w##TS##_avx2 args; break;                                    \
+    default: fi_wino_dw_w##TS##_base args; break;
+#else
+#define FI_WINO_DW_CASES(TS, args) default: fi_wino_dw_w##TS##_base args; break;
+#endif
+
+FI_WINO_DW_DRIVER(float, f32)
+FI_WINO_DW_DRIVER(double, f64)

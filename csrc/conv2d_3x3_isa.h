@@ -1,0 +1,485 @@
+/* Winograd F(4x4,3x3) kernels of one (element type, ISA) instantiation: included by
+ * conv2d_3x3.c right after gemm_tile.h (the register tile fi_tile_<FI_SFX> and the vector
+ * macros), with FI_T, FI_SFX and the GEMM tile FI_WR x FI_WV (tiles x vectors of output
+ * channels) defined. See conv2d_3x3.c for the algorithm and the layouts.
+ */
+#define FI_FN(name) FI_CAT(name, FI_SFX)
+
+/* subtraction and product of vectors (gemm_tile.h has fma and add only) */
+#undef FI_WSUB
+#undef FI_WMUL
+#if FI_ISA == FI_ISA_AVX512 && FI_X86
+#if FI_T_IS_DOUBLE
+#define FI_WSUB(x, y) _mm512_sub_pd((x), (y))
+#define FI_WMUL(x, y) _mm512_mul_pd((x), (y))
+#else
+#define FI_WSUB(x, y) _mm512_sub_ps((x), (y))
+#define FI_WMUL(x, y) _mm512_mul_ps((x), (y))
+#endif
+#elif FI_ISA == FI_ISA_AVX2 && FI_X86
+#if FI_T_IS_DOUBLE
+#define FI_WSUB(x, y) _mm256_sub_pd((x), (y))
+#define FI_WMUL(x, y) _mm256_mul_pd((x), (y))
+#else
+#define FI_WSUB(x, y) _mm256_sub_ps((x), (y))
+#define FI_WMUL(x, y) _mm256_mul_ps((x), (y))
+#endif
+#else
+#define FI_WSUB(x, y) ((x) - (y))
+#define FI_WMUL(x, y) ((x) * (y))
+#endif
+
+#undef FI_WINO_TR16
+#if FI_ISA == FI_ISA_AVX512 && FI_X86 && !FI_T_IS_DOUBLE
+#define FI_WINO_TR16 1
+#ifndef FI_WINO_TRANSPOSE16_DEFINED
+#define FI_WINO_TRANSPOSE16_DEFINED
+/* r[i] (16 rows of 16 floats) := its transpose, in registers */
+FI_ATTR static inline void fi_wino_transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
+    }
+}
+#endif
+#endif
+
+/* Padded image, channels last: xh[(yy*Wp + xx)*Cp + c] = x[c, yy - pt, xx - pl] (0 outside, and
+ * for the padding channels C <= c < Cp), for padded rows y0 <= yy < y1. x: one image (C, H, W). */
+FI_ATTR static void FI_FN(fi_wino_pad_hwc_)(FI_T *restrict xh, const FI_T *restrict x,
+                                            int64_t C, int64_t Cp, int64_t H, int64_t W,
+                                            int64_t pt, int64_t pl, int64_t Wp, int64_t y0,
+                                            int64_t y1)
+{
+    for (int64_t yy = y0; yy < y1; yy++) {
+        FI_T *row = xh + yy * Wp * Cp;
+        const int64_t iy = yy - pt;
+        if (iy < 0 || iy >= H) {
+            memset(row, 0, (size_t)(Wp * Cp) * sizeof(FI_T));
+            continue;
+        }
+        const int64_t x0 = pl < Wp ? pl : Wp, x1 = pl + W < Wp ? pl + W : Wp;
+        memset(row, 0, (size_t)(x0 * Cp) * sizeof(FI_T));
+        memset(row + x1 * Cp, 0, (size_t)((Wp - x1) * Cp) * sizeof(FI_T));
+        /* transpose x[:, iy, 0:n] (C x n) into row[x0*Cp:] (n x Cp) */
+        const FI_T *src = x + iy * W;
+        const int64_t n = x1 - x0, HW = H * W;
+        int64_t j0 = 0;
+#ifdef FI_WINO_TR16
+        for (; j0 + 16 <= n; j0 += 16) {
+            int64_t c0 = 0;
+            for (; c0 + 16 <= C; c0 += 16) {
+                __m512 r[16];
+                for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (c0 + i) * HW + j0);
+                fi_wino_transpose16(r);
+                for (int i = 0; i < 16; i++) _mm512_storeu_ps(row + (x0 + j0 + i) * Cp + c0, r[i]);
+            }
+            for (int64_t j = j0; j < j0 + 16; j++) {
+                FI_T *d = row + (x0 + j) * Cp;
+                for (int64_t c = c0; c < C; c++) d[c] = src[c * HW + j];
+                for (int64_t c = C; c < Cp; c++) d[c] = 0;
+            }
+        }
+#endif
+        for (int64_t j = j0; j < n; j++) {
+            FI_T *d = row + (x0 + j) * Cp;
+            for (int64_t c = 0; c < C; c++) d[c] = src[c * HW + j];
+            for (int64_t c = C; c < Cp; c++) d[c] = 0;
+        }
+    }
+}
+
+/* B^T d (one axis) for the 6 values d0..d5: t = B^T d with
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
+ *          0 4 0 -5 0 1]                                   (Lavin & Gray 2015, points 0 +-1 +-2) */
+#define FI_WINO_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5)                             \
+    do {                                                                                        \
+        const FI_V a_ = FI_VFMA(FI_VSET1((FI_T)-4), d2, d4);   /* d4 - 4 d2 */                 \
+        const FI_V b_ = FI_VFMA(FI_VSET1((FI_T)-4), d1, d3);   /* d3 - 4 d1 */                 \
+        const FI_V c_ = FI_WSUB(d4, d2);                                                        \
+        const FI_V e_ = FI_WMUL(FI_VSET1((FI_T)2), FI_WSUB(d3, d1));                            \
+        t0 = FI_VFMA(FI_VSET1((FI_T)4), d0, FI_VFMA(FI_VSET1((FI_T)-5), d2, d4));               \
+        t1 = FI_VADD(a_, b_);                                                                   \
+        t2 = FI_WSUB(a_, b_);                                                                   \
+        t3 = FI_VADD(c_, e_);                                                                   \
+        t4 = FI_WSUB(c_, e_);                                                                   \
+        t5 = FI_VFMA(FI_VSET1((FI_T)4), d1, FI_VFMA(FI_VSET1((FI_T)-5), d3, d5));               \
+    } while (0)
+
+/* A^T m (one axis), 6 values -> 4: A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0;
+ * 0 1 -1 8 -8 1] */
+#define FI_WINO_AT(m0, m1, m2, m3, m4, m5, y0, y1, y2, y3)                                      \
+    do {                                                                                        \
+        const FI_V p_ = FI_VADD(m1, m2), q_ = FI_WSUB(m1, m2);                                  \
+        const FI_V r_ = FI_VADD(m3, m4), s_ = FI_WSUB(m3, m4);                                  \
+        y0 = FI_VADD(FI_VADD(m0, p_), r_);                                                      \
+        y1 = FI_VFMA(FI_VSET1((FI_T)2), s_, q_);                                                \
+        y2 = FI_VFMA(FI_VSET1((FI_T)4), r_, p_);                                                \
+        y3 = FI_VADD(FI_VFMA(FI_VSET1((FI_T)8), s_, q_), m5);                                   \
+    } while (0)
+
+/* V[(t*36 + xi)*Cp + c] = (B^T d B)[xi] for the tiles tile0..tile0+nt-1 (t local to the
+ * block): rows first (6 loads, 6 results into a 36-vector buffer in L1), then columns. */
+FI_ATTR static void FI_FN(fi_wino_input_)(FI_T *restrict V, const FI_T *restrict xh, int64_t Cp,
+                                          int64_t Wp, int64_t TW, int64_t tile0, int64_t nt,
+                                          int64_t TB)
+{
+    FI_T buf[36 * FI_W] __attribute__((aligned(64)));
+    for (int64_t t = 0; t < nt; t++) {
+        const int64_t ty = (tile0 + t) / TW, tx = (tile0 + t) % TW;
+        const FI_T *base = xh + ((4 * ty) * Wp + 4 * tx) * Cp;
+        for (int64_t c0 = 0; c0 < Cp; c0 += FI_W) {
+#pragma GCC unroll 6
+            for (int i = 0; i < 6; i++) {
+                const FI_T *p = base + i * Wp * Cp + c0;
+                FI_V r0, r1, r2, r3, r4, r5;
+                FI_WINO_BT(FI_VLOAD(p), FI_VLOAD(p + Cp), FI_VLOAD(p + 2 * Cp),
+                           FI_VLOAD(p + 3 * Cp), FI_VLOAD(p + 4 * Cp), FI_VLOAD(p + 5 * Cp),
+                           r0, r1, r2, r3, r4, r5);
+                FI_VSTORE(buf + (i * 6 + 0) * FI_W, r0);
+                FI_VSTORE(buf + (i * 6 + 1) * FI_W, r1);
+                FI_VSTORE(buf + (i * 6 + 2) * FI_W, r2);
+                FI_VSTORE(buf + (i * 6 + 3) * FI_W, r3);
+                FI_VSTORE(buf + (i * 6 + 4) * FI_W, r4);
+                FI_VSTORE(buf + (i * 6 + 5) * FI_W, r5);
+            }
+            FI_T *q = V + t * 36 * Cp + c0;
+            const int64_t xs = Cp;
+#pragma GCC unroll 6
+            for (int j = 0; j < 6; j++) {
+                FI_V v0, v1, v2, v3, v4, v5;
+                FI_WINO_BT(FI_VLOAD(buf + (0 + j) * FI_W), FI_VLOAD(buf + (6 + j) * FI_W),
+                           FI_VLOAD(buf + (12 + j) * FI_W), FI_VLOAD(buf + (18 + j) * FI_W),
+                           FI_VLOAD(buf + (24 + j) * FI_W), FI_VLOAD(buf + (30 + j) * FI_W),
+                           v0, v1, v2, v3, v4, v5);
+                FI_VSTORE(q + (0 * 6 + j) * xs, v0);
+                FI_VSTORE(q + (1 * 6 + j) * xs, v1);
+                FI_VSTORE(q + (2 * 6 + j) * xs, v2);
+                FI_VSTORE(q + (3 * 6 + j) * xs, v3);
+                FI_VSTORE(q + (4 * 6 + j) * xs, v4);
+                FI_VSTORE(q + (5 * 6 + j) * xs, v5);
+            }
+        }
+    }
+}
+
+/* M[:, xi] (nt x K) = V[:, xi] (nt x C) @ U[xi] (C x K) for the 36 xi; V rows are 36*Cp apart,
+ * M rows 36*Kp */
+FI_ATTR static void FI_FN(fi_wino_gemm_)(FI_T *restrict M, const FI_T *restrict V,
+                                         const FI_T *restrict U, int64_t C, int64_t Cp,
+                                         int64_t K, int64_t Kp, int64_t nt, int64_t TB)
+{
+    const int64_t cols = FI_WV * FI_W;
+    for (int64_t xi = 0; xi < 36; xi++)
+        for (int64_t t0 = 0; t0 < nt; t0 += FI_WR) {
+            const int64_t m = nt - t0 < FI_WR ? nt - t0 : FI_WR;
+            for (int64_t k0 = 0; k0 < K; k0 += cols)
+                FI_CAT(fi_tile_, FI_SFX)(FI_WR, FI_WV, FI_A_STRIDED, FI_B_STRIDED, C,
+                                         V + (t0 * 36 + xi) * Cp, 36 * Cp, 1, U + xi * C * Kp + k0,
+                                         Kp, 0, M + (t0 * 36 + xi) * Kp + k0, 36 * Kp, m,
+                                         K - k0 < cols ? K - k0 : cols, 0);
+        }
+}
+
+/* y[k, 4ty + i, 4tx + j] = (A^T M A)[i, j] + b[k] for the tiles of the block: columns first
+ * (24 vectors stay in registers), then rows; the 16 pixel vectors of FI_W output channels are
+ * transposed into FI_W channel vectors of 16 pixels and stored as 4 rows of 4. */
+FI_ATTR static void FI_FN(fi_wino_output_)(FI_T *restrict y, const FI_T *restrict M,
+                                           const FI_T *restrict biasp, int64_t K, int64_t Kp,
+                                           int64_t OH, int64_t OW, int64_t TW, int64_t tile0,
+                                           int64_t nt, int64_t TB)
+{
+    FI_T tmp[16 * FI_W] __attribute__((aligned(64)));
+    const int64_t xs = Kp;
+    for (int64_t t = 0; t < nt; t++) {
+        const int64_t ty = (tile0 + t) / TW, tx = (tile0 + t) % TW;
+        const int64_t rows = OH - 4 * ty < 4 ? OH - 4 * ty : 4;
+        const int64_t cols = OW - 4 * tx < 4 ? OW - 4 * tx : 4;
+        for (int64_t k0 = 0; k0 < K; k0 += FI_W) {
+            const int64_t nl = K - k0 < FI_W ? K - k0 : FI_W;
+            const FI_T *m = M + t * 36 * Kp + k0;
+            FI_V u[4][6];
+#pragma GCC unroll 6
+            for (int j = 0; j < 6; j++)
+                FI_WINO_AT(FI_VLOAD(m + (0 + j) * xs), FI_VLOAD(m + (6 + j) * xs),
+                           FI_VLOAD(m + (12 + j) * xs), FI_VLOAD(m + (18 + j) * xs),
+                           FI_VLOAD(m + (24 + j) * xs), FI_VLOAD(m + (30 + j) * xs), u[0][j],
+                           u[1][j], u[2][j], u[3][j]);
+            const FI_V bv = FI_VLOAD(biasp + k0);   /* biasp has Kp entries (zeros when no bias) */
+            FI_V out[16];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                FI_V y0, y1, y2, y3;
+                FI_WINO_AT(u[i][0], u[i][1], u[i][2], u[i][3], u[i][4], u[i][5], y0, y1, y2, y3);
+                out[i * 4 + 0] = FI_VADD(y0, bv);
+                out[i * 4 + 1] = FI_VADD(y1, bv);
+                out[i * 4 + 2] = FI_VADD(y2, bv);
+                out[i * 4 + 3] = FI_VADD(y3, bv);
+            }
+            FI_T *dst = y + (k0 * OH + 4 * ty) * OW + 4 * tx;
+#ifdef FI_WINO_TR16
+            if (rows == 4 && cols == 4) {
+                fi_wino_transpose16(out);  /* out[l]: the 4x4 pixels of channel k0 + l */
+                for (int64_t l = 0; l < nl; l++) {
+                    FI_T *o = dst + l * OH * OW;
+                    _mm_storeu_ps(o, _mm512_castps512_ps128(out[l]));
+                    _mm_storeu_ps(o + OW, _mm512_extractf32x4_ps(out[l], 1));
+                    _mm_storeu_ps(o + 2 * OW, _mm512_extractf32x4_ps(out[l], 2));
+                    _mm_storeu_ps(o + 3 * OW, _mm512_extractf32x4_ps(out[l], 3));
+                }
+                continue;
+            }
+#endif
+            for (int p = 0; p < 16; p++) FI_VSTORE(tmp + p * FI_W, out[p]);
+            for (int64_t l = 0; l < nl; l++) {
+                FI_T *o = dst + l * OH * OW;
+                for (int64_t i = 0; i < rows; i++)
+                    for (int64_t j = 0; j < cols; j++) o[i * OW + j] = tmp[(i * 4 + j) * FI_W + l];
+            }
+        }
+    }
+}
+
+/* U[(xi*C + c)*Kp + k] = (G g G^T)[xi] (float64 arithmetic) of the filter from input channel c
+ * to output channel k: g = w[k, c] (w is (K, C, 3, 3)), or, when transposed, w[c, k] flipped
+ * (w is (C, K, 3, 3)); columns K..Kp-1 are zero. Vectorised over k, parallel over c. */
+FI_ATTR static void FI_FN(fi_wino_filter_)(FI_T *U, const FI_T *w, int64_t C, int64_t K,
+                                           int64_t Kp, int transposed)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        for (int64_t k0 = 0; k0 < Kp; k0 += 64) {
+            const int64_t nk = Kp - k0 < 64 ? Kp - k0 : 64;
+            double g[9][64], tmp[6][3][64];
+            for (int rs = 0; rs < 9; rs++)
+                for (int64_t kk = 0; kk < nk; kk++) {
+                    const int64_t k = k0 + kk;
+                    g[rs][kk] = k >= K ? 0.0
+                              : transposed ? (double)w[(c * K + k) * 9 + 8 - rs]
+                              : (double)w[(k * C + c) * 9 + rs];
+                }
+            for (int i = 0; i < 6; i++)
+                for (int s = 0; s < 3; s++)
+                    for (int64_t kk = 0; kk < nk; kk++)
+                        tmp[i][s][kk] = fi_wino_G[i][0] * g[s][kk] + fi_wino_G[i][1] * g[3 + s][kk]
+                                        + fi_wino_G[i][2] * g[6 + s][kk];
+            for (int i = 0; i < 6; i++)
+                for (int j = 0; j < 6; j++) {
+                    FI_T *u = U + ((i * 6 + j) * C + c) * Kp + k0;
+                    for (int64_t kk = 0; kk < nk; kk++)
+                        u[kk] = (FI_T)(tmp[i][0][kk] * fi_wino_G[j][0] +
+                                       tmp[i][1][kk] * fi_wino_G[j][1] +
+                                       tmp[i][2][kk] * fi_wino_G[j][2]);
+                }
+        }
+    }
+}
+
+/* One call: y (N, K, OH, OW) from x (N, C, H, W), U (36, C, Kp) and the bias (Kp,); see
+ * conv2d_3x3.c */
+FI_ATTR static void FI_FN(fi_wino_forward_)(FI_T *y, const FI_T *x, const FI_T *U,
+                                            const FI_T *bias, int64_t N, int64_t C, int64_t Cp,
+                                            int64_t H, int64_t W, int64_t K, int64_t Kp, int64_t pt,
+                                            int64_t pl, int64_t OH, int64_t OW, FI_T *ws,
+                                            int64_t per_thread, int64_t TB, int64_t nsplit)
+{
+    const int64_t TH = (OH + 3) / 4, TW = (OW + 3) / 4, T = TH * TW;
+    const int64_t Hp = 4 * TH + 2, Wp = 4 * TW + 2;
+    const int64_t nblk = (T + TB - 1) / TB, items = N * nsplit;
+#pragma omp parallel
+    {
+        FI_T *xh = ws + (int64_t)fi_wino_thread_id() * per_thread;
+        FI_T *V = xh + Hp * Wp * Cp;
+        FI_T *M = V + 36 * TB * Cp;
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < items; item++) {
+            const int64_t n = item / nsplit, part = item % nsplit;
+            const int64_t b0 = part * nblk / nsplit, b1 = (part + 1) * nblk / nsplit;
+            if (b1 <= b0) continue;
+            /* pad only the rows this part's tiles read */
+            const int64_t y0 = 4 * ((b0 * TB) / TW);
+            const int64_t t_end = b1 * TB < T ? b1 * TB : T;
+            const int64_t y1 = 4 * ((t_end - 1) / TW) + 6;
+            FI_FN(fi_wino_pad_hwc_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Wp, y0, y1);
+            for (int64_t blk = b0; blk < b1; blk++) {
+                const int64_t tile0 = blk * TB, nt = T - tile0 < TB ? T - tile0 : TB;
+                FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB);
+                FI_FN(fi_wino_gemm_)(M, V, U, C, Cp, K, Kp, nt, TB);
+                FI_FN(fi_wino_output_)(y + n * K * OH * OW, M, bias, K, Kp, OH, OW, TW, tile0,
+                                       nt, TB);
+            }
+        }
+    }
+}
+
+/* ---- weight gradient: dw_tile = G^T [ (A dy A^T) (.) (B^T x B) ] G, summed over tiles ----
+ * (the transposed form of F(4x4,3x3): F(3x3,4x4) with A = (A^T)^T of the forward, 6x4). */
+
+/* A dy along one axis, 4 values -> 6: [d0, d0+d1+d2+d3, d0-d1+d2-d3, d0+2d1+4d2+8d3,
+ * d0-2d1+4d2-8d3, d3] */
+#define FI_WINO_A(d0, d1, d2, d3, w0, w1, w2, w3, w4, w5)                                        \
+    do {                                                                                        \
+        const FI_V e_ = FI_VADD(d0, d2), o_ = FI_VADD(d1, d3);                                  \
+        const FI_V e4_ = FI_VFMA(FI_VSET1((FI_T)4), d2, d0);                                    \
+        const FI_V o4_ = FI_VFMA(FI_VSET1((FI_T)8), d3, FI_WMUL(FI_VSET1((FI_T)2), d1));        \
+        w0 = d0;                                                                                \
+        w1 = FI_VADD(e_, o_);                                                                   \
+        w2 = FI_WSUB(e_, o_);                                                                   \
+        w3 = FI_VADD(e4_, o4_);                                                                 \
+        w4 = FI_WSUB(e4_, o4_);                                                                 \
+        w5 = d3;                                                                                \
+    } while (0)
+
+/* Wd[(t*36 + xi)*Kp + k] = (A dy A^T)[xi] of the 4x4 dy tiles of the block (zero beyond OH,
+ * OW and K); dy is one image (K, OH, OW). */
+FI_ATTR static void FI_FN(fi_wino_dytile_)(FI_T *restrict Wd, const FI_T *restrict dy,
+                                           int64_t K, int64_t Kp, int64_t OH, int64_t OW,
+                                           int64_t TW, int64_t tile0, int64_t nt)
+{
+    FI_T tmp[16 * FI_W] __attribute__((aligned(64)));
+    FI_T buf[24 * FI_W] __attribute__((aligned(64)));
+    const int64_t plane = OH * OW;
+    for (int64_t t = 0; t < nt; t++) {
+        const int64_t ty = (tile0 + t) / TW, tx = (tile0 + t) % TW;
+        const int64_t rows = OH - 4 * ty < 4 ? OH - 4 * ty : 4;
+        const int64_t cols = OW - 4 * tx < 4 ? OW - 4 * tx : 4;
+        const FI_T *src = dy + (4 * ty) * OW + 4 * tx;
+        for (int64_t k0 = 0; k0 < Kp; k0 += FI_W) {
+            const int64_t nl = K - k0 < FI_W ? (K - k0 > 0 ? K - k0 : 0) : FI_W;
+            FI_V px[16];
+#ifdef FI_WINO_TR16
+            if (rows == 4 && cols == 4 && nl == 16) {
+                for (int l = 0; l < 16; l++) {
+                    const FI_T *q = src + (k0 + l) * plane;
+                    __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(q));
+                    v = _mm512_insertf32x4(v, _mm_loadu_ps(q + OW), 1);
+                    v = _mm512_insertf32x4(v, _mm_loadu_ps(q + 2 * OW), 2);
+                    px[l] = _mm512_insertf32x4(v, _mm_loadu_ps(q + 3 * OW), 3);
+                }
+                fi_wino_transpose16(px);   /* px[p]: pixel p of the 16 channels */
+            } else
+#endif
+            {
+                memset(tmp, 0, sizeof(tmp));
+                for (int64_t l = 0; l < nl; l++)
+                    for (int64_t i = 0; i < rows; i++)
+                        for (int64_t j = 0; j < cols; j++)
+                            tmp[(i * 4 + j) * FI_W + l] = src[(k0 + l) * plane + i * OW + j];
+                for (int p = 0; p < 16; p++) px[p] = FI_VLOAD(tmp + p * FI_W);
+            }
+            /* columns: buf[(i6*4 + j)] = (A px[:, j])[i6] */
+            for (int j = 0; j < 4; j++) {
+                FI_V w0, w1, w2, w3, w4, w5;
+                FI_WINO_A(px[j], px[4 + j], px[8 + j], px[12 + j], w0, w1, w2, w3, w4, w5);
+                FI_VSTORE(buf + (0 * 4 + j) * FI_W, w0);
+                FI_VSTORE(buf + (1 * 4 + j) * FI_W, w1);
+                FI_VSTORE(buf + (2 * 4 + j) * FI_W, w2);
+                FI_VSTORE(buf + (3 * 4 + j) * FI_W, w3);
+                FI_VSTORE(buf + (4 * 4 + j) * FI_W, w4);
+                FI_VSTORE(buf + (5 * 4 + j) * FI_W, w5);
+            }
+            FI_T *q = Wd + t * 36 * Kp + k0;
+            for (int i = 0; i < 6; i++) {   /* rows */
+                FI_V w0, w1, w2, w3, w4, w5;
+                FI_WINO_A(FI_VLOAD(buf + (i * 4 + 0) * FI_W), FI_VLOAD(buf + (i * 4 + 1) * FI_W),
+                          FI_VLOAD(buf + (i * 4 + 2) * FI_W), FI_VLOAD(buf + (i * 4 + 3) * FI_W),
+                          w0, w1, w2, w3, w4, w5);
+                FI_VSTORE(q + (i * 6 + 0) * Kp, w0);
+                FI_VSTORE(q + (i * 6 + 1) * Kp, w1);
+                FI_VSTORE(q + (i * 6 + 2) * Kp, w2);
+                FI_VSTORE(q + (i * 6 + 3) * Kp, w3);
+                FI_VSTORE(q + (i * 6 + 4) * Kp, w4);
+                FI_VSTORE(q + (i * 6 + 5) * Kp, w5);
+            }
+        }
+    }
+}
+
+/* Macc[(xi*K + k)*Cp + c] += sum_t Wd[t, xi, k] V[t, xi, c] over the nt tiles of the block */
+FI_ATTR static void FI_FN(fi_wino_dw_gemm_)(FI_T *restrict Macc, const FI_T *restrict Wd,
+                                            const FI_T *restrict V, int64_t C, int64_t Cp,
+                                            int64_t K, int64_t Kp, int64_t nt)
+{
+    const int64_t cols = FI_WV * FI_W;
+    for (int64_t xi = 0; xi < 36; xi++)
+        for (int64_t k0 = 0; k0 < K; k0 += FI_WR) {
+            const int64_t m = K - k0 < FI_WR ? K - k0 : FI_WR;
+            for (int64_t c0 = 0; c0 < C; c0 += cols)
+                FI_CAT(fi_tile_, FI_SFX)(FI_WR, FI_WV, FI_A_STRIDED, FI_B_STRIDED, nt,
+                                         Wd + xi * Kp + k0, 1, 36 * Kp, V + xi * Cp + c0,
+                                         36 * Cp, 0, Macc + (xi * K + k0) * Cp + c0, Cp, m,
+                                         C - c0 < cols ? C - c0 : cols, 1);
+        }
+}
+
+/* Per-thread Macc (threads, 36, K, Cp) for dy (N, K, OH, OW) and x (N, C, H, W) */
+FI_ATTR static void FI_FN(fi_wino_dw_)(FI_T *Macc, const FI_T *dy, const FI_T *x, int64_t N,
+                                       int64_t C, int64_t Cp, int64_t H, int64_t W, int64_t K,
+                                       int64_t Kp, int64_t pt, int64_t pl, int64_t OH,
+                                       int64_t OW, FI_T *ws, int64_t per_thread,
+                                       int64_t macc_size, int64_t TB, int64_t nsplit)
+{
+    const int64_t TH = (OH + 3) / 4, TW = (OW + 3) / 4, T = TH * TW;
+    const int64_t Hp = 4 * TH + 2, Wp = 4 * TW + 2;
+    const int64_t nblk = (T + TB - 1) / TB, items = N * nsplit;
+#pragma omp parallel
+    {
+        const int tid = fi_wino_thread_id();
+        FI_T *xh = ws + (int64_t)tid * per_thread;
+        FI_T *V = xh + Hp * Wp * Cp;
+        FI_T *Wd = V + 36 * TB * Cp;
+        FI_T *acc = Macc + (int64_t)tid * macc_size;
+        memset(acc, 0, (size_t)macc_size * sizeof(FI_T));
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < items; item++) {
+            const int64_t n = item / nsplit, part = item % nsplit;
+            const int64_t b0 = part * nblk / nsplit, b1 = (part + 1) * nblk / nsplit;
+            if (b1 <= b0) continue;
+            const int64_t y0 = 4 * ((b0 * TB) / TW);
+            const int64_t t_end = b1 * TB < T ? b1 * TB : T;
+            const int64_t y1 = 4 * ((t_end - 1) / TW) + 6;
+            FI_FN(fi_wino_pad_hwc_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Wp, y0, y1);
+            for (int64_t blk = b0; blk < b1; blk++) {
+                const int64_t tile0 = blk * TB, nt = T - tile0 < TB ? T - tile0 : TB;
+                FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB);
+                FI_FN(fi_wino_dytile_)(Wd, dy + n * K * OH * OW, K, Kp, OH, OW, TW, tile0, nt);
+                FI_FN(fi_wino_dw_gemm_)(acc, Wd, V, C, Cp, K, Kp, nt);
+            }
+        }
+    }
+}
+
+/* filter transform, then the convolution */
+FI_ATTR static void FI_FN(fi_wino_run_)(FI_T *y, const FI_T *x, const FI_T *w, FI_T *U,
+                                        const FI_T *biasp, int64_t N, int64_t C, int64_t Cp,
+                                        int64_t H, int64_t W, int64_t K, int64_t Kp, int64_t pt,
+                                        int64_t pl, int64_t OH, int64_t OW, FI_T *ws,
+                                        int64_t per_thread, int64_t TB, int64_t nsplit,
+                                        int transposed)
+{
+    FI_FN(fi_wino_filter_)(U, w, C, K, Kp, transposed);
+    FI_FN(fi_wino_forward_)(y, x, U, biasp, N, C, Cp, H, W, K, Kp, pt, pl, OH, OW, ws,
+                            per_thread, TB, nsplit);
+}
+
+#undef FI_FN

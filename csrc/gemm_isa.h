@@ -1,0 +1,257 @@
+/* The GEMM of one (element type, ISA) instantiation: packing, macro-kernel, small-product path
+ * and the blocked driver. Included by gemm.c right after gemm_tile.h, with FI_T, FI_SFX, FI_ISA
+ * and the tile shape FI_MR (rows) x FI_NVEC (vectors) defined; see gemm.c for the loop order.
+ * Every function here carries FI_ATTR, so the tile inlines with this ISA's instructions.
+ */
+#define FI_NR (FI_NVEC * FI_W)
+#define FI_FN(name) FI_CAT(name, FI_SFX)
+
+/* dst[(q*kc + k)*MR + r] = A[i0 + q*MR + r, p0 + k] for r < mc - q*MR, padding beyond;
+ * A = a (m x k, row length lda) or, when ta, a^T (a is k x m). dst needs FI_PACK_PAD values
+ * past the panels (the transposes of a partial row group spill there). */
+FI_ATTR static void FI_FN(fi_pack_a_)(FI_T *restrict dst, const FI_T *restrict a, int ta,
+                                      int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc)
+{
+    for (int64_t q = 0; q * FI_MR < mc; q++) {
+        const int64_t rows = mc - q * FI_MR < FI_MR ? mc - q * FI_MR : FI_MR;
+        FI_T *restrict panel = dst + q * kc * FI_MR;
+        if (ta) {
+            for (int64_t k = 0; k < kc; k++) {
+                const FI_T *src = a + (p0 + k) * lda + i0 + q * FI_MR;
+                if (rows == FI_MR) {   /* a constant trip count: vector moves */
+                    for (int r = 0; r < FI_MR; r++) panel[k * FI_MR + r] = src[r];
+                } else {
+                    for (int64_t r = 0; r < rows; r++) panel[k * FI_MR + r] = src[r];
+                    for (int64_t r = rows; r < FI_MR; r++) panel[k * FI_MR + r] = 0;
+                }
+            }
+        } else {
+            const FI_T *row0 = a + (i0 + q * FI_MR) * lda + p0;
+            const int64_t kv = kc - kc % FI_W;
+            for (int64_t k = 0; k < kv; k += FI_W)
+                FI_CAT(fi_transpose_, FI_SFX)(FI_MR, row0 + k, lda, rows, panel + k * FI_MR, FI_MR);
+            for (int64_t r = 0; r < FI_MR; r++) {
+                const FI_T *src = row0 + (r < rows ? r : rows - 1) * lda;
+                for (int64_t k = kv; k < kc; k++) panel[k * FI_MR + r] = src[k];
+            }
+        }
+    }
+}
+
+/* panel[k*NR + j] = B[p0 + k, j0 + j] for j < cols, padding beyond; B = b (k x n, row length
+ * ldb) or, when tb, b^T (b is n x k). */
+FI_ATTR static void FI_FN(fi_pack_b_)(FI_T *restrict panel, const FI_T *restrict b, int tb,
+                                      int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t cols)
+{
+    if (tb) {
+        const FI_T *row0 = b + j0 * ldb + p0;
+        const int64_t kv = kc - kc % FI_W;
+        for (int64_t k = 0; k < kv; k += FI_W)
+            FI_CAT(fi_transpose_, FI_SFX)(FI_NR, row0 + k, ldb, cols, panel + k * FI_NR, FI_NR);
+        for (int64_t j = 0; j < FI_NR; j++) {
+            const FI_T *src = row0 + (j < cols ? j : cols - 1) * ldb;
+            for (int64_t k = kv; k < kc; k++) panel[k * FI_NR + j] = src[k];
+        }
+    } else {
+        for (int64_t k = 0; k < kc; k++) {
+            const FI_T *src = b + (p0 + k) * ldb + j0;
+            FI_T *restrict row = panel + k * FI_NR;
+            if (cols == FI_NR) {       /* a constant trip count: vector moves */
+                for (int j = 0; j < FI_NR; j++) row[j] = src[j];
+            } else {
+                for (int64_t j = 0; j < cols; j++) row[j] = src[j];
+                for (int64_t j = cols; j < FI_NR; j++) row[j] = 0;
+            }
+        }
+    }
+}
+
+/* c (mc x nc block of C, row length ldc) (+)= Ap (mc x kc, packed) @ panels t0..t1-1 of Bp,
+ * or, when bdir is not NULL, of B read where it lies (row length ldb; only a partial last
+ * panel comes from Bp). */
+FI_ATTR static void FI_FN(fi_macro_)(FI_T *c, int64_t ldc, const FI_T *ap, const FI_T *bp,
+                                     const FI_T *bdir, int64_t ldb,
+                                     int64_t mc, int64_t nc, int64_t t0, int64_t t1, int64_t kc,
+                                     int beta)
+{
+    for (int64_t t = t0; t < t1; t++) {
+        const int64_t j = t * FI_NR;
+        const int64_t nv = nc - j < FI_NR ? nc - j : FI_NR;
+        if (bdir && nv == FI_NR) {
+            for (int64_t i = 0; i < mc; i += FI_MR) {
+                const int64_t mv = mc - i < FI_MR ? mc - i : FI_MR;
+                FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, FI_B_STRIDED, kc,
+                                         ap + i * kc, 0, 0, bdir + j, ldb, 0,
+                                         c + i * ldc + j, ldc, mv, nv, beta);
+            }
+            continue;
+        }
+        for (int64_t i = 0; i < mc; i += FI_MR) {
+            const int64_t mv = mc - i < FI_MR ? mc - i : FI_MR;
+            FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, FI_B_PACKED, kc,
+                                     ap + i * kc, 0, 0, bp + t * kc * FI_NR, 0, 0,
+                                     c + i * ldc + j, ldc, mv, nv, beta);
+        }
+    }
+}
+
+/* C[i0:i1, column panels t0..t1-1] (+)= op(A) @ op(B), K in one block, B not packed: the tile
+ * reads B row by row where it lies; a B panel is copied into bpanel (room for every panel,
+ * k * ceil(n/NR) * NR values) only when B comes transposed, or for a partial last panel (the
+ * tile reads whole vectors). ap holds rows i0..i1 of A in packed panels (row i's panel at
+ * ap + (i - i0)*k), packed here first when pack_a (i0 % MR == 0; the packing may write
+ * FI_PACK_PAD values past the last panel). */
+FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, const FI_T *b,
+                                            int tb, int64_t m, int64_t n, int64_t k, int beta,
+                                            FI_T *ap, FI_T *bpanel, int64_t i0, int64_t i1,
+                                            int64_t t0, int64_t t1, int pack_a)
+{
+    if (pack_a) FI_FN(fi_pack_a_)(ap, a, ta, ta ? m : k, i0, i1 - i0, 0, k);
+    for (int64_t t = t0; t < t1; t++) {
+        const int64_t j = t * FI_NR, nv = n - j < FI_NR ? n - j : FI_NR;
+        const FI_T *bsrc = b + j;
+        int64_t bstep = n;
+        if (tb || nv < FI_NR) {
+            FI_T *panel = bpanel + t * k * FI_NR;
+            FI_FN(fi_pack_b_)(panel, b, tb, tb ? k : n, 0, k, j, nv);
+            bsrc = panel;
+            bstep = FI_NR;
+        }
+        for (int64_t i = i0; i < i1; i += FI_MR)
+            FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, FI_B_STRIDED, k,
+                                     ap + (i - i0) * k, 0, 0, bsrc, bstep, 0,
+                                     c + i * n + j, n, i1 - i < FI_MR ? i1 - i : FI_MR, nv, beta);
+    }
+}
+
+/* Small and medium products: K in one block, B read where it lies, A packed (a cheap
+ * transpose) so the tile broadcasts from one stream. Medium ones (macs >=
+ * FI_GEMM_PARALLEL_MIN_MACS) split over the threads in one parallel region: by rows (each part
+ * packs its rows of A), unless B comes transposed (each part would copy all of B) or there are
+ * too few rows, and there are enough column panels: then by panels (A packed first, shared). */
+FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const FI_T *b, int tb,
+                                          int64_t m, int64_t n, int64_t k, int beta)
+{
+    const int64_t npan = (n + FI_NR - 1) / FI_NR, nrow = (m + FI_MR - 1) / FI_MR;
+    const int64_t size = k * npan * FI_NR;
+    int64_t chunks = m * n * k >= FI_GEMM_PARALLEL_MIN_MACS ? fi_gemm_max_threads() : 1;
+    if (chunks > (npan > nrow ? npan : nrow)) chunks = npan > nrow ? npan : nrow;
+    const int64_t asize = nrow * FI_MR * k + (chunks + 1) * FI_PACK_PAD;
+    FI_T *ws = fi_gemm_scratch((size_t)(asize + size * chunks) * sizeof(FI_T));
+    if (!ws) return -1;
+    FI_T *ap = ws, *bpanel = ws + asize;
+    if (chunks <= 1) {
+        FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, ap, bpanel, 0, m, 0, npan, 1);
+        return 0;
+    }
+    const int by_panels = npan >= chunks && (tb || nrow < chunks);
+    if (by_panels) FI_FN(fi_pack_a_)(ap, a, ta, ta ? m : k, 0, m, 0, k);
+#pragma omp parallel for schedule(static) num_threads((int)chunks)
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        if (by_panels)
+            FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, ap, bpanel, 0, m,
+                                    ch * npan / chunks, (ch + 1) * npan / chunks, 0);
+        else {
+            const int64_t q0 = ch * nrow / chunks, q1 = (ch + 1) * nrow / chunks;
+            FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta,
+                                    ap + q0 * FI_MR * k + ch * FI_PACK_PAD, bpanel + ch * size,
+                                    q0 * FI_MR, q1 * FI_MR < m ? q1 * FI_MR : m, 0, npan, 1);
+        }
+    }
+    return 0;
+}
+
+/* C (m x n, C-contiguous) (+)= op(A) @ op(B) [+ bias, a row vector of n values, or NULL];
+ * returns 0, or -1 when scratch memory ran out. */
+FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b, int tb,
+                                   const FI_T *bias, int64_t m, int64_t n, int64_t k, int beta)
+{
+    if (m <= 0 || n <= 0) return 0;
+    if (n < FI_NR && m > n && k > 0) {
+        /* A narrow C (e.g. a linear layer with 10 outputs) would leave most of every tile's
+         * columns idle: compute C^T = op(B)^T op(A)^T (M along the tile's columns) instead,
+         * then add it (and the bias) into C. */
+        FI_T *ct = fi_gemm_scratch2((size_t)(m * n) * sizeof(FI_T));
+        if (!ct) return -1;
+        if (FI_FN(fi_gemm_)(ct, b, !tb, a, !ta, NULL, n, m, k, 0)) return -1;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                c[i * n + j] = (beta ? c[i * n + j] : 0) + (bias ? bias[j] : 0) + ct[j * m + i];
+        return 0;
+    }
+    if (bias) {         /* C starts as the bias rows (plus C when beta); the product adds on */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[i * n + j] = (beta ? c[i * n + j] : 0) + bias[j];
+        beta = 1;
+    }
+    if (k <= 0) {
+        if (!beta) memset(c, 0, (size_t)(m * n) * sizeof(FI_T));
+        return 0;
+    }
+    const int64_t lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
+    if (m * n * k <= FI_GEMM_DIRECT_MAX_MACS)
+        return FI_FN(fi_gemm_direct_)(c, a, ta, b, tb, m, n, k, beta);
+    const int64_t KC = FI_T_IS_DOUBLE ? FI_GEMM_KC_F64 : FI_GEMM_KC_F32;
+    const int64_t MC = FI_MR * FI_GEMM_MC_PANELS;
+    const int64_t NC = FI_T_IS_DOUBLE ? FI_GEMM_NC_F64 : FI_GEMM_NC_F32;
+    /* K in equal blocks (a multiple of the vector width) rather than KC and a stub */
+    const int64_t nkb = (k + KC - 1) / KC;
+    const int64_t kc_step = ((k + nkb - 1) / nkb + FI_W - 1) / FI_W * FI_W;
+    const int maxth = fi_gemm_max_threads();
+    const int64_t aslot = (MC * KC + FI_PACK_PAD + 15) & ~(int64_t)15;  /* 64-byte multiples */
+    const int64_t ncp = ((n < NC ? n : NC) + FI_NR - 1) / FI_NR * FI_NR;
+    FI_T *ws = fi_gemm_scratch((size_t)(aslot * maxth + KC * ncp) * sizeof(FI_T));
+    if (!ws) return -1;
+    FI_T *bpack = ws + aslot * maxth;
+    const int64_t npan_m = (m + FI_MR - 1) / FI_MR;
+    /* B's rows are read where they lie (only a partial last panel packed) unless B comes
+     * transposed or its row stride is a multiple of a large power of two (see
+     * fi_gemm_b_rows_direct) */
+    const int b_direct = !tb && fi_gemm_b_rows_direct(n * (int64_t)sizeof(FI_T));
+#pragma omp parallel num_threads(maxth)
+    {
+        const int nth = fi_gemm_team_size(), tid = fi_gemm_thread_id();
+        FI_T *ap = ws + aslot * tid;
+        for (int64_t jc = 0; jc < n; jc += NC) {
+            const int64_t nc = n - jc < NC ? n - jc : NC;
+            const int64_t npan_n = (nc + FI_NR - 1) / FI_NR;
+            /* blocks of at most MC rows, a multiple of the threads; split columns too when C
+             * has fewer row panels than threads */
+            int64_t mblocks = (npan_m * FI_MR + MC - 1) / MC;
+            if (mblocks % nth) mblocks += nth - mblocks % nth;
+            if (mblocks > npan_m) mblocks = npan_m;
+            int64_t nsplit = 1;
+            if (mblocks < nth) {
+                nsplit = (nth + mblocks - 1) / mblocks;
+                if (nsplit > npan_n) nsplit = npan_n;
+            }
+            const int64_t items = mblocks * nsplit;
+            for (int64_t pc = 0; pc < k; pc += kc_step) {
+                const int64_t kc = k - pc < kc_step ? k - pc : kc_step;
+#pragma omp for schedule(static)
+                for (int64_t t = b_direct ? nc / FI_NR : 0; t < npan_n; t++) {
+                    const int64_t j0 = jc + t * FI_NR;
+                    FI_FN(fi_pack_b_)(bpack + t * kc * FI_NR, b, tb, ldb, pc, kc, j0,
+                                      n - j0 < FI_NR ? n - j0 : FI_NR);
+                }
+                const int bet = pc == 0 ? beta : 1;
+#pragma omp for schedule(static)
+                for (int64_t it = 0; it < items; it++) {
+                    const int64_t bi = it / nsplit, bj = it % nsplit;
+                    const int64_t q0 = bi * npan_m / mblocks, q1 = (bi + 1) * npan_m / mblocks;
+                    const int64_t t0 = bj * npan_n / nsplit, t1 = (bj + 1) * npan_n / nsplit;
+                    const int64_t i0 = q0 * FI_MR;
+                    const int64_t mc = (q1 * FI_MR < m ? q1 * FI_MR : m) - i0;
+                    FI_FN(fi_pack_a_)(ap, a, ta, lda, i0, mc, pc, kc);
+                    FI_FN(fi_macro_)(c + i0 * ldc + jc, ldc, ap, bpack,
+                                     b_direct ? b + pc * ldb + jc : NULL, ldb,
+                                     mc, nc, t0, t1, kc, bet);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+#undef FI_NR
+#undef FI_FN

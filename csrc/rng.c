@@ -1,0 +1,763 @@
+/* The random stream: Philox4x32-10 and its samplers, bit for bit the NumPy reference.
+ *
+ * The mapping from (key, draw, element index) to a number is specified in fastinit/rng.py;
+ * fastinit/reference/rng.py is the oracle. The float32 paths repeat the reference's exact
+ * sequence of IEEE float32 operations: constants rounded as NumPy rounds them, -ffp-contract=off
+ * (global) forbids fused multiply-add, nothing here is built with fast-math. So uniform, normal
+ * and truncated normal float32, and uniform float64, give NumPy's bits. float64 normal and
+ * truncated normal call the C library (log, sin, cos, erfc, exp): within a few ulp of NumPy.
+ *
+ * How it is fast. Output is made in batches of FI_RNG_BATCH Philox blocks, in passes over small
+ * buffers that stay in L1: (1) the Philox words, by explicit SIMD code (16 blocks at a time
+ * with AVX-512, 8 with AVX2, 4 with SSE2: gcc's own vectorisation of the 32x32->64 multiply
+ * shuffles too much); (2) the transforms, plain loops written once (FI_INLINE) that gcc
+ * vectorises, compiled for AVX-512, for AVX2+FMA and for the portable baseline, chosen at run
+ * time (dispatch.h; AVX-512 is this file's addition); (3) square roots in a pass of their own
+ * (sqrtps), because gcc never vectorises sqrtf while it may set errno (-fmath-errno is the
+ * default and cannot be switched off per function). All builds give the same bits.
+ * Threads: OpenMP over fixed chunks of FI_RNG_CHUNK elements, never sized from the thread
+ * count, so every element is computed by the same code whatever the number of threads.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include "fastinit.h"
+#include "dispatch.h"
+#if FI_X86
+#include <immintrin.h>
+/* A third build for CPUs with AVX-512 (F, VL, DQ, BW), e.g. Zen 4/5 and recent Xeons: twice
+ * the lanes of AVX2 for Philox and the transforms. Chosen at run time like the AVX2 build. */
+#define FI_RNG_AVX512 1
+#define FI_RNG_TARGET_AVX512 \
+    __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512")))
+#else
+#define FI_RNG_AVX512 0
+#define FI_RNG_TARGET_AVX512
+#endif
+
+/* Elements per parallel chunk (a multiple of 4: each chunk starts on a Philox block). */
+#define FI_RNG_CHUNK 65536
+/* Below this many elements the kernels run on one thread (_config.PARALLEL_MIN_ELEMENTS). */
+#define FI_RNG_PARALLEL_MIN 32768
+/* Philox blocks per batch (a multiple of 32, the AVX-512 step): 4 KiB of words, in L1. */
+#define FI_RNG_BATCH 256
+
+/* ---- Philox4x32-10 (Salmon et al. 2011; Random123's constants) ---------------------------- */
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+/* The ten round keys of a stream key, and the draw's counter words 2 and 3. */
+typedef struct {
+    uint32_t k0[10], k1[10];
+    uint32_t d0, d1;
+} fi_philox_key;
+
+static void philox_key(fi_philox_key *key, uint32_t k0, uint32_t k1, uint32_t d0, uint32_t d1) {
+    for (int r = 0; r < 10; r++) {
+        key->k0[r] = k0;
+        key->k1[r] = k1;
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+    key->d0 = d0;
+    key->d1 = d1;
+}
+
+/* Block j of the draw: counter (j lo, j hi, d0, d1) -> words x[0..3]. */
+FI_INLINE void philox_block(uint64_t j, const fi_philox_key *key, uint32_t x[4]) {
+    uint32_t c0 = (uint32_t)j, c1 = (uint32_t)(j >> 32), c2 = key->d0, c3 = key->d1;
+    for (int r = 0; r < 10; r++) {
+        uint64_t p0 = (uint64_t)PHILOX_M0 * c0;
+        uint64_t p1 = (uint64_t)PHILOX_M1 * c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ key->k0[r];
+        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ key->k1[r];
+        c1 = (uint32_t)p1;
+        c3 = (uint32_t)p0;
+        c0 = n0;
+        c2 = n2;
+    }
+    x[0] = c0;
+    x[1] = c1;
+    x[2] = c2;
+    x[3] = c3;
+}
+
+/* words[4k + w] = word w of block j0 + k, for k < nblocks (words in element order). */
+typedef void (*fi_fill_fn)(uint32_t *words, int64_t nblocks, uint64_t j0,
+                           const fi_philox_key *key);
+
+static void philox_fill_scalar(uint32_t *words, int64_t nblocks, uint64_t j0,
+                               const fi_philox_key *key) {
+    for (int64_t k = 0; k < nblocks; k++) philox_block(j0 + (uint64_t)k, key, words + 4 * k);
+}
+
+#if FI_X86
+/* One Philox round on 8 blocks in 8 uint32 lanes: 32x32->64 products of the even lanes and of
+ * the odd lanes (vpmuludq), split into hi and lo words by shifts and blends. */
+#define PHILOX_ROUND_AVX2(c0, c1, c2, c3, kk0, kk1)                                            \
+    do {                                                                                      \
+        __m256i pe0 = _mm256_mul_epu32(c0, m0);                                               \
+        __m256i po0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0);                        \
+        __m256i pe1 = _mm256_mul_epu32(c2, m1);                                               \
+        __m256i po1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1);                        \
+        __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(pe0, 32), po0, 0xAA);              \
+        __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(pe1, 32), po1, 0xAA);              \
+        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), kk0);                                \
+        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), kk1);                                \
+        c1 = _mm256_blend_epi32(pe1, _mm256_slli_epi64(po1, 32), 0xAA);                       \
+        c3 = _mm256_blend_epi32(pe0, _mm256_slli_epi64(po0, 32), 0xAA);                       \
+    } while (0)
+
+/* Transpose 8 blocks' words (lanes 0-3: blocks 0, 2, 4, 6; lanes 4-7: blocks 1, 3, 5, 7, so
+ * the in-lane 4x4 transposes leave blocks (0, 1), (2, 3), ... in order) and store them. */
+#define PHILOX_STORE_AVX2(dst, c0, c1, c2, c3)                                                 \
+    do {                                                                                      \
+        __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);      \
+        __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);      \
+        _mm256_storeu_si256((__m256i *)(dst), _mm256_unpacklo_epi64(t0, t2));                 \
+        _mm256_storeu_si256((__m256i *)(dst) + 1, _mm256_unpackhi_epi64(t0, t2));             \
+        _mm256_storeu_si256((__m256i *)(dst) + 2, _mm256_unpacklo_epi64(t1, t3));             \
+        _mm256_storeu_si256((__m256i *)(dst) + 3, _mm256_unpackhi_epi64(t1, t3));             \
+    } while (0)
+
+/* 16 blocks per step, as two independent groups of 8 so their dependency chains overlap. */
+FI_TARGET_AVX2 static void philox_fill_avx2(uint32_t *words, int64_t nblocks, uint64_t j0,
+                                            const fi_philox_key *key) {
+    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
+    const __m256i offsets = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m256i eight = _mm256_set1_epi32(8);
+    const __m256i d0 = _mm256_set1_epi32((int)key->d0), d1 = _mm256_set1_epi32((int)key->d1);
+    __m256i k0[10], k1[10];
+    for (int r = 0; r < 10; r++) {
+        k0[r] = _mm256_set1_epi32((int)key->k0[r]);
+        k1[r] = _mm256_set1_epi32((int)key->k1[r]);
+    }
+    int64_t k = 0;
+    for (; k + 16 <= nblocks; k += 16) {
+        uint64_t j = j0 + (uint64_t)k;
+        if ((uint32_t)j > 0xFFFFFFFFu - 15u) { /* the low counter word wraps inside the step */
+            philox_fill_scalar(words + 4 * k, 16, j, key);
+            continue;
+        }
+        __m256i a0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)j), offsets);
+        __m256i b0 = _mm256_add_epi32(a0, eight);
+        __m256i a1 = _mm256_set1_epi32((int)(uint32_t)(j >> 32)), b1 = a1;
+        __m256i a2 = d0, a3 = d1, b2 = d0, b3 = d1;
+        for (int r = 0; r < 10; r++) {
+            PHILOX_ROUND_AVX2(a0, a1, a2, a3, k0[r], k1[r]);
+            PHILOX_ROUND_AVX2(b0, b1, b2, b3, k0[r], k1[r]);
+        }
+        PHILOX_STORE_AVX2(words + 4 * k, a0, a1, a2, a3);
+        PHILOX_STORE_AVX2(words + 4 * k + 32, b0, b1, b2, b3);
+    }
+    philox_fill_scalar(words + 4 * k, nblocks - k, j0 + (uint64_t)k, key);
+}
+
+/* One Philox round on 16 blocks in 16 uint32 lanes. Masked in-pair swaps put the hi and lo
+ * words of the even and odd products in place (one op each); vpternlogd xors three at once. */
+#define PHILOX_ROUND_AVX512(c0, c1, c2, c3, kk0, kk1)                                          \
+    do {                                                                                      \
+        __m512i pe0 = _mm512_mul_epu32(c0, m0);                                               \
+        __m512i po0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), m0);                        \
+        __m512i pe1 = _mm512_mul_epu32(c2, m1);                                               \
+        __m512i po1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), m1);                        \
+        __m512i hi0 = _mm512_mask_shuffle_epi32(po0, 0x5555, pe0, _MM_PERM_CDAB);             \
+        __m512i hi1 = _mm512_mask_shuffle_epi32(po1, 0x5555, pe1, _MM_PERM_CDAB);             \
+        c0 = _mm512_ternarylogic_epi32(hi1, c1, kk0, 0x96);                                   \
+        c2 = _mm512_ternarylogic_epi32(hi0, c3, kk1, 0x96);                                   \
+        c1 = _mm512_mask_shuffle_epi32(pe1, 0xAAAA, po1, _MM_PERM_CDAB);                      \
+        c3 = _mm512_mask_shuffle_epi32(pe0, 0xAAAA, po0, _MM_PERM_CDAB);                      \
+    } while (0)
+
+/* Lane 4q + i holds block 4i + q, so the in-lane 4x4 transposes leave blocks 0-3, 4-7, ... in
+ * order. */
+#define PHILOX_STORE_AVX512(dst, c0, c1, c2, c3)                                               \
+    do {                                                                                      \
+        __m512i t0 = _mm512_unpacklo_epi32(c0, c1), t1 = _mm512_unpackhi_epi32(c0, c1);      \
+        __m512i t2 = _mm512_unpacklo_epi32(c2, c3), t3 = _mm512_unpackhi_epi32(c2, c3);      \
+        _mm512_storeu_si512((__m512i *)(dst), _mm512_unpacklo_epi64(t0, t2));                 \
+        _mm512_storeu_si512((__m512i *)(dst) + 1, _mm512_unpackhi_epi64(t0, t2));             \
+        _mm512_storeu_si512((__m512i *)(dst) + 2, _mm512_unpacklo_epi64(t1, t3));             \
+        _mm512_storeu_si512((__m512i *)(dst) + 3, _mm512_unpackhi_epi64(t1, t3));             \
+    } while (0)
+
+/* 32 blocks per step, as two independent groups of 16. */
+FI_RNG_TARGET_AVX512 static void philox_fill_avx512(uint32_t *words, int64_t nblocks,
+                                                    uint64_t j0, const fi_philox_key *key) {
+    const __m512i m0 = _mm512_set1_epi32((int)PHILOX_M0), m1 = _mm512_set1_epi32((int)PHILOX_M1);
+    const __m512i offsets =
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    const __m512i d0 = _mm512_set1_epi32((int)key->d0), d1 = _mm512_set1_epi32((int)key->d1);
+    __m512i k0[10], k1[10];
+    for (int r = 0; r < 10; r++) {
+        k0[r] = _mm512_set1_epi32((int)key->k0[r]);
+        k1[r] = _mm512_set1_epi32((int)key->k1[r]);
+    }
+    int64_t k = 0;
+    for (; k + 32 <= nblocks; k += 32) {
+        uint64_t j = j0 + (uint64_t)k;
+        if ((uint32_t)j > 0xFFFFFFFFu - 31u) { /* the low counter word wraps inside the step */
+            philox_fill_scalar(words + 4 * k, 32, j, key);
+            continue;
+        }
+        __m512i a0 = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)j), offsets);
+        __m512i b0 = _mm512_add_epi32(a0, sixteen);
+        __m512i a1 = _mm512_set1_epi32((int)(uint32_t)(j >> 32)), b1 = a1;
+        __m512i a2 = d0, a3 = d1, b2 = d0, b3 = d1;
+        for (int r = 0; r < 10; r++) {
+            PHILOX_ROUND_AVX512(a0, a1, a2, a3, k0[r], k1[r]);
+            PHILOX_ROUND_AVX512(b0, b1, b2, b3, k0[r], k1[r]);
+        }
+        PHILOX_STORE_AVX512(words + 4 * k, a0, a1, a2, a3);
+        PHILOX_STORE_AVX512(words + 4 * k + 64, b0, b1, b2, b3);
+    }
+    philox_fill_avx2(words + 4 * k, nblocks - k, j0 + (uint64_t)k, key);
+}
+
+/* 4 blocks at a time in 4 uint32 lanes (SSE2, part of x86-64). */
+static void philox_fill_sse2(uint32_t *words, int64_t nblocks, uint64_t j0,
+                             const fi_philox_key *key) {
+    const __m128i m0 = _mm_set1_epi32((int)PHILOX_M0), m1 = _mm_set1_epi32((int)PHILOX_M1);
+    const __m128i lo_mask = _mm_set1_epi64x(0xFFFFFFFF), hi_mask = _mm_slli_epi64(lo_mask, 32);
+    const __m128i offsets = _mm_setr_epi32(0, 1, 2, 3);
+    int64_t k = 0;
+    for (; k + 4 <= nblocks; k += 4) {
+        uint64_t j = j0 + (uint64_t)k;
+        if ((uint32_t)j > 0xFFFFFFFFu - 3u) {
+            philox_fill_scalar(words + 4 * k, 4, j, key);
+            continue;
+        }
+        __m128i c0 = _mm_add_epi32(_mm_set1_epi32((int)(uint32_t)j), offsets);
+        __m128i c1 = _mm_set1_epi32((int)(uint32_t)(j >> 32));
+        __m128i c2 = _mm_set1_epi32((int)key->d0), c3 = _mm_set1_epi32((int)key->d1);
+        for (int r = 0; r < 10; r++) {
+            __m128i pe0 = _mm_mul_epu32(c0, m0), po0 = _mm_mul_epu32(_mm_srli_epi64(c0, 32), m0);
+            __m128i pe1 = _mm_mul_epu32(c2, m1), po1 = _mm_mul_epu32(_mm_srli_epi64(c2, 32), m1);
+            __m128i hi0 = _mm_or_si128(_mm_srli_epi64(pe0, 32), _mm_and_si128(po0, hi_mask));
+            __m128i lo0 = _mm_or_si128(_mm_and_si128(pe0, lo_mask), _mm_slli_epi64(po0, 32));
+            __m128i hi1 = _mm_or_si128(_mm_srli_epi64(pe1, 32), _mm_and_si128(po1, hi_mask));
+            __m128i lo1 = _mm_or_si128(_mm_and_si128(pe1, lo_mask), _mm_slli_epi64(po1, 32));
+            c0 = _mm_xor_si128(_mm_xor_si128(hi1, c1), _mm_set1_epi32((int)key->k0[r]));
+            c2 = _mm_xor_si128(_mm_xor_si128(hi0, c3), _mm_set1_epi32((int)key->k1[r]));
+            c1 = lo1;
+            c3 = lo0;
+        }
+        __m128i t0 = _mm_unpacklo_epi32(c0, c1), t1 = _mm_unpackhi_epi32(c0, c1);
+        __m128i t2 = _mm_unpacklo_epi32(c2, c3), t3 = _mm_unpackhi_epi32(c2, c3);
+        _mm_storeu_si128((__m128i *)(words + 4 * k), _mm_unpacklo_epi64(t0, t2));
+        _mm_storeu_si128((__m128i *)(words + 4 * k + 4), _mm_unpackhi_epi64(t0, t2));
+        _mm_storeu_si128((__m128i *)(words + 4 * k + 8), _mm_unpacklo_epi64(t1, t3));
+        _mm_storeu_si128((__m128i *)(words + 4 * k + 12), _mm_unpackhi_epi64(t1, t3));
+    }
+    philox_fill_scalar(words + 4 * k, nblocks - k, j0 + (uint64_t)k, key);
+}
+#endif
+
+/* a[0..n) = sqrt(a[0..n)), IEEE (correctly rounded, as sqrtf). */
+typedef void (*fi_sqrt_fn)(float *a, int64_t n);
+
+#if FI_X86
+FI_INLINE float sqrt_sse(float x) { return _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))); }
+
+FI_RNG_TARGET_AVX512 static void sqrt_avx512(float *a, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(a + i, _mm512_sqrt_ps(_mm512_loadu_ps(a + i)));
+    for (; i < n; i++) a[i] = sqrt_sse(a[i]);
+}
+FI_TARGET_AVX2 static void sqrt_avx2(float *a, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(a + i, _mm256_sqrt_ps(_mm256_loadu_ps(a + i)));
+    for (; i < n; i++) a[i] = sqrt_sse(a[i]);
+}
+static void sqrt_sse2(float *a, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(a + i, _mm_sqrt_ps(_mm_loadu_ps(a + i)));
+    for (; i < n; i++) a[i] = sqrt_sse(a[i]);
+}
+#else
+static void sqrt_scalar(float *a, int64_t n) {
+    for (int64_t i = 0; i < n; i++) a[i] = sqrtf(a[i]);
+}
+#endif
+
+/* The hand-vectorised helpers of one build (AVX-512, AVX2 or portable). */
+typedef struct {
+    fi_fill_fn fill;
+    fi_sqrt_fn sqrt;
+} fi_rng_ops;
+
+#if FI_X86
+static const fi_rng_ops ops_avx512 = {philox_fill_avx512, sqrt_avx512};
+static const fi_rng_ops ops_avx2 = {philox_fill_avx2, sqrt_avx2};
+static const fi_rng_ops ops_portable = {philox_fill_sse2, sqrt_sse2};
+#else
+static const fi_rng_ops ops_avx512 = {philox_fill_scalar, sqrt_scalar};
+static const fi_rng_ops ops_avx2 = {philox_fill_scalar, sqrt_scalar};
+static const fi_rng_ops ops_portable = {philox_fill_scalar, sqrt_scalar};
+#endif
+
+/* ---- float32 elementary functions: the reference's operations, in its order ---------------- */
+
+/* A float32 constant as NumPy makes it (np.float32(python_float)): decimal -> double -> float,
+ * not the single rounding of a 1.0f literal (they could differ in the last bit). */
+#define F32(x) ((float)(x))
+
+FI_INLINE uint32_t f32_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+FI_INLINE float f32_from_bits(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* cond ? a : b on the bits, for float32 selects inside vector loops: with a plain ?: gcc
+ * may fold an operation into the branches (e.g. sqrt(max(w, 0)) - 3 -> w <= 0 ? -3 : ...),
+ * then refuses to if-convert a float op that "could trap", and the loop stays scalar. */
+FI_INLINE float select_f32(int cond, float a, float b) {
+    uint32_t mask = (uint32_t)0 - (uint32_t)(cond != 0);
+    return f32_from_bits((f32_bits(a) & mask) | (f32_bits(b) & ~mask));
+}
+
+/* np.maximum(x, c) / np.minimum(x, c) for a non-NaN c: c when equal, x when x is NaN. */
+FI_INLINE float max_f32(float x, float c) { return select_f32(x <= c, c, x); }
+FI_INLINE float min_f32(float x, float c) { return select_f32(x >= c, c, x); }
+FI_INLINE double max_f64(double x, double c) { return x <= c ? c : x; }
+FI_INLINE double min_f64(double x, double c) { return x >= c ? c : x; }
+
+/* Natural log of a positive normal float32 (Cephes logf, branch-free): reference ln_f32. */
+FI_INLINE float ln_f32(float x) {
+    const float P0 = F32(7.0376836292e-2), P1 = F32(-1.1514610310e-1),
+                P2 = F32(1.1676998740e-1), P3 = F32(-1.2420140846e-1),
+                P4 = F32(1.4249322787e-1), P5 = F32(-1.6668057665e-1),
+                P6 = F32(2.0000714765e-1), P7 = F32(-2.4999993993e-1),
+                P8 = F32(3.3333331174e-1);
+    const float SQRTHF = F32(0.707106781186547524), LN2_LO = F32(-2.12194440e-4),
+                LN2_HI = F32(0.693359375);
+    uint32_t bits = f32_bits(x);
+    int32_t e = (int32_t)((bits >> 23) & 0xFFu) - 126;
+    uint32_t mbits = (bits & 0x807FFFFFu) | 0x3F000000u;
+    float m = f32_from_bits(mbits); /* [0.5, 1) */
+    int32_t small = m < SQRTHF;
+    e -= small;
+    /* m + m when small, done exactly on the bits (exponent + 1): a float op under a condition
+     * "could trap" for gcc, which then keeps the branch and does not vectorise the loop. */
+    float f = f32_from_bits(mbits + ((uint32_t)small << 23)) - 1.0f;
+    float ef = (float)e;
+    float z = f * f;
+    float y = P0 * f;
+    y = (y + P1) * f;
+    y = (y + P2) * f;
+    y = (y + P3) * f;
+    y = (y + P4) * f;
+    y = (y + P5) * f;
+    y = (y + P6) * f;
+    y = (y + P7) * f;
+    y = (y + P8) * f;
+    y = y * z;
+    y = y + LN2_LO * ef;
+    y = y - 0.5f * z;
+    float r = f + y;
+    return r + LN2_HI * ef;
+}
+
+/* sin and cos of 2 pi k / 2^24 for 0 <= k < 2^24 (Cephes polynomials): reference
+ * sincos_2pi_f32. The quadrant comes from integer arithmetic; negation is exact. */
+FI_INLINE void sincos_2pi_f32(int32_t k, float *sin_out, float *cos_out) {
+    const float S0 = F32(-1.9515295891e-4), S1 = F32(8.3321608736e-3),
+                S2 = F32(-1.6666654611e-1);
+    const float C0 = F32(2.443315711809948e-5), C1 = F32(-1.388731625493765e-3),
+                C2 = F32(4.166664568298827e-2);
+    const float PI_2M23 = (float)(M_PI / 8388608.0); /* pi 2^-23 */
+    int32_t n = (k + (1 << 21)) >> 22;
+    int32_t t = k - (n << 22);
+    float phi = (float)t * PI_2M23;
+    float z = phi * phi;
+    float s = S0 * z;
+    s = (s + S1) * z;
+    s = (s + S2) * z;
+    s = s * phi + phi;
+    float c = C0 * z;
+    c = (c + C1) * z;
+    c = (c + C2) * z;
+    c = c * z - 0.5f * z + 1.0f;
+    float sn = (n & 1) ? c : s; /* quadrant n mod 4: sin = s, c, -s, -c; cos = c, -s, -c, s */
+    float cs = (n & 1) ? s : c;
+    *sin_out = (n & 2) ? -sn : sn;
+    *cos_out = ((n + 1) & 2) ? -cs : cs;
+}
+
+/* Giles (2010) single-precision erfinv polynomials (reference _ERFINV_A / _ERFINV_B). */
+#define GILES_A0 F32(2.81022636e-08)
+#define GILES_A1 F32(3.43273939e-07)
+#define GILES_A2 F32(-3.5233877e-06)
+#define GILES_A3 F32(-4.39150654e-06)
+#define GILES_A4 F32(0.00021858087)
+#define GILES_A5 F32(-0.00125372503)
+#define GILES_A6 F32(-0.00417768164)
+#define GILES_A7 F32(0.246640727)
+#define GILES_A8 F32(1.50140941)
+#define GILES_B0 F32(-0.000200214257)
+#define GILES_B1 F32(0.000100950558)
+#define GILES_B2 F32(0.00134934322)
+#define GILES_B3 F32(-0.00367342844)
+#define GILES_B4 F32(0.00573950773)
+#define GILES_B5 F32(-0.0076224613)
+#define GILES_B6 F32(0.00943887047)
+#define GILES_B7 F32(1.00167406)
+#define GILES_B8 F32(2.83297682)
+
+/* The float32 standard normal quantile from p and q = 1 - p (reference ndtri_pq_f32) is
+ * sqrt(2) erfinv(p - q) with w = -ln_f32(4 p q): this is its part after the square root,
+ * given w, root = sqrt(max(w, 0)) and x = p - q. Giles' polynomials, both evaluated, one kept;
+ * the reference's leading `a0 + 0 * w` is a0 exactly (ln_f32 never returns inf or NaN). */
+FI_INLINE float giles_erfinv_sqrt2(float w, float root, float x) {
+    float wa = w - 2.5f;
+    float wb = root - 3.0f;
+    float pa = GILES_A1 + GILES_A0 * wa;
+    pa = GILES_A2 + pa * wa;
+    pa = GILES_A3 + pa * wa;
+    pa = GILES_A4 + pa * wa;
+    pa = GILES_A5 + pa * wa;
+    pa = GILES_A6 + pa * wa;
+    pa = GILES_A7 + pa * wa;
+    pa = GILES_A8 + pa * wa;
+    float pb = GILES_B1 + GILES_B0 * wb;
+    pb = GILES_B2 + pb * wb;
+    pb = GILES_B3 + pb * wb;
+    pb = GILES_B4 + pb * wb;
+    pb = GILES_B5 + pb * wb;
+    pb = GILES_B6 + pb * wb;
+    pb = GILES_B7 + pb * wb;
+    pb = GILES_B8 + pb * wb;
+    float g = select_f32(w < 5.0f, pa, pb);
+    return F32(1.41421356237309504880) * (g * x);
+}
+
+/* Standard normal quantile in float64 from p and q = 1 - p: reference ndtri_pq_f64 (Giles
+ * start or the tail asymptote, then three Newton steps on ln Phi(y) = ln t, t = min(p, q)). */
+static double ndtri_pq_f64(double p, double q) {
+    /* as the reference computes them from the double 2 pi (gcc folds these exactly): the
+     * decimal constants of sqrt(2 pi) and ln(2 pi) round to different last bits */
+    const double INV_SQRT2 = 1.0 / sqrt(2.0);
+    const double INV_SQRT2PI = 1.0 / sqrt(2.0 * M_PI);
+    const double LN_2PI = log(2.0 * M_PI);
+    double t = min_f64(p, q), big = max_f64(p, q);
+    double w = -log((4.0 * t) * big);
+    double y;
+    if (w <= 16.0) {
+        double x = t - big;
+        double g;
+        if (w < 5.0) {
+            double wa = w - 2.5;
+            g = (double)GILES_A0 + 0.0 * wa;
+            g = (double)GILES_A1 + g * wa;
+            g = (double)GILES_A2 + g * wa;
+            g = (double)GILES_A3 + g * wa;
+            g = (double)GILES_A4 + g * wa;
+            g = (double)GILES_A5 + g * wa;
+            g = (double)GILES_A6 + g * wa;
+            g = (double)GILES_A7 + g * wa;
+            g = (double)GILES_A8 + g * wa;
+        } else {
+            double wb = sqrt(max_f64(w, 0.0)) - 3.0;
+            g = (double)GILES_B0 + 0.0 * wb;
+            g = (double)GILES_B1 + g * wb;
+            g = (double)GILES_B2 + g * wb;
+            g = (double)GILES_B3 + g * wb;
+            g = (double)GILES_B4 + g * wb;
+            g = (double)GILES_B5 + g * wb;
+            g = (double)GILES_B6 + g * wb;
+            g = (double)GILES_B7 + g * wb;
+            g = (double)GILES_B8 + g * wb;
+        }
+        y = M_SQRT2 * (g * x);
+    } else {
+        double big_l = -2.0 * log(t);
+        y = -sqrt(max_f64(big_l - log(big_l) - LN_2PI, 0.0));
+    }
+    double log_t = log(t);
+    for (int it = 0; it < 3; it++) {
+        double cdf = 0.5 * erfc(-y * INV_SQRT2);
+        y = y - (log(cdf) - log_t) * cdf / (exp(-0.5 * y * y) * INV_SQRT2PI);
+    }
+    return p <= q ? y : -y;
+}
+
+/* ---- batches: out holds the elements of nblocks <= FI_RNG_BATCH blocks from block j0 ------- */
+
+#define TWO_M24F F32(5.9604644775390625e-08)  /* 2^-24 */
+#define TWO_M25F F32(2.98023223876953125e-08) /* 2^-25 */
+#define TWO_M21 4.76837158203125e-07          /* 2^-21 */
+#define TWO_M53 1.1102230246251565e-16        /* 2^-53 */
+#define TWO_M54 5.5511151231257827e-17        /* 2^-54 */
+
+/* value = shift + scale * sample: (low, high - low) for uniform, (mean, std) for normal. */
+typedef struct { float shift, scale; } fi_affine_f32;
+typedef struct { double shift, scale; } fi_affine_f64;
+/* Truncated-normal parameters, rounded to the output's precision by the caller. */
+typedef struct { float mean, std, a, b, pa, qb, span, lo, hi; } fi_tn_f32;
+typedef struct { double mean, std, a, b, pa, qb, span, lo, hi; } fi_tn_f64;
+
+/* The 53-bit integer ((hi << 32) | lo) >> 11 as a double, exactly: hi 2^21 + (lo >> 11) are
+ * both exact and so is their sum (< 2^53); two uint32 -> double conversions vectorise where
+ * one int64 -> double does not (no AVX-512 here). */
+FI_INLINE double m53_f64(uint32_t lo, uint32_t hi) {
+    return (double)hi * 2097152.0 + (double)(lo >> 11);
+}
+
+FI_INLINE uint64_t m53(uint32_t lo, uint32_t hi) {
+    return (((uint64_t)hi << 32) | lo) >> 11;
+}
+
+/* out is (4 nblocks,) float32: element i = low + (high - low) * u, u = (word i >> 8) 2^-24. */
+FI_INLINE void uniform_f32_batch(float *restrict out, int64_t nblocks, uint64_t j0,
+                                 const fi_philox_key *key, const fi_affine_f32 *prm,
+                                 const fi_rng_ops *ops) {
+    const float lo = prm->shift, span = prm->scale; /* locals: out cannot alias them */
+    uint32_t words[4 * FI_RNG_BATCH];
+    ops->fill(words, nblocks, j0, key);
+    for (int64_t i = 0; i < 4 * nblocks; i++)
+        out[i] = lo + span * ((float)(int32_t)(words[i] >> 8) * TWO_M24F);
+}
+
+/* out is (2 nblocks,) float64: element i from words 2i (lo) and 2i+1 (hi); u = m53 2^-53. */
+FI_INLINE void uniform_f64_batch(double *restrict out, int64_t nblocks, uint64_t j0,
+                                 const fi_philox_key *key, const fi_affine_f64 *prm,
+                                 const fi_rng_ops *ops) {
+    const double low = prm->shift, span = prm->scale;
+    uint32_t words[4 * FI_RNG_BATCH];
+    ops->fill(words, nblocks, j0, key);
+    for (int64_t i = 0; i < 2 * nblocks; i++)
+        out[i] = low + span * (m53_f64(words[2 * i], words[2 * i + 1]) * TWO_M53);
+}
+
+/* out is (4 nblocks,) float32. Pair k (elements 2k, 2k+1) uses words 2k, 2k+1 (Box-Muller):
+ * u1 = (m(x_2k) + 1) 2^-24 in (0, 1], r = sqrt(-2 ln u1), angle index m(x_2k+1). */
+FI_INLINE void normal_f32_batch(float *restrict out, int64_t nblocks, uint64_t j0,
+                                const fi_philox_key *key, const fi_affine_f32 *prm,
+                                const fi_rng_ops *ops) {
+    const float mean = prm->shift, std = prm->scale;
+    uint32_t words[4 * FI_RNG_BATCH];
+    float r[2 * FI_RNG_BATCH];
+    int64_t npairs = 2 * nblocks;
+    ops->fill(words, nblocks, j0, key);
+    for (int64_t k = 0; k < npairs; k++) {
+        float u1 = (float)(int32_t)((words[2 * k] >> 8) + 1u) * TWO_M24F;
+        r[k] = -2.0f * ln_f32(u1);
+    }
+    ops->sqrt(r, npairs);
+    for (int64_t k = 0; k < npairs; k++) {
+        float s, c;
+        sincos_2pi_f32((int32_t)(words[2 * k + 1] >> 8), &s, &c);
+        out[2 * k] = mean + std * (r[k] * c);
+        out[2 * k + 1] = mean + std * (r[k] * s);
+    }
+}
+
+/* out is (2 nblocks,) float64: block k gives elements 2k, 2k+1; u1 from words (0, 1),
+ * u2 from words (2, 3); log, sqrt, cos, sin from the C library. */
+FI_INLINE void normal_f64_batch(double *restrict out, int64_t nblocks, uint64_t j0,
+                                const fi_philox_key *key, const fi_affine_f64 *prm,
+                                const fi_rng_ops *ops) {
+    const double mean = prm->shift, std = prm->scale;
+    uint32_t words[4 * FI_RNG_BATCH];
+    ops->fill(words, nblocks, j0, key);
+    for (int64_t k = 0; k < nblocks; k++) {
+        const uint32_t *x = words + 4 * k;
+        double u1 = (double)(int64_t)(m53(x[0], x[1]) + 1) * TWO_M53;
+        double u2 = m53_f64(x[2], x[3]) * TWO_M53;
+        double r = sqrt(-2.0 * log(u1));
+        double theta = (2.0 * M_PI) * u2;
+        out[2 * k] = mean + std * (r * cos(theta));
+        out[2 * k + 1] = mean + std * (r * sin(theta));
+    }
+}
+
+/* out is (4 nblocks,) float32: element i from word i, by inverse CDF (reference
+ * truncated_normal): v = (2m + 1) 2^-25 and 1 - v from its own integer (no cancellation),
+ * p = pa + span v, q = qb + span (1 - v), z = ndtri_pq_f32(p, q) clamped to [a, b], then
+ * mean + std z clamped to [lo, hi]. ndtri_pq_f32 is split around its square root. */
+FI_INLINE void truncated_normal_f32_batch(float *restrict out, int64_t nblocks, uint64_t j0,
+                                          const fi_philox_key *key, const fi_tn_f32 *prm,
+                                          const fi_rng_ops *ops) {
+    const fi_tn_f32 t = *prm;
+    uint32_t words[4 * FI_RNG_BATCH];
+    float ws[4 * FI_RNG_BATCH], xs[4 * FI_RNG_BATCH], roots[4 * FI_RNG_BATCH];
+    int64_t n = 4 * nblocks;
+    ops->fill(words, nblocks, j0, key);
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t m = words[i] >> 8;
+        float v = (float)(int32_t)((m << 1) + 1u) * TWO_M25F; /* 2m + 1 < 2^25: rounded once */
+        float v1 = (float)(int32_t)((((1u << 24) - m) << 1) - 1u) * TWO_M25F; /* 1 - v */
+        float p = t.pa + t.span * v;
+        float q = t.qb + t.span * v1;
+        float w = -ln_f32((4.0f * p) * q);
+        ws[i] = w;
+        xs[i] = p - q;
+        roots[i] = max_f32(w, 0.0f);
+    }
+    ops->sqrt(roots, n);
+    for (int64_t i = 0; i < n; i++) {
+        float z = min_f32(max_f32(giles_erfinv_sqrt2(ws[i], roots[i], xs[i]), t.a), t.b);
+        out[i] = min_f32(max_f32(t.mean + t.std * z, t.lo), t.hi);
+    }
+}
+
+/* out is (2 nblocks,) float64: element i from words 2i (lo), 2i+1 (hi): v = (2 m53 + 1) 2^-54,
+ * the quantile by ndtri_pq_f64 (libm). */
+FI_INLINE void truncated_normal_f64_batch(double *restrict out, int64_t nblocks, uint64_t j0,
+                                          const fi_philox_key *key, const fi_tn_f64 *prm,
+                                          const fi_rng_ops *ops) {
+    const fi_tn_f64 t = *prm;
+    uint32_t words[4 * FI_RNG_BATCH];
+    ops->fill(words, nblocks, j0, key);
+    for (int64_t i = 0; i < 2 * nblocks; i++) {
+        uint64_t m = m53(words[2 * i], words[2 * i + 1]);
+        double v = (double)(int64_t)((m << 1) + 1) * TWO_M54; /* 2m + 1 < 2^54: rounded once */
+        double v1 = (double)(int64_t)((((UINT64_C(1) << 53) - m) << 1) - 1) * TWO_M54;
+        double p = t.pa + t.span * v;
+        double q = t.qb + t.span * v1;
+        double z = min_f64(max_f64(ndtri_pq_f64(p, q), t.a), t.b);
+        out[i] = min_f64(max_f64(t.mean + t.std * z, t.lo), t.hi);
+    }
+}
+
+/* ---- bodies (n elements from block j0, in batches) and their two builds -------------------- */
+
+/* name##_body: full batches straight into out, the last partial block through a buffer. E is
+ * elements per block. name##_avx512 / _avx2 / _portable: the body compiled for each target. */
+#define FI_RNG_KERNEL(name, T, P, E)                                                          \
+    FI_INLINE void name##_body(T *out, int64_t n, uint64_t j0, const fi_philox_key *key,     \
+                               const P *prm, const fi_rng_ops *ops) {                         \
+        int64_t nb = n / (E);                                                                 \
+        for (int64_t k = 0; k < nb; k += FI_RNG_BATCH) {                                      \
+            int64_t m = nb - k < FI_RNG_BATCH ? nb - k : FI_RNG_BATCH;                        \
+            name##_batch(out + (E) * k, m, j0 + (uint64_t)k, key, prm, ops);                  \
+        }                                                                                     \
+        if (n > (E) * nb) {                                                                   \
+            T last[E];                                                                        \
+            name##_batch(last, 1, j0 + (uint64_t)nb, key, prm, ops);                          \
+            memcpy(out + (E) * nb, last, (size_t)(n - (E) * nb) * sizeof(T));                 \
+        }                                                                                     \
+    }                                                                                         \
+    FI_RNG_TARGET_AVX512 static void name##_avx512(void *out, int64_t n, uint64_t j0,        \
+                                                 const fi_philox_key *key, const void *prm) {\
+        name##_body((T *)out, n, j0, key, (const P *)prm, &ops_avx512);                       \
+    }                                                                                         \
+    FI_TARGET_AVX2 static void name##_avx2(void *out, int64_t n, uint64_t j0,                \
+                                           const fi_philox_key *key, const void *prm) {      \
+        name##_body((T *)out, n, j0, key, (const P *)prm, &ops_avx2);                         \
+    }                                                                                         \
+    static void name##_portable(void *out, int64_t n, uint64_t j0, const fi_philox_key *key, \
+                                const void *prm) {                                            \
+        name##_body((T *)out, n, j0, key, (const P *)prm, &ops_portable);                     \
+    }
+
+FI_RNG_KERNEL(uniform_f32, float, fi_affine_f32, 4)
+FI_RNG_KERNEL(uniform_f64, double, fi_affine_f64, 2)
+FI_RNG_KERNEL(normal_f32, float, fi_affine_f32, 4)
+FI_RNG_KERNEL(normal_f64, double, fi_affine_f64, 2)
+FI_RNG_KERNEL(truncated_normal_f32, float, fi_tn_f32, 4)
+FI_RNG_KERNEL(truncated_normal_f64, double, fi_tn_f64, 2)
+
+/* ---- the chunked parallel driver and the kernels ------------------------------------------ */
+
+typedef void (*fi_rng_run)(void *out, int64_t n, uint64_t j0, const fi_philox_key *key,
+                           const void *prm);
+
+/* The build the kernels run: 2 AVX-512, 1 AVX2, 0 portable; -1 until first asked. */
+static int rng_path = -1;
+
+static int rng_best_path(void) {
+    if (!fi_use_avx2) return 0; /* no AVX2+FMA, or FASTINIT_C_PORTABLE set (common.c) */
+#if FI_RNG_AVX512
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
+        return 2;
+#endif
+    return 1;
+}
+
+int fi_rng_set_path(int path) {
+    int best = rng_best_path();
+    rng_path = (path < 0 || path > best) ? best : path;
+    return rng_path;
+}
+
+/* Fill out (n elements of elem_size bytes, per_block elements per Philox block) in fixed
+ * chunks of FI_RNG_CHUNK elements: chunk c starts at element c * FI_RNG_CHUNK, block
+ * c * FI_RNG_CHUNK / per_block, whichever thread runs it. Chunks are handed out dynamically:
+ * on a shared machine a thread that gets less CPU time simply does fewer of them. */
+static void rng_run(const fi_rng_run runs[3], char *out, size_t elem_size, int64_t per_block,
+                    int64_t n, uint32_t k0, uint32_t k1, uint32_t d0, uint32_t d1,
+                    const void *prm) {
+    fi_philox_key key;
+    philox_key(&key, k0, k1, d0, d1);
+    if (rng_path < 0) fi_rng_set_path(-1);
+    fi_rng_run run = runs[rng_path];
+    int64_t nchunks = (n + FI_RNG_CHUNK - 1) / FI_RNG_CHUNK;
+#pragma omp parallel for schedule(dynamic) if (n >= FI_RNG_PARALLEL_MIN)
+    for (int64_t c = 0; c < nchunks; c++) {
+        int64_t start = c * FI_RNG_CHUNK;
+        int64_t len = n - start < FI_RNG_CHUNK ? n - start : FI_RNG_CHUNK;
+        run(out + (size_t)start * elem_size, len, (uint64_t)(start / per_block), &key, prm);
+    }
+}
+
+#define FI_RNG_RUNS(name) \
+    (const fi_rng_run[3]) { name##_portable, name##_avx2, name##_avx512 }
+
+/* out is (n,) float32 / float64, C-contiguous; element i of draw (d0, d1) under key (k0, k1). */
+void fi_rng_uniform_f32(float *out, int64_t n, uint32_t k0, uint32_t k1, uint32_t d0,
+                        uint32_t d1, float low, float high) {
+    fi_affine_f32 prm = {low, high - low};
+    rng_run(FI_RNG_RUNS(uniform_f32), (char *)out, sizeof *out, 4, n, k0, k1, d0,
+            d1, &prm);
+}
+
+void fi_rng_uniform_f64(double *out, int64_t n, uint32_t k0, uint32_t k1, uint32_t d0,
+                        uint32_t d1, double low, double high) {
+    fi_affine_f64 prm = {low, high - low};
+    rng_run(FI_RNG_RUNS(uniform_f64), (char *)out, sizeof *out, 2, n, k0, k1, d0,
+            d1, &prm);
+}
+
+void fi_rng_normal_f32(float *out, int64_t n, uint32_t k0, uint32_t k1, uint32_t d0,
+                       uint32_t d1, float mean, float std) {
+    fi_affine_f32 prm = {mean, std};
+    rng_run(FI_RNG_RUNS(normal_f32), (char *)out, sizeof *out, 4, n, k0, k1, d0,
+            d1, &prm);
+}
+
+void fi_rng_normal_f64(double *out, int64_t n, uint32_t k0, uint32_t k1, uint32_t d0,
+                       uint32_t d1, double mean, double std) {
+    fi_affine_f64 prm = {mean, std};
+    rng_run(FI_RNG_RUNS(normal_f64), (char *)out, sizeof *out, 2, n, k0, k1, d0,
+            d1, &prm);
+}
+
+void fi_rng_truncated_normal_f32(float *out, int64_t n, uint32_t k0, uint32_t k1, uint32_t d0,
+                                 uint32_t d1, float mean, float std, float a, float b, float pa,
+                                 float qb, float span, float lo, float hi) {
+    fi_tn_f32 prm = {mean, std, a, b, pa, qb, span, lo, hi};
+    rng_run(FI_RNG_RUNS(truncated_normal_f32), (char *)out, sizeof *out,
+            4, n, k0, k1, d0, d1, &prm);
+}
+
+void fi_rng_truncated_normal_f64(double *out, int64_t n, uint32_t k0, uint32_t k1,
+                                 uint32_t d0, uint32_t d1, double mean, double std, double a,
+                                 double b, double pa, double qb, double span, double lo,
+                                 double hi) {
+    fi_tn_f64 prm = {mean, std, a, b, pa, qb, span, lo, hi};
+    rng_run(FI_RNG_RUNS(truncated_normal_f64), (char *)out, sizeof *out,
+            2, n, k0, k1, d0, d1, &prm);
+}

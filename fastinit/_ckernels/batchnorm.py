@@ -1,0 +1,40 @@
+"""C kernels of batch norm (csrc/batchnorm.c): thin wrappers, same names as the reference.
+
+x is a C-contiguous (N, C, S) float32/float64 array; statistics are (C,) float64 arrays.
+"""
+import numpy as np
+
+from .. import _c
+
+
+def _fn(name, dtype):
+    return getattr(_c.lib, f"fi_batch_norm_{name}_{'f32' if dtype == np.float32 else 'f64'}")
+
+
+def _check(status):
+    if status != 0:
+        raise MemoryError("batch norm: the C kernel could not allocate its scratch memory")
+
+
+def batch_norm_forward_train(y, mean, var, invstd, x, gamma, beta, eps):
+    p = _c.ptr
+    _check(_fn("forward_train", x.dtype)(p(y), p(mean), p(var), p(invstd), p(x), p(gamma),
+                                         p(beta), eps, *x.shape))
+
+
+def batch_norm_forward_eval(y, invstd, x, gamma, beta, mean, var, eps):
+    p = _c.ptr
+    _check(_fn("forward_eval", x.dtype)(p(y), p(invstd), p(x), p(gamma), p(beta), p(mean),
+                                        p(var), eps, *x.shape))
+
+
+def batch_norm_backward_train(dx, dgamma, dbeta, dy, x, gamma, mean, invstd):
+    p = _c.ptr
+    _check(_fn("backward", x.dtype)(p(dx), p(dgamma), p(dbeta), p(dy), p(x), p(gamma), p(mean),
+                                    p(invstd), 1, *x.shape))
+
+
+def batch_norm_backward_eval(dx, dgamma, dbeta, dy, x, gamma, mean, invstd):
+    p = _c.ptr
+    _check(_fn("backward", x.dtype)(p(dx), p(dgamma), p(dbeta), p(dy), p(x), p(gamma), p(mean),
+                                    p(invstd), 0, *x.shape))

@@ -1,0 +1,77 @@
+"""C Winograd F(4x4,3x3) path of conv2d (csrc/conv2d_3x3.c): when it applies, and thin calls.
+
+The choice is the same for the Numba backend (:mod:`fastinit._numba.conv3x3`, which holds the
+rule and its measurements); only the calls differ.
+"""
+import numpy as np
+
+from .. import _c
+from .._numba import conv3x3 as _rule
+from .._numba.conv3x3 import describe_rule
+
+
+def applies(x_shape, w_shape, stride, dilation, groups, dtype):
+    """Whether conv2d runs Winograd on the C backend (the rule of fastinit._numba.conv3x3)."""
+    return _rule.applies(x_shape, w_shape, stride, dilation, groups, dtype, _rule.MIN_CHANNELS)
+
+
+def applies_weights(x_shape, w_shape, dy_shape, stride, dilation, groups, dtype):
+    return _rule.applies_weights(x_shape, w_shape, dy_shape, stride, dilation, groups, dtype,
+                                 _rule.MIN_CHANNELS)
+
+
+def applies_data(x_shape, w_shape, stride, padding, dilation, groups, dtype):
+    return _rule.applies_data(x_shape, w_shape, stride, padding, dilation, groups, dtype,
+                              _rule.MIN_CHANNELS)
+
+#: Tiles per block (the size of the per-thread transform buffers); <= 0: the C default.
+TILES_PER_BLOCK = 0
+
+
+def _fn(dtype):
+    return _c.lib.fi_conv2d_winograd_f32 if dtype == np.float32 else _c.lib.fi_conv2d_winograd_f64
+
+
+def _call(y, x, w, b, pt, pl, transposed):
+    N, Cin, H, W = x.shape
+    Kout, OH, OW = y.shape[1:]
+    status = _fn(x.dtype)(_c.ptr(y), _c.ptr(x), _c.ptr(w),
+                          _c.ffi.NULL if b is None else _c.ptr(b), N, Cin, H, W, Kout, pt, pl,
+                          OH, OW, TILES_PER_BLOCK, int(transposed))
+    if status:
+        raise MemoryError("fastinit conv2d (Winograd): out of memory for its scratch buffers")
+    return y
+
+
+def conv2d(y, x, w, b, padding):
+    """y = conv2d(x, w, b) for a 3x3 stride-1 layer (``applies`` was checked)."""
+    (pt, _), (pl, _) = padding
+    return _call(y, x, w, b, pt, pl, False)
+
+
+def backward_data(dx, dy, w, padding):
+    """dx of a 3x3 stride-1 layer: the forward Winograd of dy with w flipped and transposed,
+    padded by 2 - top / 2 - left (``applies_data`` was checked)."""
+    (pt, _), (pl, _) = padding
+    return _call(dx, dy, w, None, 2 - pt, 2 - pl, True)
+
+
+def backward_weights(dw, dy, x, padding):
+    """dw of a 3x3 stride-1 layer by Winograd F(3x3,4x4) (``applies`` was checked)."""
+    (pt, _), (pl, _) = padding
+    N, C, H, W = x.shape
+    K, OH, OW = dy.shape[1:]
+    fn = (_c.lib.fi_conv2d_winograd_dw_f32 if dy.dtype == np.float32
+          else _c.lib.fi_conv2d_winograd_dw_f64)
+    if fn(_c.ptr(dw), _c.ptr(dy), _c.ptr(x), N, C, H, W, K, pt, pl, OH, OW, 0):
+        raise MemoryError("fastinit conv2d_backward (Winograd): out of memory for its scratch")
+    return dw
+
+
+def describe(kind, x_shape, w_shape, dtype):
+    rows, nvec, lanes = (_c.ffi.new("int *") for _ in range(3))
+    _c.lib.fi_conv2d_winograd_tile(int(np.dtype(dtype) == np.float64), rows, nvec, lanes)
+    path = _c.ffi.string(_c.lib.fi_conv2d_path()).decode()
+    return describe_rule(kind, x_shape, w_shape, dtype,
+                         f"{rows[0]}x{nvec[0] * lanes[0]} GEMM tile ({rows[0]} tiles x "
+                         f"{nvec[0] * lanes[0]} output channels, {path})")

@@ -1,0 +1,395 @@
+"""Register-tile microkernels for Numba, emitted as LLVM vector IR: one factory, many tiles.
+
+A *tile* computes ``C[0:m, 0:n] (+)= A[0:rows, 0:kc] @ B[0:kc, 0:cols]`` for one block of C
+that fits in vector registers: ``rows x nvec`` accumulators of ``lanes`` floats each
+(``cols = nvec * lanes``). Per step k it loads ``nvec`` vectors of row k of B, broadcasts each
+A[r, k] and issues ``rows * nvec`` fused multiply-adds. Plain Numba loops do not keep such a
+tile in registers (local arrays live on the heap, scalar locals spill: shared PERF_NOTES.md),
+so the tile is a ``numba.extending.intrinsic`` that writes the IR itself: ``<lanes x float>``
+accumulators, ``llvm.fma``, unaligned vector loads of B, scalar loads of A folded into
+broadcasts. LLVM keeps the accumulators in registers and picks the instructions.
+
+What is *not* here: blocking, packing and threads (that is the GEMM driver in gemm.py, or a
+convolution). A tile never validates; the caller guarantees every address it touches.
+
+How the operands are addressed is chosen when the tile is made, so one factory serves GEMM
+(packed panels), small GEMMs straight from the arrays, and direct convolution (offset table):
+
+``a_mode``
+    ``"packed"``  A[r, k] = ``a[a_off + k*rows + r]`` (a packed micro-panel; a_rs, a_ks unused)
+    ``"strided"`` A[r, k] = ``a[a_off + r*a_rs + k*a_ks]`` (any strides, in elements); rows
+                  r >= m are not read (row m-1 stands in), so A needs only m rows
+``b_mode``
+    ``"packed"``  B[k, j] = ``b[b_off + k*cols + j]`` (a packed micro-panel; b_step unused)
+    ``"strided"`` B[k, j] = ``b[b_off + k*b_step + j]`` (rows of B contiguous along j; all
+                  ``cols`` columns of every row are read, so the caller pads the last one)
+    ``"table"``   B[k, j] = ``b[b_off + b_step[k] + j]`` (b_step: an integer array of offsets,
+                  e.g. the (c, r, s) taps of a convolution into a padded image)
+
+C[r, j] is ``c[c_off + r*ldc + j]``; only ``r < m`` and ``j < n`` are stored (edge tiles are
+masked vector stores: no scalar clean-up loop). ``beta`` 0 overwrites C, anything else adds
+to it. Every offset and stride counts elements, not bytes. The arrays may be of any layout: only
+their data pointers are used.
+
+Call signature of a made tile (inside njit code)::
+
+    tile(kc, a, a_off, a_rs, a_ks, b, b_off, b_step, c, c_off, ldc, m, n, beta)
+"""
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["VECTOR_BYTES", "Tile", "make_tile", "make_transpose", "lanes"]
+
+
+#: Named LLVM CPUs (NUMBA_CPU_NAME without NUMBA_CPU_FEATURES) and their vector bytes.
+_CPU_VECTOR_BYTES = {
+    "skylake-avx512": 64, "cascadelake": 64, "cooperlake": 64, "cannonlake": 64,
+    "icelake-client": 64, "icelake-server": 64, "tigerlake": 64, "rocketlake": 64,
+    "sapphirerapids": 64, "emeraldrapids": 64, "graniterapids": 64, "znver4": 64, "znver5": 64,
+    "x86-64-v4": 64, "sandybridge": 32, "ivybridge": 32, "haswell": 32, "broadwell": 32,
+    "skylake": 32, "alderlake": 32, "raptorlake": 32, "meteorlake": 32, "znver1": 32,
+    "znver2": 32, "znver3": 32, "x86-64-v3": 32, "bdver4": 32,
+}
+
+
+def _vector_bytes():
+    """Widest vector register Numba's target CPU has: 64 (AVX-512F), 32 (AVX), else 16 (SSE)."""
+    features = numba.config.CPU_FEATURES
+    name = numba.config.CPU_NAME
+    if features:
+        flags = {f[1:] for f in features.split(",") if f.startswith("+")}
+    elif name and name != "host":
+        # a named target (e.g. "generic" for a portable cache): what that CPU has
+        return _CPU_VECTOR_BYTES.get(name, 16)
+    else:
+        import llvmlite.binding as llvm
+        flags = {k for k, v in llvm.get_host_cpu_features().items() if v}
+    if "avx512f" in flags:
+        return 64
+    if "avx" in flags:
+        return 32
+    return 16
+
+
+#: Bytes per vector register of the target; tiles use it unless told otherwise. Numba's cache
+#: is keyed by the CPU, so a cache written on one machine is not loaded on another.
+VECTOR_BYTES = _vector_bytes()
+
+#: Steps of k emitted per trip of the tile's main loop (a remainder loop takes kc % UNROLL).
+UNROLL = 4
+
+
+def lanes(dtype, vector_bytes=VECTOR_BYTES):
+    """Floats of ``dtype`` per vector register."""
+    return vector_bytes // np.dtype(dtype).itemsize
+
+
+class Tile:
+    """A made tile: ``tile.fn`` is the intrinsic; ``rows``, ``nvec``, ``cols(dtype)`` its shape."""
+
+    def __init__(self, fn, rows, nvec, a_mode, b_mode, vector_bytes):
+        self.fn, self.rows, self.nvec = fn, rows, nvec
+        self.a_mode, self.b_mode, self.vector_bytes = a_mode, b_mode, vector_bytes
+
+    def cols(self, dtype):
+        return self.nvec * lanes(dtype, self.vector_bytes)
+
+    def __repr__(self):
+        return (f"Tile(rows={self.rows}, nvec={self.nvec}, a_mode={self.a_mode!r}, "
+                f"b_mode={self.b_mode!r}, vector_bytes={self.vector_bytes})")
+
+
+def _splat(builder, vecty, scalar):
+    zero_mask = ir.Constant(ir.VectorType(ir.IntType(32), vecty.count), None)
+    one = builder.insert_element(ir.Constant(vecty, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(vecty, ir.Undefined), zero_mask)
+
+
+def _declare(module, name, fnty):
+    """The declaration of function ``name`` in ``module`` (added once)."""
+    if name in module.globals:
+        return module.globals[name]
+    return ir.Function(module, fnty, name=name)
+
+
+def _masked(module, name, vecty, store):
+    """Declare llvm.masked.store / llvm.masked.load for float vectors ``vecty``."""
+    bits = 32 if isinstance(vecty.element, ir.FloatType) else 64
+    mask = ir.VectorType(ir.IntType(1), vecty.count)
+    if store:
+        fnty = ir.FunctionType(ir.VoidType(), [vecty, vecty.as_pointer(), ir.IntType(32), mask])
+    else:
+        fnty = ir.FunctionType(vecty, [vecty.as_pointer(), ir.IntType(32), mask, vecty])
+    return _declare(module, f"llvm.masked.{name}.v{vecty.count}f{bits}.p0", fnty)
+
+
+def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None):
+    """Make a register tile of ``rows`` x ``nvec`` vectors (see the module docstring)."""
+    if a_mode not in ("packed", "strided"):
+        raise ValueError(f"a_mode must be 'packed' or 'strided', got {a_mode!r}")
+    if b_mode not in ("packed", "strided", "table"):
+        raise ValueError(f"b_mode must be 'packed', 'strided' or 'table', got {b_mode!r}")
+    vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
+
+    @intrinsic
+    def tile(typingctx, kc, a, a_off, a_rs, a_ks, b, b_off, b_step, c, c_off, ldc, m, n, beta):
+        arrays = (a, b, c)
+        if not all(isinstance(t, types.Array) for t in arrays):
+            return None
+        dt = c.dtype
+        if dt not in (types.float32, types.float64) or a.dtype != dt or b.dtype != dt:
+            return None
+        ints = (kc, a_off, a_rs, a_ks, b_off, c_off, ldc, m, n, beta)
+        if not all(isinstance(t, types.Integer) for t in ints):
+            return None
+        if b_mode == "table":
+            if not (isinstance(b_step, types.Array) and isinstance(b_step.dtype, types.Integer)):
+                return None
+        elif not isinstance(b_step, types.Integer):
+            return None
+        sig = types.void(kc, a, a_off, a_rs, a_ks, b, b_off, b_step, c, c_off, ldc, m, n, beta)
+
+        def codegen(context, builder, signature, args):
+            (kc_v, a_v, a_off_v, a_rs_v, a_ks_v, b_v, b_off_v, b_step_v, c_v, c_off_v, ldc_v,
+             m_v, n_v, beta_v) = args
+            tys = signature.args
+            i64 = ir.IntType(64)
+
+            def as_i64(value, ty):
+                return context.cast(builder, value, ty, types.intp)
+
+            kc_v, a_off_v, a_rs_v, a_ks_v, b_off_v, c_off_v, ldc_v, m_v, n_v, beta_v = (
+                as_i64(v, t) for v, t in zip(
+                    (kc_v, a_off_v, a_rs_v, a_ks_v, b_off_v, c_off_v, ldc_v, m_v, n_v, beta_v),
+                    (tys[0], tys[2], tys[3], tys[4], tys[6], tys[9], tys[10], tys[11], tys[12],
+                     tys[13])))
+            elt = context.get_value_type(dt)
+            width = vbytes // (dt.bitwidth // 8)
+            cols = nvec * width
+            align = dt.bitwidth // 8
+            vecty = ir.VectorType(elt, width)
+            vptr = vecty.as_pointer()
+            fma = _declare(builder.module, f"llvm.fma.v{width}f{dt.bitwidth}",
+                           ir.FunctionType(vecty, [vecty] * 3))
+
+            def data(ty, value):
+                return context.make_array(ty)(context, builder, value).data
+
+            a0 = builder.gep(data(tys[1], a_v), [a_off_v])
+            b0 = builder.gep(data(tys[5], b_v), [b_off_v])
+            c0 = builder.gep(data(tys[8], c_v), [c_off_v])
+            if b_mode == "table":
+                table = data(tys[7], b_step_v)
+                table_ty = tys[7].dtype
+            else:
+                b_step_v = as_i64(b_step_v, tys[7])
+            if a_mode == "strided":
+                # Rows past m read row m-1 instead (their sums are never stored): a strided A
+                # is the caller's array itself, and must not be read past its end.
+                last = builder.sub(m_v, ir.Constant(i64, 1))
+                a_rows = []
+                for r in range(rows):
+                    rr = ir.Constant(i64, r)
+                    rr = builder.select(builder.icmp_signed("<", rr, m_v), rr, last)
+                    a_rows.append(builder.gep(a0, [builder.mul(a_rs_v, rr)]))
+
+            # Prefetch the C tile for writing: its rows are ldc apart and, in a large product,
+            # out of cache; the loads of the update would otherwise stall after the k loop.
+            prefetch = _declare(builder.module, "llvm.prefetch.p0",
+                                ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()] +
+                                                [ir.IntType(32)] * 3))
+            line = 64 // align
+            for r in range(rows):
+                rowp = builder.gep(c0, [builder.mul(ldc_v, ir.Constant(i64, r))])
+                for j in range(0, cols, line):
+                    builder.call(prefetch, [
+                        builder.bitcast(builder.gep(rowp, [ir.Constant(i64, j)]), ir.IntType(8).as_pointer()),
+                        ir.Constant(ir.IntType(32), 1), ir.Constant(ir.IntType(32), 3),
+                        ir.Constant(ir.IntType(32), 1)])
+
+            zero = ir.Constant(vecty, None)
+            acc_slots = [[cgutils.alloca_once_value(builder, zero) for _ in range(nvec)]
+                         for _ in range(rows)]
+
+            def step(k, acc):
+                if b_mode == "packed":
+                    brow = builder.gep(b0, [builder.mul(k, ir.Constant(i64, cols))])
+                elif b_mode == "strided":
+                    brow = builder.gep(b0, [builder.mul(k, b_step_v)])
+                else:
+                    off = builder.load(builder.gep(table, [k]))
+                    brow = builder.gep(b0, [context.cast(builder, off, table_ty, types.intp)])
+                bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(i64, v * width)]),
+                                                   vptr), align=align)
+                      for v in range(nvec)]
+                if a_mode == "packed":
+                    acol = builder.gep(a0, [builder.mul(k, ir.Constant(i64, rows))])
+                else:
+                    koff = builder.mul(k, a_ks_v)
+                for r in range(rows):
+                    if a_mode == "packed":
+                        ap = builder.gep(acol, [ir.Constant(i64, r)])
+                    else:
+                        ap = builder.gep(a_rows[r], [koff])
+                    s = _splat(builder, vecty, builder.load(ap, align=align))
+                    for v in range(nvec):
+                        acc[r][v] = builder.call(fma, [s, bv[v], acc[r][v]])
+
+            def run(count, start, unroll):
+                # for i in range(count): steps start + i*unroll + u, u < unroll
+                with cgutils.for_range(builder, count, intp=i64) as loop:
+                    base = builder.add(start, builder.mul(loop.index, ir.Constant(i64, unroll)))
+                    acc = [[builder.load(s) for s in row] for row in acc_slots]
+                    for u in range(unroll):
+                        step(builder.add(base, ir.Constant(i64, u)), acc)
+                    for row, slots in zip(acc, acc_slots):
+                        for value, slot in zip(row, slots):
+                            builder.store(value, slot)
+
+            n_main = builder.sdiv(kc_v, ir.Constant(i64, UNROLL))
+            run(n_main, ir.Constant(i64, 0), UNROLL)
+            done = builder.mul(n_main, ir.Constant(i64, UNROLL))
+            run(builder.sub(kc_v, done), done, 1)
+
+            acc = [[builder.load(s) for s in row] for row in acc_slots]
+            accumulate = builder.icmp_signed("!=", beta_v, ir.Constant(i64, 0))
+            full = builder.and_(builder.icmp_signed("==", m_v, ir.Constant(i64, rows)),
+                                builder.icmp_signed("==", n_v, ir.Constant(i64, cols)))
+            mstore = _masked(builder.module, "store", vecty, True)
+            mload = _masked(builder.module, "load", vecty, False)
+            lane_ids = ir.Constant(ir.VectorType(i64, width), [ir.Constant(i64, j) for j in range(width)])
+            align32 = ir.Constant(ir.IntType(32), align)
+
+            def cptr(r, v):
+                rowp = builder.gep(c0, [builder.mul(ldc_v, ir.Constant(i64, r))])
+                return builder.bitcast(builder.gep(rowp, [ir.Constant(i64, v * width)]), vptr)
+
+            def store_full(add):
+                for r in range(rows):
+                    for v in range(nvec):
+                        p = cptr(r, v)
+                        val = acc[r][v]
+                        if add:
+                            val = builder.fadd(val, builder.load(p, align=align))
+                        builder.store(val, p, align=align)
+
+            def store_edge(add):
+                masks = []
+                for v in range(nvec):
+                    left = builder.sub(n_v, ir.Constant(i64, v * width))
+                    masks.append(builder.icmp_signed("<", lane_ids,
+                                                     _splat(builder, ir.VectorType(i64, width), left)))
+                for r in range(rows):
+                    with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, r), m_v)):
+                        for v in range(nvec):
+                            p = cptr(r, v)
+                            val = acc[r][v]
+                            if add:
+                                old = builder.call(mload, [p, align32, masks[v], zero])
+                                val = builder.fadd(val, old)
+                            builder.call(mstore, [val, p, align32, masks[v]])
+
+            with builder.if_else(full) as (whole, edge):
+                with whole:
+                    with builder.if_else(accumulate) as (yes, no):
+                        with yes:
+                            store_full(True)
+                        with no:
+                            store_full(False)
+                with edge:
+                    with builder.if_else(accumulate) as (yes, no):
+                        with yes:
+                            store_edge(True)
+                        with no:
+                            store_edge(False)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return Tile(tile, rows, nvec, a_mode, b_mode, vbytes)
+
+
+def make_transpose(rows=None, nvec=None, vector_bytes=None):
+    """Make a block transpose for packing: ``rows`` rows (or ``nvec`` vectors' worth of rows,
+    ``nvec * lanes``, whatever the dtype) of ``lanes`` values each, in registers.
+
+    ``transpose(src, s_off, s_ld, valid, dst, d_off, d_ld)`` sets, for kk < lanes, r < rows::
+
+        dst[d_off + kk*d_ld + r] = src[s_off + min(r, valid-1)*s_ld + kk]
+
+    i.e. it turns ``rows`` row segments of a row-major array (row stride ``s_ld``) into the
+    k-major layout of a packed panel, as ``lanes`` vector loads, log2(lanes) rounds of two-input
+    shuffles (each round swaps one bit of the row index with one bit of the lane index) and
+    vector stores. Rows are handled in groups of ``lanes``; when ``rows`` is not a multiple of
+    ``lanes`` the last group's extra lanes are written too, past ``r = rows``: into the next
+    ``kk``'s row (stores run in ascending kk, so it overwrites them) or, after the last one, up
+    to ``lanes`` values past the block; the caller leaves room there. Rows at or past ``valid``
+    repeat row ``valid-1`` (their values are never used: padding of a partial panel).
+    """
+    vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
+
+    @intrinsic
+    def transpose(typingctx, src, s_off, s_ld, valid, dst, d_off, d_ld):
+        if not (isinstance(src, types.Array) and isinstance(dst, types.Array)):
+            return None
+        dt = dst.dtype
+        if dt not in (types.float32, types.float64) or src.dtype != dt:
+            return None
+        if not all(isinstance(t, types.Integer) for t in (s_off, s_ld, valid, d_off, d_ld)):
+            return None
+        sig = types.void(src, s_off, s_ld, valid, dst, d_off, d_ld)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            i64 = ir.IntType(64)
+            src_v, s_off_v, s_ld_v, valid_v, dst_v, d_off_v, d_ld_v = (
+                context.cast(builder, v, t, types.intp) if isinstance(t, types.Integer) else v
+                for v, t in zip(args, tys))
+            elt = context.get_value_type(dt)
+            align = dt.bitwidth // 8
+            width = vbytes // align
+            vecty = ir.VectorType(elt, width)
+            vptr = vecty.as_pointer()
+            s0 = builder.gep(context.make_array(tys[0])(context, builder, src_v).data, [s_off_v])
+            d0 = builder.gep(context.make_array(tys[4])(context, builder, dst_v).data, [d_off_v])
+            last = builder.sub(valid_v, ir.Constant(i64, 1))
+            nrows = rows if rows is not None else nvec * width
+            groups = (nrows + width - 1) // width
+            out = []
+            for g in range(groups):
+                vs = []
+                for i in range(width):
+                    r = ir.Constant(i64, g * width + i)
+                    r = builder.select(builder.icmp_signed("<", r, valid_v), r, last)
+                    p = builder.gep(s0, [builder.mul(r, s_ld_v)])
+                    vs.append(builder.load(builder.bitcast(p, vptr), align=align))
+                h = 1
+                while h < width:
+                    lo = [j if not j & h else width + j - h for j in range(width)]
+                    hi = [j + h if not j & h else width + j for j in range(width)]
+                    nxt = list(vs)
+                    for i in range(width):
+                        if i & h:
+                            continue
+                        a, b = vs[i], vs[i + h]
+                        nxt[i] = builder.shuffle_vector(
+                            a, b, ir.Constant(ir.VectorType(ir.IntType(32), width), lo))
+                        nxt[i + h] = builder.shuffle_vector(
+                            a, b, ir.Constant(ir.VectorType(ir.IntType(32), width), hi))
+                    vs = nxt
+                    h *= 2
+                out.append(vs)
+            for kk in range(width):
+                rowp = builder.gep(d0, [builder.mul(d_ld_v, ir.Constant(i64, kk))])
+                for g in range(groups):
+                    p = builder.gep(rowp, [ir.Constant(i64, g * width)])
+                    builder.store(out[g][kk], builder.bitcast(p, vptr), align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return transpose

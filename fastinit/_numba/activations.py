@@ -1,0 +1,549 @@
+"""Numba kernels of the activations (contract of :mod:`fastinit.reference.activations`).
+
+Arrays are flat and C-contiguous; forward ``f(y, x, ...)``, backward ``f_backward(dx, dy, x,
+...)``. Work is split into fixed chunks of CHUNK elements, in parallel from
+``_config.PARALLEL_MIN_ELEMENTS`` elements.
+
+float32 uses fastinit's own branch-free elementary functions, so the loops vectorise (there is
+no SVML here: a libm call per element is several times slower than memory):
+  exp     Cephes expf: n = round(x log2 e), r = x - n ln 2 (two-part ln 2), degree-5 polynomial,
+          times 2**n built in the exponent bits; 0 below -87.3 (no subnormal results), and
+          the input clamped at 88 (the callers only need exp to saturate there).
+  expm1   Taylor series to x**8 on |x| < 1/2 (error < 1e-8 relative), exp(x) - 1 elsewhere.
+  tanh    Cephes tanhf: odd polynomial on |x| < 0.625, (1 - e) / (1 + e) with e = exp(-2|x|)
+          beyond, exactly +-1 from |x| = 9.1; its derivative as 4 e / (1 + e)**2 there (no
+          1 - t**2 cancellation).
+  gelu    the tanh form as x sigmoid(2u) ((1 + tanh u) / 2 = sigmoid(2u): one exp, and no
+          1 + tanh cancellation for negative x), its cubic on x clamped to [-10, 10] (beyond,
+          gelu is x or 0 in float32, returned exactly), so x**3 never overflows.
+  erf     the rational approximation of Eigen / XLA (odd degree-13 over even degree-8) on
+          |x| < 4, exactly +-1 beyond; within 4.2e-7 absolute of erf.
+  sigmoid 1 / (1 + e) or e / (1 + e) with e = exp(-|x|) (never overflows); its derivative as
+          e / (1 + e)**2 (no 1 - s cancellation).
+float64 calls libm through LLVM (math.exp, math.tanh, math.erf, math.expm1): accurate, scalar.
+"""
+import math
+
+import numpy as np
+from numba import prange, types
+from numba.extending import overload
+
+from .. import _config
+from .._config import njit, pjit
+from ._intrinsics import u32_as_f32
+
+#: Elements per parallel chunk.
+CHUNK = 1 << 16
+
+_f = np.float32
+ZERO, HALF, ONE, TWO, FOUR = _f(0.0), _f(0.5), _f(1.0), _f(2.0), _f(4.0)
+EXP_HI, EXP_LO = _f(88.0), _f(-87.33654)
+LOG2E = _f(1.44269504088896341)
+LN2_HI, LN2_LO = _f(0.693359375), _f(-2.12194440e-4)
+EXP_P0, EXP_P1, EXP_P2 = _f(1.9875691500e-4), _f(1.3981999507e-3), _f(8.3334519073e-3)
+EXP_P3, EXP_P4, EXP_P5 = _f(4.1665795894e-2), _f(1.6666665459e-1), _f(5.0000001201e-1)
+TANH_P0, TANH_P1, TANH_P2 = _f(-5.70498872745e-3), _f(2.06390887954e-2), _f(-5.37397155531e-2)
+TANH_P3, TANH_P4 = _f(1.33314422036e-1), _f(-3.33332819422e-1)
+TANH_SMALL = _f(0.625)
+TANH_ONE = _f(9.1)
+GELU_CLAMP = 10.0  # gelu(x) is x or 0, gelu'(x) 1 or 0, in float32 beyond |x| = 10
+INV_FACT = tuple(_f(1.0 / math.factorial(k)) for k in range(2, 9))  # 1/2!, ..., 1/8!
+ERF_CLAMP = _f(4.0)
+ERF_A = tuple(_f(v) for v in (-2.72614225801306e-10, 2.77068142495902e-08,
+                              -2.10102402082508e-06, -5.69250639462346e-05,
+                              -7.34990630326855e-04, -2.95459980854025e-03,
+                              -1.60960333262415e-02))
+ERF_B = tuple(_f(v) for v in (-1.45660718464996e-05, -2.13374055278905e-04,
+                              -1.68282697438203e-03, -7.37332916720468e-03,
+                              -1.42647390514189e-02))
+SQRT1_2_64 = math.sqrt(0.5)
+SQRT_2_OVER_PI_64 = math.sqrt(2.0 / math.pi)
+INV_SQRT_2PI_64 = 1.0 / math.sqrt(2.0 * math.pi)
+U127 = np.uint32(127)
+U23 = np.uint32(23)
+
+
+# ---- float32 elementary functions (branch-free: selects, so loops vectorise) ---------------------
+
+@njit(inline="always")
+def exp_f32(x):
+    under = x < EXP_LO
+    x = min(max(x, EXP_LO), EXP_HI)
+    n = np.floor(x * LOG2E + HALF)
+    r = x - n * LN2_HI
+    r = r - n * LN2_LO
+    p = ((((EXP_P0 * r + EXP_P1) * r + EXP_P2) * r + EXP_P3) * r + EXP_P4) * r + EXP_P5
+    p = p * r * r + r + ONE
+    scale = u32_as_f32(np.uint32((np.int32(n) + np.int32(127)) << U23))
+    return ZERO if under else p * scale
+
+
+@njit(inline="always")
+def expm1_f32(x):
+    series = ((((((INV_FACT[6] * x + INV_FACT[5]) * x + INV_FACT[4]) * x + INV_FACT[3]) * x
+                + INV_FACT[2]) * x + INV_FACT[1]) * x + INV_FACT[0]) * x * x + x
+    big = exp_f32(x) - ONE
+    return series if abs(x) < HALF else big
+
+
+@njit(inline="always")
+def tanh_f32(x):
+    ax = abs(x)
+    z = x * x
+    small = ((((TANH_P0 * z + TANH_P1) * z + TANH_P2) * z + TANH_P3) * z + TANH_P4) * z * x + x
+    e = exp_f32(-TWO * ax)                     # in (0, 0.29] where it is used
+    big = (ONE - e) / (ONE + e)
+    big = big if ax < TANH_ONE else ONE       # tanh is 1 in float32 from 9.1 on: exactly
+    big = big if x >= ZERO else -big
+    return small if ax < TANH_SMALL else big
+
+
+@njit(inline="always")
+def tanh_grad_f32(x):
+    """1 - tanh(x)**2, as 4 e / (1 + e)**2 with e = exp(-2|x|) where tanh is near +-1."""
+    z = x * x
+    t = ((((TANH_P0 * z + TANH_P1) * z + TANH_P2) * z + TANH_P3) * z + TANH_P4) * z * x + x
+    e = exp_f32(-TWO * abs(x))
+    r = ONE / (ONE + e)
+    return ONE - t * t if abs(x) < TANH_SMALL else FOUR * e * r * r
+
+
+@njit(inline="always")
+def sigmoid_f32(x):
+    e = exp_f32(-abs(x))
+    r = ONE / (ONE + e)
+    return r if x >= ZERO else e * r
+
+
+@njit(inline="always")
+def sigmoid_grad_f32(x):
+    """sigmoid'(x) = e / (1 + e)**2, e = exp(-|x|): no 1 - s cancellation for large |x|."""
+    e = exp_f32(-abs(x))
+    r = ONE / (ONE + e)
+    return e * r * r
+
+
+@njit(inline="always")
+def erf_f32(x):
+    x = min(max(x, -ERF_CLAMP), ERF_CLAMP)
+    x2 = x * x
+    p = ERF_A[0]
+    p = p * x2 + ERF_A[1]
+    p = p * x2 + ERF_A[2]
+    p = p * x2 + ERF_A[3]
+    p = p * x2 + ERF_A[4]
+    p = p * x2 + ERF_A[5]
+    p = p * x2 + ERF_A[6]
+    q = ERF_B[0]
+    q = q * x2 + ERF_B[1]
+    q = q * x2 + ERF_B[2]
+    q = q * x2 + ERF_B[3]
+    q = q * x2 + ERF_B[4]
+    r = x * p / q
+    # beyond the clamp erf is 1 to float32 precision: return it exactly (so 1 + erf(-5) is 0)
+    return r if abs(x) < ERF_CLAMP else (ONE if x > ZERO else -ONE)
+
+
+# ---- per-element functions chosen by dtype at typing time (only one is compiled) ----------------
+
+def _choose(f32_impl, f64_impl):
+    """A function of one float whose float32 and float64 versions differ (an overload)."""
+    def stub(x):  # pragma: no cover - replaced by the overload inside jitted code
+        raise NotImplementedError
+
+    @overload(stub)
+    def _impl(x):
+        if x == types.float32:
+            return lambda x: f32_impl(x)
+        if x == types.float64:
+            return lambda x: f64_impl(x)
+        return None
+
+    return stub
+
+
+@njit(inline="always")
+def _sigmoid_f64(x):
+    e = math.exp(-abs(x))
+    r = 1.0 / (1.0 + e)
+    return r if x >= 0.0 else e * r
+
+
+@njit(inline="always")
+def _sigmoid_grad_f64(x):
+    e = math.exp(-abs(x))
+    r = 1.0 / (1.0 + e)
+    return e * r * r
+
+
+@njit(inline="always")
+def _tanh_grad_f64(x):
+    t = math.tanh(x)
+    e = math.exp(-2.0 * abs(x))
+    r = 1.0 / (1.0 + e)
+    return 1.0 - t * t if abs(x) < 0.625 else 4.0 * e * r * r
+
+
+@njit(inline="always")
+def _erf_f64(x):
+    return math.erf(x)
+
+
+@njit(inline="always")
+def _exp_f64(x):
+    return math.exp(x)
+
+
+@njit(inline="always")
+def _expm1_f64(x):
+    return math.expm1(x)
+
+
+@njit(inline="always")
+def _tanh_f64(x):
+    return math.tanh(x)
+
+
+def like(p, v):  # pragma: no cover - replaced by the overload inside jitted code
+    """v converted to the float type of p (float32 constants stay float32)."""
+    raise NotImplementedError
+
+
+@overload(like)
+def _like_impl(p, v):
+    if p == types.float32:
+        return lambda p, v: np.float32(v)
+    if p == types.float64:
+        return lambda p, v: np.float64(v)
+    return None
+
+
+exp_ = _choose(exp_f32, _exp_f64)
+expm1_ = _choose(expm1_f32, _expm1_f64)
+tanh_ = _choose(tanh_f32, _tanh_f64)
+tanh_grad_ = _choose(tanh_grad_f32, _tanh_grad_f64)
+sigmoid_ = _choose(sigmoid_f32, _sigmoid_f64)
+sigmoid_grad_ = _choose(sigmoid_grad_f32, _sigmoid_grad_f64)
+erf_ = _choose(erf_f32, _erf_f64)
+
+
+# ---- elementwise bodies over whole (chunk) views; p is a scalar of the data dtype ---------------
+
+@njit
+def _relu(y, x, p):
+    zero = like(p, 0.0)
+    for i in range(x.shape[0]):
+        v = x[i]
+        y[i] = zero if v < zero else v
+
+
+@njit
+def _relu_backward(dx, dy, x, p):
+    zero = like(p, 0.0)
+    for i in range(x.shape[0]):
+        dx[i] = zero if x[i] <= zero else dy[i]
+
+
+@njit
+def _leaky_relu(y, x, p):
+    zero = like(p, 0.0)
+    for i in range(x.shape[0]):
+        v = x[i]
+        y[i] = v if v > zero else v * p
+
+
+@njit
+def _leaky_relu_backward(dx, dy, x, p):
+    zero = like(p, 0.0)
+    for i in range(x.shape[0]):
+        g = dy[i]
+        dx[i] = g if x[i] > zero else g * p
+
+
+@njit
+def _elu(y, x, p):
+    zero = like(p, 0.0)
+    for i in range(x.shape[0]):
+        v = x[i]
+        y[i] = v if v > zero else p * expm1_(min(v, zero))
+
+
+@njit
+def _elu_backward(dx, dy, x, p):
+    zero = like(p, 0.0)
+    for i in range(x.shape[0]):
+        v = x[i]
+        g = dy[i]
+        dx[i] = g if v > zero else g * p * exp_(min(v, zero))
+
+
+@njit
+def _tanh(y, x, p):
+    for i in range(x.shape[0]):
+        y[i] = tanh_(x[i])
+
+
+@njit
+def _tanh_backward(dx, dy, x, p):
+    for i in range(x.shape[0]):
+        dx[i] = dy[i] * tanh_grad_(x[i])
+
+
+@njit
+def _sigmoid(y, x, p):
+    for i in range(x.shape[0]):
+        y[i] = sigmoid_(x[i])
+
+
+@njit
+def _sigmoid_backward(dx, dy, x, p):
+    for i in range(x.shape[0]):
+        dx[i] = dy[i] * sigmoid_grad_(x[i])
+
+
+# gelu: p is 1 for the tanh form, 0 for the exact (erf) form; constants in the data dtype.
+
+@njit
+def _gelu(y, x, p):
+    zero = like(p, 0.0)
+    one = like(p, 1.0)
+    half = like(p, 0.5)
+    c = like(p, SQRT_2_OVER_PI_64)
+    k = like(p, 0.044715)
+    r = like(p, SQRT1_2_64)
+    lim = like(p, GELU_CLAMP)
+    c2 = c + c
+    if p != zero:  # x sigmoid(2u): see the module docstring
+        for i in range(x.shape[0]):
+            v = x[i]
+            w = min(max(v, -lim), lim)
+            g = v * sigmoid_(c2 * (w + k * w * w * w))
+            y[i] = g if abs(v) <= lim else (v if v > zero else zero)
+    else:
+        for i in range(x.shape[0]):
+            v = x[i]
+            y[i] = half * v * (one + erf_(v * r))
+
+
+@njit
+def _gelu_backward(dx, dy, x, p):
+    zero = like(p, 0.0)
+    one = like(p, 1.0)
+    half = like(p, 0.5)
+    c = like(p, SQRT_2_OVER_PI_64)
+    k = like(p, 0.044715)
+    k3 = like(p, 3.0 * 0.044715)
+    r = like(p, SQRT1_2_64)
+    inv = like(p, INV_SQRT_2PI_64)
+    lim = like(p, GELU_CLAMP)
+    c2 = c + c
+    if p != zero:  # sigmoid(2u) + x sigmoid'(2u) 2u'
+        for i in range(x.shape[0]):
+            v = x[i]
+            w = min(max(v, -lim), lim)
+            t = c2 * (w + k * w * w * w)
+            d = sigmoid_(t) + w * sigmoid_grad_(t) * c2 * (one + k3 * w * w)
+            d = d if abs(v) <= lim else (one if v > zero else zero)
+            dx[i] = dy[i] * d
+    else:
+        for i in range(x.shape[0]):
+            v = x[i]
+            cdf = half * (one + erf_(v * r))
+            dx[i] = dy[i] * (cdf + v * inv * exp_(-half * v * v))
+
+
+@njit
+def _identity(y, x, p):
+    for i in range(x.shape[0]):
+        y[i] = x[i]
+
+
+@njit
+def _identity_backward(dx, dy, x, p):
+    for i in range(x.shape[0]):
+        dx[i] = dy[i]
+
+
+# ---- drivers: fixed chunks, in parallel from PARALLEL_MIN_ELEMENTS ------------------------------
+# Written out per activation (a jitted function passed as an argument is not cached by Numba).
+
+@njit(inline="always")
+def _span(b, n):
+    lo = b * CHUNK
+    return lo, min(n, lo + CHUNK)
+
+
+def _nchunks(n):
+    return (n + CHUNK - 1) // CHUNK
+
+
+@pjit
+def _relu_par(y, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _relu(y[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _relu_backward_par(dx, dy, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _relu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _leaky_relu_par(y, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _leaky_relu(y[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _leaky_relu_backward_par(dx, dy, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _leaky_relu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _elu_par(y, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _elu(y[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _elu_backward_par(dx, dy, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _elu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _tanh_par(y, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _tanh(y[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _tanh_backward_par(dx, dy, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _tanh_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _sigmoid_par(y, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _sigmoid(y[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _sigmoid_backward_par(dx, dy, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _sigmoid_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _gelu_par(y, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _gelu(y[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _gelu_backward_par(dx, dy, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _gelu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _identity_par(y, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _identity(y[lo:hi], x[lo:hi], p)
+
+
+@pjit
+def _identity_backward_par(dx, dy, x, p, nb):
+    for b in prange(nb):
+        lo, hi = _span(b, x.shape[0])
+        _identity_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
+
+
+def _forward(body, par, y, x, p):
+    p = x.dtype.type(p)
+    if x.size >= _config.PARALLEL_MIN_ELEMENTS:
+        par(y, x, p, _nchunks(x.size))
+    else:
+        body(y, x, p)
+
+
+def _backward(body, par, dx, dy, x, p):
+    p = x.dtype.type(p)
+    if x.size >= _config.PARALLEL_MIN_ELEMENTS:
+        par(dx, dy, x, p, _nchunks(x.size))
+    else:
+        body(dx, dy, x, p)
+
+
+# ---- the kernels (contract of fastinit.reference.activations) -----------------------------------
+
+def relu(y, x):
+    _forward(_relu, _relu_par, y, x, 0.0)
+
+
+def relu_backward(dx, dy, x):
+    _backward(_relu_backward, _relu_backward_par, dx, dy, x, 0.0)
+
+
+def leaky_relu(y, x, negative_slope):
+    _forward(_leaky_relu, _leaky_relu_par, y, x, negative_slope)
+
+
+def leaky_relu_backward(dx, dy, x, negative_slope):
+    _backward(_leaky_relu_backward, _leaky_relu_backward_par, dx, dy, x, negative_slope)
+
+
+def elu(y, x, alpha):
+    _forward(_elu, _elu_par, y, x, alpha)
+
+
+def elu_backward(dx, dy, x, alpha):
+    _backward(_elu_backward, _elu_backward_par, dx, dy, x, alpha)
+
+
+def tanh(y, x):
+    _forward(_tanh, _tanh_par, y, x, 0.0)
+
+
+def tanh_backward(dx, dy, x):
+    _backward(_tanh_backward, _tanh_backward_par, dx, dy, x, 0.0)
+
+
+def sigmoid(y, x):
+    _forward(_sigmoid, _sigmoid_par, y, x, 0.0)
+
+
+def sigmoid_backward(dx, dy, x):
+    _backward(_sigmoid_backward, _sigmoid_backward_par, dx, dy, x, 0.0)
+
+
+def gelu(y, x, approximate):
+    _forward(_gelu, _gelu_par, y, x, 1.0 if approximate else 0.0)
+
+
+def gelu_backward(dx, dy, x, approximate):
+    _backward(_gelu_backward, _gelu_backward_par, dx, dy, x, 1.0 if approximate else 0.0)
+
+
+def identity(y, x):
+    _forward(_identity, _identity_par, y, x, 0.0)
+
+
+def identity_backward(dx, dy, x):
+    _backward(_identity_backward, _identity_backward_par, dx, dy, x, 0.0)

@@ -1,0 +1,518 @@
+"""Numba kernels of the random stream: Philox4x32-10 and its samplers, bit for bit the reference.
+
+The mapping from (key, draw, element index) to a number is specified in :mod:`fastinit.rng`;
+:mod:`fastinit.reference.rng` is the oracle. The float32 paths repeat the reference's exact
+sequence of IEEE float32 operations (kernels compiled with ``exact=True``: no fused
+multiply-add, no reassociation), so uniform, normal and truncated normal float32, and uniform
+float64, give the same bits as NumPy. float64 normal and truncated normal call the C library
+through LLVM (log, sin, cos, exp, erfc): the reference's bits when it too is evaluated with the
+C library; NumPy's own SIMD log and exp differ from it by an ulp now and then.
+
+Work is split into fixed-size chunks of :data:`CHUNK` elements, never sized from the thread
+count, so every element is computed by the same code whatever the number of threads.
+Below ``_config.PARALLEL_MIN_ELEMENTS`` the serial kernel runs (no parallel launch).
+
+Why it vectorises: the per-element helpers are inlined by Numba (``inline="always"``; LLVM left
+the Philox rounds as a call, and a call in the loop keeps it scalar); every loop runs over a
+view from index 0; integers are uint64 holding 32-bit values (Numba widens small integers
+anyway, and mixing signed with unsigned would give float64), so Philox's 32x32->64 multiply is
+one uint64 multiply (``vpmuludq``); the float32 bit tricks use a bitcast intrinsic.
+"""
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+from .. import _config
+from .._config import njit, pjit
+from ._intrinsics import f32_as_u32, u32_as_f32
+
+#: Elements per parallel chunk (a multiple of 4: every chunk starts on a Philox block).
+CHUNK = 1 << 16
+
+_u64 = np.uint64
+_f32 = np.float32
+MASK = _u64(0xFFFFFFFF)
+M0, M1 = _u64(0xD2511F53), _u64(0xCD9E8D57)
+W0, W1 = _u64(0x9E3779B9), _u64(0xBB67AE85)
+S8, S11, S22, S23, S32 = _u64(8), _u64(11), _u64(22), _u64(23), _u64(32)
+ONE = _u64(1)
+TWO_M24 = _f32(2.0 ** -24)
+TWO_M25 = _f32(2.0 ** -25)
+TWO_M53 = 2.0 ** -53
+TWO_M54 = 2.0 ** -54
+U24 = _u64(1 << 24)
+U53 = _u64(1 << 53)
+
+
+# ---- Philox4x32-10 ----------------------------------------------------------------------------
+
+@njit(exact=True, inline="always")
+def _philox(c0, c1, c2, c3, k0, k1):
+    """Ten Philox4x32 rounds; every argument and result a uint64 holding a 32-bit word."""
+    for r in range(10):
+        p0 = c0 * M0
+        p1 = c2 * M1
+        c0, c1, c2, c3 = (p1 >> S32) ^ c1 ^ k0, p1 & MASK, (p0 >> S32) ^ c3 ^ k1, p0 & MASK
+        k0 = (k0 + W0) & MASK
+        k1 = (k1 + W1) & MASK
+    return c0, c1, c2, c3
+
+
+@njit(exact=True, inline="always")
+def _block(j, d0, d1, k0, k1):
+    """Block ``j`` (uint64) of draw (d0, d1): counter (j lo, j hi, d0, d1)."""
+    return _philox(j & MASK, j >> S32, d0, d1, k0, k1)
+
+
+# ---- float32 elementary functions: the reference's operations, in its order -------------------
+
+LN_P0, LN_P1, LN_P2, LN_P3, LN_P4, LN_P5, LN_P6, LN_P7, LN_P8 = (
+    _f32(7.0376836292e-2), _f32(-1.1514610310e-1), _f32(1.1676998740e-1),
+    _f32(-1.2420140846e-1), _f32(1.4249322787e-1), _f32(-1.6668057665e-1),
+    _f32(2.0000714765e-1), _f32(-2.4999993993e-1), _f32(3.3333331174e-1))
+SQRTHF = _f32(0.707106781186547524)
+LN2_LO = _f32(-2.12194440e-4)
+LN2_HI = _f32(0.693359375)
+HALF = _f32(0.5)
+F1 = _f32(1.0)
+F0 = _f32(0.0)
+
+
+@njit(exact=True, inline="always")
+def _ln_f32(x):
+    """Natural log of a positive normal float32 (Cephes logf), as reference.rng.ln_f32."""
+    bits = _u64(f32_as_u32(x))
+    e = np.int32((bits >> S23) & _u64(0xFF))
+    m = u32_as_f32(np.uint32((bits & _u64(0x807FFFFF)) | _u64(0x3F000000)))  # [0.5, 1)
+    small = m < SQRTHF
+    if small:
+        e = np.int32(e - 127)
+        f = (m + m) - F1
+    else:
+        e = np.int32(e - 126)
+        f = m - F1
+    ef = _f32(e)
+    z = f * f
+    y = LN_P0 * f
+    y = (y + LN_P1) * f
+    y = (y + LN_P2) * f
+    y = (y + LN_P3) * f
+    y = (y + LN_P4) * f
+    y = (y + LN_P5) * f
+    y = (y + LN_P6) * f
+    y = (y + LN_P7) * f
+    y = (y + LN_P8) * f
+    y = y * z
+    y = y + LN2_LO * ef
+    y = y - HALF * z
+    r = f + y
+    return r + LN2_HI * ef
+
+
+SIN_P0, SIN_P1, SIN_P2 = _f32(-1.9515295891e-4), _f32(8.3321608736e-3), _f32(-1.6666654611e-1)
+COS_P0, COS_P1, COS_P2 = (_f32(2.443315711809948e-5), _f32(-1.388731625493765e-3),
+                          _f32(4.166664568298827e-2))
+PI_2M23 = _f32(math.pi * 2.0 ** -23)
+
+
+@njit(exact=True, inline="always")
+def _sincos_2pi_f32(k):
+    """(sin, cos) of 2 pi k / 2**24 for a uint64 0 <= k < 2**24, as reference.sincos_2pi_f32."""
+    n = (k + _u64(1 << 21)) >> S22
+    t = np.int32(np.int64(k) - np.int64(n << S22))  # |t| <= 2**21
+    phi = _f32(t) * PI_2M23
+    z = phi * phi
+    s = SIN_P0 * z
+    s = (s + SIN_P1) * z
+    s = (s + SIN_P2) * z
+    s = s * phi + phi
+    c = COS_P0 * z
+    c = (c + COS_P1) * z
+    c = (c + COS_P2) * z
+    c = c * z - HALF * z + F1
+    # quadrant q = n mod 4: sin = s, c, -s, -c and cos = c, -s, -c, s (negation is exact)
+    if n & ONE:
+        sn, cs = c, s
+    else:
+        sn, cs = s, c
+    if n & _u64(2):
+        sn = -sn
+    if (n + ONE) & _u64(2):
+        cs = -cs
+    return sn, cs
+
+
+# Giles (2010) single-precision erfinv coefficients (reference.rng._ERFINV_A/_B).
+GA = (_f32(2.81022636e-08), _f32(3.43273939e-07), _f32(-3.5233877e-06), _f32(-4.39150654e-06),
+      _f32(0.00021858087), _f32(-0.00125372503), _f32(-0.00417768164), _f32(0.246640727),
+      _f32(1.50140941))
+GB = (_f32(-0.000200214257), _f32(0.000100950558), _f32(0.00134934322), _f32(-0.00367342844),
+      _f32(0.00573950773), _f32(-0.0076224613), _f32(0.00943887047), _f32(1.00167406),
+      _f32(2.83297682))
+GA0, GA1, GA2, GA3, GA4, GA5, GA6, GA7, GA8 = GA
+GB0, GB1, GB2, GB3, GB4, GB5, GB6, GB7, GB8 = GB
+SQRT2_F32 = _f32(math.sqrt(2.0))
+F2_5, F3, F4, F5 = _f32(2.5), _f32(3.0), _f32(4.0), _f32(5.0)
+
+
+@njit(exact=True, inline="always")
+def _max(x, c):
+    """np.maximum(x, c) for a non-NaN c: c when equal (signed zeros), x when x is NaN."""
+    return c if x <= c else x
+
+
+@njit(exact=True, inline="always")
+def _min(x, c):
+    """np.minimum(x, c) for a non-NaN c: c when equal (signed zeros), x when x is NaN."""
+    return c if x >= c else x
+
+
+@njit(exact=True, inline="always")
+def _ndtri_pq_f32(p, q):
+    """Standard normal quantile from p and q = 1 - p (float32), as reference.ndtri_pq_f32."""
+    w = -_ln_f32((F4 * p) * q)
+    x = p - q
+    wa = w - F2_5
+    wb = np.sqrt(_max(w, F0)) - F3
+    # Giles' polynomials; the reference's leading `c0 + 0 * w` is c0 exactly (w is finite)
+    pa = GA1 + GA0 * wa
+    pa = GA2 + pa * wa
+    pa = GA3 + pa * wa
+    pa = GA4 + pa * wa
+    pa = GA5 + pa * wa
+    pa = GA6 + pa * wa
+    pa = GA7 + pa * wa
+    pa = GA8 + pa * wa
+    pb = GB1 + GB0 * wb
+    pb = GB2 + pb * wb
+    pb = GB3 + pb * wb
+    pb = GB4 + pb * wb
+    pb = GB5 + pb * wb
+    pb = GB6 + pb * wb
+    pb = GB7 + pb * wb
+    pb = GB8 + pb * wb
+    g = pa if w < F5 else pb
+    return SQRT2_F32 * (g * x)
+
+
+# ---- float64 quantile (libm) -------------------------------------------------------------------
+
+GA64 = tuple(float(c) for c in GA)
+GB64 = tuple(float(c) for c in GB)
+HA0, HA1, HA2, HA3, HA4, HA5, HA6, HA7, HA8 = GA64
+HB0, HB1, HB2, HB3, HB4, HB5, HB6, HB7, HB8 = GB64
+SQRT2 = math.sqrt(2.0)
+INV_SQRT2 = 1.0 / math.sqrt(2.0)
+INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+LN_2PI = math.log(2.0 * math.pi)
+
+
+@njit(exact=True, inline="always")
+def _ndtri_pq_f64(p, q):
+    """Standard normal quantile in float64 from p and q = 1 - p, as reference.ndtri_pq_f64."""
+    t = _min(p, q)
+    big = _max(p, q)
+    w = -math.log((4.0 * t) * big)
+    x = t - big
+    wa = w - 2.5
+    wb = math.sqrt(_max(w, 0.0)) - 3.0
+    pa = HA0 + 0.0 * wa
+    pa = HA1 + pa * wa
+    pa = HA2 + pa * wa
+    pa = HA3 + pa * wa
+    pa = HA4 + pa * wa
+    pa = HA5 + pa * wa
+    pa = HA6 + pa * wa
+    pa = HA7 + pa * wa
+    pa = HA8 + pa * wa
+    pb = HB0 + 0.0 * wb
+    pb = HB1 + pb * wb
+    pb = HB2 + pb * wb
+    pb = HB3 + pb * wb
+    pb = HB4 + pb * wb
+    pb = HB5 + pb * wb
+    pb = HB6 + pb * wb
+    pb = HB7 + pb * wb
+    pb = HB8 + pb * wb
+    if w <= 16.0:
+        y = SQRT2 * ((pa if w < 5.0 else pb) * x)
+    else:  # tail asymptote: y = -sqrt(L - ln L - ln 2 pi), L = -2 ln t
+        big_l = -2.0 * math.log(t)
+        y = -math.sqrt(_max(big_l - math.log(big_l) - LN_2PI, 0.0))
+    log_t = math.log(t)
+    for _ in range(3):  # Newton on ln Phi(y) = ln t
+        cdf = 0.5 * math.erfc(-y * INV_SQRT2)
+        y = y - (math.log(cdf) - log_t) * cdf / (math.exp(-0.5 * y * y) * INV_SQRT2PI)
+    return y if p <= q else -y
+
+
+# ---- runs: a contiguous piece of the output, starting at Philox block j0 -----------------------
+# Each takes a view (indices from 0, provably non-negative, so LLVM vectorises the block loop).
+
+@njit(exact=True, inline="always")
+def _uniform_f32_u(x, lo, span):
+    return lo + span * (_f32(np.int32(x >> S8)) * TWO_M24)
+
+
+@njit(exact=True)
+def _uniform_f32_run(out, j0, k0, k1, d0, d1, lo, span):
+    n = out.shape[0]
+    nb = n >> 2
+    for jj in range(nb):
+        x0, x1, x2, x3 = _block(j0 + _u64(jj), d0, d1, k0, k1)
+        out[4 * jj] = _uniform_f32_u(x0, lo, span)
+        out[4 * jj + 1] = _uniform_f32_u(x1, lo, span)
+        out[4 * jj + 2] = _uniform_f32_u(x2, lo, span)
+        out[4 * jj + 3] = _uniform_f32_u(x3, lo, span)
+    if n > 4 * nb:
+        x = _block(j0 + _u64(nb), d0, d1, k0, k1)
+        for i in range(n - 4 * nb):
+            out[4 * nb + i] = _uniform_f32_u(x[i], lo, span)
+
+
+@njit(exact=True, inline="always")
+def _uniform_f64_u(xlo, xhi, low, span):
+    m = ((xhi << S32) | xlo) >> S11
+    return low + span * (np.float64(np.int64(m)) * TWO_M53)
+
+
+@njit(exact=True)
+def _uniform_f64_run(out, j0, k0, k1, d0, d1, low, span):
+    n = out.shape[0]
+    nb = n >> 1
+    for jj in range(nb):
+        x0, x1, x2, x3 = _block(j0 + _u64(jj), d0, d1, k0, k1)
+        out[2 * jj] = _uniform_f64_u(x0, x1, low, span)
+        out[2 * jj + 1] = _uniform_f64_u(x2, x3, low, span)
+    if n > 2 * nb:
+        x0, x1, x2, x3 = _block(j0 + _u64(nb), d0, d1, k0, k1)
+        out[2 * nb] = _uniform_f64_u(x0, x1, low, span)
+
+
+@njit(exact=True, inline="always")
+def _box_muller_f32(xa, xb):
+    """(r cos, r sin) from words (xa, xb): u1 = (m(xa) + 1) 2**-24, angle index m(xb)."""
+    u1 = _f32(np.int32((xa >> S8) + ONE)) * TWO_M24
+    r = np.sqrt(_f32(-2.0) * _ln_f32(u1))
+    s, c = _sincos_2pi_f32(xb >> S8)
+    return r * c, r * s
+
+
+@njit(exact=True)
+def _normal_f32_run(out, j0, k0, k1, d0, d1, mean, std):
+    n = out.shape[0]
+    nb = n >> 2
+    for jj in range(nb):
+        x0, x1, x2, x3 = _block(j0 + _u64(jj), d0, d1, k0, k1)
+        z0, z1 = _box_muller_f32(x0, x1)
+        z2, z3 = _box_muller_f32(x2, x3)
+        out[4 * jj] = mean + std * z0
+        out[4 * jj + 1] = mean + std * z1
+        out[4 * jj + 2] = mean + std * z2
+        out[4 * jj + 3] = mean + std * z3
+    rem = n - 4 * nb
+    if rem:
+        x0, x1, x2, x3 = _block(j0 + _u64(nb), d0, d1, k0, k1)
+        z0, z1 = _box_muller_f32(x0, x1)
+        z2, z3 = _box_muller_f32(x2, x3)
+        out[4 * nb] = mean + std * z0
+        if rem > 1:
+            out[4 * nb + 1] = mean + std * z1
+        if rem > 2:
+            out[4 * nb + 2] = mean + std * z2
+
+
+@njit(exact=True, inline="always")
+def _box_muller_f64(x0, x1, x2, x3):
+    m1 = ((x1 << S32) | x0) >> S11
+    m2 = ((x3 << S32) | x2) >> S11
+    u1 = np.float64(np.int64(m1 + ONE)) * TWO_M53
+    u2 = np.float64(np.int64(m2)) * TWO_M53
+    r = math.sqrt(-2.0 * math.log(u1))
+    theta = (2.0 * math.pi) * u2
+    return r * math.cos(theta), r * math.sin(theta)
+
+
+@njit(exact=True)
+def _normal_f64_run(out, j0, k0, k1, d0, d1, mean, std):
+    n = out.shape[0]
+    nb = n >> 1
+    for jj in range(nb):
+        x0, x1, x2, x3 = _block(j0 + _u64(jj), d0, d1, k0, k1)
+        z0, z1 = _box_muller_f64(x0, x1, x2, x3)
+        out[2 * jj] = mean + std * z0
+        out[2 * jj + 1] = mean + std * z1
+    if n > 2 * nb:
+        x0, x1, x2, x3 = _block(j0 + _u64(nb), d0, d1, k0, k1)
+        z0, z1 = _box_muller_f64(x0, x1, x2, x3)
+        out[2 * nb] = mean + std * z0
+
+
+@njit(exact=True, inline="always")
+def _trunc_f32_one(x, mean, std, a, b, pa, qb, span, lo, hi):
+    m = x >> S8
+    v = _f32(np.int32((m << ONE) + ONE)) * TWO_M25  # 2m + 1 < 2**25: rounded once
+    v1 = _f32(np.int32(((U24 - m) << ONE) - ONE)) * TWO_M25  # 1 - v from its own integer
+    p = pa + span * v
+    q = qb + span * v1
+    z = _min(_max(_ndtri_pq_f32(p, q), a), b)
+    return _min(_max(mean + std * z, lo), hi)
+
+
+@njit(exact=True)
+def _trunc_f32_run(out, j0, k0, k1, d0, d1, mean, std, a, b, pa, qb, span, lo, hi):
+    n = out.shape[0]
+    nb = n >> 2
+    for jj in range(nb):
+        x0, x1, x2, x3 = _block(j0 + _u64(jj), d0, d1, k0, k1)
+        out[4 * jj] = _trunc_f32_one(x0, mean, std, a, b, pa, qb, span, lo, hi)
+        out[4 * jj + 1] = _trunc_f32_one(x1, mean, std, a, b, pa, qb, span, lo, hi)
+        out[4 * jj + 2] = _trunc_f32_one(x2, mean, std, a, b, pa, qb, span, lo, hi)
+        out[4 * jj + 3] = _trunc_f32_one(x3, mean, std, a, b, pa, qb, span, lo, hi)
+    if n > 4 * nb:
+        x = _block(j0 + _u64(nb), d0, d1, k0, k1)
+        for i in range(n - 4 * nb):
+            out[4 * nb + i] = _trunc_f32_one(x[i], mean, std, a, b, pa, qb, span, lo, hi)
+
+
+@njit(exact=True, inline="always")
+def _trunc_f64_one(xlo, xhi, mean, std, a, b, pa, qb, span, lo, hi):
+    m = ((xhi << S32) | xlo) >> S11
+    v = np.float64(np.int64((m << ONE) + ONE)) * TWO_M54  # 2m + 1 < 2**54: rounded once
+    v1 = np.float64(np.int64(((U53 - m) << ONE) - ONE)) * TWO_M54
+    p = pa + span * v
+    q = qb + span * v1
+    z = _min(_max(_ndtri_pq_f64(p, q), a), b)
+    return _min(_max(mean + std * z, lo), hi)
+
+
+@njit(exact=True)
+def _trunc_f64_run(out, j0, k0, k1, d0, d1, mean, std, a, b, pa, qb, span, lo, hi):
+    n = out.shape[0]
+    nb = n >> 1
+    for jj in range(nb):
+        x0, x1, x2, x3 = _block(j0 + _u64(jj), d0, d1, k0, k1)
+        out[2 * jj] = _trunc_f64_one(x0, x1, mean, std, a, b, pa, qb, span, lo, hi)
+        out[2 * jj + 1] = _trunc_f64_one(x2, x3, mean, std, a, b, pa, qb, span, lo, hi)
+    if n > 2 * nb:
+        x0, x1, x2, x3 = _block(j0 + _u64(nb), d0, d1, k0, k1)
+        out[2 * nb] = _trunc_f64_one(x0, x1, mean, std, a, b, pa, qb, span, lo, hi)
+
+
+# ---- parallel drivers: prange over fixed chunks of CHUNK elements ------------------------------
+# A chunk of CHUNK elements starts at block CHUNK // 4 * c (float32) or CHUNK // 2 * c (float64).
+
+@pjit(exact=True)
+def _uniform_f32_par(out, k0, k1, d0, d1, lo, span):
+    n = out.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        start = c * CHUNK
+        _uniform_f32_run(out[start:min(start + CHUNK, n)], _u64(start >> 2), k0, k1, d0, d1,
+                         lo, span)
+
+
+@pjit(exact=True)
+def _uniform_f64_par(out, k0, k1, d0, d1, low, span):
+    n = out.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        start = c * CHUNK
+        _uniform_f64_run(out[start:min(start + CHUNK, n)], _u64(start >> 1), k0, k1, d0, d1,
+                         low, span)
+
+
+@pjit(exact=True)
+def _normal_f32_par(out, k0, k1, d0, d1, mean, std):
+    n = out.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        start = c * CHUNK
+        _normal_f32_run(out[start:min(start + CHUNK, n)], _u64(start >> 2), k0, k1, d0, d1,
+                        mean, std)
+
+
+@pjit(exact=True)
+def _normal_f64_par(out, k0, k1, d0, d1, mean, std):
+    n = out.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        start = c * CHUNK
+        _normal_f64_run(out[start:min(start + CHUNK, n)], _u64(start >> 1), k0, k1, d0, d1,
+                        mean, std)
+
+
+@pjit(exact=True)
+def _trunc_f32_par(out, k0, k1, d0, d1, mean, std, a, b, pa, qb, span, lo, hi):
+    n = out.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        start = c * CHUNK
+        _trunc_f32_run(out[start:min(start + CHUNK, n)], _u64(start >> 2), k0, k1, d0, d1,
+                       mean, std, a, b, pa, qb, span, lo, hi)
+
+
+@pjit(exact=True)
+def _trunc_f64_par(out, k0, k1, d0, d1, mean, std, a, b, pa, qb, span, lo, hi):
+    n = out.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        start = c * CHUNK
+        _trunc_f64_run(out[start:min(start + CHUNK, n)], _u64(start >> 1), k0, k1, d0, d1,
+                       mean, std, a, b, pa, qb, span, lo, hi)
+
+
+# ---- the kernels (same names and arguments as fastinit.reference.rng) --------------------------
+
+def _words(k0, k1, d0, d1):
+    return _u64(k0), _u64(k1), _u64(d0), _u64(d1)
+
+
+def _run(run, par, out, *args):
+    """The serial kernel below PARALLEL_MIN_ELEMENTS, else the parallel one with its chunks
+    handed out one at a time (on a shared machine a thread that gets less CPU time does fewer;
+    the chunk size is set here, not inside the kernel, which then could not be cached)."""
+    if out.shape[0] < _config.PARALLEL_MIN_ELEMENTS:
+        run(out, _u64(0), *args)
+        return
+    previous = numba.set_parallel_chunksize(1)
+    try:
+        par(out, *args)
+    finally:
+        numba.set_parallel_chunksize(previous)
+
+
+def uniform(out, k0, k1, d0, d1, low, high):
+    """Fill ``out`` with U[low, high) (see fastinit.rng for the mapping)."""
+    keys = _words(k0, k1, d0, d1)
+    if out.dtype == np.float32:
+        lo = _f32(low)
+        args = (lo, _f32(_f32(high) - lo))
+        run, par = _uniform_f32_run, _uniform_f32_par
+    else:
+        args = (float(low), float(high) - float(low))
+        run, par = _uniform_f64_run, _uniform_f64_par
+    _run(run, par, out, *keys, *args)
+    return out
+
+
+def normal(out, k0, k1, d0, d1, mean, std):
+    """Fill ``out`` with N(mean, std**2) by Box-Muller (see fastinit.rng for the mapping)."""
+    keys = _words(k0, k1, d0, d1)
+    if out.dtype == np.float32:
+        args = (_f32(mean), _f32(std))
+        run, par = _normal_f32_run, _normal_f32_par
+    else:
+        args = (float(mean), float(std))
+        run, par = _normal_f64_run, _normal_f64_par
+    _run(run, par, out, *keys, *args)
+    return out
+
+
+def truncated_normal(out, k0, k1, d0, d1, mean, std, a, b, pa, qb, span, lo, hi):
+    """Fill ``out`` with N(mean, std**2) truncated to [mean + a std, mean + b std] (inverse CDF)."""
+    keys = _words(k0, k1, d0, d1)
+    cast = _f32 if out.dtype == np.float32 else float
+    args = tuple(cast(v) for v in (mean, std, a, b, pa, qb, span, lo, hi))
+    if out.dtype == np.float32:
+        run, par = _trunc_f32_run, _trunc_f32_par
+    else:
+        run, par = _trunc_f64_run, _trunc_f64_par
+    _run(run, par, out, *keys, *args)
+    return out

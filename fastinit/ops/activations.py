@@ -1,0 +1,122 @@
+"""Activation functions, forward and backward, elementwise on arrays of any shape.
+
+``y = relu(x)``, ``dx = relu_backward(dy, x)``; likewise leaky_relu, elu, tanh, sigmoid, gelu,
+identity. Every backward takes the forward's *input* x (not its output) and returns
+dx = dy * f'(x). Formulas and the values at kinks follow PyTorch; they are listed in
+:mod:`fastinit.reference.activations`.
+
+float32 kernels evaluate exp, tanh and erf with fastinit's own branch-free polynomials (a few
+ulp; they vectorise, libm calls do not); float64 kernels call libm. ``out=`` (a writable,
+C-contiguous array of x's shape and dtype; may be ``x`` itself) receives the result instead of
+a fresh array.
+"""
+from .. import _validate, backends
+
+import numpy as np
+
+__all__ = ["relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
+           "tanh", "tanh_backward", "sigmoid", "sigmoid_backward", "gelu", "gelu_backward",
+           "identity", "identity_backward"]
+
+_GELU = ("none", "tanh")
+
+
+def _forward(name, x, out, backend, *args):
+    _validate.float_array(x, "x")
+    xc = _validate.contiguous(x)
+    if out is None:
+        y = np.empty(x.shape, x.dtype)
+    else:
+        y = _validate.out_array(out, "out", x.shape, x.dtype)
+    if x.size:
+        fn, _ = backends.kernel("activations", name, backend)
+        fn(y.reshape(-1), xc.reshape(-1), *args)
+    return y
+
+
+def _backward(name, dy, x, out, backend, *args):
+    _validate.float_array(dy, "dy")
+    _validate.float_array(x, "x")
+    _validate.same_dtype(dy, "dy", x, "x")
+    _validate.same_shape(dy, "dy", x, "x")
+    xc = _validate.contiguous(x)
+    dyc = _validate.contiguous(dy)
+    if out is None:
+        dx = np.empty(x.shape, x.dtype)
+    else:
+        dx = _validate.out_array(out, "out", x.shape, x.dtype)
+    if x.size:
+        fn, _ = backends.kernel("activations", name, backend)
+        fn(dx.reshape(-1), dyc.reshape(-1), xc.reshape(-1), *args)
+    return dx
+
+
+def relu(x, *, out=None, backend=None):
+    """max(x, 0)."""
+    return _forward("relu", x, out, backend)
+
+
+def relu_backward(dy, x, *, out=None, backend=None):
+    """dy where x > 0, else 0."""
+    return _backward("relu_backward", dy, x, out, backend)
+
+
+def leaky_relu(x, negative_slope=0.01, *, out=None, backend=None):
+    """x where x > 0, else negative_slope * x."""
+    slope = _validate.finite_number(negative_slope, "negative_slope")
+    return _forward("leaky_relu", x, out, backend, slope)
+
+
+def leaky_relu_backward(dy, x, negative_slope=0.01, *, out=None, backend=None):
+    slope = _validate.finite_number(negative_slope, "negative_slope")
+    return _backward("leaky_relu_backward", dy, x, out, backend, slope)
+
+
+def elu(x, alpha=1.0, *, out=None, backend=None):
+    """x where x > 0, else alpha * (exp(x) - 1) (Clevert et al. 2016)."""
+    alpha = _validate.finite_number(alpha, "alpha")
+    return _forward("elu", x, out, backend, alpha)
+
+
+def elu_backward(dy, x, alpha=1.0, *, out=None, backend=None):
+    alpha = _validate.finite_number(alpha, "alpha")
+    return _backward("elu_backward", dy, x, out, backend, alpha)
+
+
+def tanh(x, *, out=None, backend=None):
+    return _forward("tanh", x, out, backend)
+
+
+def tanh_backward(dy, x, *, out=None, backend=None):
+    """dy * (1 - tanh(x)**2)."""
+    return _backward("tanh_backward", dy, x, out, backend)
+
+
+def sigmoid(x, *, out=None, backend=None):
+    """1 / (1 + exp(-x)), without overflow for any x."""
+    return _forward("sigmoid", x, out, backend)
+
+
+def sigmoid_backward(dy, x, *, out=None, backend=None):
+    """dy * s * (1 - s), s = sigmoid(x)."""
+    return _backward("sigmoid_backward", dy, x, out, backend)
+
+
+def gelu(x, approximate="none", *, out=None, backend=None):
+    """x * Phi(x) (Hendrycks & Gimpel 2016); approximate="tanh" for the tanh form."""
+    approximate = _validate.choice(approximate, "approximate", _GELU)
+    return _forward("gelu", x, out, backend, approximate == "tanh")
+
+
+def gelu_backward(dy, x, approximate="none", *, out=None, backend=None):
+    approximate = _validate.choice(approximate, "approximate", _GELU)
+    return _backward("gelu_backward", dy, x, out, backend, approximate == "tanh")
+
+
+def identity(x, *, out=None, backend=None):
+    """A copy of x (the linear "activation"; useful as a baseline)."""
+    return _forward("identity", x, out, backend)
+
+
+def identity_backward(dy, x, *, out=None, backend=None):
+    return _backward("identity_backward", dy, x, out, backend)

@@ -1,0 +1,234 @@
+"""2-D convolution, forward and backward (NCHW activations, OIHW weights, as PyTorch).
+
+``y = conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1)``
+    x (N, C, H, W), w (K, C/groups, R, S), b (K,) or None -> y (N, K, OH, OW), with
+    ``OH = (H + top + bottom - dh*(R-1) - 1) // sh + 1`` (likewise OW).
+``dx, dw, db = conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias=True,
+                               need=("dx", "dw", "db"))``
+    the gradients of ``y`` with respect to x, w and b in one call; only those named in ``need``
+    are computed, the others are None (db is also None when ``has_bias`` is False).
+``conv2d_output_shape(x_shape, w_shape, stride, padding, dilation, groups)`` -> (N, K, OH, OW)
+``plan(x, w, stride, padding, dilation, groups, kind="forward")`` -> which kernel a call runs,
+    and why (e.g. ``"c: winograd F(4x4,3x3) ..."``); ``kind`` is "forward", "backward_data" or
+    "backward_weights".
+
+Arguments
+---------
+stride, dilation : int or pair (height, width), >= 1.
+padding : int, pair (height, width), explicit ``((top, bottom), (left, right))``, ``"valid"``
+    (no padding) or ``"same"``. Zero padding, every amount >= 0.
+
+``"same"`` gives ``OH = ceil(H / sh)`` (likewise OW) for any stride: the total padding along an
+axis is ``max((OH - 1)*sh + dh*(R-1) + 1 - H, 0)``, ``top = total // 2`` and the odd one goes to
+the bottom (right). With stride 1 that is exactly PyTorch's ``padding="same"`` (OH = H, extra
+pad at the bottom/right for even kernels); PyTorch refuses "same" with stride > 1, and
+fastinit then follows TensorFlow's "SAME" (ceil(H / stride), extra at the bottom/right).
+
+float32 or float64, every array of one dtype. Inputs are never modified; non-contiguous ones are
+copied once. Outputs are fresh C-contiguous arrays.
+
+Kernels: ``numpy`` is im2col + matmul (the oracle, :mod:`fastinit.reference.conv`); ``numba``
+and ``c`` run direct convolution (no im2col: a zero-padded copy of one image per thread, an
+offset table of the taps and a register tile of output channels x output pixels), and
+Winograd F(4x4,3x3) for 3x3 stride-1 layers with many channels. :func:`plan` says which.
+
+Not here: transposed convolution as a forward op, padding modes other than zeros, NHWC,
+float16, 1-D or 3-D convolution.
+"""
+import collections
+import math
+import numbers
+
+import numpy as np
+
+from .. import _validate, backends
+from ..reference.conv import output_size
+
+__all__ = ["conv2d", "conv2d_backward", "conv2d_output_shape", "plan", "Geometry"]
+
+_NEEDS = ("dx", "dw", "db")
+_KINDS = ("forward", "backward_data", "backward_weights")
+
+#: A checked, normalised convolution: what every kernel receives.
+Geometry = collections.namedtuple(
+    "Geometry", "x_shape w_shape out_shape stride padding dilation groups")
+
+
+def _same_padding(size, kernel, stride, dilation):
+    """(before, after) for "same": ceil(size / stride) outputs, the odd pad after."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return (total // 2, total - total // 2)
+
+
+def _padding(padding, spatial, kernel, stride, dilation):
+    """((top, bottom), (left, right)) from any accepted padding form."""
+    if isinstance(padding, str):
+        _validate.choice(padding, "padding", ("same", "valid"))
+        if padding == "valid":
+            return ((0, 0), (0, 0))
+        return tuple(_same_padding(spatial[i], kernel[i], stride[i], dilation[i])
+                     for i in range(2))
+    if (isinstance(padding, (tuple, list)) and len(padding) == 2
+            and all(isinstance(p, (tuple, list)) for p in padding)):
+        top_bottom = _validate.int_pair(padding[0], "padding[0] (top, bottom)", 0,
+                                        "negative padding is not supported")
+        left_right = _validate.int_pair(padding[1], "padding[1] (left, right)", 0,
+                                        "negative padding is not supported")
+        return (top_bottom, left_right)
+    if isinstance(padding, (tuple, list)) and any(isinstance(p, (tuple, list)) for p in padding):
+        raise TypeError("padding must be an int, a pair (height, width), ((top, bottom), "
+                        f"(left, right)), 'same' or 'valid', got {padding!r}")
+    if not isinstance(padding, (numbers.Integral, tuple, list)):
+        raise TypeError("padding must be an int, a pair (height, width), ((top, bottom), "
+                        f"(left, right)), 'same' or 'valid', got {type(padding).__name__} "
+                        f"{padding!r}")
+    ph, pw = _validate.int_pair(padding, "padding", 0, "negative padding is not supported")
+    return ((ph, ph), (pw, pw))
+
+
+def _shape4(shape, argname):
+    if isinstance(shape, np.ndarray):
+        shape = shape.shape
+    dims = _validate.shape(shape, argname)
+    if len(dims) != 4:
+        layout = " (N, C, H, W)" if argname.startswith("x") else " (K, C/groups, R, S)"
+        raise ValueError(f"{argname} must be 4-D{layout}, got shape {dims}")
+    return dims
+
+
+def _geometry(x_shape, w_shape, stride, padding, dilation, groups, xname="x"):
+    """Check the shapes and arguments of a convolution; the normalised :class:`Geometry`."""
+    groups = _validate.positive_int(groups, "groups")
+    stride = _validate.int_pair(stride, "stride", 1, "non-positive stride is not supported")
+    dilation = _validate.int_pair(dilation, "dilation", 1,
+                                  "non-positive dilation is not supported")
+    N, C, H, W = x_shape
+    K, Cg, R, S = w_shape
+    if min(K, Cg, R, S) < 1:
+        raise ValueError(f"w must have no empty dimension (K, C/groups, R, S), got shape {w_shape}")
+    if min(C, H, W) < 1:
+        raise ValueError(f"{xname} must have no empty channel or spatial dimension (N, C, H, W),"
+                         f" got shape {x_shape}")
+    _validate.conv_channels(_Shape(x_shape), _Shape(w_shape), groups, xname)
+    pad = _padding(padding, (H, W), (R, S), stride, dilation)
+    padded = (H + pad[0][0] + pad[0][1], W + pad[1][0] + pad[1][1])
+    _validate.conv_kernel_fits(padded, (dilation[0] * (R - 1) + 1, dilation[1] * (S - 1) + 1),
+                               xname)
+    OH = output_size(H, pad[0], R, stride[0], dilation[0])
+    OW = output_size(W, pad[1], S, stride[1], dilation[1])
+    return Geometry(tuple(x_shape), tuple(w_shape), (N, K, OH, OW), stride, pad, dilation,
+                    groups)
+
+
+class _Shape:
+    """Just a ``.shape`` (the channel checks word their errors with shapes)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+
+def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    """(N, K, OH, OW) of ``conv2d`` for inputs of these shapes (arrays are accepted too)."""
+    return _geometry(_shape4(x_shape, "x_shape"), _shape4(w_shape, "w_shape"), stride, padding,
+                     dilation, groups, "x_shape").out_shape
+
+
+def _array4(a, argname):
+    _validate.float_array(a, argname)
+    layout = " (K, C/groups, R, S)" if argname == "w" else " (N, C, H, W)"
+    _validate.ndim_in(a, argname, (4,), layout)
+    return a
+
+
+def _bias(b, w):
+    if b is None:
+        return None
+    _validate.float_array(b, "b")
+    if b.shape != (w.shape[0],):
+        raise ValueError(f"b must have shape ({w.shape[0]},) (one value per output channel of w "
+                         f"of shape {w.shape}), got {b.shape}")
+    _validate.same_dtype(b, "b", w, "w")
+    return _validate.contiguous(b)
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, backend=None):
+    """2-D cross-correlation (PyTorch's conv2d): x (N, C, H, W), w (K, C/groups, R, S),
+    b (K,) or None -> (N, K, OH, OW). See the module docstring for the arguments."""
+    _array4(x, "x")
+    _array4(w, "w")
+    _validate.same_dtype(w, "w", x, "x")
+    b = _bias(b, w)
+    geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    y = np.empty(geo.out_shape, x.dtype)
+    fn, _ = backends.kernel("conv", "conv2d", backend)
+    if y.size == 0:
+        return y
+    fn(y, _validate.contiguous(x), _validate.contiguous(w), b, geo.stride, geo.padding,
+       geo.dilation, geo.groups)
+    return y
+
+
+def _need(need, has_bias):
+    if isinstance(need, str):
+        need = (need,)
+    try:
+        items = tuple(need)
+    except TypeError:
+        raise TypeError(f"need must be a subset of {_NEEDS}, got {need!r}") from None
+    for item in items:
+        if not isinstance(item, str) or item not in _NEEDS:
+            raise ValueError(f"need must name gradients among {_NEEDS}, got {need!r}")
+    has_bias = _validate.boolean(has_bias, "has_bias")
+    return "dx" in items, "dw" in items, "db" in items and has_bias
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, has_bias=True,
+                    need=_NEEDS, backend=None):
+    """Gradients of ``y = conv2d(x, w, b, stride, padding, dilation, groups)``:
+    ``(dx, dw, db)`` shaped like x, w and (K,); only those named in ``need`` are computed,
+    the others are None. db is None when ``has_bias`` is False."""
+    _array4(dy, "dy")
+    _array4(x, "x")
+    _array4(w, "w")
+    _validate.same_dtype(x, "x", dy, "dy")
+    _validate.same_dtype(w, "w", dy, "dy")
+    want_dx, want_dw, want_db = _need(need, has_bias)
+    geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    if dy.shape != geo.out_shape:
+        raise ValueError(f"dy must have the shape of conv2d's output {geo.out_shape} (x "
+                         f"{x.shape}, w {w.shape}, stride {geo.stride}, padding {geo.padding}, "
+                         f"dilation {geo.dilation}), got {dy.shape}")
+    dt = dy.dtype
+    dx = np.empty(x.shape, dt) if want_dx else None
+    dw = np.empty(w.shape, dt) if want_dw else None
+    db = np.empty(w.shape[0], dt) if want_db else None
+    fn, _ = backends.kernel("conv", "conv2d_backward", backend)
+    if dy.size == 0:  # no images: nothing flows back
+        for a in (dx, dw, db):
+            if a is not None:
+                a[...] = 0
+        return dx, dw, db
+    if dx is None and dw is None and db is None:
+        return dx, dw, db
+    fn(dx, dw, db, _validate.contiguous(dy), _validate.contiguous(x), _validate.contiguous(w),
+       geo.stride, geo.padding, geo.dilation, geo.groups)
+    return dx, dw, db
+
+
+def plan(x, w, stride=1, padding=0, dilation=1, groups=1, kind="forward", dtype=None,
+         backend=None):
+    """Which kernel ``conv2d`` (kind "forward") or ``conv2d_backward`` (kinds "backward_data",
+    "backward_weights") runs for these inputs, and why: a string such as
+    ``"c: winograd F(4x4,3x3), 6x6 tiles ... (3x3, stride 1, C=64, K=64)"``.
+
+    ``x`` and ``w`` are arrays or shapes; with shapes, ``dtype`` (default float32) names the
+    data type."""
+    kind = _validate.choice(kind, "kind", _KINDS)
+    if dtype is None:
+        dtype = x.dtype if isinstance(x, np.ndarray) else np.float32
+    dt = _validate.float_dtype(dtype)
+    geo = _geometry(_shape4(x, "x"), _shape4(w, "w"), stride, padding, dilation, groups)
+    fn, name = backends.kernel("conv", "plan", backend)
+    return f"{name}: " + fn(kind, dt, geo.x_shape, geo.w_shape, geo.stride, geo.padding,
+                            geo.dilation, geo.groups)
