@@ -221,6 +221,22 @@ def _transpose16(builder, r):
     return r
 
 
+def _scalar_tile(builder, buf, ps, img, plane, ow, nl, to_image):
+    """Element-by-element move between 16 pixel vectors buf[p*ps + l] and the 4x4 pixels of
+    channels l < nl in the image (rows ow apart, channels plane apart): runtime loops."""
+    i64 = ir.IntType(64)
+    with cgutils.for_range(builder, nl, intp=i64) as ch:
+        base = builder.gep(img, [builder.mul(plane, ch.index)])
+        with cgutils.for_range(builder, ir.Constant(i64, 16), intp=i64) as px:
+            p = px.index
+            row = builder.sdiv(p, ir.Constant(i64, 4))
+            col = builder.sub(p, builder.mul(row, ir.Constant(i64, 4)))
+            at_img = builder.gep(base, [builder.add(builder.mul(ow, row), col)])
+            at_buf = builder.gep(buf, [builder.add(builder.mul(ps, p), ch.index)])
+            src, dst = (at_buf, at_img) if to_image else (at_img, at_buf)
+            builder.store(builder.load(src), dst)
+
+
 @intrinsic
 def store_tile16(typingctx, out, out_off, ps, y, y_off, plane, ow, nl):
     dt = _float_arrays(out, y)
@@ -237,15 +253,7 @@ def store_tile16(typingctx, out, out_off, ps, y, y_off, plane, ow, nl):
         o0 = builder.gep(_data(context, builder, signature.args[0], args[0]), [out_off_v])
         y0 = builder.gep(_data(context, builder, signature.args[3], args[3]), [y_off_v])
         if v.width != 16:  # element by element (callers use it with 16 lanes only)
-            for ch in range(16):
-                with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, ch), nl_v)):
-                    base = builder.gep(y0, [builder.mul(plane_v, ir.Constant(i64, ch))])
-                    for p in range(16):
-                        src = builder.gep(o0, [builder.add(builder.mul(ps_v, ir.Constant(i64, p)),
-                                                           ir.Constant(i64, ch))])
-                        dst = builder.gep(base, [builder.add(
-                            builder.mul(ow_v, ir.Constant(i64, p // 4)), ir.Constant(i64, p % 4))])
-                        builder.store(builder.load(src), dst)
+            _scalar_tile(builder, o0, ps_v, y0, plane_v, ow_v, nl_v, to_image=True)
             return context.get_dummy_value()
         r = [v.load(o0, builder.mul(ps_v, ir.Constant(i64, p))) for p in range(16)]
         r = _transpose16(builder, r)
@@ -282,15 +290,7 @@ def load_tile16(typingctx, y, y_off, plane, ow, nl, out, out_off, ps):
         y0 = builder.gep(_data(context, builder, signature.args[0], args[0]), [y_off_v])
         o0 = builder.gep(_data(context, builder, signature.args[5], args[5]), [out_off_v])
         if v.width != 16:
-            for ch in range(16):
-                with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, ch), nl_v)):
-                    base = builder.gep(y0, [builder.mul(plane_v, ir.Constant(i64, ch))])
-                    for p in range(16):
-                        src = builder.gep(base, [builder.add(
-                            builder.mul(ow_v, ir.Constant(i64, p // 4)), ir.Constant(i64, p % 4))])
-                        dst = builder.gep(o0, [builder.add(builder.mul(ps_v, ir.Constant(i64, p)),
-                                                           ir.Constant(i64, ch))])
-                        builder.store(builder.load(src), dst)
+            _scalar_tile(builder, o0, ps_v, y0, plane_v, ow_v, nl_v, to_image=False)
             return context.get_dummy_value()
         quad = ir.VectorType(v.elt, 4).as_pointer()
         r = []

@@ -1,40 +1,42 @@
 """Numba kernels of 2-D convolution: direct, with no materialised im2col.
 
 Same names and arguments as :mod:`fastinit.reference.conv` (shapes there). Every pass is a
-product ``A @ B`` computed by a register tile (:mod:`fastinit._numba._tile`) whose B operand is
-read straight out of a zero-padded copy of one image through an *offset table*:
+product ``A @ B`` computed by a register tile (:mod:`fastinit._numba._tile`, shared with the
+GEMM, and :mod:`fastinit._numba._conv_tile`) whose image operand is read straight out of a
+zero-padded copy of one image through an *offset table*:
 
 forward   y[k, p] = sum_t w[k, t] * xq[tab[t] + p]
     One image (one group of its channels) is copied, zero-padded, into a per-thread buffer
     ``xq`` laid out in *stride phases*: phase (py, px) holds padded rows py, py+sh, ... and
     columns px, px+sw, ..., so output pixels along a row read consecutive values for every
     stride. ``tab[t]`` is the offset of tap t = (c, r, s): channel c, phase
-    ((r*dh) % sh, (s*dw) % sw), shifted by ((r*dh) // sh, (s*dw) // sw). Output pixels are
-    flattened with the phase row width Wq (>= OW): the ``Wq - OW`` columns past each row are
-    computed and dropped, so a tile of 48 pixels may span rows and small images waste no lanes.
-    The tile (8 output channels x 48 pixels, float32 on AVX-512) lands in a per-thread tile
-    buffer and is scattered into y with the bias.
+    ((r*dh) % sh, (s*dw) % sw), shifted by ((r*dh) // sh, (s*dw) // sw).
+    Pixel-vector tile (the default): output pixels flattened with the phase row width Wq
+    (>= OW), the ``Wq - OW`` columns past each row computed and dropped, so a tile of 48 pixels
+    may span rows and small images waste no lanes; 8 output channels x 48 pixels (float32,
+    AVX-512) into a per-thread tile buffer, scattered into y with the bias.
+    Channel-vector tile (kernels of 25+ taps whose output channels fill whole tiles): 14
+    pixels of one output row x 32 output channels, pixels broadcast from xq, packed weights
+    as the vectors; no dropped columns ((S-1)*dw/Wq of the work: 10% at 7x7 on 56x56).
 backward data (dx)
     The transposed convolution, split into the sh*sw phases of dx: positions
     ``(m*sh + ry - top)`` receive taps r with ``(r*dh) % sh == ry`` only, and over one phase
     that is an ordinary stride-1 correlation of a zero-padded copy of dy with those taps. So
-    dx is the same tile over a padded dy and per-phase tables (rows: input channels).
+    dx is the pixel-vector tile over a padded dy and per-phase tables (rows: input channels).
 backward weights (dw)
-    dw[c, tap, k] accumulates ``xq[c*plane + off(tap) + row] @ dyT[row]`` over the output
-    rows: a GEMM tile with A = padded input (rows c, a constant channel stride) and
-    B = one row of dy transposed (pixels x out channels), one output row per reduction, so no
-    dropped column is ever multiplied. Each thread accumulates into its own copy of dw; the
-    copies are summed at the end. Depthwise and narrow groups (few output channels per group)
-    use a "dot" tile instead (:mod:`fastinit._numba._conv_tile`): one long dot product per
-    weight, reduced along the vector lanes.
+    Per block of 512 output pixels: dy transposed (pixels x Kg) and, per tap, the input values
+    it meets gathered (Cg x pixels); a GEMM tile (input channels x output channels) reduces
+    over the whole block into a per-thread copy of dw, the copies summed at the end. Only
+    real output pixels are multiplied (no dropped columns: 0 * inf would be NaN). Depthwise
+    and narrow groups use a "dot" tile that reduces along the vector lanes instead.
 
-Memory: per thread one padded image (one group) plus one tile buffer (or one transposed row of
-dy, or one copy of dw) - nothing that grows with N*H*W*R*S. Threads take (image, group,
-part) items: whole images when there are enough of them, else parts of one image (its pixel
-blocks or output rows), each thread padding its own copy.
+Memory: per thread one padded image (one group) plus one tile buffer (or one block of
+transposed dy and gathered inputs, and one copy of dw) - nothing that grows with N*H*W*R*S.
+Threads take (image, group, part) items: whole images when there are enough of them, else
+parts of one image (pixel blocks or output rows), each thread padding its own copy.
 
-3x3 stride-1 layers with many channels run Winograd F(4x4,3x3) instead
-(:mod:`fastinit._numba.conv3x3`); :func:`plan` says which kernel a call takes and why.
+3x3 stride-1 layers with enough channels run Winograd (:mod:`fastinit._numba.conv3x3`);
+:func:`plan` says which kernel a call takes and why.
 """
 import threading
 
@@ -245,6 +247,48 @@ def _forward_channels(y3, x, wpack, tab, bias, has_bias, G, Cg, Kg, sh, sw, pt, 
                         bk = bias[k] if has_bias else 0
                         for r in range(m):
                             dst[r] = tb[r * cols + j] + bk
+
+
+@njit
+def _axpy_row(dst, src, a, first):
+    """dst = a * src (first) or dst += a * src, over one output row (vectorises)."""
+    if first:
+        for i in range(dst.shape[0]):
+            dst[i] = a * src[i]
+    else:
+        for i in range(dst.shape[0]):
+            dst[i] += a * src[i]
+
+
+@pjit
+def _forward_depthwise(y3, x, w2, tab, bias, has_bias, sh, sw, pt, pl, Hq, Wq, OW, xq_all,
+                       tb_all):
+    """Depthwise (one input and one output channel per group): one vectorised pass per tap
+    over the flattened padded channel (rows Wq apart), acc += w[tap] * xq[tab[tap]:], then
+    the OW valid columns of each row into y. w2 (C, R*S); tab: the taps of one channel."""
+    N, C = x.shape[0], x.shape[1]
+    OH = y3.shape[2] // OW
+    RS = tab.shape[0]
+    plane = sh * sw * Hq * Wq
+    P = (OH - 1) * Wq + OW
+    for item in prange(N * C):
+        n = item // C
+        c = item - n * C
+        tid = numba.get_thread_id()
+        xq = xq_all[tid]
+        acc = tb_all[tid][:P]
+        _fill_phases(xq, x[n], c, 1, sh, sw, pt, pl, Hq, Wq, xq.shape[0] - plane)
+        wc = w2[c]
+        _axpy_row(acc, xq[tab[0]:tab[0] + P], wc[0], True)
+        for t in range(1, RS):
+            _axpy_row(acc, xq[tab[t]:tab[t] + P], wc[t], False)
+        yc = y3[n, c]
+        bc = bias[c] if has_bias else 0
+        for oy in range(OH):
+            dst = yc[oy * OW:(oy + 1) * OW]
+            src = acc[oy * Wq:oy * Wq + OW]
+            for i in range(OW):
+                dst[i] = src[i] + bc
 
 
 # ---- backward data ----------------------------------------------------------------------------
@@ -486,6 +530,13 @@ def conv2d(y, x, w, b, stride, padding, dilation, groups):
     dt = x.dtype
     nt = _threads()
     bias = b if b is not None else np.zeros(1, dt)
+    if geo.Cg == 1 and geo.Kg == 1:
+        xq = _workspace("xq", (nt, geo.chan + 16), dt)
+        tb = _workspace("tb", (nt, geo.OH * geo.Wq), dt)
+        _forward_depthwise(y.reshape(geo.N, geo.K, -1), x, w.reshape(geo.K, -1), geo.tab, bias,
+                           b is not None, geo.sh, geo.sw, geo.pt, geo.pl, geo.Hq, geo.Wq, geo.OW,
+                           xq, tb)
+        return y
     if _use_channel_tile(geo, dt):
         cols = channel_cols(dt)
         wpack = np.ascontiguousarray(w.reshape(geo.G, geo.Kg // cols, cols, -1)
@@ -611,6 +662,9 @@ def plan(kind, dtype, x_shape, w_shape, stride, padding, dilation, groups):
         return (f"direct, {CH_ROWS}x{cols} channel-vector tile ({CH_ROWS} pixels of a row x "
                 f"{cols} output channels: no dropped columns), offset table into a per-thread "
                 f"padded image; {why}")
+    if kind == "forward" and geo.Cg == 1 and geo.Kg == 1:
+        return (f"direct depthwise: one vectorised multiply-add pass per tap over a per-thread "
+                f"padded channel; {why}")
     if kind in ("forward", "backward_data"):
         per_group = geo.Kg if kind == "forward" else geo.Cg
         if _row_tile_for(per_group):
@@ -628,5 +682,8 @@ def plan(kind, dtype, x_shape, w_shape, stride, padding, dilation, groups):
     if 2 * geo.Kg < DW.cols(dt):
         return (f"direct weight gradient, 1x{DOT_COLS} dot tile (lane reduction: few output "
                 f"channels per group); {why}")
+    if geo.Cg <= 4:
+        return (f"direct weight gradient, 4x{DW_SMALL.cols(dt)} tile (input channels x output "
+                f"channels) over blocks of {PBLOCK} output pixels, per-thread partial dw; {why}")
     return (f"direct weight gradient, {DW_ROWS}x{DW.cols(dt)} tile (input channels x output "
-            f"channels) over rows of dy, per-thread partial dw; {why}")
+            f"channels) over blocks of {PBLOCK} output pixels, per-thread partial dw; {why}")

@@ -6,21 +6,32 @@ of outputs costs 36 products per (input, output) channel pair instead of 144::
     Y = A^T [ U (.) V ] A,   U = G g G^T (6x6 per filter),   V = B^T d B (6x6 per input tile)
 
 Summed over input channels, the 36 elementwise products become 36 matrix products, one per
-transform position xi: ``M[xi] (tiles x K) = V[xi] (tiles x C) @ U[xi] (C x K)``, computed by
-the GEMM's register tile (rows = tiles, vector columns = output channels). The image is copied
-zero-padded and channels-last into a per-thread buffer, so both transforms work on consecutive
-channels (the loops over channels vectorise); V and M exist for one block of tiles at a time.
-The same code gives dx: the backward-data pass of a 3x3 stride-1 layer is a 3x3 stride-1
-convolution of dy with the weights flipped and transposed, padded by 2 - top / 2 - left.
+transform position xi: ``M[:, xi] (tiles x K) = V[:, xi] (tiles x C) @ U[xi] (C x K)``,
+computed by the GEMM's register tile (rows = tiles, vector columns = output channels). The
+image is copied zero-padded and channels-last into a per-thread buffer, so the transforms
+work on whole vectors of consecutive channels (:mod:`fastinit._numba._wino_tile`); V and M
+exist for one block of tiles at a time, tile-major (V[t, xi, c]). Outputs go back to NCHW
+through an in-register 16 x 16 transpose.
 
-When: 3x3 kernel, stride 1, dilation 1, groups 1, and at least ``MIN_CHANNELS`` input and
-output channels (below that the transforms cost more than the products save; the first layer
-of a network, C = 3, stays direct). Backward data also needs top and left padding <= 2.
+Backward data: a 3x3 stride-1 convolution of dy with the weights flipped and transposed,
+padded by 2 - top / 2 - left: the same code. Backward weights: the transposed algorithm
+F(3x3,4x4), ``dw = G^T [ (A dy A^T) (.) (B^T x B) ] G`` per 4x4 tile of dy, A = (A^T)^T:
+36 GEMMs ``M[xi] (K x C) += Wd[:, xi]^T @ V[:, xi]`` that reduce over the tiles, then
+G^T M G per filter in float64.
 
-Accuracy: the transforms scale by up to 5 and divide by up to 24, so the result carries a few
-times the rounding error of direct convolution. Measured against a float64 reference on
-N4 C64 16x16 K64 (tests/test_conv.py::test_winograd_error): float32 max error / max |y| about
-1e-6 (direct: about 4e-7); float64 about 2e-15.
+When: 3x3 kernel, stride 1, dilation 1, groups 1, and at least ``MIN_CHANNELS`` (C backend)
+or ``MIN_CHANNELS_NUMBA`` input and output channels: below, the transforms cost more than the
+products save (measured, one core, float32, x/y per pass vs direct: C backend 2.7x at 64
+channels, 2x at 32, 1.1x at 16; Numba 2.3x at 64, 1.4x at 32, 0.9x at 16; a first layer,
+C = 3, stays direct). Backward data also needs top and left padding <= 2; the weight gradient
+needs 64 tiles over the batch and K*C <= 8192 (its per-thread 36 K C accumulators).
+
+Accuracy: the transforms scale by up to 8 and divide by up to 24, so results carry a few
+times the rounding error of direct convolution. Measured against float64 references
+(N4 C64 16x16 K64, He-scaled weights; tests/test_conv.py::test_winograd_error; max error /
+max |result|): float32 y, dx, dw about 2e-6 - 7e-6 (direct convolution: about 5e-7),
+float64 about 1e-14 (direct: 1e-15). PyTorch's own CPU convolution agrees to the same
+float32 tolerance.
 """
 import numpy as np
 
@@ -47,12 +58,14 @@ def applies_data(x_shape, w_shape, stride, padding, dilation, groups, dtype, min
 
 
 def describe_rule(kind, x_shape, w_shape, dtype, tile):
+    """The plan text of a Winograd call."""
     K, C = w_shape[0], w_shape[1]
     what = {"forward": "winograd F(4x4,3x3)",
             "backward_data": "winograd F(4x4,3x3) on dy with flipped, transposed weights",
             "backward_weights": "winograd F(3x3,4x4) (weight gradient), summed over tiles"}[kind]
+    extra = ", >= 64 tiles, K*C <= 8192" if kind == "backward_weights" else ""
     return (f"{what}: 6x6 transforms over channels, 36 GEMMs per block of tiles, {tile}; "
-            f"3x3, stride 1, dilation 1, C={C} and K={K} >= {MIN_CHANNELS}")
+            f"3x3, stride 1, dilation 1, groups 1, C={C} and K={K} enough{extra}")
 
 
 # ---- kernels --------------------------------------------------------------------------------

@@ -30,7 +30,9 @@ copied once. Outputs are fresh C-contiguous arrays.
 Kernels: ``numpy`` is im2col + matmul (the oracle, :mod:`fastinit.reference.conv`); ``numba``
 and ``c`` run direct convolution (no im2col: a zero-padded copy of one image per thread, an
 offset table of the taps and a register tile of output channels x output pixels), and
-Winograd F(4x4,3x3) for 3x3 stride-1 layers with many channels. :func:`plan` says which.
+Winograd F(4x4,3x3) (F(3x3,4x4) for the weight gradient) for 3x3 stride-1 layers with enough
+channels; its float32 error is a few times direct convolution's (measured in
+:mod:`fastinit._numba.conv3x3`). :func:`plan` says which kernel runs and why.
 
 Not here: transposed convolution as a forward op, padding modes other than zeros, NHWC,
 float16, 1-D or 3-D convolution.
