@@ -34,7 +34,7 @@ def _exercises():
     r = np.random.default_rng(0)
     if hasattr(fi, "matmul"):
         def dense(dtype, backend):
-            for n in (5, 160):
+            for n in (5, 160, 300):  # small-product path, then the packed path
                 a = r.standard_normal((n, n)).astype(dtype)
                 fi.matmul(a, a, backend=backend)
                 y = fi.linear(a, a, a[0], backend=backend)

@@ -41,28 +41,38 @@ def _probe():
     return reasons
 
 
-def available():
-    """``{name: None if usable else "why not"}`` for every backend."""
+def _available():
     global _reasons
     if _reasons is None:
         _reasons = _probe()
-    return dict(_reasons)
+    return _reasons
+
+
+def available():
+    """``{name: None if usable else "why not"}`` for every backend."""
+    return dict(_available())
 
 
 def _check_name(name, argname="backend"):
     if not isinstance(name, str) or name not in _PACKAGES:
         raise ValueError(f"{argname} must be one of {sorted(_PACKAGES)} or None, got {name!r}")
-    reason = available()[name]
+    reason = _available()[name]
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} is not available: {reason}")
     return name
 
 
+_ENV_UNREAD = object()
+_env_name = _ENV_UNREAD
+
+
 def _env_default():
-    name = os.environ.get("FASTINIT_BACKEND", "").strip()
-    if not name:
-        return None
-    return _check_name(name, "FASTINIT_BACKEND")
+    """FASTINIT_BACKEND, read once per process (ops are called in hot loops)."""
+    global _env_name
+    if _env_name is _ENV_UNREAD:
+        name = os.environ.get("FASTINIT_BACKEND", "").strip()
+        _env_name = _check_name(name, "FASTINIT_BACKEND") if name else None
+    return _env_name
 
 
 def current():
@@ -70,7 +80,7 @@ def current():
     name = getattr(_state, "name", None) or _env_default()
     if name is not None:
         return name
-    return next(n for n in ORDER if available()[n] is None)
+    return next(n for n in ORDER if _available()[n] is None)
 
 
 def set(name):  # noqa: A001 - the public API name (fastinit.backends.set)
@@ -106,19 +116,26 @@ def _lookup(name, module, func):
     return fn
 
 
+_auto = {}
+
+
 def kernel(module, func, backend=None):
     """The function ``func`` of op module ``module`` on ``backend``; returns ``(fn, name)``.
 
     With ``backend=None`` and no default set, the first available backend in :data:`ORDER`
-    that implements the kernel is used.
+    that implements the kernel is used (cached: this sits on every op's call path).
     """
     if backend is None:
         chosen = getattr(_state, "name", None) or _env_default()
         if chosen is None:
+            hit = _auto.get((module, func))
+            if hit is not None:
+                return hit
             for name in ORDER:
-                if available()[name] is None:
+                if _available()[name] is None:
                     fn = _lookup(name, module, func)
                     if fn is not None:
+                        _auto[(module, func)] = (fn, name)
                         return fn, name
             raise NotImplementedError(f"no backend implements {module}.{func}")  # pragma: no cover
         backend = chosen
