@@ -279,19 +279,8 @@ typedef void (*act_chunk_f64)(double *out, const double *x, const double *dy, in
 #define ACT_AVX512
 #endif
 
-/* 1 when the AVX-512 build may run (the CPU has AVX-512 F/VL/DQ/BW and AVX2 is not disabled). */
-static int act_use_avx512(void) {
-#if FI_X86
-    static int cached = -1;
-    if (cached < 0)
-        cached = fi_use_avx2 && __builtin_cpu_supports("avx512f") &&
-                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                 __builtin_cpu_supports("avx512bw");
-    return cached;
-#else
-    return 0;
-#endif
-}
+/* 1 when the AVX-512 build may run (common.c decides for every kernel). */
+static int act_use_avx512(void) { return fi_use_avx512; }
 
 #define ACT_CHUNK_VARIANT(name, T, F, ISA, ATTR)                                              \
     ATTR static void name##_##F##_##ISA(T *out, const T *x, const T *dy, int64_t n, T p,     \

@@ -8,14 +8,18 @@
 #endif
 
 int fi_use_avx2 = 0;
+int fi_use_avx512 = 0;
 
 void fi_init(void) {
 #if FI_X86
     __builtin_cpu_init();
     fi_use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    fi_use_avx512 = fi_use_avx2 && __builtin_cpu_supports("avx512f") &&
+                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                    __builtin_cpu_supports("avx512bw");
 #endif
     const char *force = getenv("FASTINIT_C_PORTABLE");
-    if (force && force[0] && strcmp(force, "0") != 0) fi_use_avx2 = 0;
+    if (force && force[0] && strcmp(force, "0") != 0) fi_use_avx2 = fi_use_avx512 = 0;
 }
 
 void fi_set_num_threads(int n) {
@@ -34,4 +38,6 @@ int fi_get_num_threads(void) {
 #endif
 }
 
-const char *fi_cpu_path(void) { return fi_use_avx2 ? "avx2+fma" : "portable"; }
+const char *fi_cpu_path(void) {
+    return fi_use_avx512 ? "avx512" : fi_use_avx2 ? "avx2+fma" : "portable";
+}

@@ -18,5 +18,7 @@
 
 /* 1 when the CPU has AVX2 and FMA (and FASTINIT_C_PORTABLE is not set); set by fi_init(). */
 extern int fi_use_avx2;
+/* 1 when it also has AVX-512 F, VL, DQ and BW (the set every AVX-512 kernel here assumes). */
+extern int fi_use_avx512;
 
 #endif

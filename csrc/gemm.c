@@ -188,10 +188,7 @@ static int fi_gemm_forced = 0;
 static int fi_gemm_best(void) {
 #if FI_X86
     if (!fi_use_avx2) return FI_ISA_BASE;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq"))
-        return FI_ISA_AVX512;
-    return FI_ISA_AVX2;
+    return fi_use_avx512 ? FI_ISA_AVX512 : FI_ISA_AVX2;
 #else
     return FI_ISA_BASE;
 #endif

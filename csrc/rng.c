@@ -679,10 +679,7 @@ static int rng_path = -1;
 static int rng_best_path(void) {
     if (!fi_use_avx2) return 0; /* no AVX2+FMA, or FASTINIT_C_PORTABLE set (common.c) */
 #if FI_RNG_AVX512
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
-        return 2;
+    if (fi_use_avx512) return 2;
 #endif
     return 1;
 }
