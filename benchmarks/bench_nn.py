@@ -25,7 +25,7 @@ FAST = [n for n, why in fi.backends.available().items() if why is None and n != 
 def _mlp():
     return nn.Sequential(nn.Linear(784, 256, init="he_normal"), nn.ReLU(),
                          nn.Linear(256, 256, init="he_normal"), nn.ReLU(),
-                         nn.Linear(256, 10, init="xavier_normal"), seed=0)
+                         nn.Linear(256, 10, init="xavier_normal"), seed=0, input_grad=False)
 
 
 def _torch_copy(net):

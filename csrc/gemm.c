@@ -244,9 +244,9 @@ int fi_gemm_f64(double *c, const double *a, const double *b, const double *bias,
              int64_t fout, int tdy, int tx, int tw) {                                           \
         /* dy (n, fout), x (n, fin), w (fout, fin), each stored transposed when its flag is   \
          * set; dx (n, fin) = dy @ w, dw (fout, fin) = dy^T @ x, db (fout,) = column sums of  \
-         * dy (db NULL: no bias) */                                                            \
-        if (GEMM(dx, dy, w, NULL, n, fin, fout, tdy, tw, 0)) return -1;                          \
-        if (GEMM(dw, dy, x, NULL, fout, fin, n, !tdy, tx, 0)) return -1;                         \
+         * dy; a NULL output is not computed (db NULL also when there is no bias) */           \
+        if (dx && GEMM(dx, dy, w, NULL, n, fin, fout, tdy, tw, 0)) return -1;                    \
+        if (dw && GEMM(dw, dy, x, NULL, fout, fin, n, !tdy, tx, 0)) return -1;                   \
         return db ? SUMS(db, dy, n, fout, tdy) : 0;                                              \
     }
 

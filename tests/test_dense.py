@@ -436,3 +436,20 @@ def test_linear_bad_input(backend):
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend"):
         fi.matmul(np.ones((2, 2)), np.ones((2, 2)), backend="blas")
+
+
+def test_linear_backward_computes_only_what_is_needed(backend):
+    r = np.random.default_rng(5)
+    x = r.standard_normal((7, 13)).astype(np.float32)
+    w = r.standard_normal((5, 13)).astype(np.float32)
+    dy = r.standard_normal((7, 5)).astype(np.float32)
+    full = fi.linear_backward(dy, x, w, backend=backend)
+    dx, dw, db = fi.linear_backward(dy, x, w, need=("dw", "db"), backend=backend)
+    assert dx is None
+    np.testing.assert_array_equal(dw, full[1])
+    np.testing.assert_array_equal(db, full[2])
+    dx, dw, db = fi.linear_backward(dy, x, w, need=("dx",), backend=backend)
+    assert dw is None and db is None
+    np.testing.assert_array_equal(dx, full[0])
+    with pytest.raises(ValueError, match="need"):
+        fi.linear_backward(dy, x, w, need=("dz",), backend=backend)

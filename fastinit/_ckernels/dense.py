@@ -61,6 +61,8 @@ def linear_backward(dx, dw, db, dy, x, w):
         fn, ct = _c.lib.fi_linear_backward_f32, "float[]"
     else:
         fn, ct = _c.lib.fi_linear_backward_f64, "double[]"
-    _check(fn(fb(ct, dx), fb(ct, dw), _c.ffi.NULL if db is None else fb(ct, db), fb(ct, dy2),
+    null = _c.ffi.NULL
+    _check(fn(null if dx is None else fb(ct, dx), null if dw is None else fb(ct, dw),
+              null if db is None else fb(ct, db), fb(ct, dy2),
               fb(ct, x2), fb(ct, w2), dy.shape[0], x.shape[1], dy.shape[1], tdy, tx, tw))
     return dx, dw, db

@@ -62,8 +62,10 @@ def linear_backward(dx, dw, db, dy, x, w):
     dy2, tdy = _operand(dy)
     x2, tx = _operand(x)
     w2, tw = _operand(w)
-    _gemm.gemm(dy2, tdy, w2, tw, dx, 0)          # dx = dy @ w
-    _gemm.gemm(dy2, not tdy, x2, tx, dw, 0)      # dw = dy.T @ x
+    if dx is not None:
+        _gemm.gemm(dy2, tdy, w2, tw, dx, 0)      # dx = dy @ w
+    if dw is not None:
+        _gemm.gemm(dy2, not tdy, x2, tx, dw, 0)  # dw = dy.T @ x
     if db is not None:
         column_sums(db, dy2, tdy)
     return dx, dw, db

@@ -28,12 +28,13 @@ def build(model, init, seed, activation="relu", hidden=(128, 128)):
             layers += [nn.Linear(n, h, init=spec), act()]
             n = h
         layers.append(nn.Linear(n, 10, init=spec))
-        return nn.Sequential(*layers, seed=seed)
+        return nn.Sequential(*layers, seed=seed, input_grad=False)
     if model == "cnn":
         return nn.Sequential(
             nn.Conv2d(1, 16, 3, padding=1, init=spec), nn.BatchNorm2d(16), act(), nn.MaxPool2d(2),
             nn.Conv2d(16, 32, 3, padding=1, init=spec), nn.BatchNorm2d(32), act(),
-            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 2 * 2, 10, init=spec), seed=seed)
+            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 2 * 2, 10, init=spec), seed=seed,
+            input_grad=False)
     raise ValueError(f"model must be 'mlp' or 'cnn', got {model!r}")
 
 

@@ -67,6 +67,9 @@ class _Parametrised(Module):
     def _fan_kwargs(self):
         return {}
 
+    def _need(self):
+        return ("dx", "dw", "db") if self.need_input_grad else ("dw", "db")
+
     def _check_ready(self, x):
         if not self.initialized:
             raise RuntimeError(f"{self._name} has no weights yet: pass seed= when building it, or "
@@ -97,7 +100,7 @@ class Linear(_Parametrised):
 
     def backward(self, dy):
         dx, dw, db = fi.linear_backward(dy, self._x, self.weight.data,
-                                        has_bias=self.bias is not None)
+                                        has_bias=self.bias is not None, need=self._need())
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
@@ -135,7 +138,7 @@ class Conv2d(_Parametrised):
 
     def backward(self, dy):
         dx, dw, db = fi.conv2d_backward(dy, self._x, self.weight.data, **self.conv_args,
-                                        has_bias=self.bias is not None)
+                                        has_bias=self.bias is not None, need=self._need())
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

@@ -33,6 +33,7 @@ class Module:
 
     def __init__(self):
         self.training = True
+        self.need_input_grad = True   # False: backward may skip dx (nothing below wants it)
         self._probe = None   # a nn.Probe when attached; checked once per call (free when off)
         self._name = type(self).__name__
 
@@ -111,9 +112,11 @@ class Sequential(Module):
     """Layers applied in order; ``backward`` runs them in reverse.
 
     ``Sequential(*layers, seed=0)`` initializes every layer that has parameters from one seed.
+    ``input_grad=False`` lets the first layer skip the gradient with respect to the network's
+    input (``backward`` then returns None), as PyTorch does for inputs that do not require grad.
     """
 
-    def __init__(self, *layers, seed=None, rng=None):
+    def __init__(self, *layers, seed=None, rng=None, input_grad=True):
         super().__init__()
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
@@ -122,6 +125,8 @@ class Sequential(Module):
             setattr(self, f"layer{i}", layer)
             layer._name = f"{i}:{type(layer).__name__}"
         self.layers = list(layers)
+        if self.layers and not input_grad:
+            self.layers[0].need_input_grad = False
         if seed is not None or rng is not None:
             self.initialize(seed=seed, rng=rng)
 
@@ -142,4 +147,6 @@ class Sequential(Module):
     def backward(self, dy):
         for layer in reversed(self.layers):
             dy = layer._backward_probed(dy)
+            if dy is None:  # the first layer skipped the input gradient
+                break
         return dy

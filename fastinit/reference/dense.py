@@ -26,8 +26,10 @@ def linear(y, x, w, b):
 
 
 def linear_backward(dx, dw, db, dy, x, w):
-    np.matmul(dy, w, out=dx)
-    np.matmul(dy.T, x, out=dw)
+    if dx is not None:
+        np.matmul(dy, w, out=dx)
+    if dw is not None:
+        np.matmul(dy.T, x, out=dw)
     if db is not None:
         np.sum(dy, axis=0, out=db)
     return dx, dw, db
