@@ -16,7 +16,9 @@ medians (the machine is shared: only ratios measured side by side mean anything)
 of torch is ``aten.convolution_backward`` with output_mask (dx, dw), what autograd runs.
 Each fastinit backend is measured in a process of its own (with torch beside it): once Numba's
 thread pool exists in a process, torch's own kernels there ran up to 2x slower (3x3: 35.9 vs
-17.6 ms), which would flatter every ratio after it.
+17.6 ms), which would flatter every ratio after it. The pause between calls is 5 ms: on this
+VM, pauses of 20-50 ms let the kernel's proactive reclaim (kdamond) take idle buffers back, and
+both libraries then paid page faults at random (N64 C32 32x32: 2 ms calls became 14 ms).
 """
 import argparse
 import os
@@ -102,7 +104,7 @@ def _time(fn):
     return time.perf_counter() - t0
 
 
-def ratios(case, backend, reps=7, pause=0.05):
+def ratios(case, backend, reps=7, pause=0.005):
     """(median fastinit s, median torch s, median of the pairs' torch/fastinit, ratio of the
     best times) for forward and backward."""
     out = {}

@@ -1,6 +1,8 @@
-/* 3x3 stride-1 convolution by Winograd F(4x4,3x3) (Lavin & Gray, "Fast Algorithms for
- * Convolutional Neural Networks", CVPR 2016): each 4x4 block of outputs costs 36 products per
- * (input, output) channel pair instead of 144.
+/* 3x3 and 5x5 stride-1 convolution by Winograd F(4x4,3x3) and F(2x2,5x5) (Lavin & Gray, "Fast
+ * Algorithms for Convolutional Neural Networks", CVPR 2016): each 4x4 (2x2) block of outputs
+ * costs 36 products per (input, output) channel pair instead of 144 (100). Both use the points
+ * 0, 1, -1, 2, -2, infinity, so they share B^T and the input transform. The weight gradient of
+ * a 3x3 layer uses the transposed algorithm F(3x3,4x4), 36 GEMMs reducing over the tiles.
  *
  *   Y = A^T [ U (.) V ] A,   U = G g G^T (6x6 per filter),   V = B^T d B (6x6 per input tile)
  *
@@ -58,7 +60,15 @@ static void *fi_wino_scratch(size_t bytes) {
     return fi_wino_buf;
 }
 
-/* G (6x3) of F(4x4,3x3) */
+/* G (6x3) of F(4x4,3x3) and G (6x5) of F(2x2,5x5): G[j][k] = p_j^k / prod_{l != j}(p_j - p_l)
+ * for the points p = 0, 1, -1, 2, -2, and the row of the point at infinity (Cook-Toom). */
+static const double fi_wino_G5[6][5] = {
+    {1.0 / 4, 0, 0, 0, 0},
+    {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
+    {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6},
+    {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3, 2.0 / 3},
+    {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3},
+    {0, 0, 0, 0, 1}};
 static const double fi_wino_G[6][3] = {
     {1.0 / 4, 0, 0},
     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
@@ -160,17 +170,20 @@ void fi_conv2d_winograd_tile(int is_double, int *rows, int *nvec, int *lanes) {
 
 #define FI_WINO_DRIVER(T, TS)                                                                 \
 int fi_conv2d_winograd_##TS(T *y, const T *x, const T *w, const T *b, int64_t n, int64_t c,    \
-                            int64_t h, int64_t width, int64_t k, int64_t pt, int64_t pl,      \
-                            int64_t oh, int64_t ow, int64_t tiles_per_block, int transposed)  \
+                            int64_t h, int64_t width, int64_t k, int64_t r, int64_t pt,       \
+                            int64_t pl, int64_t oh, int64_t ow, int64_t tiles_per_block,      \
+                            int transposed)                                                   \
 {                                                                                             \
-    /* x (n, c, h, width) -> y (n, k, oh, ow); w (k, c, 3, 3), or (c, k, 3, 3) flipped when   \
-     * transposed; b (k,) or NULL; x zero-padded by pt (top) and pl (left) */                 \
+    /* x (n, c, h, width) -> y (n, k, oh, ow); w (k, c, r, r), or (c, k, r, r) flipped when   \
+     * transposed; r 3 (F(4x4,3x3)) or 5 (F(2x2,5x5)); b (k,) or NULL; x zero-padded by pt   \
+     * (top) and pl (left) */                                                                 \
     int rows, nvec, lanes;                                                                    \
     fi_conv2d_winograd_tile(sizeof(T) == 8, &rows, &nvec, &lanes);                            \
+    const int64_t mt = r == 3 ? 4 : 2;                                                        \
     const int64_t cols = nvec * lanes, Kp = (k + cols - 1) / cols * cols;                     \
     const int64_t Cp = (c + lanes - 1) / lanes * lanes;                                       \
-    const int64_t TH = (oh + 3) / 4, TW = (ow + 3) / 4, T_ = TH * TW;                         \
-    const int64_t Hp = 4 * TH + 2, Wp = 4 * TW + 2;                                           \
+    const int64_t TH = (oh + mt - 1) / mt, TW = (ow + mt - 1) / mt, T_ = TH * TW;             \
+    const int64_t Hp = mt * (TH - 1) + 6, Wp = mt * (TW - 1) + 6;                             \
     int64_t TB = tiles_per_block > 0 ? tiles_per_block : FI_WINO_TB;                          \
     TB = (TB + rows - 1) / rows * rows;                                                       \
     const int nth = fi_wino_max_threads();                                                    \
@@ -186,9 +199,10 @@ int fi_conv2d_winograd_##TS(T *y, const T *x, const T *w, const T *b, int64_t n,
         nsplit = nth * 2 / n + 1;                                                             \
         if (nsplit > nblk) nsplit = nblk;                                                     \
     }                                                                                         \
+    const double *G = r == 3 ? &fi_wino_G[0][0] : &fi_wino_G5[0][0];                          \
     switch (fi_wino_isa()) {                                                                  \
     FI_WINO_CASES(TS, (y, x, w, U, biasp, n, c, Cp, h, width, k, Kp, pt, pl, oh, ow, ws,      \
-                       per_thread, TB, nsplit, transposed))                                   \
+                       per_thread, TB, nsplit, transposed, G, (int)r))                        \
     }                                                                                         \
     return 0;                                                                                 \
 }

@@ -139,15 +139,16 @@ FI_ATTR static void FI_FN(fi_wino_pad_hwc_)(FI_T *restrict xh, const FI_T *restr
     } while (0)
 
 /* V[(t*36 + xi)*Cp + c] = (B^T d B)[xi] for the tiles tile0..tile0+nt-1 (t local to the
- * block): rows first (6 loads, 6 results into a 36-vector buffer in L1), then columns. */
+ * block), tile t reading the 6x6 patch at (mt*ty, mt*tx): rows first (6 loads, 6 results into
+ * a 36-vector buffer in L1), then columns. B^T is the same for F(4x4,3x3) and F(2x2,5x5). */
 FI_ATTR static void FI_FN(fi_wino_input_)(FI_T *restrict V, const FI_T *restrict xh, int64_t Cp,
                                           int64_t Wp, int64_t TW, int64_t tile0, int64_t nt,
-                                          int64_t TB)
+                                          int64_t TB, int64_t mt)
 {
     FI_T buf[36 * FI_W] __attribute__((aligned(64)));
     for (int64_t t = 0; t < nt; t++) {
         const int64_t ty = (tile0 + t) / TW, tx = (tile0 + t) % TW;
-        const FI_T *base = xh + ((4 * ty) * Wp + 4 * tx) * Cp;
+        const FI_T *base = xh + ((mt * ty) * Wp + mt * tx) * Cp;
         for (int64_t c0 = 0; c0 < Cp; c0 += FI_W) {
 #pragma GCC unroll 6
             for (int i = 0; i < 6; i++) {
@@ -260,51 +261,103 @@ FI_ATTR static void FI_FN(fi_wino_output_)(FI_T *restrict y, const FI_T *restric
     }
 }
 
-/* U[(xi*C + c)*Kp + k] = (G g G^T)[xi] (float64 arithmetic) of the filter from input channel c
- * to output channel k: g = w[k, c] (w is (K, C, 3, 3)), or, when transposed, w[c, k] flipped
- * (w is (C, K, 3, 3)); columns K..Kp-1 are zero. Vectorised over k, parallel over c. */
+/* U[(xi*C + c)*Kp + k] = (G g G^T)[xi] (float64 arithmetic) of the r x r filter from input
+ * channel c to output channel k: g = w[k, c] (w is (K, C, r, r)), or, when transposed, w[c, k]
+ * flipped (w is (C, K, r, r)); G is 6 x r; columns K..Kp-1 are zero. Vectorised over k,
+ * parallel over c. */
 FI_ATTR static void FI_FN(fi_wino_filter_)(FI_T *U, const FI_T *w, int64_t C, int64_t K,
-                                           int64_t Kp, int transposed)
+                                           int64_t Kp, int transposed, const double *G, int r)
 {
+    const int rr = r * r;
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < C; c++) {
-        for (int64_t k0 = 0; k0 < Kp; k0 += 64) {
-            const int64_t nk = Kp - k0 < 64 ? Kp - k0 : 64;
-            double g[9][64], tmp[6][3][64];
-            for (int rs = 0; rs < 9; rs++)
+        for (int64_t k0 = 0; k0 < Kp; k0 += 32) {
+            const int64_t nk = Kp - k0 < 32 ? Kp - k0 : 32;
+            double g[25][32], tmp[6][5][32];
+            for (int rs = 0; rs < rr; rs++)
                 for (int64_t kk = 0; kk < nk; kk++) {
                     const int64_t k = k0 + kk;
                     g[rs][kk] = k >= K ? 0.0
-                              : transposed ? (double)w[(c * K + k) * 9 + 8 - rs]
-                              : (double)w[(k * C + c) * 9 + rs];
+                              : transposed ? (double)w[(c * K + k) * rr + rr - 1 - rs]
+                              : (double)w[(k * C + c) * rr + rs];
                 }
-            for (int i = 0; i < 6; i++)
-                for (int s = 0; s < 3; s++)
-                    for (int64_t kk = 0; kk < nk; kk++)
-                        tmp[i][s][kk] = fi_wino_G[i][0] * g[s][kk] + fi_wino_G[i][1] * g[3 + s][kk]
-                                        + fi_wino_G[i][2] * g[6 + s][kk];
-            for (int i = 0; i < 6; i++)
+            for (int i = 0; i < 6; i++)          /* tmp = G g (over the kernel rows) */
+                for (int s = 0; s < r; s++)
+                    for (int64_t kk = 0; kk < nk; kk++) {
+                        double sum = 0.0;
+                        for (int a = 0; a < r; a++) sum += G[i * r + a] * g[a * r + s][kk];
+                        tmp[i][s][kk] = sum;
+                    }
+            for (int i = 0; i < 6; i++)          /* U = tmp G^T (over the kernel columns) */
                 for (int j = 0; j < 6; j++) {
                     FI_T *u = U + ((i * 6 + j) * C + c) * Kp + k0;
-                    for (int64_t kk = 0; kk < nk; kk++)
-                        u[kk] = (FI_T)(tmp[i][0][kk] * fi_wino_G[j][0] +
-                                       tmp[i][1][kk] * fi_wino_G[j][1] +
-                                       tmp[i][2][kk] * fi_wino_G[j][2]);
+                    for (int64_t kk = 0; kk < nk; kk++) {
+                        double sum = 0.0;
+                        for (int s = 0; s < r; s++) sum += tmp[i][s][kk] * G[j * r + s];
+                        u[kk] = (FI_T)sum;
+                    }
                 }
         }
     }
 }
 
-/* One call: y (N, K, OH, OW) from x (N, C, H, W), U (36, C, Kp) and the bias (Kp,); see
- * conv2d_3x3.c */
+/* F(2x2,5x5): y[k, 2ty + i, 2tx + j] = (A^T M A)[i, j] + b[k] with A^T = [1 1 1 1 1 0;
+ * 0 1 -1 2 -2 1]; the 4 pixels go to y element by element (1 store per output against 25 C
+ * products). */
+FI_ATTR static void FI_FN(fi_wino_output2_)(FI_T *restrict y, const FI_T *restrict M,
+                                            const FI_T *restrict biasp, int64_t K, int64_t Kp,
+                                            int64_t OH, int64_t OW, int64_t TW, int64_t tile0,
+                                            int64_t nt)
+{
+    FI_T tmp[4 * FI_W] __attribute__((aligned(64)));
+    const int64_t xs = Kp;
+    for (int64_t t = 0; t < nt; t++) {
+        const int64_t ty = (tile0 + t) / TW, tx = (tile0 + t) % TW;
+        const int64_t rows = OH - 2 * ty < 2 ? OH - 2 * ty : 2;
+        const int64_t cols = OW - 2 * tx < 2 ? OW - 2 * tx : 2;
+        for (int64_t k0 = 0; k0 < K; k0 += FI_W) {
+            const int64_t nl = K - k0 < FI_W ? K - k0 : FI_W;
+            const FI_T *m = M + t * 36 * Kp + k0;
+            FI_V u0[6], u1[6];
+#pragma GCC unroll 6
+            for (int j = 0; j < 6; j++) {   /* columns: A^T m[:, j] */
+                const FI_V m0 = FI_VLOAD(m + (0 + j) * xs), m1 = FI_VLOAD(m + (6 + j) * xs);
+                const FI_V m2 = FI_VLOAD(m + (12 + j) * xs), m3 = FI_VLOAD(m + (18 + j) * xs);
+                const FI_V m4 = FI_VLOAD(m + (24 + j) * xs), m5 = FI_VLOAD(m + (30 + j) * xs);
+                const FI_V q = FI_WSUB(m1, m2);
+                u0[j] = FI_VADD(FI_VADD(m0, FI_VADD(m1, m2)), FI_VADD(m3, m4));
+                u1[j] = FI_VADD(FI_VFMA(FI_VSET1((FI_T)2), FI_WSUB(m3, m4), q), m5);
+            }
+            const FI_V bv = FI_VLOAD(biasp + k0);
+            const FI_V *u[2] = {u0, u1};
+            for (int i = 0; i < 2; i++) {   /* rows */
+                const FI_V p = FI_VADD(u[i][1], u[i][2]), q = FI_WSUB(u[i][1], u[i][2]);
+                FI_VSTORE(tmp + (i * 2 + 0) * FI_W,
+                          FI_VADD(FI_VADD(FI_VADD(u[i][0], p), FI_VADD(u[i][3], u[i][4])), bv));
+                FI_VSTORE(tmp + (i * 2 + 1) * FI_W,
+                          FI_VADD(FI_VADD(FI_VFMA(FI_VSET1((FI_T)2), FI_WSUB(u[i][3], u[i][4]),
+                                                  q), u[i][5]), bv));
+            }
+            FI_T *dst = y + (k0 * OH + 2 * ty) * OW + 2 * tx;
+            for (int64_t l = 0; l < nl; l++)
+                for (int64_t i = 0; i < rows; i++)
+                    for (int64_t j = 0; j < cols; j++)
+                        dst[l * OH * OW + i * OW + j] = tmp[(i * 2 + j) * FI_W + l];
+        }
+    }
+}
+
+/* One call: y (N, K, OH, OW) from x (N, C, H, W), U (36, C, Kp) and the bias (Kp,), output
+ * tiles of mt x mt (4: F(4x4,3x3), 2: F(2x2,5x5)); see conv2d_3x3.c */
 FI_ATTR static void FI_FN(fi_wino_forward_)(FI_T *y, const FI_T *x, const FI_T *U,
                                             const FI_T *bias, int64_t N, int64_t C, int64_t Cp,
                                             int64_t H, int64_t W, int64_t K, int64_t Kp, int64_t pt,
                                             int64_t pl, int64_t OH, int64_t OW, FI_T *ws,
-                                            int64_t per_thread, int64_t TB, int64_t nsplit)
+                                            int64_t per_thread, int64_t TB, int64_t nsplit,
+                                            int64_t mt)
 {
-    const int64_t TH = (OH + 3) / 4, TW = (OW + 3) / 4, T = TH * TW;
-    const int64_t Hp = 4 * TH + 2, Wp = 4 * TW + 2;
+    const int64_t TH = (OH + mt - 1) / mt, TW = (OW + mt - 1) / mt, T = TH * TW;
+    const int64_t Hp = mt * (TH - 1) + 6, Wp = mt * (TW - 1) + 6;
     const int64_t nblk = (T + TB - 1) / TB, items = N * nsplit;
 #pragma omp parallel
     {
@@ -317,16 +370,20 @@ FI_ATTR static void FI_FN(fi_wino_forward_)(FI_T *y, const FI_T *x, const FI_T *
             const int64_t b0 = part * nblk / nsplit, b1 = (part + 1) * nblk / nsplit;
             if (b1 <= b0) continue;
             /* pad only the rows this part's tiles read */
-            const int64_t y0 = 4 * ((b0 * TB) / TW);
+            const int64_t y0 = mt * ((b0 * TB) / TW);
             const int64_t t_end = b1 * TB < T ? b1 * TB : T;
-            const int64_t y1 = 4 * ((t_end - 1) / TW) + 6;
+            const int64_t y1 = mt * ((t_end - 1) / TW) + 6;
             FI_FN(fi_wino_pad_hwc_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Wp, y0, y1);
             for (int64_t blk = b0; blk < b1; blk++) {
                 const int64_t tile0 = blk * TB, nt = T - tile0 < TB ? T - tile0 : TB;
-                FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB);
+                FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB, mt);
                 FI_FN(fi_wino_gemm_)(M, V, U, C, Cp, K, Kp, nt, TB);
-                FI_FN(fi_wino_output_)(y + n * K * OH * OW, M, bias, K, Kp, OH, OW, TW, tile0,
-                                       nt, TB);
+                if (mt == 4)
+                    FI_FN(fi_wino_output_)(y + n * K * OH * OW, M, bias, K, Kp, OH, OW, TW,
+                                           tile0, nt, TB);
+                else
+                    FI_FN(fi_wino_output2_)(y + n * K * OH * OW, M, bias, K, Kp, OH, OW, TW,
+                                            tile0, nt);
             }
         }
     }
@@ -461,7 +518,7 @@ FI_ATTR static void FI_FN(fi_wino_dw_)(FI_T *Macc, const FI_T *dy, const FI_T *x
             FI_FN(fi_wino_pad_hwc_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Wp, y0, y1);
             for (int64_t blk = b0; blk < b1; blk++) {
                 const int64_t tile0 = blk * TB, nt = T - tile0 < TB ? T - tile0 : TB;
-                FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB);
+                FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB, 4);
                 FI_FN(fi_wino_dytile_)(Wd, dy + n * K * OH * OW, K, Kp, OH, OW, TW, tile0, nt);
                 FI_FN(fi_wino_dw_gemm_)(acc, Wd, V, C, Cp, K, Kp, nt);
             }
@@ -475,11 +532,11 @@ FI_ATTR static void FI_FN(fi_wino_run_)(FI_T *y, const FI_T *x, const FI_T *w, F
                                         int64_t H, int64_t W, int64_t K, int64_t Kp, int64_t pt,
                                         int64_t pl, int64_t OH, int64_t OW, FI_T *ws,
                                         int64_t per_thread, int64_t TB, int64_t nsplit,
-                                        int transposed)
+                                        int transposed, const double *G, int r)
 {
-    FI_FN(fi_wino_filter_)(U, w, C, K, Kp, transposed);
+    FI_FN(fi_wino_filter_)(U, w, C, K, Kp, transposed, G, r);
     FI_FN(fi_wino_forward_)(y, x, U, biasp, N, C, Cp, H, W, K, Kp, pt, pl, OH, OW, ws,
-                            per_thread, TB, nsplit);
+                            per_thread, TB, nsplit, r == 3 ? 4 : 2);
 }
 
 #undef FI_FN

@@ -95,16 +95,17 @@ const char *fi_conv2d_path(void);
 int fi_conv2d_set_path(int path);
 void fi_conv2d_tile(int which, int is_double, int *rows, int *nvec, int *lanes);
 
-/* ---- conv2d_3x3.c: Winograd F(4x4,3x3), stride 1 ---- */
-/* x (n, c, h, width) zero-padded by pt (top) and pl (left) -> y (n, k, oh, ow); w (k, c, 3, 3),
- * or, when transposed, (c, k, 3, 3) used flipped (the backward-data pass: x = dy, y = dx);
- * b (k,) or NULL; tiles_per_block <= 0 picks the default. 0, or -1 when out of memory. */
+/* ---- conv2d_3x3.c: Winograd F(4x4,3x3) and F(2x2,5x5), stride 1 ---- */
+/* x (n, c, h, width) zero-padded by pt (top) and pl (left) -> y (n, k, oh, ow); w (k, c, r, r),
+ * or, when transposed, (c, k, r, r) used flipped (the backward-data pass: x = dy, y = dx);
+ * r is 3 or 5; b (k,) or NULL; tiles_per_block <= 0 picks the default. 0, or -1 when out of
+ * memory. */
 int fi_conv2d_winograd_f32(float *y, const float *x, const float *w, const float *b, int64_t n,
-                           int64_t c, int64_t h, int64_t width, int64_t k, int64_t pt,
-                           int64_t pl, int64_t oh, int64_t ow, int64_t tiles_per_block,
-                           int transposed);
+                           int64_t c, int64_t h, int64_t width, int64_t k, int64_t r,
+                           int64_t pt, int64_t pl, int64_t oh, int64_t ow,
+                           int64_t tiles_per_block, int transposed);
 int fi_conv2d_winograd_f64(double *y, const double *x, const double *w, const double *b,
-                           int64_t n, int64_t c, int64_t h, int64_t width, int64_t k,
+                           int64_t n, int64_t c, int64_t h, int64_t width, int64_t k, int64_t r,
                            int64_t pt, int64_t pl, int64_t oh, int64_t ow,
                            int64_t tiles_per_block, int transposed);
 /* dw (k, c, 3, 3) of a 3x3 stride-1 layer from dy (n, k, oh, ow) and x (n, c, h, width)

@@ -42,11 +42,17 @@ def _exercises():
         yield "dense", dense
     if hasattr(fi, "conv2d"):
         def conv(dtype, backend):
-            for k in (1, 3, 5):
-                x = r.standard_normal((2, 4, 9, 9)).astype(dtype)
-                w = r.standard_normal((6, 4, k, k)).astype(dtype)
-                y = fi.conv2d(x, w, padding="same", backend=backend)
-                fi.conv2d_backward(y, x, w, padding="same", backend=backend)
+            # small direct kernels; then C=K=32 for Winograd (3x3, 5x5) and the channel tile
+            # (7x7); then depthwise and a strided case
+            cases = [(4, 6, k, 1, 1) for k in (1, 3, 5)] + [(32, 32, k, 1, 1) for k in (3, 5, 7)]
+            cases += [(8, 8, 3, 1, 8), (4, 6, 3, 2, 1)]
+            for c, kout, k, stride, groups in cases:
+                x = r.standard_normal((2, c, 12, 12)).astype(dtype)
+                w = r.standard_normal((kout, c // groups, k, k)).astype(dtype)
+                y = fi.conv2d(x, w, stride=stride, padding="same", groups=groups,
+                              backend=backend)
+                fi.conv2d_backward(y, x, w, stride=stride, padding="same", groups=groups,
+                                   backend=backend)
         yield "conv2d", conv
     if hasattr(fi, "batch_norm"):
         def bn(dtype, backend):

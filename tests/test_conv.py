@@ -72,8 +72,8 @@ def random_config(seed):
 
 CONFIGS = [random_config(s) for s in range(48)]
 
-# Shapes that reach every kernel path: 3x3 stride 1 with many channels (Winograd on both
-# backends, and ragged 4x4 tiles; with >= 64 tiles its weight gradient too), one image (work
+# Shapes that reach every kernel path: 3x3 and 5x5 stride 1 with many channels (Winograd on
+# both backends, ragged tiles; with >= 64 tiles the 3x3 weight gradient too), one image (work
 # split inside an image), 1x1, even kernels,
 # a first layer (3 channels), depthwise, narrow groups (dot tile), stride 2 "same", large
 # kernels with 32 output channels per group (the channel-vector tile).
@@ -90,6 +90,7 @@ FIXED = [
     ((1, 4, 15, 15), (6, 4, 3, 3), 3, 2, 2, 1),
     ((2, 6, 13, 11), (32, 6, 5, 5), 1, 2, 1, 1),
     ((4, 32, 17, 15), (32, 32, 3, 3), 1, ((1, 2), (0, 1)), 1, 1),
+    ((2, 32, 11, 9), (33, 32, 5, 5), 1, ((1, 3), (4, 2)), 1, 1),
     ((1, 4, 12, 17), (64, 2, 7, 5), 2, ((1, 2), (3, 0)), (1, 2), 2),
 ]
 ALL = CONFIGS + FIXED
@@ -226,22 +227,25 @@ def test_no_bias_and_empty_batch(backend):
 # ---- the Winograd path -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["f32", "f64"])
-def test_winograd_error(fast_backend, dt):
-    """Winograd F(4x4,3x3) (y, dx) and F(3x3,4x4) (dw) against a float64 reference: max error /
-    max |result| (the module docstring of fastinit._numba.conv3x3 quotes these)."""
-    r = rng(11)
+@pytest.mark.parametrize("k", [3, 5])
+def test_winograd_error(fast_backend, dt, k):
+    """Winograd F(4x4,3x3) / F(2x2,5x5) (y, dx) and F(3x3,4x4) (dw) against a float64
+    reference: max error / max |result| (the module docstring of fastinit._numba.conv3x3
+    quotes these)."""
+    r = rng(11, k)
+    p = k // 2
     x = r.standard_normal((4, 64, 16, 16))
-    w = r.standard_normal((64, 64, 3, 3)) * np.sqrt(2 / 576)
+    w = r.standard_normal((64, 64, k, k)) * np.sqrt(2 / (64 * k * k))
     dy = r.standard_normal((4, 64, 16, 16))
-    assert "winograd" in conv_ops.plan(x, w, padding=1, dtype=dt, backend=fast_backend)
-    want = fi.conv2d(x, w, padding=1, backend="numpy")
-    want_dx = fi.conv2d_backward(dy, x, w, padding=1, need="dx", backend="numpy")[0]
-    got = fi.conv2d(x.astype(dt), w.astype(dt), padding=1, backend=fast_backend)
-    want_dw = fi.conv2d_backward(dy, x, w, padding=1, need="dw", backend="numpy")[1]
-    got_dx, got_dw, _ = fi.conv2d_backward(dy.astype(dt), x.astype(dt), w.astype(dt), padding=1,
+    assert "winograd" in conv_ops.plan(x, w, padding=p, dtype=dt, backend=fast_backend)
+    want = fi.conv2d(x, w, padding=p, backend="numpy")
+    want_dx, want_dw, _ = fi.conv2d_backward(dy, x, w, padding=p, need=("dx", "dw"),
+                                             backend="numpy")
+    got = fi.conv2d(x.astype(dt), w.astype(dt), padding=p, backend=fast_backend)
+    got_dx, got_dw, _ = fi.conv2d_backward(dy.astype(dt), x.astype(dt), w.astype(dt), padding=p,
                                            need=("dx", "dw"), backend=fast_backend)
-    assert "winograd" in conv_ops.plan(x, w, padding=1, dtype=dt, kind="backward_weights",
-                                       backend=fast_backend)
+    assert ("winograd" in conv_ops.plan(x, w, padding=p, dtype=dt, kind="backward_weights",
+                                        backend=fast_backend)) == (k == 3)
     errs = [np.abs(g - wt).max() / np.abs(wt).max()
             for g, wt in ((got, want), (got_dx, want_dx), (got_dw, want_dw))]
     limit = 1e-5 if dt == np.float32 else 1e-13
@@ -249,10 +253,13 @@ def test_winograd_error(fast_backend, dt):
 
 
 def test_plan_names_the_kernel_and_why(fast_backend):
-    x, w3, w5 = (4, 64, 56, 56), (64, 64, 3, 3), (64, 64, 5, 5)
+    x, w3, w5, w7 = (4, 64, 56, 56), (64, 64, 3, 3), (64, 64, 5, 5), (64, 64, 7, 7)
     plan3 = conv_ops.plan(x, w3, padding=1, backend=fast_backend)
     assert plan3.startswith(f"{fast_backend}: winograd F(4x4,3x3)") and "C=64" in plan3
-    assert "direct" in conv_ops.plan(x, w5, padding=2, backend=fast_backend)
+    assert "winograd F(2x2,5x5)" in conv_ops.plan(x, w5, padding=2, backend=fast_backend)
+    assert "channel-vector tile" in conv_ops.plan(x, w7, padding=3, backend=fast_backend)
+    assert "direct" in conv_ops.plan(x, w5, padding=2, kind="backward_weights",
+                                     backend=fast_backend)
     assert "direct" in conv_ops.plan((8, 3, 224, 224), (64, 3, 3, 3), padding=1,
                                      backend=fast_backend)
     dw = conv_ops.plan(x, (64, 1, 3, 3), padding=1, groups=64, kind="backward_weights",

@@ -12,7 +12,8 @@ from .._numba.conv3x3 import describe_rule
 
 def applies(x_shape, w_shape, stride, dilation, groups, dtype):
     """Whether conv2d runs Winograd on the C backend (the rule of fastinit._numba.conv3x3)."""
-    return _rule.applies(x_shape, w_shape, stride, dilation, groups, dtype, _rule.MIN_CHANNELS)
+    return _rule.applies(x_shape, w_shape, stride, dilation, groups, dtype, _rule.MIN_CHANNELS,
+                         _rule.KERNELS)
 
 
 def applies_weights(x_shape, w_shape, dy_shape, stride, dilation, groups, dtype):
@@ -22,7 +23,7 @@ def applies_weights(x_shape, w_shape, dy_shape, stride, dilation, groups, dtype)
 
 def applies_data(x_shape, w_shape, stride, padding, dilation, groups, dtype):
     return _rule.applies_data(x_shape, w_shape, stride, padding, dilation, groups, dtype,
-                              _rule.MIN_CHANNELS)
+                              _rule.MIN_CHANNELS, _rule.KERNELS)
 
 #: Tiles per block (the size of the per-thread transform buffers); <= 0: the C default.
 TILES_PER_BLOCK = 0
@@ -36,8 +37,8 @@ def _call(y, x, w, b, pt, pl, transposed):
     N, Cin, H, W = x.shape
     Kout, OH, OW = y.shape[1:]
     status = _fn(x.dtype)(_c.ptr(y), _c.ptr(x), _c.ptr(w),
-                          _c.ffi.NULL if b is None else _c.ptr(b), N, Cin, H, W, Kout, pt, pl,
-                          OH, OW, TILES_PER_BLOCK, int(transposed))
+                          _c.ffi.NULL if b is None else _c.ptr(b), N, Cin, H, W, Kout,
+                          w.shape[-1], pt, pl, OH, OW, TILES_PER_BLOCK, int(transposed))
     if status:
         raise MemoryError("fastinit conv2d (Winograd): out of memory for its scratch buffers")
     return y
@@ -50,10 +51,11 @@ def conv2d(y, x, w, b, padding):
 
 
 def backward_data(dx, dy, w, padding):
-    """dx of a 3x3 stride-1 layer: the forward Winograd of dy with w flipped and transposed,
-    padded by 2 - top / 2 - left (``applies_data`` was checked)."""
+    """dx of an r x r stride-1 layer: the forward Winograd of dy with w flipped and transposed,
+    padded by r-1 - top / r-1 - left (``applies_data`` was checked)."""
     (pt, _), (pl, _) = padding
-    return _call(dx, dy, w, None, 2 - pt, 2 - pl, True)
+    r = w.shape[-1]
+    return _call(dx, dy, w, None, r - 1 - pt, r - 1 - pl, True)
 
 
 def backward_weights(dw, dy, x, padding):

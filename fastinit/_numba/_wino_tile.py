@@ -15,6 +15,8 @@ a fifth of the C code. These intrinsics emit the LLVM IR directly, as the tile f
     AVX-512): the 16 pixel vectors out[out_off + p*ps : +16] transposed in registers, then
     y[y_off + l*plane + i*ow + j] = pixel (i, j) of channel l, for l < nl (a full 4x4 tile).
 
+``hwc_block16``: 16 channels x 16 pixels of an NCHW image, transposed into channels-last rows.
+``output_tile2``: the output transform of F(2x2,5x5) (A^T 2x6), the same input transform.
 ``load_tile16`` / ``dy_tile``: the same for the weight gradient F(3x3,4x4): 4x4 dy tiles read
     from NCHW (transposed in registers), then A d A^T with A = (A^T)^T (6x4).
 
@@ -29,7 +31,8 @@ from numba.extending import intrinsic
 
 from ._tile import VECTOR_BYTES
 
-__all__ = ["input_tile", "output_tile", "store_tile16", "load_tile16", "dy_tile"]
+__all__ = ["input_tile", "output_tile", "store_tile16", "load_tile16", "dy_tile", "output_tile2",
+           "hwc_block16"]
 
 
 def _declare(module, name, fnty):
@@ -345,6 +348,77 @@ def dy_tile(typingctx, src, s_off, ps, Wd, w_off, xs, nchunk):
                 for j in range(6):
                     off = builder.add(c, builder.mul(xs_v, ir.Constant(i64, i * 6 + j)))
                     v.store(row[j], w0, off)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def output_tile2(typingctx, M, m_off, xs, bias, out, out_off, ps, nchunk):
+    """F(2x2,5x5): out[out_off + (i*2 + j)*ps + c : +lanes] = (A^T m A)[i][j] + bias[c:] with
+    A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 1] (2x6), m[xi] = M[m_off + xi*xs + c : +lanes]."""
+    dt = _float_arrays(M, bias, out)
+    if dt is None or not all(isinstance(t, types.Integer)
+                             for t in (m_off, xs, out_off, ps, nchunk)):
+        return None
+    sig = types.void(M, m_off, xs, bias, out, out_off, ps, nchunk)
+
+    def codegen(context, builder, signature, args):
+        v = _Vec(context, builder, dt)
+        i64 = ir.IntType(64)
+        m_off_v, xs_v, out_off_v, ps_v, n_v = _ints(context, builder, signature, args,
+                                                    (1, 2, 5, 6, 7))
+        m0 = builder.gep(_data(context, builder, signature.args[0], args[0]), [m_off_v])
+        b0 = _data(context, builder, signature.args[3], args[3])
+        o0 = builder.gep(_data(context, builder, signature.args[4], args[4]), [out_off_v])
+
+        def at2(m):
+            return [v.add(v.add(m[0], v.add(m[1], m[2])), v.add(m[3], m[4])),
+                    v.add(v.fma(2, v.sub(m[3], m[4]), v.sub(m[1], m[2])), m[5])]
+
+        with cgutils.for_range(builder, n_v, intp=i64) as loop:
+            c = builder.mul(loop.index, ir.Constant(i64, v.width))
+            cols = [at2([v.load(m0, builder.add(c, builder.mul(xs_v, ir.Constant(i64, i * 6 + j))))
+                         for i in range(6)]) for j in range(6)]          # cols[j][i]
+            bias_v = v.load(b0, c)
+            for i in range(2):
+                ys = at2([cols[j][i] for j in range(6)])
+                for j in range(2):
+                    off = builder.add(c, builder.mul(ps_v, ir.Constant(i64, i * 2 + j)))
+                    v.store(v.add(ys[j], bias_v), o0, off)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def hwc_block16(typingctx, x, x_off, plane, xh, xh_off, ld):
+    """16 channels x 16 consecutive pixels of an NCHW image (x[x_off + l*plane + j]) transposed
+    in registers into channels-last rows xh[xh_off + j*ld + l] (16 lanes only; other widths
+    element by element): the padding copy of the Winograd path."""
+    dt = _float_arrays(x, xh)
+    if dt is None or not all(isinstance(t, types.Integer)
+                             for t in (x_off, plane, xh_off, ld)):
+        return None
+    sig = types.void(x, x_off, plane, xh, xh_off, ld)
+
+    def codegen(context, builder, signature, args):
+        v = _Vec(context, builder, dt)
+        i64 = ir.IntType(64)
+        x_off_v, plane_v, xh_off_v, ld_v = _ints(context, builder, signature, args, (1, 2, 4, 5))
+        x0 = builder.gep(_data(context, builder, signature.args[0], args[0]), [x_off_v])
+        h0 = builder.gep(_data(context, builder, signature.args[3], args[3]), [xh_off_v])
+        if v.width != 16:
+            with cgutils.for_range(builder, ir.Constant(i64, 16), intp=i64) as lo:
+                with cgutils.for_range(builder, ir.Constant(i64, 16), intp=i64) as jo:
+                    src = builder.gep(x0, [builder.add(builder.mul(plane_v, lo.index), jo.index)])
+                    dst = builder.gep(h0, [builder.add(builder.mul(ld_v, jo.index), lo.index)])
+                    builder.store(builder.load(src), dst)
+            return context.get_dummy_value()
+        r = [v.load(x0, builder.mul(plane_v, ir.Constant(i64, ch))) for ch in range(16)]
+        r = _transpose16(builder, r)
+        for j in range(16):
+            v.store(r[j], h0, builder.mul(ld_v, ir.Constant(i64, j)))
         return context.get_dummy_value()
 
     return sig, codegen

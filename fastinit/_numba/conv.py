@@ -66,9 +66,9 @@ else:
     FWD_ROWS, FWD_NVEC, DW_ROWS, DW_NVEC, CH_ROWS, CH_NVEC = 4, 2, 4, 2, 4, 2
 ROW_NVEC = 4
 DOT_COLS = 8
-#: Output pixels per weight-gradient block (the reduction length of one tile call).
-import os
-PBLOCK = int(os.environ.get("FI_PBLOCK", 512))
+#: Output pixels per weight-gradient block (the reduction length of one tile call; 256-512
+#: measured best, 1024+ lost the gathered rows from L1 at 32 channels).
+PBLOCK = 512
 
 FWD = make_tile(FWD_ROWS, FWD_NVEC, "packed", "table")
 ROW = make_tile(1, ROW_NVEC, "packed", "table")

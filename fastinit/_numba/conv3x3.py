@@ -1,4 +1,5 @@
-"""Winograd F(4x4,3x3) for 3x3 stride-1 convolutions (Numba), and the rule for when it runs.
+"""Winograd F(4x4,3x3) and F(2x2,5x5) for 3x3 / 5x5 stride-1 convolutions (Numba), and the
+rule for when they run.
 
 Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (CVPR 2016). Each 4x4 block
 of outputs costs 36 products per (input, output) channel pair instead of 144::
@@ -13,13 +14,17 @@ work on whole vectors of consecutive channels (:mod:`fastinit._numba._wino_tile`
 exist for one block of tiles at a time, tile-major (V[t, xi, c]). Outputs go back to NCHW
 through an in-register 16 x 16 transpose.
 
-Backward data: a 3x3 stride-1 convolution of dy with the weights flipped and transposed,
-padded by 2 - top / 2 - left: the same code. Backward weights: the transposed algorithm
+F(2x2,5x5) uses the same six points (0, 1, -1, 2, -2, infinity), so the same B^T and input
+transform; only G (6x5, Cook-Toom) and A^T (2x6) differ: 36 products per 2x2 outputs instead
+of 100 (measured 1.9x the direct kernel at 5x5 C=K=64, one core, both backends).
+
+Backward data: an r x r stride-1 convolution of dy with the weights flipped and transposed,
+padded by r-1 - top / r-1 - left: the same code. Backward weights: the transposed algorithm
 F(3x3,4x4), ``dw = G^T [ (A dy A^T) (.) (B^T x B) ] G`` per 4x4 tile of dy, A = (A^T)^T:
 36 GEMMs ``M[xi] (K x C) += Wd[:, xi]^T @ V[:, xi]`` that reduce over the tiles, then
 G^T M G per filter in float64.
 
-When: 3x3 kernel, stride 1, dilation 1, groups 1, and at least ``MIN_CHANNELS`` (C backend)
+When: 3x3 or 5x5 kernel, stride 1, dilation 1, groups 1, and at least ``MIN_CHANNELS`` (C backend)
 or ``MIN_CHANNELS_NUMBA`` input and output channels: below, the transforms cost more than the
 products save (measured, one core, float32, x/y per pass vs direct: C backend 2.7x at 64
 channels, 2x at 32, 1.1x at 16; Numba 2.3x at 64, 1.4x at 32, 0.9x at 16; a first layer,
@@ -29,8 +34,8 @@ needs 64 tiles over the batch and K*C <= 8192 (its per-thread 36 K C accumulator
 Accuracy: the transforms scale by up to 8 and divide by up to 24, so results carry a few
 times the rounding error of direct convolution. Measured against float64 references
 (N4 C64 16x16 K64, He-scaled weights; tests/test_conv.py::test_winograd_error; max error /
-max |result|): float32 y, dx, dw about 2e-6 - 7e-6 (direct convolution: about 5e-7),
-float64 about 1e-14 (direct: 1e-15). PyTorch's own CPU convolution agrees to the same
+max |result|): float32 y, dx, dw about 2e-6 - 7e-6 for 3x3 and 5x5 (direct convolution:
+about 5e-7), float64 about 1e-14 (direct: 1e-15). PyTorch's own CPU convolution agrees to the same
 float32 tolerance.
 """
 import numpy as np
@@ -42,30 +47,41 @@ MIN_CHANNELS = 16
 MIN_CHANNELS_NUMBA = 32
 
 
-def applies(x_shape, w_shape, stride, dilation, groups, dtype, min_channels=None):
-    """Whether conv2d with these arguments runs Winograd F(4x4,3x3)."""
+#: Kernel sizes with a Winograd path, per backend: 3 (F(4x4,3x3)), 5 (F(2x2,5x5)).
+KERNELS = (3, 5)
+KERNELS_NUMBA = (3, 5)
+
+
+def applies(x_shape, w_shape, stride, dilation, groups, dtype, min_channels=None, kernels=None):
+    """Whether conv2d with these arguments runs Winograd (F(4x4,3x3) or F(2x2,5x5))."""
     K, Cg, R, S = w_shape
     least = MIN_CHANNELS_NUMBA if min_channels is None else min_channels
-    return (R == 3 and S == 3 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+    sizes = KERNELS_NUMBA if kernels is None else kernels
+    return (R == S and R in sizes and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
             and groups == 1 and Cg >= least and K >= least)
 
 
-def applies_data(x_shape, w_shape, stride, padding, dilation, groups, dtype, min_channels=None):
-    """Whether the backward-data pass runs Winograd (as a forward with flipped weights)."""
+def applies_data(x_shape, w_shape, stride, padding, dilation, groups, dtype, min_channels=None,
+                 kernels=None):
+    """Whether the backward-data pass runs Winograd (as a forward with flipped weights, padded
+    by R-1 - top / R-1 - left, which must not be negative)."""
     (pt, _), (pl, _) = padding
-    return (applies(x_shape, w_shape, stride, dilation, groups, dtype, min_channels)
-            and pt <= 2 and pl <= 2)
+    R = w_shape[2]
+    return (applies(x_shape, w_shape, stride, dilation, groups, dtype, min_channels, kernels)
+            and pt <= R - 1 and pl <= R - 1)
 
 
 def describe_rule(kind, x_shape, w_shape, dtype, tile):
     """The plan text of a Winograd call."""
     K, C = w_shape[0], w_shape[1]
-    what = {"forward": "winograd F(4x4,3x3)",
-            "backward_data": "winograd F(4x4,3x3) on dy with flipped, transposed weights",
+    R = w_shape[2]
+    f = "F(4x4,3x3)" if R == 3 else "F(2x2,5x5)"
+    what = {"forward": f"winograd {f}",
+            "backward_data": f"winograd {f} on dy with flipped, transposed weights",
             "backward_weights": "winograd F(3x3,4x4) (weight gradient), summed over tiles"}[kind]
     extra = ", >= 64 tiles, K*C <= 8192" if kind == "backward_weights" else ""
     return (f"{what}: 6x6 transforms over channels, 36 GEMMs per block of tiles, {tile}; "
-            f"3x3, stride 1, dilation 1, groups 1, C={C} and K={K} enough{extra}")
+            f"{R}x{R}, stride 1, dilation 1, groups 1, C={C} and K={K} enough{extra}")
 
 
 # ---- kernels --------------------------------------------------------------------------------
@@ -76,7 +92,8 @@ from numba import prange  # noqa: E402
 
 from .._config import njit, pjit  # noqa: E402
 from ._tile import VECTOR_BYTES, make_tile  # noqa: E402
-from ._wino_tile import dy_tile, input_tile, load_tile16, output_tile, store_tile16  # noqa: E402
+from ._wino_tile import (dy_tile, hwc_block16, input_tile, load_tile16,  # noqa: E402
+                         output_tile, output_tile2, store_tile16)
 
 #: The in-register 16 x 16 transpose that writes output tiles back to NCHW needs 16 lanes.
 TRANSPOSE16 = VECTOR_BYTES == 64
@@ -96,45 +113,59 @@ TILES_PER_BLOCK = 32
 
 _G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+#: G (6x5) of F(2x2,5x5): Cook-Toom on the same points (0, 1, -1, 2, -2, infinity), so B^T is
+#: the same as F(4x4,3x3)'s: G[j, k] = p_j^k / prod_{l != j} (p_j - p_l).
+_G5 = np.array([[1 / 4, 0, 0, 0, 0], [-1 / 6] * 5, [-1 / 6, 1 / 6, -1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6, 1 / 3, 2 / 3], [1 / 24, -1 / 12, 1 / 6, -1 / 3, 2 / 3],
+                [0, 0, 0, 0, 1]])
 
 
 @pjit
 def _filter(U, w, G, transposed):
-    """U[xi, c, k] = (G g G^T)[xi] in float64, g the filter from input channel c to output
-    channel k: w[k, c] (w (K, C, 3, 3)), or, when transposed, w[c, k] flipped (w (C, K, 3, 3));
-    columns k >= K stay as they are (zero)."""
+    """U[xi, c, k] = (G g G^T)[xi] in float64, g the r x r filter from input channel c to
+    output channel k: w[k, c] (w (K, C, r, r)), or, when transposed, w[c, k] flipped
+    (w (C, K, r, r)); G is 6 x r; columns k >= K stay as they are (zero)."""
     C = U.shape[1]
     K = w.shape[1] if transposed else w.shape[0]
+    r = G.shape[1]
     for c in prange(C):
-        tmp = np.empty((6, 3, K))
-        g = np.empty((9, K))
-        for rs in range(9):
+        tmp = np.empty((6, r, K))
+        g = np.empty((r * r, K))
+        for rs in range(r * r):
             for k in range(K):
                 if transposed:
-                    g[rs, k] = w[c, k, 2 - rs // 3, 2 - rs % 3]
+                    g[rs, k] = w[c, k, r - 1 - rs // r, r - 1 - rs % r]
                 else:
-                    g[rs, k] = w[k, c, rs // 3, rs % 3]
+                    g[rs, k] = w[k, c, rs // r, rs % r]
         for i in range(6):
-            for s in range(3):
+            for s in range(r):
                 for k in range(K):
-                    tmp[i, s, k] = G[i, 0] * g[s, k] + G[i, 1] * g[3 + s, k] + G[i, 2] * g[6 + s, k]
+                    total = 0.0
+                    for a in range(r):
+                        total += G[i, a] * g[a * r + s, k]
+                    tmp[i, s, k] = total
         for i in range(6):
             for j in range(6):
                 u = U[i * 6 + j, c]
                 for k in range(K):
-                    u[k] = tmp[i, 0, k] * G[j, 0] + tmp[i, 1, k] * G[j, 1] + tmp[i, 2, k] * G[j, 2]
+                    total = 0.0
+                    for s in range(r):
+                        total += tmp[i, s, k] * G[j, s]
+                    u[k] = total
 
 
-def filter_transform(w, C, K, Kp, transposed, dtype):
+def filter_transform(w, C, K, Kp, transposed, dtype, out=None):
     """U (36, C, Kp): U[xi, c, k] = (G g G^T)[xi] of the filter from input channel c to output
-    channel k, computed in float64: g = w[k, c], or, when transposed, w[c, k] flipped."""
-    U = np.zeros((36, C, Kp), dtype)
-    _filter(U, w, _G, transposed)
+    channel k, computed in float64: g = w[k, c], or, when transposed, w[c, k] flipped.
+    ``out``: a buffer to fill (a cached one: a fresh array costs page faults every call)."""
+    U = np.empty((36, C, Kp), dtype) if out is None else out
+    U[:, :, K:] = 0
+    _filter(U, w, _G if w.shape[-1] == 3 else _G5, transposed)
     return U
 
 
 @njit
-def _pad_hwc(xh, x3, C, Cp, pt, pl, Wp, y0, y1):
+def _pad_hwc(xh, x3, C, Cp, pt, pl, Wp, y0, y1, fast16):
     """xh[(yy*Wp + xx)*Cp + c] = x3[c, yy - pt, xx - pl] (0 outside and for c >= C), rows
     y0 <= yy < y1: the image zero-padded, channels last."""
     H = x3.shape[1]
@@ -153,24 +184,54 @@ def _pad_hwc(xh, x3, C, Cp, pt, pl, Wp, y0, y1):
         for i in range(x1 * Cp, Wp * Cp):
             row[i] = 0
         src = x3[:, iy]
-        for j0 in range(0, x1 - x0, 16):
-            j1 = min(j0 + 16, x1 - x0)
-            for j in range(j0, j1):
-                d = row[(x0 + j) * Cp:(x0 + j + 1) * Cp]
-                for c in range(C):
-                    d[c] = src[c, j]
-                for c in range(C, Cp):
-                    d[c] = 0
+        n = x1 - x0
+        j0 = 0
+        if fast16:   # whole 16 x 16 blocks in registers
+            xf = x3.reshape(-1)
+            while j0 + 16 <= n:
+                for c0 in range(0, C - 15, 16):
+                    hwc_block16(xf, (c0 * H + iy) * W + j0, H * W, row, (x0 + j0) * Cp + c0, Cp)
+                for j in range(j0, j0 + 16):
+                    d = row[(x0 + j) * Cp:(x0 + j + 1) * Cp]
+                    for c in range(C - C % 16, C):
+                        d[c] = src[c, j]
+                    for c in range(C, Cp):
+                        d[c] = 0
+                j0 += 16
+        for j in range(j0, n):
+            d = row[(x0 + j) * Cp:(x0 + j + 1) * Cp]
+            for c in range(C):
+                d[c] = src[c, j]
+            for c in range(C, Cp):
+                d[c] = 0
 
 
 @njit
-def _input(V, xh, Cp, Wp, TW, tile0, nt, lanes):
-    """V[(t*36 + xi)*Cp + c] = (B^T d B)[xi] for the tiles tile0..tile0+nt-1 of the block."""
+def _input(V, xh, Cp, Wp, TW, tile0, nt, lanes, mt):
+    """V[(t*36 + xi)*Cp + c] = (B^T d B)[xi] for the tiles tile0..tile0+nt-1 of the block, tile
+    t reading the 6x6 patch at (mt*ty, mt*tx)."""
     for t in range(nt):
         ty = (tile0 + t) // TW
         tx = (tile0 + t) - ty * TW
-        input_tile(xh, ((4 * ty) * Wp + 4 * tx) * Cp, Cp, Wp * Cp, V, t * 36 * Cp, Cp,
+        input_tile(xh, ((mt * ty) * Wp + mt * tx) * Cp, Cp, Wp * Cp, V, t * 36 * Cp, Cp,
                    Cp // lanes)
+
+
+@njit
+def _output2(y2, M, bias, K, Kp, OH, OW, TW, tile0, nt, out, lanes):
+    """F(2x2,5x5): y2[k, (2ty + i)*OW + 2tx + j] = (A^T M A)[i, j] + bias[k]."""
+    for t in range(nt):
+        ty = (tile0 + t) // TW
+        tx = (tile0 + t) - ty * TW
+        output_tile2(M, t * 36 * Kp, Kp, bias, out, 0, Kp, Kp // lanes)
+        rows = min(2, OH - 2 * ty)
+        cols = min(2, OW - 2 * tx)
+        y0 = (2 * ty) * OW + 2 * tx
+        for k in range(K):
+            yk = y2[k]
+            for i in range(rows):
+                for j in range(cols):
+                    yk[y0 + i * OW + j] = out[(i * 2 + j) * Kp + k]
 
 
 @njit
@@ -199,14 +260,16 @@ def _output(y2, M, bias, K, Kp, OH, OW, TW, tile0, nt, out, lanes, transpose16):
 
 
 @pjit
-def _forward(y3, x, U, bias, C, Cp, K, Kp, pt, pl, OH, OW, TB, nsplit, ws, lanes, transpose16):
-    """y3 (N, K, OH*OW) from x (N, C, H, W) and U (36, C, Kp); ws (threads, per-thread)."""
+def _forward(y3, x, U, bias, C, Cp, K, Kp, pt, pl, OH, OW, TB, nsplit, ws, lanes, transpose16,
+             mt):
+    """y3 (N, K, OH*OW) from x (N, C, H, W) and U (36, C, Kp), output tiles mt x mt (4:
+    F(4x4,3x3), 2: F(2x2,5x5)); ws (threads, per-thread)."""
     N = x.shape[0]
-    TH = (OH + 3) // 4
-    TW = (OW + 3) // 4
+    TH = (OH + mt - 1) // mt
+    TW = (OW + mt - 1) // mt
     T = TH * TW
-    Hp = 4 * TH + 2
-    Wp = 4 * TW + 2
+    Hp = mt * (TH - 1) + 6
+    Wp = mt * (TW - 1) + 6
     nblk = (T + TB - 1) // TB
     Uf = U.reshape(-1)
     for item in prange(N * nsplit):
@@ -222,13 +285,13 @@ def _forward(y3, x, U, bias, C, Cp, K, Kp, pt, pl, OH, OW, TB, nsplit, ws, lanes
         M = w[Hp * Wp * Cp + 36 * TB * Cp:Hp * Wp * Cp + 36 * TB * (Cp + Kp)]
         o = Hp * Wp * Cp + 36 * TB * (Cp + Kp)
         out = w[o:o + 16 * Kp]
-        y0 = 4 * ((b0 * TB) // TW)
-        y1 = 4 * ((min(b1 * TB, T) - 1) // TW) + 6
-        _pad_hwc(xh, x[n], C, Cp, pt, pl, Wp, y0, y1)
+        y0 = mt * ((b0 * TB) // TW)
+        y1 = mt * ((min(b1 * TB, T) - 1) // TW) + 6
+        _pad_hwc(xh, x[n], C, Cp, pt, pl, Wp, y0, y1, transpose16)
         for blk in range(b0, b1):
             tile0 = blk * TB
             nt = min(TB, T - tile0)
-            _input(V, xh, Cp, Wp, TW, tile0, nt, lanes)
+            _input(V, xh, Cp, Wp, TW, tile0, nt, lanes, mt)
             for xi in range(36):
                 for t0 in range(0, nt, ROWS):
                     m = min(ROWS, nt - t0)
@@ -237,7 +300,10 @@ def _forward(y3, x, U, bias, C, Cp, K, Kp, pt, pl, OH, OW, TB, nsplit, ws, lanes
                         _gemm_tile(C, V, (t0 * 36 + xi) * Cp, 36 * Cp, 1, Uf, xi * C * Kp + k0,
                                    Kp, M, (t0 * 36 + xi) * Kp + k0, 36 * Kp, m,
                                    min(cols, K - k0), 0)
-            _output(y3[n], M, bias, K, Kp, OH, OW, TW, tile0, nt, out, lanes, transpose16)
+            if mt == 4:
+                _output(y3[n], M, bias, K, Kp, OH, OW, TW, tile0, nt, out, lanes, transpose16)
+            else:
+                _output2(y3[n], M, bias, K, Kp, OH, OW, TW, tile0, nt, out, lanes)
 
 
 @njit
@@ -297,11 +363,11 @@ def _weights(Macc, dy3, x, C, Cp, K, Kp, pt, pl, OH, OW, TB, nsplit, ws, lanes, 
         tmp = w[o:o + 16 * Kp]
         y0 = 4 * ((b0 * TB) // TW)
         y1 = 4 * ((min(b1 * TB, T) - 1) // TW) + 6
-        _pad_hwc(xh, x[n], C, Cp, pt, pl, Wp, y0, y1)
+        _pad_hwc(xh, x[n], C, Cp, pt, pl, Wp, y0, y1, transpose16)
         for blk in range(b0, b1):
             tile0 = blk * TB
             nt = min(TB, T - tile0)
-            _input(V, xh, Cp, Wp, TW, tile0, nt, lanes)
+            _input(V, xh, Cp, Wp, TW, tile0, nt, lanes, 4)
             _dy_tiles(Wd, dy3[n], K, Kp, OH, OW, TW, tile0, nt, tmp, lanes, transpose16)
             for xi in range(36):
                 for k0 in range(0, K, ROWS):
@@ -345,7 +411,7 @@ def applies_weights(x_shape, w_shape, dy_shape, stride, dilation, groups, dtype,
     """Whether the weight gradient runs Winograd F(3x3,4x4)."""
     N, _, OH, OW = dy_shape
     K, C = w_shape[0], w_shape[1]
-    return (applies(x_shape, w_shape, stride, dilation, groups, dtype, min_channels)
+    return (applies(x_shape, w_shape, stride, dilation, groups, dtype, min_channels, (3,))
             and N * (-(-OH // 4)) * (-(-OW // 4)) >= MIN_TILES_DW and K * C <= MAX_KC_DW)
 
 
@@ -398,25 +464,26 @@ def _run(y, x, w, b, pt, pl, transposed):
     N, C, H, W = x.shape
     K, OH, OW = y.shape[1:]
     dt = x.dtype
+    mt = 4 if w.shape[-1] == 3 else 2
     lanes = VECTOR_BYTES // dt.itemsize
     cols = GEMM.cols(dt)
     Kp = -(-K // cols) * cols
     Cp = -(-C // lanes) * lanes
-    U = filter_transform(w, C, K, Kp, transposed, dt)
+    U = filter_transform(w, C, K, Kp, transposed, dt, _workspace_named("U", (36, C, Kp), dt))
     bias = np.zeros(Kp, dt)
     if b is not None:
         bias[:K] = b
-    TH, TW = -(-OH // 4), -(-OW // 4)
+    TH, TW = -(-OH // mt), -(-OW // mt)
     T = TH * TW
     TB = -(-TILES_PER_BLOCK // ROWS) * ROWS
     nt = numba.get_num_threads()
     nsplit = 1
     if nt > 1 and N % nt != 0 and N < 4 * nt:
         nsplit = max(1, min(-(-T // TB), nt * 2 // N + 1))
-    per = (4 * TH + 2) * (4 * TW + 2) * Cp + 36 * TB * (Cp + Kp) + 16 * Kp
+    per = (mt * (TH - 1) + 6) * (mt * (TW - 1) + 6) * Cp + 36 * TB * (Cp + Kp) + 16 * Kp
     ws = _workspace((nt, per + 16), dt)
     _forward(y.reshape(N, K, -1), x, U, bias, C, Cp, K, Kp, pt, pl, OH, OW, TB, nsplit, ws, lanes,
-             TRANSPOSE16 and lanes == 16)
+             TRANSPOSE16 and lanes == 16, mt)
     return y
 
 
@@ -427,10 +494,11 @@ def conv2d(y, x, w, b, padding):
 
 
 def backward_data(dx, dy, w, padding):
-    """dx of a 3x3 stride-1 layer: Winograd forward of dy with w flipped and transposed,
-    padded by 2 - top / 2 - left (``applies_data`` was checked)."""
+    """dx of an r x r stride-1 layer: Winograd forward of dy with w flipped and transposed,
+    padded by r-1 - top / r-1 - left (``applies_data`` was checked)."""
     (pt, _), (pl, _) = padding
-    return _run(dx, dy, w, None, 2 - pt, 2 - pl, True)
+    r = w.shape[-1]
+    return _run(dx, dy, w, None, r - 1 - pt, r - 1 - pl, True)
 
 
 def describe(kind, x_shape, w_shape, dtype):

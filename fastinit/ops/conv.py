@@ -38,7 +38,6 @@ Not here: transposed convolution as a forward op, padding modes other than zeros
 float16, 1-D or 3-D convolution.
 """
 import collections
-import math
 import numbers
 
 import numpy as np
