@@ -249,15 +249,21 @@ def compare(batch=8, channels=64, size=56, channels_mid=None, relu=False, backen
 
 
 def verdict(result):
-    """One line drawn from the numbers."""
+    """One line drawn from the numbers: what the stack saves, and what it costs."""
     parts = []
     for pair in result["pairs"]:
-        times = pair["time_ratio"]
-        best = max(times.values()) if times else float("nan")
-        worst = min(times.values()) if times else float("nan")
-        parts.append(f"{pair['stack']} vs {pair['big']}: {pair['params_ratio']:.2f}x fewer weights"
-                     f" and multiply-adds, {1 / pair['activation_ratio']:.1f}x the activation "
-                     f"memory, {worst:.2f}-{best:.2f}x faster")
+        times = dict(pair["time_ratio"])
+        torch_ratio = times.pop("torch", None)
+        speed = ""
+        if times:
+            lib, best = max(times.items(), key=lambda kv: kv[1])
+            speed = (f", forward {best:.2f}x faster ({lib})" if best >= 1
+                     else f", forward {1 / best:.2f}x slower ({lib})")
+        if torch_ratio is not None:
+            speed += f" [torch: {torch_ratio:.2f}x]"
+        parts.append(f"{pair['stack']} see what {pair['big']} sees with {pair['params_ratio']:.2f}x "
+                     f"fewer weights and multiply-adds{speed}, for "
+                     f"{1 / pair['activation_ratio']:.1f}x the activation memory")
     return "; ".join(parts)
 
 
