@@ -154,7 +154,7 @@ def run(depth=10, width=256, activation="tanh", inits=("standard", "xavier_unifo
             act_hist=[r["hist"].tolist() for r in act_layers],
             grad_hist=[lin_back[int(r["layer"].split(":")[0]) + 1]["hist"].tolist()
                        for r in act_layers],
-            bins=probe.bins.tolist()))
+            bins=probe.bins.tolist(), grad_bins=probe.grad_bins.tolist()))
     return out
 
 
@@ -200,7 +200,7 @@ def plot(results, path):
             h = np.asarray(h, float)
             ax[0].plot(centres, h / max(h.sum(), 1), color=cmap(i / max(n - 1, 1)), lw=1)
         ax[0].set_title(f"{title}: activations", fontsize=9)
-        gb = np.linspace(-3, 3, 61)
+        gb = np.asarray(run["grad_bins"])
         gc = 0.5 * (gb[1:] + gb[:-1])
         for i, h in enumerate(run["grad_hist"]):
             h = np.asarray(h, float)

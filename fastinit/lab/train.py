@@ -132,7 +132,7 @@ def format_table(result):
         ett = "never" if r["epochs_to_target"] is None else str(r["epochs_to_target"])
         loss = r["loss"][-1]
         lines.append(f"{r['init']:15s} {loss:9.4g} {r['train_acc'][-1]:9.1%} "
-                     f"{r['test_acc'][-1]:9.1%} {ett:>16s} {r['seconds']:6.1f}s"
+                     f"{r['test_acc'][-1]:9.1%} {ett:>16s} {r['seconds']:6.2f}s"
                      + ("  (diverged)" if r["diverged"] else ""))
     return "\n".join(lines)
 

@@ -13,9 +13,11 @@ from .layers import LeakyReLU, ReLU, Sigmoid, Tanh
 
 
 class Probe:
-    def __init__(self, net, bins=np.linspace(-3.0, 3.0, 61), histograms=True):
+    def __init__(self, net, bins=np.linspace(-3.0, 3.0, 61), histograms=True,
+                 grad_bins=np.linspace(-3.0, 3.0, 61)):
         self.net = net
-        self.bins = np.asarray(bins, np.float64)
+        self.bins = np.asarray(bins, np.float64)             # activation histograms
+        self.grad_bins = np.asarray(grad_bins, np.float64)   # gradients, in units of their std
         self.histograms = histograms
         self.records = []         # one dict per (step, layer, phase)
         self.step = 0
@@ -55,8 +57,8 @@ class Probe:
             rec["weight_grad_std"] = float(np.asarray(w.grad, np.float64).std())
         if self.histograms:
             scale = max(rec["grad_std"], 1e-30)
-            rec["hist"] = np.histogram(np.clip(d64 / scale, self.bins[0], self.bins[-1]),
-                                       self.bins)[0]
+            rec["hist"] = np.histogram(np.clip(d64 / scale, self.grad_bins[0],
+                                               self.grad_bins[-1]), self.grad_bins)[0]
         self.records.append(rec)
 
     def table(self, phase="forward", step=None, key="std"):
