@@ -144,6 +144,12 @@ int fi_batch_norm_backward_f64(double *dx, double *dgamma, double *dbeta, const 
                                const double *invstd, int training, int64_t n, int64_t c,
                                int64_t s);
 
+/* ---- optim.c ---- */
+/* SGD in place over count arrays of sizes[i] elements at p[i], g[i], v[i] (v NULL without
+ * momentum); bits = 32 (float) or 64 (double). See fastinit/ops/optim.py. */
+void fi_sgd_step(void **p, void **g, void **v, const int64_t *sizes, int64_t count, int bits,
+                 double lr, double momentum, double weight_decay);
+
 /* ---- clip.c ---- */
 /* A list of count arrays: array i at address addrs[i], sizes[i] elements of bits = 16 (IEEE
  * half), 32 or 64; in place. norm_type: p > 0 or inf. Return 0, or -1 when scratch memory ran

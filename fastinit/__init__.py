@@ -8,6 +8,7 @@ from .ops.dense import matmul, linear, linear_backward
 from .ops.conv import conv2d, conv2d_backward, conv2d_output_shape
 from .ops.batchnorm import batch_norm, batch_norm_backward, BatchNormSaved
 from .ops.clip import clip_grad_norm_, clip_grad_value_
+from .ops.optim import sgd_step_
 from .ops.activations import (relu, relu_backward, leaky_relu, leaky_relu_backward, elu,
                               elu_backward, tanh, tanh_backward, sigmoid, sigmoid_backward, gelu,
                               gelu_backward, identity, identity_backward)

@@ -69,6 +69,13 @@ def _exercises():
                 fi.clip_grad_norm_(g, 1.0, backend=backend)
                 fi.clip_grad_value_(g, 0.5, backend=backend)
         yield "clip", clip
+
+    def sgd(dtype, backend):
+        for n in sizes:
+            p, g, v = (r.standard_normal(n).astype(dtype) for _ in range(3))
+            fi.sgd_step_([p], [g], 0.1, [v], 0.9, 1e-4, backend=backend)
+            fi.sgd_step_([p], [g], 0.1, backend=backend)
+    yield "sgd", sgd
     acts = [a for a in ("relu", "leaky_relu", "tanh", "sigmoid", "elu", "gelu") if hasattr(fi, a)]
     if acts:
         def activations(dtype, backend):

@@ -101,9 +101,9 @@ class Linear(_Parametrised):
     def backward(self, dy):
         dx, dw, db = fi.linear_backward(dy, self._x, self.weight.data,
                                         has_bias=self.bias is not None, need=self._need())
-        self.weight.grad += dw
+        self.weight.accumulate(dw)
         if self.bias is not None:
-            self.bias.grad += db
+            self.bias.accumulate(db)
         return dx
 
     def extra_repr(self):
@@ -139,9 +139,9 @@ class Conv2d(_Parametrised):
     def backward(self, dy):
         dx, dw, db = fi.conv2d_backward(dy, self._x, self.weight.data, **self.conv_args,
                                         has_bias=self.bias is not None, need=self._need())
-        self.weight.grad += dw
+        self.weight.accumulate(dw)
         if self.bias is not None:
-            self.bias.grad += db
+            self.bias.accumulate(db)
         return dx
 
     def extra_repr(self):
@@ -179,8 +179,8 @@ class _BatchNorm(Module):
         dx, dg, db = fi.batch_norm_backward(dy, self._x, None if self.gamma is None
                                             else self.gamma.data, self._saved)
         if self.gamma is not None:
-            self.gamma.grad += dg
-            self.beta.grad += db
+            self.gamma.accumulate(dg)
+            self.beta.accumulate(db)
         return dx
 
     def extra_repr(self):

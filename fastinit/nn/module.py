@@ -2,7 +2,9 @@
 
 A module's ``forward(x)`` computes and caches what its ``backward(dy)`` needs; ``backward``
 returns dx and *adds* the parameter gradients into ``param.grad`` (call ``zero_grad()`` between
-steps, as in PyTorch). There is no autograd engine: every backward is explicit and calls the
+steps, as in PyTorch). As in PyTorch, ``zero_grad()`` sets every ``grad`` to None by default and
+the next backward then stores its gradient array as ``grad`` (no zero fill, no addition);
+``zero_grad(set_to_none=False)`` fills zeros instead. There is no autograd engine: every backward is explicit and calls the
 public ops of fastinit, so a learner can read what each layer does.
 """
 import numpy as np
@@ -11,7 +13,8 @@ from ..rng import as_stream
 
 
 class Parameter:
-    """A trainable array and its gradient (``grad`` has the same shape and dtype)."""
+    """A trainable array and its gradient (``grad`` has the same shape and dtype; zeros until
+    a ``zero_grad()``, None after one until a backward stores the gradient)."""
 
     __slots__ = ("data", "grad", "name")
 
@@ -20,12 +23,30 @@ class Parameter:
         self.grad = np.zeros_like(data)
         self.name = name
 
+    def accumulate(self, g):
+        """Add gradient ``g`` (a fresh array the caller gives away) into ``grad``; when
+        ``grad`` is None, ``g`` becomes it."""
+        if self.grad is None:
+            self.grad = g
+        else:
+            self.grad += g
+
     @property
     def shape(self):
         return self.data.shape
 
     def __repr__(self):
         return f"Parameter({self.name or '?'}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+def zero_grads(params, set_to_none=True):
+    for p in params:
+        if set_to_none:
+            p.grad = None
+        elif p.grad is None:
+            p.grad = np.zeros_like(p.data)
+        else:
+            p.grad[...] = 0
 
 
 class Module:
@@ -57,9 +78,9 @@ class Module:
     def named_parameters(self):
         return [(f"{m._name}.{p.name}", p) for m in self.modules() for p in m.own_parameters()]
 
-    def zero_grad(self):
-        for p in self.parameters():
-            p.grad[...] = 0
+    def zero_grad(self, set_to_none=True):
+        """Forget the gradients: ``grad = None`` (PyTorch's default), or zeros."""
+        zero_grads(self.parameters(), set_to_none)
 
     def train(self, mode=True):
         for m in self.modules():

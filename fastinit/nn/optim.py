@@ -3,6 +3,7 @@ import numpy as np
 
 import fastinit as fi
 from .. import _validate
+from .module import zero_grads
 
 
 class SGD:
@@ -26,25 +27,23 @@ class SGD:
                            else _validate.positive(clip_value, "clip_value"))
         self._velocity = [np.zeros_like(p.data) for p in self.params] if self.momentum else None
 
-    def zero_grad(self):
-        for p in self.params:
-            p.grad[...] = 0
+    def zero_grad(self, set_to_none=True):
+        """Forget the gradients: ``grad = None`` (PyTorch's default), or zeros."""
+        zero_grads(self.params, set_to_none)
 
     def step(self):
-        grads = [p.grad for p in self.params]
+        """One update of every parameter that has a gradient (those with ``grad`` None are
+        skipped, as in PyTorch), by :func:`fastinit.sgd_step_`: one pass over memory."""
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return None
+        grads = [self.params[i].grad for i in live]
         total = None
         if self.clip_value is not None:
             fi.clip_grad_value_(grads, self.clip_value)
         if self.clip_norm is not None:
             total = float(fi.clip_grad_norm_(grads, self.clip_norm))
-        for i, p in enumerate(self.params):
-            g = p.grad
-            if self.weight_decay:
-                g = g + self.weight_decay * p.data
-            if self._velocity is not None:
-                v = self._velocity[i]
-                v *= self.momentum
-                v += g
-                g = v
-            p.data -= self.lr * g
+        velocity = None if self._velocity is None else [self._velocity[i] for i in live]
+        fi.sgd_step_([self.params[i].data for i in live], grads, self.lr, velocity,
+                     self.momentum, self.weight_decay)
         return total

@@ -53,7 +53,7 @@ class Probe:
         rec = dict(step=self.step, layer=module._name, phase="backward",
                    grad_std=float(d64.std()) if d64.size else 0.0)
         w = getattr(module, "weight", None)
-        if w is not None:
+        if w is not None and w.grad is not None:
             rec["weight_grad_std"] = float(np.asarray(w.grad, np.float64).std())
         if self.histograms:
             scale = max(rec["grad_std"], 1e-30)

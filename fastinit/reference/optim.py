@@ -1,0 +1,20 @@
+"""NumPy reference of the SGD update (the oracle; contract in :mod:`fastinit.ops.optim`).
+
+params, grads, velocities (or None) are lists of 1-D C-contiguous arrays of one dtype; the
+scalars are applied in that dtype, one rounding per operation.
+"""
+import numpy as np
+
+
+def sgd_step(params, grads, velocities, lr, momentum, weight_decay):
+    for i, p in enumerate(params):
+        t = p.dtype.type
+        d = grads[i]
+        if weight_decay:
+            d = d + t(weight_decay) * p
+        if momentum:
+            v = velocities[i]
+            v *= t(momentum)
+            v += d
+            d = v
+        p -= t(lr) * d
