@@ -32,9 +32,13 @@ _CTYPES = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *",
            np.dtype(np.int32): "int32_t *", np.dtype(np.uint8): "uint8_t *"}
 
 
+_CARRAYS = {dt: decl[:-2] + "[]" for dt, decl in _CTYPES.items()}
+
+
 def ptr(a):
-    """A typed C pointer to the data of C-contiguous array ``a`` (kept alive by the caller)."""
-    return ffi.cast(_CTYPES[a.dtype], ffi.from_buffer(a, require_writable=False))
+    """A typed C array over the data of C-contiguous array ``a`` (kept alive by the caller);
+    it passes where the C function takes a pointer."""
+    return ffi.from_buffer(_CARRAYS[a.dtype], a, require_writable=False)
 
 
 def cpu_features():

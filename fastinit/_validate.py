@@ -25,6 +25,8 @@ def seed(value, argname="seed"):
 
 def number(value, argname):
     """A real number (int or float, inf allowed); returned as float."""
+    if type(value) is float:  # the common case, without the ABC check below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{argname} must be a real number, got {type(value).__name__} {value!r}")
     return float(value)
@@ -121,6 +123,8 @@ def finish_out(out, flat):
 
 def boolean(value, argname):
     """A bool (numpy bools too)."""
+    if value is True or value is False:
+        return value
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{argname} must be True or False, got {type(value).__name__} {value!r}")
     return bool(value)
@@ -215,6 +219,8 @@ def dims_match(a, aname, a_axis, b, bname, b_axis, what):
 
 def positive_int(value, argname):
     """An int >= 1 (numpy integers too, not bool)."""
+    if type(value) is int and value >= 1:  # the common case, without the ABC checks below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{argname} must be a positive int, got {type(value).__name__} {value!r}")
     value = int(value)
@@ -226,6 +232,8 @@ def positive_int(value, argname):
 def int_pair(value, argname, minimum, what=""):
     """(a, b) from an int or a pair of ints, each >= ``minimum``; ``what`` words the bound
     (e.g. "non-positive stride is not supported")."""
+    if type(value) is int and value >= minimum:  # the common case, without the ABC checks below
+        return (value, value)
     items = (value, value) if isinstance(value, numbers.Integral) else value
     if isinstance(value, bool) or not isinstance(items, (tuple, list)) or len(items) != 2 or any(
             isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items):

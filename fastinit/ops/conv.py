@@ -98,6 +98,31 @@ def _shape4(shape, argname):
     return dims
 
 
+def _plain(v):
+    """An exact int or str, or a tuple of them (hashable with no 1 == 1.0 == True ambiguity)."""
+    t = type(v)
+    return t is int or t is str or (t is tuple and all(_plain(e) for e in v))
+
+
+_GEOMETRIES = {}
+
+
+def _checked_geometry(x_shape, w_shape, stride, padding, dilation, groups):
+    """:func:`_geometry` for the op calls, remembered for plain arguments: a training loop
+    calls the same convolution thousands of times, and checking costs more than a small
+    kernel. Only successes are remembered, so bad input still raises every time."""
+    if not (_plain(stride) and _plain(padding) and _plain(dilation) and type(groups) is int):
+        return _geometry(x_shape, w_shape, stride, padding, dilation, groups)
+    key = (x_shape, w_shape, stride, padding, dilation, groups)
+    geo = _GEOMETRIES.get(key)
+    if geo is None:
+        geo = _geometry(x_shape, w_shape, stride, padding, dilation, groups)
+        if len(_GEOMETRIES) >= 512:
+            _GEOMETRIES.clear()
+        _GEOMETRIES[key] = geo
+    return geo
+
+
 def _geometry(x_shape, w_shape, stride, padding, dilation, groups, xname="x"):
     """Check the shapes and arguments of a convolution; the normalised :class:`Geometry`."""
     groups = _validate.positive_int(groups, "groups")
@@ -160,7 +185,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, backend=None
     _array4(w, "w")
     _validate.same_dtype(w, "w", x, "x")
     b = _bias(b, w)
-    geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    geo = _checked_geometry(x.shape, w.shape, stride, padding, dilation, groups)
     y = np.empty(geo.out_shape, x.dtype)
     fn, _ = backends.kernel("conv", "conv2d", backend)
     if y.size == 0:
@@ -195,7 +220,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, has_bia
     _validate.same_dtype(x, "x", dy, "dy")
     _validate.same_dtype(w, "w", dy, "dy")
     want_dx, want_dw, want_db = _need(need, has_bias)
-    geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    geo = _checked_geometry(x.shape, w.shape, stride, padding, dilation, groups)
     if dy.shape != geo.out_shape:
         raise ValueError(f"dy must have the shape of conv2d's output {geo.out_shape} (x "
                          f"{x.shape}, w {w.shape}, stride {geo.stride}, padding {geo.padding}, "
