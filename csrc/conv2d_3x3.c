@@ -37,6 +37,13 @@ static int fi_wino_thread_id(void) {
     return 0;
 #endif
 }
+static int fi_wino_team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
 static int fi_wino_max_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -82,10 +89,28 @@ static const double fi_wino_G[6][3] = {
 #define FI_WINO_TB 32
 #define FI_WINO_TB_DW 64
 
+/* Small images (at most half a block of tiles each, e.g. one 6x6 tile per 4x4 image): blocks
+ * of whole images instead, so the GEMMs get full row tiles (one tile per image left 7 of 8
+ * rows of the register tile idle). Tiles per such block: */
+#ifndef FI_WINO_TB_SMALL
+#define FI_WINO_TB_SMALL 32
+#define FI_WINO_TB_SMALL_DW 32
+#endif
+
+/* Blocks of whole images when an image has at most half of `TB` tiles: the images split
+ * evenly over a multiple of the threads, at most TB / tiles per block; 0: per-image blocks. */
+static int64_t fi_wino_image_blocks(int64_t n, int64_t tiles, int64_t TB, int nth) {
+    if (2 * tiles > TB) return 0;
+    int64_t nb = (n + TB / tiles - 1) / (TB / tiles);
+    if (nth > 1) nb = (nb + nth - 1) / nth * nth;
+    return nb > n ? n : nb;
+}
+
 /* ---- instantiations: GEMM tile FI_WR tiles x FI_WV vectors of output channels ---- */
 #define FI_ISA FI_ISA_BASE
 #define FI_WR 4
 #define FI_WV 2
+#define FI_WR1 8
 #define FI_T float
 #define FI_T_IS_DOUBLE 0
 #define FI_SFX wf32_base
@@ -105,11 +130,13 @@ static const double fi_wino_G[6][3] = {
 #undef FI_ISA
 #undef FI_WR
 #undef FI_WV
+#undef FI_WR1
 
 #if FI_X86
 #define FI_ISA FI_ISA_AVX2
 #define FI_WR 6
 #define FI_WV 2
+#define FI_WR1 12
 #define FI_T float
 #define FI_T_IS_DOUBLE 0
 #define FI_SFX wf32_avx2
@@ -129,10 +156,12 @@ static const double fi_wino_G[6][3] = {
 #undef FI_ISA
 #undef FI_WR
 #undef FI_WV
+#undef FI_WR1
 
 #define FI_ISA FI_ISA_AVX512
 #define FI_WR 8
 #define FI_WV 2
+#define FI_WR1 16
 #define FI_T float
 #define FI_T_IS_DOUBLE 0
 #define FI_SFX wf32_avx512
@@ -152,6 +181,7 @@ static const double fi_wino_G[6][3] = {
 #undef FI_ISA
 #undef FI_WR
 #undef FI_WV
+#undef FI_WR1
 #endif
 
 /* the vector path: the one conv2d.c uses (fi_conv2d_set_path caps both) */
@@ -184,9 +214,11 @@ int fi_conv2d_winograd_##TS(T *y, const T *x, const T *w, const T *b, int64_t n,
     const int64_t Cp = (c + lanes - 1) / lanes * lanes;                                       \
     const int64_t TH = (oh + mt - 1) / mt, TW = (ow + mt - 1) / mt, T_ = TH * TW;             \
     const int64_t Hp = mt * (TH - 1) + 6, Wp = mt * (TW - 1) + 6;                             \
-    int64_t TB = tiles_per_block > 0 ? tiles_per_block : FI_WINO_TB;                          \
-    TB = (TB + rows - 1) / rows * rows;                                                       \
     const int nth = fi_wino_max_threads();                                                    \
+    int64_t TB = tiles_per_block > 0 ? tiles_per_block : FI_WINO_TB;                          \
+    const int64_t nimg = fi_wino_image_blocks(n, T_, TB, nth);                                \
+    if (nimg && tiles_per_block <= 0) TB = FI_WINO_TB_SMALL > T_ ? FI_WINO_TB_SMALL : T_;     \
+    TB = (TB + rows - 1) / rows * rows;                                                       \
     const int64_t per_thread = (Hp * Wp * Cp + 36 * TB * (Cp + Kp) + 15) & ~(int64_t)15;      \
     const int64_t usize = (36 * c * Kp + cols + Kp + 15) & ~(int64_t)15;                      \
     T *ws = fi_wino_scratch((size_t)(per_thread * nth + usize) * sizeof(T));                  \
@@ -202,7 +234,8 @@ int fi_conv2d_winograd_##TS(T *y, const T *x, const T *w, const T *b, int64_t n,
     const double *G = r == 3 ? &fi_wino_G[0][0] : &fi_wino_G5[0][0];                          \
     switch (fi_wino_isa()) {                                                                  \
     FI_WINO_CASES(TS, (y, x, w, U, biasp, n, c, Cp, h, width, k, Kp, pt, pl, oh, ow, ws,      \
-                       per_thread, TB, nsplit, transposed, G, (int)r))                        \
+                       per_thread, TB, nsplit, nimg ? fi_wino_image_blocks(n, T_, TB, nth)   \
+                       : 0, transposed, G, (int)r))                                           \
     }                                                                                         \
     return 0;                                                                                 \
 }
@@ -231,8 +264,10 @@ int fi_conv2d_winograd_dw_##TS(T *dw, const T *dy, const T *x, int64_t n, int64_
     const int64_t Kp = (k + lanes - 1) / lanes * lanes, Cp = (c + lanes - 1) / lanes * lanes; \
     const int64_t TH = (oh + 3) / 4, TW = (ow + 3) / 4, T_ = TH * TW;                         \
     const int64_t Hp = 4 * TH + 2, Wp = 4 * TW + 2;                                           \
-    const int64_t TB = tiles_per_block > 0 ? tiles_per_block : FI_WINO_TB_DW;                 \
     const int nth = fi_wino_max_threads();                                                    \
+    int64_t TB = tiles_per_block > 0 ? tiles_per_block : FI_WINO_TB_DW;                       \
+    const int64_t nimg = fi_wino_image_blocks(n, T_, TB, nth);                                \
+    if (nimg && tiles_per_block <= 0) TB = FI_WINO_TB_SMALL_DW > T_ ? FI_WINO_TB_SMALL_DW : T_;\
     const int64_t per_thread = (Hp * Wp * Cp + 36 * TB * (Cp + Kp) + 64 + 15) & ~(int64_t)15; \
     const int64_t macc = (36 * k * Cp + nvec * lanes + 15) & ~(int64_t)15;                    \
     T *ws = fi_wino_scratch((size_t)((per_thread + macc) * nth) * sizeof(T));                 \
@@ -246,29 +281,9 @@ int fi_conv2d_winograd_dw_##TS(T *dw, const T *dy, const T *x, int64_t n, int64_
     }                                                                                         \
     switch (fi_wino_isa()) {                                                                  \
     FI_WINO_DW_CASES(TS, (Macc, dy, x, n, c, Cp, h, width, k, Kp, pt, pl, oh, ow, ws,         \
-                          per_thread, macc, TB, nsplit))                                      \
-    }                                                                                         \
-    _Pragma("omp parallel for schedule(static)")                                              \
-    for (int64_t kc = 0; kc < k * c; kc++) {                                                  \
-        const int64_t kk = kc / c, cc = kc % c;                                               \
-        double m[36], tmp[3][6];                                                              \
-        for (int xi = 0; xi < 36; xi++) {                                                     \
-            double sum = 0.0;                                                                 \
-            for (int t = 0; t < nth; t++) sum += Macc[t * macc + (xi * k + kk) * Cp + cc];     \
-            m[xi] = sum;                                                                      \
-        }                                                                                     \
-        for (int r = 0; r < 3; r++)        /* tmp = G^T m (rows) */                           \
-            for (int j = 0; j < 6; j++) {                                                     \
-                double sum = 0.0;                                                             \
-                for (int i = 0; i < 6; i++) sum += fi_wino_G[i][r] * m[i * 6 + j];            \
-                tmp[r][j] = sum;                                                              \
-            }                                                                                 \
-        for (int r = 0; r < 3; r++)        /* dw = tmp G (columns) */                         \
-            for (int s2 = 0; s2 < 3; s2++) {                                                  \
-                double sum = 0.0;                                                             \
-                for (int j = 0; j < 6; j++) sum += tmp[r][j] * fi_wino_G[j][s2];              \
-                dw[(kk * c + cc) * 9 + r * 3 + s2] = (T)sum;                                  \
-            }                                                                                 \
+                          per_thread, macc, TB, nsplit,                                       \
+                          nimg ? fi_wino_image_blocks(n, T_, TB, nth) : 0, dw,                \
+                          &fi_wino_G[0][0]))                                                  \
     }                                                                                         \
     return 0;                                                                                 \
 }

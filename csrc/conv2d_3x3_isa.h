@@ -191,6 +191,16 @@ FI_ATTR static void FI_FN(fi_wino_gemm_)(FI_T *restrict M, const FI_T *restrict 
                                          int64_t K, int64_t Kp, int64_t nt, int64_t TB)
 {
     const int64_t cols = FI_WV * FI_W;
+    if (K <= FI_W) {   /* one vector of output channels: a taller tile, no wasted columns */
+        for (int64_t xi = 0; xi < 36; xi++)
+            for (int64_t t0 = 0; t0 < nt; t0 += FI_WR1) {
+                const int64_t m = nt - t0 < FI_WR1 ? nt - t0 : FI_WR1;
+                FI_CAT(fi_tile_, FI_SFX)(FI_WR1, 1, FI_A_STRIDED, FI_B_STRIDED, C,
+                                         V + (t0 * 36 + xi) * Cp, 36 * Cp, 1, U + xi * C * Kp,
+                                         Kp, 0, M + (t0 * 36 + xi) * Kp, 36 * Kp, m, K, 0);
+            }
+        return;
+    }
     for (int64_t xi = 0; xi < 36; xi++)
         for (int64_t t0 = 0; t0 < nt; t0 += FI_WR) {
             const int64_t m = nt - t0 < FI_WR ? nt - t0 : FI_WR;
@@ -261,43 +271,70 @@ FI_ATTR static void FI_FN(fi_wino_output_)(FI_T *restrict y, const FI_T *restric
     }
 }
 
-/* U[(xi*C + c)*Kp + k] = (G g G^T)[xi] (float64 arithmetic) of the r x r filter from input
- * channel c to output channel k: g = w[k, c] (w is (K, C, r, r)), or, when transposed, w[c, k]
- * flipped (w is (C, K, r, r)); G is 6 x r; columns K..Kp-1 are zero. Vectorised over k,
- * parallel over c. */
-FI_ATTR static void FI_FN(fi_wino_filter_)(FI_T *U, const FI_T *w, int64_t C, int64_t K,
-                                           int64_t Kp, int transposed, const double *G, int r)
+#ifndef FI_WINO_WD8_DEFINED
+#define FI_WINO_WD8_DEFINED
+/* 8 doubles: the filter transforms run in float64, 8 output (or input) channels at once */
+typedef double fi_wd8 __attribute__((vector_size(64)));
+#endif
+
+/* U[(xi*C + c)*Kp + k0 + l] = (G g G^T)[xi] for the r x r filters from input channel c to the
+ * output channels k0 + l, l < 8 (those < Kp are stored; k >= K gives zeros), float64 inside */
+FI_ATTR FI_INLINE void FI_FN(fi_wino_filter_item_)(FI_T *restrict U, const FI_T *restrict w,
+                                                   int64_t C, int64_t K, int64_t Kp,
+                                                   int transposed, const double *restrict G,
+                                                   const int r, int64_t c, int64_t k0)
 {
     const int rr = r * r;
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < C; c++) {
-        for (int64_t k0 = 0; k0 < Kp; k0 += 32) {
-            const int64_t nk = Kp - k0 < 32 ? Kp - k0 : 32;
-            double g[25][32], tmp[6][5][32];
-            for (int rs = 0; rs < rr; rs++)
-                for (int64_t kk = 0; kk < nk; kk++) {
-                    const int64_t k = k0 + kk;
-                    g[rs][kk] = k >= K ? 0.0
-                              : transposed ? (double)w[(c * K + k) * rr + rr - 1 - rs]
-                              : (double)w[(k * C + c) * rr + rs];
-                }
-            for (int i = 0; i < 6; i++)          /* tmp = G g (over the kernel rows) */
-                for (int s = 0; s < r; s++)
-                    for (int64_t kk = 0; kk < nk; kk++) {
-                        double sum = 0.0;
-                        for (int a = 0; a < r; a++) sum += G[i * r + a] * g[a * r + s][kk];
-                        tmp[i][s][kk] = sum;
-                    }
-            for (int i = 0; i < 6; i++)          /* U = tmp G^T (over the kernel columns) */
-                for (int j = 0; j < 6; j++) {
-                    FI_T *u = U + ((i * 6 + j) * C + c) * Kp + k0;
-                    for (int64_t kk = 0; kk < nk; kk++) {
-                        double sum = 0.0;
-                        for (int s = 0; s < r; s++) sum += tmp[i][s][kk] * G[j * r + s];
-                        u[kk] = (FI_T)sum;
-                    }
-                }
+    fi_wd8 g[25], tmp[6][5];
+    for (int rs = 0; rs < rr; rs++)
+        for (int l = 0; l < 8; l++) {
+            const int64_t k = k0 + l;
+            g[rs][l] = k >= K ? 0.0
+                     : transposed ? (double)w[(c * K + k) * rr + rr - 1 - rs]
+                     : (double)w[(k * C + c) * rr + rs];
         }
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++)          /* tmp = G g (over the kernel rows) */
+#pragma GCC unroll 5
+        for (int s = 0; s < r; s++) {
+            fi_wd8 sum = g[s] * G[i * r];
+#pragma GCC unroll 5
+            for (int a = 1; a < r; a++) sum += G[i * r + a] * g[a * r + s];
+            tmp[i][s] = sum;
+        }
+    const int64_t nk = Kp - k0 < 8 ? Kp - k0 : 8;
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++)          /* U = tmp G^T (over the kernel columns) */
+#pragma GCC unroll 6
+        for (int j = 0; j < 6; j++) {
+            fi_wd8 sum = tmp[i][0] * G[j * r];
+#pragma GCC unroll 5
+            for (int s = 1; s < r; s++) sum += tmp[i][s] * G[j * r + s];
+            FI_T *u = U + ((i * 6 + j) * C + c) * Kp + k0;
+            if (nk == 8)
+                for (int l = 0; l < 8; l++) u[l] = (FI_T)sum[l];
+            else
+                for (int l = 0; l < nk; l++) u[l] = (FI_T)sum[l];
+        }
+}
+
+/* U[(xi*C + c)*Kp + k] = (G g G^T)[xi] (float64 arithmetic) of the r x r filter from input
+ * channel c to output channel k: g = w[k, c] (w is (K, C, r, r)), or, when transposed, w[c, k]
+ * flipped (w is (C, K, r, r)); G is 6 x r; columns K..Kp-1 are zero. Vectorised over 8
+ * output channels; called inside a parallel region (an orphaned omp for over (c, 8 k)). */
+FI_ATTR static void FI_FN(fi_wino_filter_)(FI_T *U, const FI_T *w, int64_t C, int64_t K,
+                                           int64_t Kp, int transposed, const double *Gp, int r)
+{
+    double G[30];   /* a local copy: stores into U cannot alias it */
+    for (int i = 0; i < 6 * r; i++) G[i] = Gp[i];
+    const int64_t nkb = (Kp + 7) / 8;
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < C * nkb; item++) {
+        const int64_t c = item / nkb, k0 = (item % nkb) * 8;
+        if (r == 3)
+            FI_FN(fi_wino_filter_item_)(U, w, C, K, Kp, transposed, G, 3, c, k0);
+        else
+            FI_FN(fi_wino_filter_item_)(U, w, C, K, Kp, transposed, G, 5, c, k0);
     }
 }
 
@@ -348,18 +385,46 @@ FI_ATTR static void FI_FN(fi_wino_output2_)(FI_T *restrict y, const FI_T *restri
 }
 
 /* One call: y (N, K, OH, OW) from x (N, C, H, W), U (36, C, Kp) and the bias (Kp,), output
- * tiles of mt x mt (4: F(4x4,3x3), 2: F(2x2,5x5)); see conv2d_3x3.c */
+ * tiles of mt x mt (4: F(4x4,3x3), 2: F(2x2,5x5)); see conv2d_3x3.c. Run by every thread of
+ * a parallel region (orphaned omp for). */
 FI_ATTR static void FI_FN(fi_wino_forward_)(FI_T *y, const FI_T *x, const FI_T *U,
                                             const FI_T *bias, int64_t N, int64_t C, int64_t Cp,
                                             int64_t H, int64_t W, int64_t K, int64_t Kp, int64_t pt,
                                             int64_t pl, int64_t OH, int64_t OW, FI_T *ws,
                                             int64_t per_thread, int64_t TB, int64_t nsplit,
-                                            int64_t mt)
+                                            int64_t nimg_blocks, int64_t mt)
 {
     const int64_t TH = (OH + mt - 1) / mt, TW = (OW + mt - 1) / mt, T = TH * TW;
     const int64_t Hp = mt * (TH - 1) + 6, Wp = mt * (TW - 1) + 6;
     const int64_t nblk = (T + TB - 1) / TB, items = N * nsplit;
-#pragma omp parallel
+    if (nimg_blocks > 0) {   /* small images: blocks of whole images (their tiles <= TB) */
+        {
+            FI_T *xh = ws + (int64_t)fi_wino_thread_id() * per_thread;
+            FI_T *V = xh + Hp * Wp * Cp;
+            FI_T *M = V + 36 * TB * Cp;
+#pragma omp for schedule(static)
+            for (int64_t blk = 0; blk < nimg_blocks; blk++) {
+                const int64_t n0 = blk * N / nimg_blocks, n1 = (blk + 1) * N / nimg_blocks;
+                for (int64_t n = n0; n < n1; n++) {
+                    FI_FN(fi_wino_pad_hwc_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Wp, 0,
+                                            Hp);
+                    FI_FN(fi_wino_input_)(V + (n - n0) * T * 36 * Cp, xh, Cp, Wp, TW, 0, T, TB,
+                                          mt);
+                }
+                FI_FN(fi_wino_gemm_)(M, V, U, C, Cp, K, Kp, (n1 - n0) * T, TB);
+                for (int64_t n = n0; n < n1; n++) {
+                    const FI_T *Mn = M + (n - n0) * T * 36 * Kp;
+                    if (mt == 4)
+                        FI_FN(fi_wino_output_)(y + n * K * OH * OW, Mn, bias, K, Kp, OH, OW, TW,
+                                               0, T, TB);
+                    else
+                        FI_FN(fi_wino_output2_)(y + n * K * OH * OW, Mn, bias, K, Kp, OH, OW,
+                                                TW, 0, T);
+                }
+            }
+        }
+        return;
+    }
     {
         FI_T *xh = ws + (int64_t)fi_wino_thread_id() * per_thread;
         FI_T *V = xh + Hp * Wp * Cp;
@@ -478,6 +543,16 @@ FI_ATTR static void FI_FN(fi_wino_dw_gemm_)(FI_T *restrict Macc, const FI_T *res
                                             int64_t K, int64_t Kp, int64_t nt)
 {
     const int64_t cols = FI_WV * FI_W;
+    if (C <= FI_W) {   /* one vector of input channels: a taller tile, no wasted columns */
+        for (int64_t xi = 0; xi < 36; xi++)
+            for (int64_t k0 = 0; k0 < K; k0 += FI_WR1) {
+                const int64_t m = K - k0 < FI_WR1 ? K - k0 : FI_WR1;
+                FI_CAT(fi_tile_, FI_SFX)(FI_WR1, 1, FI_A_STRIDED, FI_B_STRIDED, nt,
+                                         Wd + xi * Kp + k0, 1, 36 * Kp, V + xi * Cp, 36 * Cp, 0,
+                                         Macc + (xi * K + k0) * Cp, Cp, m, C, 1);
+            }
+        return;
+    }
     for (int64_t xi = 0; xi < 36; xi++)
         for (int64_t k0 = 0; k0 < K; k0 += FI_WR) {
             const int64_t m = K - k0 < FI_WR ? K - k0 : FI_WR;
@@ -489,12 +564,54 @@ FI_ATTR static void FI_FN(fi_wino_dw_gemm_)(FI_T *restrict Macc, const FI_T *res
         }
 }
 
-/* Per-thread Macc (threads, 36, K, Cp) for dy (N, K, OH, OW) and x (N, C, H, W) */
+/* dw[k, c0 + l, r, s] = (G^T M G)[r, s], M = Macc[:, k, c0 + l] summed over the nth threads
+ * accumulators (macc_size apart), l < 8 and c0 + l < C; float64 inside */
+FI_ATTR FI_INLINE void FI_FN(fi_wino_dw_out_item_)(FI_T *restrict dw, const FI_T *restrict Macc,
+                                                   int64_t macc_size, int nth, int64_t C,
+                                                   int64_t Cp, int64_t K, const double *G,
+                                                   int64_t k, int64_t c0)
+{
+    const int64_t nc = C - c0 < 8 ? C - c0 : 8;
+    fi_wd8 m[36], tmp[3][6];
+    for (int xi = 0; xi < 36; xi++) {
+        const FI_T *src = Macc + (xi * K + k) * Cp + c0;
+        fi_wd8 sum = {0};
+        for (int t = 0; t < nth; t++) {
+            if (nc == 8)
+                for (int l = 0; l < 8; l++) sum[l] += (double)src[t * macc_size + l];
+            else
+                for (int l = 0; l < nc; l++) sum[l] += (double)src[t * macc_size + l];
+        }
+        m[xi] = sum;
+    }
+#pragma GCC unroll 3
+    for (int r = 0; r < 3; r++)          /* tmp = G^T m (rows) */
+#pragma GCC unroll 6
+        for (int j = 0; j < 6; j++) {
+            fi_wd8 sum = G[r] * m[j];
+#pragma GCC unroll 6
+            for (int i = 1; i < 6; i++) sum += G[i * 3 + r] * m[i * 6 + j];
+            tmp[r][j] = sum;
+        }
+#pragma GCC unroll 3
+    for (int r = 0; r < 3; r++)          /* dw = tmp G (columns) */
+#pragma GCC unroll 3
+        for (int s2 = 0; s2 < 3; s2++) {
+            fi_wd8 sum = tmp[r][0] * G[s2];
+#pragma GCC unroll 6
+            for (int j = 1; j < 6; j++) sum += tmp[r][j] * G[j * 3 + s2];
+            for (int l = 0; l < nc; l++) dw[((k * C + c0 + l) * 3 + r) * 3 + s2] = (FI_T)sum[l];
+        }
+}
+
+/* Per-thread Macc (threads, 36, K, Cp) for dy (N, K, OH, OW) and x (N, C, H, W), then (after
+ * the barrier) dw (K, C, 3, 3) from their sum */
 FI_ATTR static void FI_FN(fi_wino_dw_)(FI_T *Macc, const FI_T *dy, const FI_T *x, int64_t N,
                                        int64_t C, int64_t Cp, int64_t H, int64_t W, int64_t K,
                                        int64_t Kp, int64_t pt, int64_t pl, int64_t OH,
                                        int64_t OW, FI_T *ws, int64_t per_thread,
-                                       int64_t macc_size, int64_t TB, int64_t nsplit)
+                                       int64_t macc_size, int64_t TB, int64_t nsplit,
+                                       int64_t nimg_blocks, FI_T *dw, const double *Gp)
 {
     const int64_t TH = (OH + 3) / 4, TW = (OW + 3) / 4, T = TH * TW;
     const int64_t Hp = 4 * TH + 2, Wp = 4 * TW + 2;
@@ -507,22 +624,48 @@ FI_ATTR static void FI_FN(fi_wino_dw_)(FI_T *Macc, const FI_T *dy, const FI_T *x
         FI_T *Wd = V + 36 * TB * Cp;
         FI_T *acc = Macc + (int64_t)tid * macc_size;
         memset(acc, 0, (size_t)macc_size * sizeof(FI_T));
+        if (nimg_blocks > 0) {   /* small images: blocks of whole images (their tiles <= TB) */
 #pragma omp for schedule(static)
-        for (int64_t item = 0; item < items; item++) {
-            const int64_t n = item / nsplit, part = item % nsplit;
-            const int64_t b0 = part * nblk / nsplit, b1 = (part + 1) * nblk / nsplit;
-            if (b1 <= b0) continue;
-            const int64_t y0 = 4 * ((b0 * TB) / TW);
-            const int64_t t_end = b1 * TB < T ? b1 * TB : T;
-            const int64_t y1 = 4 * ((t_end - 1) / TW) + 6;
-            FI_FN(fi_wino_pad_hwc_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Wp, y0, y1);
-            for (int64_t blk = b0; blk < b1; blk++) {
-                const int64_t tile0 = blk * TB, nt = T - tile0 < TB ? T - tile0 : TB;
-                FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB, 4);
-                FI_FN(fi_wino_dytile_)(Wd, dy + n * K * OH * OW, K, Kp, OH, OW, TW, tile0, nt);
-                FI_FN(fi_wino_dw_gemm_)(acc, Wd, V, C, Cp, K, Kp, nt);
+            for (int64_t blk = 0; blk < nimg_blocks; blk++) {
+                const int64_t n0 = blk * N / nimg_blocks, n1 = (blk + 1) * N / nimg_blocks;
+                for (int64_t n = n0; n < n1; n++) {
+                    FI_FN(fi_wino_pad_hwc_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Wp, 0,
+                                            Hp);
+                    FI_FN(fi_wino_input_)(V + (n - n0) * T * 36 * Cp, xh, Cp, Wp, TW, 0, T, TB,
+                                          4);
+                    FI_FN(fi_wino_dytile_)(Wd + (n - n0) * T * 36 * Kp, dy + n * K * OH * OW, K,
+                                           Kp, OH, OW, TW, 0, T);
+                }
+                FI_FN(fi_wino_dw_gemm_)(acc, Wd, V, C, Cp, K, Kp, (n1 - n0) * T);
+            }
+        } else {
+#pragma omp for schedule(static)
+            for (int64_t item = 0; item < items; item++) {
+                const int64_t n = item / nsplit, part = item % nsplit;
+                const int64_t b0 = part * nblk / nsplit, b1 = (part + 1) * nblk / nsplit;
+                if (b1 <= b0) continue;
+                const int64_t y0 = 4 * ((b0 * TB) / TW);
+                const int64_t t_end = b1 * TB < T ? b1 * TB : T;
+                const int64_t y1 = 4 * ((t_end - 1) / TW) + 6;
+                FI_FN(fi_wino_pad_hwc_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Wp, y0, y1);
+                for (int64_t blk = b0; blk < b1; blk++) {
+                    const int64_t tile0 = blk * TB, nt = T - tile0 < TB ? T - tile0 : TB;
+                    FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB, 4);
+                    FI_FN(fi_wino_dytile_)(Wd, dy + n * K * OH * OW, K, Kp, OH, OW, TW, tile0,
+                                           nt);
+                    FI_FN(fi_wino_dw_gemm_)(acc, Wd, V, C, Cp, K, Kp, nt);
+                }
             }
         }
+        /* the omp for's barrier: every accumulator is complete */
+        double G[18];
+        for (int i = 0; i < 18; i++) G[i] = Gp[i];
+        const int64_t ncb = (C + 7) / 8;
+        const int nth = fi_wino_team_size();
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < K * ncb; item++)
+            FI_FN(fi_wino_dw_out_item_)(dw, Macc, macc_size, nth, C, Cp, K, G, item / ncb,
+                                        (item % ncb) * 8);
     }
 }
 
@@ -532,11 +675,16 @@ FI_ATTR static void FI_FN(fi_wino_run_)(FI_T *y, const FI_T *x, const FI_T *w, F
                                         int64_t H, int64_t W, int64_t K, int64_t Kp, int64_t pt,
                                         int64_t pl, int64_t OH, int64_t OW, FI_T *ws,
                                         int64_t per_thread, int64_t TB, int64_t nsplit,
-                                        int transposed, const double *G, int r)
+                                        int64_t nimg_blocks, int transposed,
+                                        const double *G, int r)
 {
-    FI_FN(fi_wino_filter_)(U, w, C, K, Kp, transposed, G, r);
-    FI_FN(fi_wino_forward_)(y, x, U, biasp, N, C, Cp, H, W, K, Kp, pt, pl, OH, OW, ws,
-                            per_thread, TB, nsplit, r == 3 ? 4 : 2);
+    /* one parallel region: the filter transform, its barrier, the convolution */
+#pragma omp parallel
+    {
+        FI_FN(fi_wino_filter_)(U, w, C, K, Kp, transposed, G, r);
+        FI_FN(fi_wino_forward_)(y, x, U, biasp, N, C, Cp, H, W, K, Kp, pt, pl, OH, OW, ws,
+                                per_thread, TB, nsplit, nimg_blocks, r == 3 ? 4 : 2);
+    }
 }
 
 #undef FI_FN

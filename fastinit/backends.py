@@ -20,7 +20,13 @@ from . import _config
 ORDER = ("c", "numba", "numpy")
 _PACKAGES = {"numpy": "fastinit.reference", "numba": "fastinit._numba", "c": "fastinit._ckernels"}
 
-_state = threading.local()
+class _State(threading.local):
+    """Per-thread default backend; the class attribute makes an unset one cheap to read (a
+    getattr default on a bare threading.local costs 0.28 us, on every op call)."""
+    name = None
+
+
+_state = _State()
 _kernels = {}
 _reasons = None
 
@@ -77,7 +83,7 @@ def _env_default():
 
 def current():
     """The backend ``backend=None`` resolves to now (for ops every backend implements)."""
-    name = getattr(_state, "name", None) or _env_default()
+    name = _state.name or _env_default()
     if name is not None:
         return name
     return next(n for n in ORDER if _available()[n] is None)
@@ -91,7 +97,7 @@ def set(name):  # noqa: A001 - the public API name (fastinit.backends.set)
 @contextlib.contextmanager
 def use(name):
     """Context manager: ops inside run on backend ``name`` unless they name another."""
-    previous = getattr(_state, "name", None)
+    previous = _state.name
     set(name)
     try:
         yield name
@@ -126,7 +132,7 @@ def kernel(module, func, backend=None):
     that implements the kernel is used (cached: this sits on every op's call path).
     """
     if backend is None:
-        chosen = getattr(_state, "name", None) or _env_default()
+        chosen = _state.name or _env_default()
         if chosen is None:
             hit = _auto.get((module, func))
             if hit is not None:
