@@ -1,7 +1,7 @@
 """C kernel of the SGD update (csrc/optim.c): a thin wrapper, same name as the reference.
 
-The lists go to C as tables of pointers and sizes; the arrays are 1-D, C-contiguous and kept
-alive by the caller's lists during the call.
+The lists go to C as tables of pointers and sizes; the arrays are C-contiguous (viewed flat)
+and kept alive by the caller's lists during the call.
 """
 from .. import _c
 

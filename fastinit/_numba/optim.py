@@ -62,7 +62,7 @@ def sgd_step(params, grads, velocities, lr, momentum, weight_decay):
     table[2] = 0 if velocities is None else [v.ctypes.data for v in velocities]
     table[3] = [p.size for p in params]
     which, start = _chunks(table[3])
-    proto = params[0][:0]
+    proto = np.empty(0, params[0].dtype)
     t = proto.dtype.type
     run = _step_par if int(table[3].sum()) >= _config.PARALLEL_MIN_ELEMENTS else _step
     run(table, which, start, proto, t(lr), t(momentum), t(weight_decay))

@@ -18,37 +18,46 @@ from .. import _validate, backends
 __all__ = ["sgd_step_"]
 
 
-def _arrays(items, argname, like=None):
+def _as_list(items, argname):
     if isinstance(items, np.ndarray):
-        items = [items]
+        return [items]
     try:
-        arrays = list(items)
+        return list(items)
     except TypeError:
         raise TypeError(f"{argname} must be a list of numpy arrays, got "
                         f"{type(items).__name__}") from None
-    if like is not None and len(arrays) != len(like):
-        raise ValueError(f"{argname} has {len(arrays)} arrays but params has {len(like)}; pass "
-                         "one per parameter")
+
+
+def _check(arrays, argname, params, writable):
+    """Every array a float array of params' dtype and shapes; writable and C-contiguous when
+    updated in place. Raises naming the first bad one."""
+    if len(arrays) != len(params):
+        raise ValueError(f"{argname} has {len(arrays)} arrays but params has {len(params)}; "
+                         "pass one per parameter")
     for i, a in enumerate(arrays):
         name = f"{argname}[{i}]"
         _validate.float_array(a, name)
-        if like is None:
-            if a.dtype != arrays[0].dtype:
-                raise TypeError(f"{name} has dtype {a.dtype} but {argname}[0] has "
-                                f"{arrays[0].dtype}; all arrays must share one dtype")
+        if argname == "params":
+            if a.dtype != params[0].dtype:
+                raise TypeError(f"{name} has dtype {a.dtype} but params[0] has "
+                                f"{params[0].dtype}; all arrays must share one dtype")
         else:
-            _validate.same_dtype(a, name, like[i], f"params[{i}]")
-            _validate.same_shape(a, name, like[i], f"params[{i}]")
-    return arrays
+            _validate.same_dtype(a, name, params[i], f"params[{i}]")
+            _validate.same_shape(a, name, params[i], f"params[{i}]")
+        if writable:
+            _validate.writable_array(a, name)
+            if not a.flags.c_contiguous:
+                raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
 
 
-def _flat(a, argname, writable):
-    if writable:
-        _validate.writable_array(a, argname)
-        if not a.flags.c_contiguous:
-            raise ValueError(f"{argname} must be C-contiguous (it is updated in place)")
-        return a.reshape(-1)
-    return _validate.contiguous(a).reshape(-1)
+def _disjoint(a, b):
+    """a and b share no memory: two distinct arrays that own their data never do (the cheap
+    test that settles the usual case: parameters, velocities and fresh gradients)."""
+    if a is b:
+        return False
+    if a.base is None and b.base is None:
+        return True
+    return not np.shares_memory(a, b)
 
 
 def sgd_step_(params, grads, lr, velocities=None, momentum=0.0, weight_decay=0.0, *,
@@ -63,23 +72,45 @@ def sgd_step_(params, grads, lr, velocities=None, momentum=0.0, weight_decay=0.0
     lr = _validate.positive(lr, "lr")
     momentum = _validate.non_negative(momentum, "momentum")
     weight_decay = _validate.non_negative(weight_decay, "weight_decay")
-    params = _arrays(params, "params")
-    grads = _arrays(grads, "grads", params)
-    if momentum:
+    params = _as_list(params, "params")
+    grads = _as_list(grads, "grads")
+    use_v = bool(momentum)
+    if use_v:
         if velocities is None:
             raise ValueError("momentum != 0 needs velocities (one zero-initialised array per "
                              "parameter, kept between steps)")
-        velocities = _arrays(velocities, "velocities", params)
-        vflat = [_flat(v, f"velocities[{i}]", True) for i, v in enumerate(velocities)]
-    else:
-        vflat = None
-    pflat = [_flat(p, f"params[{i}]", True) for i, p in enumerate(params)]
-    gflat = [_flat(g, f"grads[{i}]", False) for i, g in enumerate(grads)]
-    for i, p in enumerate(pflat):
-        if np.shares_memory(p, gflat[i]) or (vflat is not None and (
-                np.shares_memory(p, vflat[i]) or np.shares_memory(vflat[i], gflat[i]))):
-            raise ValueError(f"params[{i}], grads[{i}] and velocities[{i}] must not share memory")
-    if pflat:
+        velocities = _as_list(velocities, "velocities")
+    n = len(params)
+    dtype = params[0].dtype if n and type(params[0]) is np.ndarray else None
+    fine = dtype in _validate.FLOAT_DTYPES and len(grads) == n and (
+        not use_v or len(velocities) == n)
+    if fine:  # the cheap test of everything _check checks, and of overlaps (see _disjoint)
+        nd = np.ndarray
+        for i in range(n):
+            p, g = params[i], grads[i]
+            v = velocities[i] if use_v else p
+            if not (type(p) is nd and type(g) is nd and type(v) is nd and p.dtype is dtype
+                    and g.dtype is dtype and v.dtype is dtype and g.shape == p.shape
+                    and g.flags.c_contiguous
+                    and v.shape == p.shape and p.flags.c_contiguous and p.flags.writeable
+                    and v.flags.c_contiguous and v.flags.writeable
+                    and p.base is None and g.base is None and v.base is None
+                    and p is not g and (not use_v or (v is not p and v is not g))):
+                fine = False
+                break
+    if not fine:
+        _check(params, "params", params, True)
+        _check(grads, "grads", params, False)
+        if use_v:
+            _check(velocities, "velocities", params, True)
+        for i, p in enumerate(params):
+            if not (_disjoint(p, grads[i]) and (not use_v or (
+                    _disjoint(p, velocities[i]) and _disjoint(velocities[i], grads[i])))):
+                raise ValueError(f"params[{i}], grads[{i}] and velocities[{i}] must not share "
+                                 "memory")
+    if not fine:
+        grads = [_validate.contiguous(g) for g in grads]
+    if n:
         fn, _ = backends.kernel("optim", "sgd_step", backend)
-        fn(pflat, gflat, vflat, lr, momentum, weight_decay)
+        fn(params, grads, velocities if use_v else None, lr, momentum, weight_decay)
     return params

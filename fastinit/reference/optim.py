@@ -1,6 +1,7 @@
 """NumPy reference of the SGD update (the oracle; contract in :mod:`fastinit.ops.optim`).
 
-params, grads, velocities (or None) are lists of 1-D C-contiguous arrays of one dtype; the
+params, grads, velocities (or None) are lists of C-contiguous arrays of one dtype (shapes
+pairwise equal; the fast kernels treat each as flat); the
 scalars are applied in that dtype, one rounding per operation.
 """
 import numpy as np
