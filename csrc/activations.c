@@ -34,7 +34,7 @@
 #include <immintrin.h>
 #endif
 
-#define ACT_CHUNK 65536
+#define ACT_CHUNK 16384        /* >= 2 chunks from ACT_PARALLEL_MIN on: both threads get work */
 #define ACT_PARALLEL_MIN 32768
 #define ACT_STREAM_MIN_BYTES (16L << 20)
 #define ACT_BLOCK 512          /* elements computed into the stack before streaming them out */

@@ -33,7 +33,7 @@ from .._config import njit, pjit
 from ._intrinsics import u32_as_f32
 
 #: Elements per parallel chunk.
-CHUNK = 1 << 16
+CHUNK = 1 << 14  # at least two chunks from PARALLEL_MIN_ELEMENTS on, so both threads work
 
 _f = np.float32
 ZERO, HALF, ONE, TWO, FOUR = _f(0.0), _f(0.5), _f(1.0), _f(2.0), _f(4.0)
