@@ -3,11 +3,13 @@
  * x is C-contiguous (N, C, S): (N, C) input has S = 1, NCHW input S = H*W. Statistics are
  * float64 (mean, var, invstd: (C,)); data, gamma, beta and outputs are float or double.
  *
- * Two layouts of the work (shared PERF_NOTES.md, "Batch norm"):
- *   channel path (S >= BN_SPATIAL_MIN): one channel per task. The channel is read once from
+ * Three layouts of the work (shared PERF_NOTES.md, "Batch norm"):
+ *   segment path (S >= 8, output below BN_STREAM_MIN_BYTES): x in memory order, per-channel
+ *     vector accumulators; one thread below BN_SEGMENT_PARALLEL_MIN elements (see its section).
+ *   channel path (other S >= BN_SPATIAL_MIN): one channel per task. The channel is read once from
  *     memory for its sums and again, from cache, for the output pass (a channel of 64x56x56
  *     float32 is 800 KB), so the forward moves the bytes of one copy.
- *   row path (small S, e.g. (N, C)): fixed blocks of rows, each summing into its own (C*S,)
+ *   row path (other small S, e.g. (N, C)): fixed blocks of rows, each summing into its own (C*S,)
  *     float64 partial rows, combined in block order.
  * Sums are float64, taken around a per-channel shift k = x[0, c, 0] (sum of x - k and of
  * (x - k)^2): float32 sums of squares give a wrong variance at mean 1000, std 1, and the shift
@@ -22,7 +24,8 @@
  * Backward: dx = k * dy + (x - mh) * p + q with k = gamma * invstd and, in training,
  * p = -k * invstd * dgamma / M, q = -k * dbeta / M + (mean - mh) * k * invstd * dgamma / M.
  *
- * Every body is written once (FI_INLINE) and compiled twice, AVX2+FMA and portable.
+ * Every body is written once (FI_INLINE) and compiled per build: AVX2+FMA and portable (and
+ * AVX-512 for the segment path).
  */
 /* The 32-byte vector helpers are always inlined: no call ever uses the AVX argument ABI. */
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -487,12 +490,303 @@ static int64_t rows_per_block(int64_t length) {
 BN_ROW_PATH(float)
 BN_ROW_PATH(double)
 
+/* ---- the segment path: x in memory order, (n, c) segments of S ------------------------------- */
+/* Every tensor with S >= BN_SEGMENT_S_MIN whose output is below BN_STREAM_MIN_BYTES runs here
+ * (e.g. the activations of a small CNN, 64x16x8x8). Both passes walk x in memory order, one
+ * (n, c) segment of S elements after the other: the sums pass adds the segments of 4 rows at
+ * a time (4 sequential streams) as a tree into their channel's float64 vector accumulators
+ * (4 vectors of L doubles per channel, in L1); the output pass applies each segment's channel
+ * coefficients. Channel by channel instead (the channel path), the N rows of a channel are
+ * C*S elements apart: at 64x16x8x8 that is 4 KB, every row in the same L1 set and no stream
+ * the prefetchers follow; that path ran 3-4x slower on such tensors (2x at 128x64x8x8).
+ * Rows go in fixed blocks of about BN_SEGMENT_BLOCK elements, whose partial sums are added in
+ * block order (results independent of the thread count); blocks run on threads only from
+ * BN_SEGMENT_PARALLEL_MIN elements: below, a fork/join (~2 us, and on a shared machine a wait
+ * for a busy core) costs more than the second thread saves (64x16x8x8: 6 us on one thread).
+ * Same formulas as the channel path; built for AVX-512 (8 doubles), AVX2 (4) and portable
+ * (2). The 64-byte build carries its target on the inline bodies too: gcc 12 otherwise lowers
+ * their vector code early, for the default target. */
+#define BN_SEGMENT_S_MIN 8
+#define BN_SEGMENT_STACK_C 64  /* channels whose scratch lives on the stack */
+#define BN_SEGMENT_BLOCK (1L << 16)      /* elements per block of rows (at least 4 rows) */
+#define BN_SEGMENT_PARALLEL_MIN (1L << 17)  /* threads from this many elements */
+
+/* Rows per block: a multiple of 4 (the sums take 4 rows at a time), fixed by the shape. */
+static int64_t seg_rows_per_block(int64_t row_length) {
+    int64_t r = BN_SEGMENT_BLOCK / (row_length > 0 ? row_length : 1) / 4 * 4;
+    return r > 4 ? r : 4;
+}
+
+/* The vector builds contract a * b + c into fused multiply-adds (sums of squares, outputs):
+ * fewer operations, and each is rounded once. */
+#if FI_X86
+#define BN_TARGET_AVX512                                                                      \
+    __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512"), \
+                   optimize("fp-contract=fast")))
+#define BN_TARGET_AVX2_FMA FI_TARGET_AVX2 __attribute__((optimize("fp-contract=fast")))
+#else
+#define BN_TARGET_AVX512
+#define BN_TARGET_AVX2_FMA
+#endif
+
+typedef double bn_d2 __attribute__((vector_size(16)));
+typedef double bn_d4 __attribute__((vector_size(32)));
+typedef double bn_d8 __attribute__((vector_size(64)));
+typedef float bn_f2u __attribute__((vector_size(8), aligned(4)));
+typedef float bn_f4u __attribute__((vector_size(16), aligned(4)));
+typedef float bn_f8u __attribute__((vector_size(32), aligned(4)));
+typedef double bn_d2u __attribute__((vector_size(16), aligned(8)));
+typedef double bn_d4u __attribute__((vector_size(32), aligned(8)));
+typedef double bn_d8u __attribute__((vector_size(64), aligned(8)));
+#define BN_LOADD_float(L, p) BN_LOADD_float##L(p)
+#define BN_LOADD_float2(p) __builtin_convertvector(*(const bn_f2u *)(p), bn_d2)
+#define BN_LOADD_float4(p) __builtin_convertvector(*(const bn_f4u *)(p), bn_d4)
+#if FI_X86 /* gcc 12 converts 8 floats as two halves and an insert: one vcvtps2pd here */
+#define BN_LOADD_float8(p) ((bn_d8)_mm512_cvtps_pd(_mm256_loadu_ps(p)))
+#else
+#define BN_LOADD_float8(p) __builtin_convertvector(*(const bn_f8u *)(p), bn_d8)
+#endif
+#define BN_LOADD_double(L, p) (*(const bn_d##L##u *)(p))
+
+/* TAG: data type and L (float8: float data, accumulators of 8 doubles, ...) */
+#define BN_SEGMENT_BODIES(T, L, TAG, ATTR)                                                    \
+    /* The 4 rows p, p + cs, p + 2cs, p + 3cs at one column of L elements: *u += the sum of   \
+     * their (x - k) (grad 0) or dy (grad 1), *q += the sum of (x - k)^2 or dy * (x - k). */  \
+    ATTR FI_INLINE void seg_col4_##TAG(int grad, const T *p, const T *g, int64_t cs,          \
+                                     bn_d##L kv, bn_d##L *u, bn_d##L *q) {                    \
+        bn_d##L d0 = BN_LOADD_##T(L, p) - kv, d1 = BN_LOADD_##T(L, p + cs) - kv;              \
+        bn_d##L d2 = BN_LOADD_##T(L, p + 2 * cs) - kv, d3 = BN_LOADD_##T(L, p + 3 * cs) - kv; \
+        bn_d##L g0 = d0, g1 = d1, g2 = d2, g3 = d3;                                           \
+        if (grad) {                                                                           \
+            g0 = BN_LOADD_##T(L, g);                                                          \
+            g1 = BN_LOADD_##T(L, g + cs);                                                     \
+            g2 = BN_LOADD_##T(L, g + 2 * cs);                                                 \
+            g3 = BN_LOADD_##T(L, g + 3 * cs);                                                 \
+        }                                                                                     \
+        *u += (g0 + g1) + (g2 + g3);                                                          \
+        *q += (g0 * d0 + g1 * d1) + (g2 * d2 + g3 * d3);                                      \
+    }                                                                                         \
+    /* Per channel ch, float64: grad 0: s1 = sum(x - k[ch]), s2 = sum((x - k[ch])^2);         \
+     * grad 1: s1 = sum(dy), s2 = sum(dy * (x - k[ch])). Rows go 4 at a time (4 sequential    \
+     * streams): a channel's 4 segments are summed as a tree, then added into its 2 + 2       \
+     * accumulators, so a visit costs few dependent adds whatever S. acc: 4*c vectors,        \
+     * tail: 2*c doubles. */                                                                  \
+    ATTR FI_INLINE void seg_sums_##TAG(int grad, double *s1, double *s2, const T *x,          \
+                                     const T *dy, const double *k, int64_t n, int64_t c,      \
+                                     int64_t s, bn_d##L *acc, double *tail) {                 \
+        int64_t cs = c * s;                                                                   \
+        for (int64_t ch = 0; ch < 4 * c; ch++) acc[ch] = (bn_d##L){0};                        \
+        for (int64_t ch = 0; ch < 2 * c; ch++) tail[ch] = 0.0;                                \
+        for (int64_t i = 0; i < n; i += 4) {                                                  \
+            int64_t rows = n - i < 4 ? n - i : 4;                                             \
+            for (int64_t ch = 0; ch < c; ch++) {                                              \
+                const T *r = x + i * cs + ch * s, *g = grad ? dy + i * cs + ch * s : NULL;    \
+                bn_d##L kv = (bn_d##L){0} + k[ch], *ac = acc + 4 * ch;                        \
+                bn_d##L a0 = ac[0], a1 = ac[1], b0 = ac[2], b1 = ac[3];                       \
+                int64_t j = 0;                                                                \
+                if (rows == 4) {                                                              \
+                    for (; j + 2 * L <= s; j += 2 * L) {                                      \
+                        seg_col4_##TAG(grad, r + j, grad ? g + j : NULL, cs, kv, &a0, &b0);   \
+                        seg_col4_##TAG(grad, r + j + L, grad ? g + j + L : NULL, cs, kv, &a1, &b1);\
+                    }                                                                         \
+                    for (; j + L <= s; j += L)                                                \
+                        seg_col4_##TAG(grad, r + j, grad ? g + j : NULL, cs, kv, &a0, &b0);   \
+                } else {                                                                      \
+                    for (; j + L <= s; j += L)                                                \
+                        for (int64_t t = 0; t < rows; t++) {                                  \
+                            bn_d##L d0 = BN_LOADD_##T(L, r + t * cs + j) - kv;                \
+                            bn_d##L g0 = grad ? BN_LOADD_##T(L, g + t * cs + j) : d0;         \
+                            a0 += g0;                                                         \
+                            b0 += g0 * d0;                                                    \
+                        }                                                                     \
+                }                                                                             \
+                ac[0] = a0;                                                                   \
+                ac[1] = a1;                                                                   \
+                ac[2] = b0;                                                                   \
+                ac[3] = b1;                                                                   \
+                for (int64_t t = 0; t < rows; t++)                                            \
+                    for (int64_t jj = j; jj < s; jj++) {                                      \
+                        double d = (double)r[t * cs + jj] - k[ch];                            \
+                        double gg = grad ? (double)g[t * cs + jj] : d;                        \
+                        tail[2 * ch] += gg;                                                   \
+                        tail[2 * ch + 1] += gg * d;                                           \
+                    }                                                                         \
+            }                                                                                 \
+        }                                                                                     \
+        for (int64_t ch = 0; ch < c; ch++) {                                                  \
+            bn_d##L a = acc[4 * ch] + acc[4 * ch + 1], b = acc[4 * ch + 2] + acc[4 * ch + 3]; \
+            double t1 = tail[2 * ch], t2 = tail[2 * ch + 1];                                  \
+            for (int l = 0; l < L; l++) {                                                     \
+                t1 += a[l];                                                                   \
+                t2 += b[l];                                                                   \
+            }                                                                                 \
+            s1[ch] = t1;                                                                      \
+            s2[ch] = t2;                                                                      \
+        }                                                                                     \
+    }                                                                                         \
+    /* grad 0: out = (x - mh) * a + b; grad 1: out = k * dy + (x - mh) * a + b (per channel) */ \
+    ATTR FI_INLINE void seg_apply_##TAG(int grad, T *restrict out, const T *restrict x,       \
+                                      const T *restrict dy, const bn_coef_##T *cf, int64_t n, \
+                                      int64_t c, int64_t s) {                                 \
+        for (int64_t i = 0; i < n; i++)                                                       \
+            for (int64_t ch = 0; ch < c; ch++) {                                              \
+                int64_t o = (i * c + ch) * s;                                                 \
+                const T *r = x + o;                                                           \
+                T *w = out + o, mh = cf[ch].mh, ca = cf[ch].a, cb = cf[ch].b;                 \
+                if (grad) {                                                                   \
+                    const T *g = dy + o;                                                      \
+                    T ck = cf[ch].k;                                                          \
+                    for (int64_t j = 0; j < s; j++) w[j] = ck * g[j] + (r[j] - mh) * ca + cb; \
+                } else {                                                                      \
+                    for (int64_t j = 0; j < s; j++) w[j] = (r[j] - mh) * ca + cb;             \
+                }                                                                             \
+            }                                                                                 \
+    }
+
+#define BN_SEGMENT_RUNNERS(T, L, TAG, ATTR)                                                   \
+    /* sums of rows [i0, i1) into s1p, s2p (c doubles each): grad 0 of x - k, grad 1 of dy    \
+     * and dy * (x - k); accumulators on the stack up to BN_SEGMENT_STACK_C channels. 0, or -1: \
+     * no memory. */                                                                          \
+    ATTR FI_INLINE int seg_block_sums_##TAG(int grad, double *s1p, double *s2p, const bn_args *a,\
+                                          const double *k, int64_t i0, int64_t i1) {          \
+        int64_t c = a->c, cs = a->c * a->s;                                                   \
+        bn_d##L stack[4 * BN_SEGMENT_STACK_C + 2 * BN_SEGMENT_STACK_C * 8 / sizeof(bn_d##L) + 1]; \
+        bn_d##L *acc = stack;                                                                 \
+        if (c > BN_SEGMENT_STACK_C) {                                                         \
+            acc = aligned_alloc(64, (sizeof(bn_d##L) * 4 * c + 16 * c + 63) / 64 * 64);       \
+            if (!acc) return -1;                                                              \
+        }                                                                                     \
+        const T *x = (const T *)a->x, *dy = (const T *)a->dy;                                 \
+        seg_sums_##TAG(grad, s1p, s2p, x + i0 * cs, grad ? dy + i0 * cs : NULL, k, i1 - i0, c,\
+                      a->s, acc, (double *)(acc + 4 * c));                                    \
+        if (acc != stack) free(acc);                                                          \
+        return 0;                                                                             \
+    }                                                                                         \
+    /* block b (rows [b*rb, min(n, (b+1)*rb))) of the sums: partials at p + 2*b*c, c each */  \
+    ATTR FI_INLINE int seg_sums_block_##TAG(int kind, double *p, const bn_args *a,            \
+                                          const double *k, int64_t b, int64_t rb) {           \
+        int64_t c = a->c, hi = (b + 1) * rb < a->n ? (b + 1) * rb : a->n;                     \
+        if (kind == 2)                                                                        \
+            return seg_block_sums_##TAG(1, p + 2 * b * c, p + (2 * b + 1) * c, a, k, b * rb, hi);\
+        return seg_block_sums_##TAG(0, p + 2 * b * c, p + (2 * b + 1) * c, a, k, b * rb, hi); \
+    }                                                                                         \
+    /* block b of the output pass */                                                          \
+    ATTR FI_INLINE void seg_apply_block_##TAG(int kind, const bn_coef_##T *cf, const bn_args *a,\
+                                            int64_t b, int64_t rb) {                          \
+        int64_t cs = a->c * a->s, o = b * rb * cs;                                            \
+        int64_t rows = (b + 1) * rb < a->n ? rb : a->n - b * rb;                              \
+        const T *x = (const T *)a->x + o;                                                     \
+        T *out = (T *)a->out + o;                                                             \
+        if (kind == 2)                                                                        \
+            seg_apply_##TAG(1, out, x, (const T *)a->dy + o, cf, rows, a->c, a->s);           \
+        else                                                                                  \
+            seg_apply_##TAG(0, out, x, NULL, cf, rows, a->c, a->s);                           \
+    }                                                                                         \
+    /* kind 0: training forward, 1: forward with given statistics, 2: backward. Fixed blocks  \
+     * of rows (seg_rows_per_block): partial sums per block, added in block order, so the     \
+     * result does not depend on the thread count; blocks run on threads from                 \
+     * BN_SEGMENT_PARALLEL_MIN elements (explicit branches: an OpenMP region with a false if()\
+     * clause still costs ~0.4 us). 0, or -1: no memory. */                                   \
+    ATTR static int seg_run_##TAG(int kind, const bn_args *a) {                               \
+        int64_t c = a->c, n = a->n, s = a->s, cs = c * s;                                     \
+        int64_t rb = seg_rows_per_block(cs), nb = (n + rb - 1) / rb;                          \
+        int par = nb > 1 && n * cs >= BN_SEGMENT_PARALLEL_MIN, status = 0;                    \
+        /* scratch: shifts k (c), partial sums (2 * nb * c), coefficients (c) */              \
+        double *work = malloc(sizeof(double) * (c + 2 * nb * c) + sizeof(bn_coef_##T) * c);   \
+        if (!work) return -1;                                                                 \
+        double *k = work, *p = k + c;                                                         \
+        bn_coef_##T *cf = (bn_coef_##T *)(p + 2 * nb * c);                                    \
+        const T *x = (const T *)a->x;                                                         \
+        if (kind == 1) {                                                                      \
+            for (int64_t ch = 0; ch < c; ch++) {                                              \
+                a->invstd[ch] = 1.0 / sqrt(a->var[ch] + a->eps);                              \
+                cf[ch].mh = (T)a->mean[ch];                                                   \
+                double ca, cb;                                                                \
+                forward_coef(a->mean[ch], a->invstd[ch], (double)((const T *)a->gamma)[ch],   \
+                             (double)((const T *)a->beta)[ch], (double)cf[ch].mh, &ca, &cb);  \
+                cf[ch].a = (T)ca;                                                             \
+                cf[ch].b = (T)cb;                                                             \
+                cf[ch].k = (T)0;                                                              \
+            }                                                                                 \
+        } else {                                                                              \
+            for (int64_t ch = 0; ch < c; ch++)                                                \
+                k[ch] = kind == 2 ? a->mean[ch] : (double)x[ch * s];                          \
+            if (par) {                                                                        \
+                _Pragma("omp parallel for schedule(static) reduction(| : status)")            \
+                for (int64_t b = 0; b < nb; b++)                                              \
+                    status |= seg_sums_block_##TAG(kind, p, a, k, b, rb);                     \
+            } else {                                                                          \
+                for (int64_t b = 0; b < nb; b++)                                              \
+                    status |= seg_sums_block_##TAG(kind, p, a, k, b, rb);                     \
+            }                                                                                 \
+            if (status) {                                                                     \
+                free(work);                                                                   \
+                return -1;                                                                    \
+            }                                                                                 \
+            for (int64_t ch = 0; ch < c; ch++) {                                              \
+                double t1 = p[ch], t2 = p[c + ch];                                            \
+                for (int64_t b = 1; b < nb; b++) {                                            \
+                    t1 += p[2 * b * c + ch];                                                  \
+                    t2 += p[(2 * b + 1) * c + ch];                                            \
+                }                                                                             \
+                cf[ch] = kind == 2 ? bwd_finish_##T(a, ch, t1, t2)                            \
+                                   : fwd_finish_##T(a, ch, t1, t2, k[ch]);                    \
+            }                                                                                 \
+        }                                                                                     \
+        if (par) {                                                                            \
+            _Pragma("omp parallel for schedule(static)")                                      \
+            for (int64_t b = 0; b < nb; b++) seg_apply_block_##TAG(kind, cf, a, b, rb);       \
+        } else {                                                                              \
+            for (int64_t b = 0; b < nb; b++) seg_apply_block_##TAG(kind, cf, a, b, rb);       \
+        }                                                                                     \
+        free(work);                                                                           \
+        return 0;                                                                             \
+    }
+
+BN_SEGMENT_BODIES(float, 8, float8, BN_TARGET_AVX512)
+BN_SEGMENT_BODIES(double, 8, double8, BN_TARGET_AVX512)
+BN_SEGMENT_BODIES(float, 4, float4, BN_TARGET_AVX2_FMA)
+BN_SEGMENT_BODIES(double, 4, double4, BN_TARGET_AVX2_FMA)
+BN_SEGMENT_BODIES(float, 2, float2, )
+BN_SEGMENT_BODIES(double, 2, double2, )
+BN_SEGMENT_RUNNERS(float, 8, float8, BN_TARGET_AVX512)
+BN_SEGMENT_RUNNERS(double, 8, double8, BN_TARGET_AVX512)
+BN_SEGMENT_RUNNERS(float, 4, float4, BN_TARGET_AVX2_FMA)
+BN_SEGMENT_RUNNERS(double, 4, double4, BN_TARGET_AVX2_FMA)
+BN_SEGMENT_RUNNERS(float, 2, float2, )
+BN_SEGMENT_RUNNERS(double, 2, double2, )
+
+/* Which build the segment path runs: 0 portable, 1 AVX2, 2 AVX-512; -1 (default) the best
+ * this CPU has. Clamped to what the CPU has; returns the build now used (for tests). */
+static int bn_seg_path = -1;
+
+int fi_batch_norm_set_path(int path) {
+    int best = fi_use_avx512 ? 2 : fi_use_avx2 ? 1 : 0;
+    bn_seg_path = (path < 0 || path > best) ? best : path;
+    return bn_seg_path;
+}
+
+/* kind: 0 training forward, 1 forward with given statistics, 2 backward */
+#define BN_SEGMENT_RUN(T, kind, a)                                                            \
+    ((bn_seg_path < 0 ? fi_batch_norm_set_path(-1) : 0),                                      \
+     bn_seg_path == 2 ? seg_run_##T##8(kind, a)                                               \
+                      : bn_seg_path == 1 ? seg_run_##T##4(kind, a) : seg_run_##T##2(kind, a))
+
+static int use_segment(int64_t n, int64_t c, int64_t s, size_t elem_size) {
+    return s >= BN_SEGMENT_S_MIN && (int64_t)(n * c * s * (int64_t)elem_size) < BN_STREAM_MIN_BYTES;
+}
+
 /* ---- entry points -------------------------------------------------------------------------- */
 
 #define BN_ENTRY_POINTS(T, SUF)                                                               \
     int fi_batch_norm_forward_train_##SUF(T *y, double *mean, double *var, double *invstd,   \
                                           const T *x, const T *gamma, const T *beta,         \
                                           double eps, int64_t n, int64_t c, int64_t s) {     \
+        if (use_segment(n, c, s, sizeof(T))) {                                                  \
+            bn_args a = {.out = y, .mean = mean, .var = var, .invstd = invstd, .x = x,        \
+                         .gamma = gamma, .beta = beta, .eps = eps, .n = n, .c = c, .s = s};   \
+            return BN_SEGMENT_RUN(T, 0, &a);                                                    \
+        }                                                                                     \
         if (s >= BN_SPATIAL_MIN) {                                                            \
             bn_args a = {.out = y, .mean = mean, .var = var, .invstd = invstd, .x = x,        \
                          .gamma = gamma, .beta = beta, .eps = eps, .n = n, .c = c, .s = s,    \
@@ -537,6 +831,12 @@ BN_ROW_PATH(double)
                                          const T *beta, const double *mean,                   \
                                          const double *var, double eps, int64_t n, int64_t c, \
                                          int64_t s) {                                         \
+        if (use_segment(n, c, s, sizeof(T))) {                                                  \
+            bn_args a = {.out = y, .mean = (double *)mean, .var = (double *)var,              \
+                         .invstd = invstd, .x = x, .gamma = gamma, .beta = beta, .eps = eps,  \
+                         .n = n, .c = c, .s = s};                                             \
+            return BN_SEGMENT_RUN(T, 1, &a);                                                    \
+        }                                                                                     \
         if (s >= BN_SPATIAL_MIN) {                                                            \
             bn_args a = {.out = y, .mean = (double *)mean, .var = (double *)var,              \
                          .invstd = invstd, .x = x, .gamma = gamma, .beta = beta, .eps = eps,  \
@@ -568,6 +868,12 @@ BN_ROW_PATH(double)
                                      const T *gamma, const double *mean,                      \
                                      const double *invstd, int training, int64_t n,           \
                                      int64_t c, int64_t s) {                                  \
+        if (use_segment(n, c, s, sizeof(T))) {                                                  \
+            bn_args a = {.out = dx, .dgamma = dgamma, .dbeta = dbeta, .mean = (double *)mean, \
+                         .invstd = (double *)invstd, .x = x, .dy = dy, .gamma = gamma,        \
+                         .n = n, .c = c, .s = s, .training = training};                       \
+            return BN_SEGMENT_RUN(T, 2, &a);                                                    \
+        }                                                                                     \
         if (s >= BN_SPATIAL_MIN) {                                                            \
             bn_args a = {.out = dx, .dgamma = dgamma, .dbeta = dbeta, .mean = (double *)mean, \
                          .invstd = (double *)invstd, .x = x, .dy = dy, .gamma = gamma,        \

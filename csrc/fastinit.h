@@ -143,6 +143,9 @@ int fi_batch_norm_backward_f64(double *dx, double *dgamma, double *dbeta, const 
                                const double *x, const double *gamma, const double *mean,
                                const double *invstd, int training, int64_t n, int64_t c,
                                int64_t s);
+/* Build of the segment path (S >= 8, output below 16 MB): 0 portable, 1 AVX2, 2 AVX-512, -1 the
+ * best this CPU has (default). Clamped to what the CPU has; returns the build now used (tests). */
+int fi_batch_norm_set_path(int path);
 
 /* ---- optim.c ---- */
 /* SGD in place over count arrays of sizes[i] elements at p[i], g[i], v[i] (v NULL without
@@ -190,6 +193,9 @@ int fi_mse_f64(double *loss, double *dpred, const double *pred, const double *ta
 
 /* ---- pool.c ---- */
 /* x, dx (p, h, w) planes; y, dy (p, oh, ow); windows at (a*sh - ph, b*sw - pw). */
+/* Build of the non-overlapping max pool fast path: 0 portable, 1 AVX2, 2 AVX-512, -1 the best
+ * this CPU has (default). Clamped to what the CPU has; returns the build now used (tests). */
+int fi_pool_set_path(int path);
 void fi_max_pool2d_f32(float *y, const float *x, int64_t p, int64_t h, int64_t w, int64_t oh,
                        int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                        int64_t pw);

@@ -415,3 +415,98 @@ def test_large_output_streaming_path(fast_backend):
     y, _ = fi.batch_norm(x, gamma, beta, rm, rv, training=False, backend=fast_backend)
     y0, _ = fi.batch_norm(x, gamma, beta, rm, rv, training=False, backend="numpy")
     np.testing.assert_allclose(y, y0, rtol=2e-5, atol=2e-5)
+
+
+# ---- the segment path (S >= 8, output below 16 MB) ---------------------------------------------
+# Both fast backends walk x in memory order, (n, c) segments of S, 4 rows at a time, in fixed
+# blocks of rows (threads from 2**17 elements). Shapes: the small CNN's activations, rows not a
+# multiple of 4, S not a multiple of any vector length, C above the C kernel's 64 stack channels,
+# several blocks on threads with a short last block, S = 8 (the smallest) and S = 7 (row path).
+SEGMENT_SHAPES = [(64, 16, 8, 8), (64, 32, 4, 4), (5, 70, 3, 3), (7, 3, 5, 5), (9, 2, 2, 4),
+                  (130, 16, 8, 8), (66, 8, 16, 17), (6, 5, 1, 7)]
+
+
+def _bn_builds(backend):
+    """The C builds of the segment path this CPU can run (0 portable, 1 AVX2, 2 AVX-512)."""
+    from fastinit import _c
+    if backend != "c" or _c.lib is None:
+        return [None]
+    return list(range(_c.lib.fi_batch_norm_set_path(-1) + 1))
+
+
+def _bn_set_build(path):
+    from fastinit import _c
+    if path is None:
+        if _c.lib is not None:
+            _c.lib.fi_batch_norm_set_path(-1)
+    else:
+        assert _c.lib.fi_batch_norm_set_path(path) == path
+
+
+@pytest.mark.parametrize("shape", SEGMENT_SHAPES)
+def test_segment_path_matches_reference(fast_backend, dtype, shape):
+    rng, x, gamma, beta = _data(shape, dtype, 20 + sum(shape))
+    dy = rng.standard_normal(shape).astype(dtype)
+    rm = rng.standard_normal(shape[1]).astype(dtype)
+    rv = rng.uniform(0.5, 3.0, shape[1]).astype(dtype)
+    tol = TOL[dtype]
+    y0, s0 = fi.batch_norm(x, gamma, beta, backend="numpy")
+    dx0, dg0, db0 = fi.batch_norm_backward(dy, x, gamma, s0, backend="numpy")
+    ye0, se0 = fi.batch_norm(x, gamma, beta, rm, rv, training=False, backend="numpy")
+    want_eval = fi.batch_norm_backward(dy, x, gamma, se0, backend="numpy")
+    scale = max(np.abs(dx0).max(), np.abs(dy).max() * np.abs(gamma * s0.invstd).max())
+    try:
+        for build in _bn_builds(fast_backend):
+            _bn_set_build(build)
+            y, s = fi.batch_norm(x, gamma, beta, backend=fast_backend)
+            np.testing.assert_allclose(y, y0, **tol)
+            np.testing.assert_allclose(s.mean, s0.mean, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(s.var, s0.var, rtol=1e-10, atol=1e-12)
+            dx, dg, db = fi.batch_norm_backward(dy, x, gamma, s, backend=fast_backend)
+            np.testing.assert_allclose(dx / scale, dx0 / scale, rtol=0, atol=tol["atol"] * 4)
+            np.testing.assert_allclose(dg, dg0, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
+            np.testing.assert_allclose(db, db0, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
+            ye, se = fi.batch_norm(x, gamma, beta, rm, rv, training=False, backend=fast_backend)
+            np.testing.assert_allclose(ye, ye0, **tol)
+            got = fi.batch_norm_backward(dy, x, gamma, se, backend=fast_backend)
+            for a, b in zip(got, want_eval):
+                np.testing.assert_allclose(a, b, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
+    finally:
+        _bn_set_build(None)
+
+
+@pytest.mark.parametrize("shape", [(64, 16, 8, 8), (130, 16, 8, 8)])
+def test_segment_path_mean_1000_every_build(fast_backend, shape):
+    rng = np.random.default_rng(5)
+    x = (1000.0 + rng.standard_normal(shape)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    try:
+        for build in _bn_builds(fast_backend):
+            _bn_set_build(build)
+            y, s = fi.batch_norm(x, None, None, backend=fast_backend)
+            np.testing.assert_allclose(s.mean, x64.mean(axis=(0, 2, 3)), rtol=1e-12)
+            np.testing.assert_allclose(s.var, x64.var(axis=(0, 2, 3)), rtol=1e-9)
+            want = ((x64 - x64.mean(axis=(0, 2, 3), keepdims=True))
+                    / np.sqrt(x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5))
+            np.testing.assert_allclose(y, want, rtol=0, atol=2e-5)
+    finally:
+        _bn_set_build(None)
+
+
+def test_segment_path_does_not_depend_on_threads(fast_backend):
+    """Fixed blocks of rows, summed in block order: the same bits on 1 and 2 threads."""
+    rng, x, gamma, beta = _data((130, 16, 8, 8), np.float32, 9)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    import numba
+    before = fi.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            fi.set_num_threads(threads)
+            y, s = fi.batch_norm(x, gamma, beta, backend=fast_backend)
+            runs.append((y, s.mean, s.var) + fi.batch_norm_backward(dy, x, gamma, s,
+                                                                    backend=fast_backend))
+    finally:
+        fi.set_num_threads(before)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)

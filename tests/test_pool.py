@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fastinit import backends
 from fastinit.ops import pool
 
 CASES = [((2, 3, 8, 8), 2, None, 0), ((1, 2, 7, 9), 3, 2, 1), ((3, 1, 5, 6), (2, 3), (1, 2), (1, 0)),
@@ -92,3 +93,129 @@ def test_bad_input():
         pool.max_pool2d_backward(np.zeros((1, 1, 2, 2)), x, 2)
     with pytest.raises(ValueError, match="pooled shape"):
         pool.avg_pool2d_backward(np.zeros((1, 1, 3, 3), np.float32), x, 2)
+
+
+# ---- max pooling fast paths (stride == kernel, no padding) --------------------------------------
+# The C kernels (csrc/pool.c) and Numba kernels (fastinit/_numba/pool.py) reduce 2x2 windows
+# with vector steps and k x k windows without bounds checks; they must give the reference's
+# exact bits: the first maximum wins, NaN never wins, an all-NaN / -inf window gives -inf and
+# sends its gradient to element 0 of its plane, and dx = 0 + dy at the winner (-0 -> +0).
+
+def _c_builds():
+    """The C builds of the fast paths this CPU can run (0 portable, 1 AVX2, 2 AVX-512)."""
+    from fastinit import _c
+    if _c.lib is None:
+        return [None]
+    return list(range(_c.lib.fi_pool_set_path(-1) + 1))
+
+
+def _builds(backend):
+    return _c_builds() if backend == "c" else [None]
+
+
+def _set_build(path):
+    from fastinit import _c
+    if path is not None:
+        assert _c.lib.fi_pool_set_path(path) == path
+
+
+def _reset_build():
+    from fastinit import _c
+    if _c.lib is not None:
+        _c.lib.fi_pool_set_path(-1)
+
+
+def _pool_data(shape, dtype, mode, seed):
+    r = np.random.default_rng(seed)
+    x = r.standard_normal(shape)
+    if mode == "ties":  # few distinct values, both zeros: the first maximum must win
+        x = r.integers(-2, 2, shape).astype(np.float64)
+        x[r.random(shape) < 0.3] = -0.0
+    elif mode == "nan":
+        x[r.random(shape) < 0.3] = np.nan
+    elif mode == "inf":
+        x[r.random(shape) < 0.5] = -np.inf
+        x[r.random(shape) < 0.1] = np.nan
+    elif mode == "no_winner":  # whole planes of NaN / -inf: every window without a winner
+        x[::2] = np.nan
+        x[1::4] = -np.inf
+        x[1::4, 0, 0] = 5.0
+    return x.astype(dtype)
+
+
+def _same_bits(got, want):
+    u = f"u{got.dtype.itemsize}"
+    np.testing.assert_array_equal(got.view(u), want.view(u))
+
+
+def _check_fast_max(backend, x, k):
+    p, h, w = x.shape
+    oh, ow = h // k, w // k
+    r = np.random.default_rng(p + h + w)
+    dy = r.standard_normal((p, oh, ow)).astype(x.dtype)
+    dy[r.random(dy.shape) < 0.1] = -0.0
+    want_y = np.empty((p, oh, ow), x.dtype)
+    want_dx = np.empty(x.shape, x.dtype)
+    from fastinit.reference import pool as ref
+    ref.max_pool2d(want_y, x, k, k, k, k, 0, 0)
+    ref.max_pool2d_backward(want_dx, dy, x, k, k, k, k, 0, 0)
+    fwd, _ = backends.kernel("pool", "max_pool2d", backend)
+    bwd, _ = backends.kernel("pool", "max_pool2d_backward", backend)
+    y = np.full((p, oh, ow), 7.0, x.dtype)
+    dx = np.full(x.shape, np.nan, x.dtype)  # the kernels write every element of dx
+    fwd(y, x, k, k, k, k, 0, 0)
+    bwd(dx, dy, x, k, k, k, k, 0, 0)
+    _same_bits(y, want_y)
+    _same_bits(dx, want_dx)
+    # and through the public API, on the (N, C, H, W) view
+    x4 = x.reshape(1, p, h, w)
+    _same_bits(pool.max_pool2d(x4, k, backend=backend), want_y.reshape(1, p, oh, ow))
+    _same_bits(pool.max_pool2d_backward(dy.reshape(1, p, oh, ow), x4, k, backend=backend),
+               want_dx.reshape(x4.shape))
+
+
+# (P, H, W), k: 2x2 with OW below, at and above the vector lengths (4 .. 16), whole row pairs
+# (W == 2*OW) or not, odd H / W (floor: the last row / column belongs to no window), 3x3.
+FAST_CASES = [((6, 8, 8), 2), ((5, 4, 4), 2), ((3, 2, 2), 2), ((7, 2, 4), 2), ((2, 16, 16), 2),
+              ((2, 4, 32), 2), ((2, 6, 64), 2), ((2, 4, 66), 2), ((4, 9, 8), 2), ((4, 8, 9), 2),
+              ((3, 7, 7), 2), ((3, 5, 34), 2), ((6, 9, 9), 3), ((4, 10, 11), 3), ((3, 3, 3), 3)]
+
+
+@pytest.mark.parametrize("shape,k", FAST_CASES)
+@pytest.mark.parametrize("mode", ["normal", "ties", "nan", "inf", "no_winner"])
+def test_max_pool_fast_paths_bit_exact(fast_backend, dtype, shape, k, mode):
+    x = _pool_data(shape, dtype, mode, sum(shape))
+    try:
+        for build in _builds(fast_backend):
+            _set_build(build)
+            _check_fast_max(fast_backend, x, k)
+    finally:
+        _reset_build()
+
+
+# Both sides of the serial / threads thresholds (C: 2**16 inputs backward, 2**17 forward;
+# Numba: 2**17 / 2**18), an odd height on threads, planes not a multiple of the block of 64.
+@pytest.mark.parametrize("shape,k", [((1000, 8, 8), 2), ((1030, 8, 8), 2), ((2100, 8, 8), 2),
+                                     ((1030, 9, 8), 2), ((4200, 8, 8), 2), ((600, 9, 9), 3)])
+def test_max_pool_fast_paths_threads_bit_exact(fast_backend, shape, k):
+    x = _pool_data(shape, np.float32, "nan", 7)
+    x[1::3] = _pool_data((len(x[1::3]),) + shape[1:], np.float32, "ties", 8)
+    x[5::50] = -np.inf
+    try:
+        for build in _builds(fast_backend):
+            _set_build(build)
+            _check_fast_max(fast_backend, x, k)
+    finally:
+        _reset_build()
+
+
+@pytest.mark.parametrize("shape,k,s,p", CASES)
+@pytest.mark.parametrize("mode", ["ties", "inf", "no_winner"])
+def test_max_pool_generic_path_nan_inf_ties_bit_exact(fast_backend, shape, k, s, p, mode):
+    """Overlapping windows and padding (the generic kernels) keep the same semantics."""
+    x = _pool_data(shape, np.float64, mode, 3).reshape(shape)
+    dy = np.random.default_rng(4).standard_normal(pool.pool2d_output_shape(shape, k, s, p))
+    _same_bits(pool.max_pool2d(x, k, s, p, backend=fast_backend),
+               pool.max_pool2d(x, k, s, p, backend="numpy"))
+    _same_bits(pool.max_pool2d_backward(dy, x, k, s, p, backend=fast_backend),
+               pool.max_pool2d_backward(dy, x, k, s, p, backend="numpy"))

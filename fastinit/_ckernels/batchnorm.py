@@ -7,8 +7,17 @@ import numpy as np
 from .. import _c
 
 
+_FNS = {}
+
+
 def _fn(name, dtype):
-    return getattr(_c.lib, f"fi_batch_norm_{name}_{'f32' if dtype == np.float32 else 'f64'}")
+    """The C function of kernel ``name`` for ``dtype`` (looked up once: this runs per call)."""
+    try:
+        return _FNS[name, dtype]
+    except KeyError:
+        fn = getattr(_c.lib, f"fi_batch_norm_{name}_{'f32' if dtype == np.float32 else 'f64'}")
+        _FNS[name, dtype] = fn
+        return fn
 
 
 def _check(status):

@@ -1,12 +1,19 @@
 """Numba kernels of batch norm (same contract as :mod:`fastinit.reference.batchnorm`).
 
-x is a C-contiguous (N, C, S) array. Two layouts of the work, chosen by S:
+x is a C-contiguous (N, C, S) array. Three layouts of the work:
 
-* channel path (S >= SPATIAL_MIN, e.g. NCHW activations): one channel per task, in parallel over
-  channels. A channel is read once from memory for its sums, then again, from cache (a channel
-  of 64x56x56 float32 is 800 KB, L2 is 2 MB), for the output: y costs about one copy of x.
-* row path (small S, e.g. (N, C) input): fixed blocks of BLOCK_ROWS rows in parallel, each summing
-  into its own (C*S,) partial-sum rows, combined in block order.
+* segment path (S >= SEG_S_MIN and output below STREAM_MIN_BYTES, as csrc/batchnorm.c): x in
+  memory order, seen as rows of L = C*S. The sums add 4 rows at a time as a tree into
+  per-position float64 accumulators (L,), reduced per channel at the end; the output pass
+  applies each (n, c) segment's channel coefficients. Fixed blocks of rows (partial sums added
+  in block order); threads only from SEG_PARALLEL_MIN elements (64x16x8x8 runs serially:
+  channel by channel its rows are 4 KB apart, and a parallel launch costs more than it saves).
+* channel path (other S >= SPATIAL_MIN, large NCHW activations): one channel per task, in
+  parallel over channels. A channel is read once from memory for its sums, then again, from
+  cache (a channel of 64x56x56 float32 is 800 KB, L2 is 2 MB), for the output: y costs about
+  one copy of x.
+* row path (other small S, e.g. (N, C) input): fixed blocks of BLOCK_ROWS rows in parallel,
+  each summing into its own (C*S,) partial-sum rows, combined in block order.
 
 Sums are float64 whatever the data dtype, taken around a per-channel shift k = x[0, c, 0]
 (sum of x - k and of (x - k)**2), so data of mean 1000 and std 1 gives its variance to float64
@@ -33,6 +40,11 @@ SPATIAL_MIN = 64
 STREAM_MIN_BYTES = 16 << 20
 #: Elements per block of the row path (fixed: results do not depend on the thread count).
 BLOCK_ELEMENTS = 1 << 14
+#: Segment path (S >= SEG_S_MIN, output below STREAM_MIN_BYTES): rows go in fixed blocks of
+#: about SEG_BLOCK elements, on threads from SEG_PARALLEL_MIN elements (as csrc/batchnorm.c).
+SEG_S_MIN = 8
+SEG_BLOCK = 1 << 16
+SEG_PARALLEL_MIN = 1 << 17
 
 
 # ---- per-channel pieces --------------------------------------------------------------------------
@@ -358,6 +370,241 @@ def _bwd_rows_coef(dgamma, dbeta, coef, x, gamma, mean, invstd, training, p1, p2
                        training)
 
 
+# ---- segment path (as csrc/batchnorm.c): x in memory order, (n, c) segments of S ----------------
+
+@njit
+def _seg_reduce(s1, s2, acc1, acc2, s_count):
+    """s1[c] = sum of acc1[c*S : (c+1)*S] (s2 likewise), in order."""
+    for c in range(s1.shape[0]):
+        t1 = 0.0
+        t2 = 0.0
+        for t in range(c * s_count, (c + 1) * s_count):
+            t1 += acc1[t]
+            t2 += acc2[t]
+        s1[c] = t1
+        s2[c] = t2
+
+
+@njit
+def _seg_sums(s1, s2, x, k_l, lo, hi):
+    """Per channel, over rows lo..hi-1: s1 = sum(x - k), s2 = sum((x - k)**2), float64.
+
+    x is seen as rows of L = C*S (k_l: the shift of each of the L positions); 4 rows at a
+    time are added as a tree into per-position float64 accumulators. The inner loop runs over
+    L, contiguous and long, and vectorises (over a segment of S = 16 it did not: 5x slower)."""
+    n, c_count, s_count = x.shape
+    x2 = x.reshape(n, c_count * s_count)
+    length = x2.shape[1]
+    acc1 = np.zeros(length)
+    acc2 = np.zeros(length)
+    i = lo
+    while i + 4 <= hi:
+        r0 = x2[i]
+        r1 = x2[i + 1]
+        r2 = x2[i + 2]
+        r3 = x2[i + 3]
+        for j in range(length):
+            kk = k_l[j]
+            d0 = np.float64(r0[j]) - kk
+            d1 = np.float64(r1[j]) - kk
+            d2 = np.float64(r2[j]) - kk
+            d3 = np.float64(r3[j]) - kk
+            acc1[j] += (d0 + d1) + (d2 + d3)
+            acc2[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        i += 4
+    for r in range(i, hi):
+        row = x2[r]
+        for j in range(length):
+            d = np.float64(row[j]) - k_l[j]
+            acc1[j] += d
+            acc2[j] += d * d
+    _seg_reduce(s1, s2, acc1, acc2, s_count)
+
+
+@njit
+def _seg_grad_sums(s1, s2, dy, x, m_l, lo, hi):
+    """Per channel, over rows lo..hi-1: s1 = sum(dy), s2 = sum(dy * (x - mean)), float64
+    (m_l: the mean of each of the L = C*S positions); as _seg_sums."""
+    n, c_count, s_count = x.shape
+    x2 = x.reshape(n, c_count * s_count)
+    g2 = dy.reshape(n, c_count * s_count)
+    length = x2.shape[1]
+    acc1 = np.zeros(length)
+    acc2 = np.zeros(length)
+    i = lo
+    while i + 4 <= hi:
+        r0 = x2[i]
+        r1 = x2[i + 1]
+        r2 = x2[i + 2]
+        r3 = x2[i + 3]
+        g0 = g2[i]
+        g1 = g2[i + 1]
+        g2_ = g2[i + 2]
+        g3 = g2[i + 3]
+        for j in range(length):
+            m = m_l[j]
+            e0 = np.float64(g0[j])
+            e1 = np.float64(g1[j])
+            e2 = np.float64(g2_[j])
+            e3 = np.float64(g3[j])
+            acc1[j] += (e0 + e1) + (e2 + e3)
+            acc2[j] += ((e0 * (np.float64(r0[j]) - m) + e1 * (np.float64(r1[j]) - m))
+                        + (e2 * (np.float64(r2[j]) - m) + e3 * (np.float64(r3[j]) - m)))
+        i += 4
+    for r in range(i, hi):
+        row = x2[r]
+        grow = g2[r]
+        for j in range(length):
+            e = np.float64(grow[j])
+            acc1[j] += e
+            acc2[j] += e * (np.float64(row[j]) - m_l[j])
+    _seg_reduce(s1, s2, acc1, acc2, s_count)
+
+
+@njit
+def _seg_apply(y, x, coef, lo, hi):
+    """y = (x - mh) * a + b over rows lo..hi-1, coef = (mh, a, b) per channel (data dtype)."""
+    for i in range(lo, hi):
+        for c in range(x.shape[1]):
+            mh = coef[0, c]
+            a = coef[1, c]
+            b = coef[2, c]
+            xr = x[i, c]
+            yr = y[i, c]
+            for j in range(x.shape[2]):
+                yr[j] = (xr[j] - mh) * a + b
+
+
+@njit
+def _seg_apply2(dx, dy, x, coef, lo, hi):
+    """dx = k * dy + (x - mh) * p + q over rows lo..hi-1, coef = (k, mh, p, q) per channel."""
+    for i in range(lo, hi):
+        for c in range(x.shape[1]):
+            k = coef[0, c]
+            mh = coef[1, c]
+            p = coef[2, c]
+            q = coef[3, c]
+            xr = x[i, c]
+            gr = dy[i, c]
+            dr = dx[i, c]
+            for j in range(x.shape[2]):
+                dr[j] = k * gr[j] + (xr[j] - mh) * p + q
+
+
+@njit
+def _seg_rows_per_block(row_length):
+    """Rows per block: a multiple of 4 near SEG_BLOCK elements, fixed by the shape."""
+    return max(4, SEG_BLOCK // max(1, row_length) // 4 * 4)
+
+
+@njit
+def _seg_finish_fwd(mean, var, invstd, coef, x, gamma, beta, eps, part, shift):
+    n, c_count, s_count = x.shape
+    for c in range(c_count):
+        t1 = part[0, 0, c]
+        t2 = part[0, 1, c]
+        for b in range(1, part.shape[0]):
+            t1 += part[b, 0, c]
+            t2 += part[b, 1, c]
+        _stats(c, t1, t2, np.float64(n * s_count), shift[c], mean, var, invstd, eps)
+        _forward_coef(coef, c, mean, invstd, gamma, beta)
+
+
+@njit
+def _seg_finish_bwd(dgamma, dbeta, coef, x, gamma, mean, invstd, training, part):
+    n, c_count, s_count = x.shape
+    for c in range(c_count):
+        t1 = part[0, 0, c]
+        t2 = part[0, 1, c]
+        for b in range(1, part.shape[0]):
+            t1 += part[b, 0, c]
+            t2 += part[b, 1, c]
+        dbeta[c] = t1
+        dgamma[c] = t2 * invstd[c]
+        _backward_coef(coef, c, np.float64(n * s_count), mean, invstd, gamma, t1, t2, training)
+
+
+@njit
+def _seg_fwd_train(y, mean, var, invstd, x, gamma, beta, eps):
+    n, c_count, s_count = x.shape
+    rb = _seg_rows_per_block(c_count * s_count)
+    nb = (n + rb - 1) // rb
+    shift = np.empty(c_count)
+    for c in range(c_count):
+        shift[c] = x[0, c, 0]
+    shift_l = _expand(shift, s_count)
+    part = np.empty((nb, 2, c_count))
+    for b in range(nb):
+        _seg_sums(part[b, 0], part[b, 1], x, shift_l, b * rb, min(n, (b + 1) * rb))
+    coef = np.empty((3, c_count), x.dtype)
+    _seg_finish_fwd(mean, var, invstd, coef, x, gamma, beta, eps, part, shift)
+    _seg_apply(y, x, coef, 0, n)
+
+
+@pjit
+def _seg_fwd_train_par(y, mean, var, invstd, x, gamma, beta, eps):
+    n, c_count, s_count = x.shape
+    rb = _seg_rows_per_block(c_count * s_count)
+    nb = (n + rb - 1) // rb
+    shift = np.empty(c_count)
+    for c in range(c_count):
+        shift[c] = x[0, c, 0]
+    shift_l = _expand(shift, s_count)
+    part = np.empty((nb, 2, c_count))
+    for b in prange(nb):
+        _seg_sums(part[b, 0], part[b, 1], x, shift_l, b * rb, min(n, (b + 1) * rb))
+    coef = np.empty((3, c_count), x.dtype)
+    _seg_finish_fwd(mean, var, invstd, coef, x, gamma, beta, eps, part, shift)
+    for b in prange(nb):
+        _seg_apply(y, x, coef, b * rb, min(n, (b + 1) * rb))
+
+
+@njit
+def _seg_fwd_eval(y, invstd, x, gamma, beta, mean, var, eps):
+    coef = np.empty((3, x.shape[1]), x.dtype)
+    _eval_coef(invstd, coef, gamma, beta, mean, var, eps)
+    _seg_apply(y, x, coef, 0, x.shape[0])
+
+
+@pjit
+def _seg_fwd_eval_par(y, invstd, x, gamma, beta, mean, var, eps):
+    n = x.shape[0]
+    rb = _seg_rows_per_block(x.shape[1] * x.shape[2])
+    coef = np.empty((3, x.shape[1]), x.dtype)
+    _eval_coef(invstd, coef, gamma, beta, mean, var, eps)
+    for b in prange((n + rb - 1) // rb):
+        _seg_apply(y, x, coef, b * rb, min(n, (b + 1) * rb))
+
+
+@njit
+def _seg_backward(dx, dgamma, dbeta, dy, x, gamma, mean, invstd, training):
+    n, c_count, s_count = x.shape
+    rb = _seg_rows_per_block(c_count * s_count)
+    nb = (n + rb - 1) // rb
+    mean_l = _expand(mean, s_count)
+    part = np.empty((nb, 2, c_count))
+    for b in range(nb):
+        _seg_grad_sums(part[b, 0], part[b, 1], dy, x, mean_l, b * rb, min(n, (b + 1) * rb))
+    coef = np.empty((4, c_count), x.dtype)
+    _seg_finish_bwd(dgamma, dbeta, coef, x, gamma, mean, invstd, training, part)
+    _seg_apply2(dx, dy, x, coef, 0, n)
+
+
+@pjit
+def _seg_backward_par(dx, dgamma, dbeta, dy, x, gamma, mean, invstd, training):
+    n, c_count, s_count = x.shape
+    rb = _seg_rows_per_block(c_count * s_count)
+    nb = (n + rb - 1) // rb
+    mean_l = _expand(mean, s_count)
+    part = np.empty((nb, 2, c_count))
+    for b in prange(nb):
+        _seg_grad_sums(part[b, 0], part[b, 1], dy, x, mean_l, b * rb, min(n, (b + 1) * rb))
+    coef = np.empty((4, c_count), x.dtype)
+    _seg_finish_bwd(dgamma, dbeta, coef, x, gamma, mean, invstd, training, part)
+    for b in prange(nb):
+        _seg_apply2(dx, dy, x, coef, b * rb, min(n, (b + 1) * rb))
+
+
 # ---- the kernels (contract of fastinit.reference.batchnorm) -------------------------------------
 
 def _parallel(x):
@@ -378,7 +625,16 @@ def _shift_row(x):
     return _expand(np.ascontiguousarray(x[0, :, 0]).astype(np.float64), x.shape[2])
 
 
+def _segment(x):
+    """The segment path applies (as csrc/batchnorm.c)."""
+    return x.shape[2] >= SEG_S_MIN and x.nbytes < STREAM_MIN_BYTES
+
+
 def batch_norm_forward_train(y, mean, var, invstd, x, gamma, beta, eps):
+    if _segment(x):
+        (_seg_fwd_train_par if x.size >= SEG_PARALLEL_MIN else _seg_fwd_train)(
+            y, mean, var, invstd, x, gamma, beta, eps)
+        return
     n, c_count, s_count = x.shape
     coef = np.empty((3, c_count), x.dtype)
     par = _parallel(x)
@@ -399,6 +655,10 @@ def batch_norm_forward_train(y, mean, var, invstd, x, gamma, beta, eps):
 
 
 def batch_norm_forward_eval(y, invstd, x, gamma, beta, mean, var, eps):
+    if _segment(x):
+        (_seg_fwd_eval_par if x.size >= SEG_PARALLEL_MIN else _seg_fwd_eval)(
+            y, invstd, x, gamma, beta, mean, var, eps)
+        return
     n, c_count, s_count = x.shape
     coef = np.empty((3, c_count), x.dtype)
     par = _parallel(x)
@@ -414,6 +674,10 @@ def batch_norm_forward_eval(y, invstd, x, gamma, beta, mean, var, eps):
 
 
 def _backward(dx, dgamma, dbeta, dy, x, gamma, mean, invstd, training):
+    if _segment(x):
+        (_seg_backward_par if x.size >= SEG_PARALLEL_MIN else _seg_backward)(
+            dx, dgamma, dbeta, dy, x, gamma, mean, invstd, training)
+        return
     n, c_count, s_count = x.shape
     coef = np.empty((4, c_count), x.dtype)
     par = _parallel(x)
