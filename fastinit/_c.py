@@ -38,7 +38,7 @@ _CARRAYS = {dt: decl[:-2] + "[]" for dt, decl in _CTYPES.items()}
 def ptr(a):
     """A typed C array over the data of C-contiguous array ``a`` (kept alive by the caller);
     it passes where the C function takes a pointer."""
-    return ffi.from_buffer(_CARRAYS[a.dtype], a, require_writable=False)
+    return ffi.from_buffer(_CARRAYS[a.dtype], a)  # read-only buffers too (cffi default)
 
 
 def cpu_features():

@@ -56,7 +56,7 @@ def _exercises():
         yield "conv2d", conv
     if hasattr(fi, "batch_norm"):
         def bn(dtype, backend):
-            for shape in ((8, 3), (4, 3, 5, 5), (8, 8, 32, 32)):
+            for shape in ((8, 3), (4, 3, 5, 5), (8, 8, 32, 32), (8, 16, 32, 32)):
                 x = r.standard_normal(shape).astype(dtype)
                 g = np.ones(shape[1], dtype)
                 y, saved = fi.batch_norm(x, g, g * 0, backend=backend)
@@ -69,6 +69,19 @@ def _exercises():
                 fi.clip_grad_norm_(g, 1.0, backend=backend)
                 fi.clip_grad_value_(g, 0.5, backend=backend)
         yield "clip", clip
+
+    if hasattr(fi, "max_pool2d"):
+        def pool(dtype, backend):
+            # the 2x2 and k x k fast paths, the generic (padded, overlapping) one; serial and
+            # threaded sizes
+            for shape in ((2, 3, 8, 8), (4, 32, 64, 64)):
+                x = r.standard_normal(shape).astype(dtype)
+                for k, s, p in ((2, 2, 0), (3, 3, 0), (3, 2, 1)):
+                    y = fi.max_pool2d(x, k, s, p, backend=backend)
+                    fi.max_pool2d_backward(y, x, k, s, p, backend=backend)
+                    y = fi.avg_pool2d(x, k, s, p, backend=backend)
+                    fi.avg_pool2d_backward(y, x, k, s, p, backend=backend)
+        yield "pool", pool
 
     def sgd(dtype, backend):
         for n in sizes:

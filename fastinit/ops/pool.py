@@ -65,7 +65,7 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, *, backend=N
     """dx: each dy goes to its window's (first) maximum of x; overlaps add up."""
     (n, c, h, w, oh, ow), k = _args(x, kernel_size, stride, padding)
     dyc = _grad_args(dy, x.shape, x.dtype, oh, ow)
-    dx = np.zeros(x.shape, x.dtype)
+    dx = np.empty(x.shape, x.dtype)  # every kernel writes all of dx (tests pre-fill NaN)
     if dx.size:
         fn, _ = backends.kernel("pool", "max_pool2d_backward", backend)
         fn(dx.reshape(n * c, h, w), dyc.reshape(n * c, oh, ow),
