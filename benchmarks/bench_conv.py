@@ -5,7 +5,9 @@
     pytest --benchmark benchmarks/bench_conv.py     # pytest-benchmark groups
 
 Shapes: a ResNet stage (N32 C64 56x56 K64, "same" padding) at 3x3, 5x5 and 7x7; N64 C32 32x32
-K32 3x3; a first layer (N8 C3 224x224 K64 3x3); a depthwise 3x3 (N32 C64 56x56, groups 64).
+K32 3x3; a first layer (N8 C3 224x224 K64 3x3); a depthwise 3x3 (N32 C64 56x56, groups 64);
+the two layers of the teaching CNN (``fastinit train --model cnn``: N64 C1 8x8 K16 and N64 C16
+4x4 K32, 3x3; microseconds, so the per-call overhead counts as much as the kernel).
 Targets (2 threads, float32): 3x3 forward >= 2.0x torch, 3x3 backward >= 1.5x, 5x5 forward
 >= 1.2x, 7x7 forward >= 1.0x, no shape below 0.8x.
 
@@ -19,6 +21,8 @@ thread pool exists in a process, torch's own kernels there ran up to 2x slower (
 17.6 ms), which would flatter every ratio after it. The pause between calls is 5 ms: on this
 VM, pauses of 20-50 ms let the kernel's proactive reclaim (kdamond) take idle buffers back, and
 both libraries then paid page faults at random (N64 C32 32x32: 2 ms calls became 14 ms).
+The two CNN shapes take microseconds: they run 20x the pairs with no pause (after 5 ms idle,
+both libraries' threads sleep and a call pays their wake-up, tens of microseconds).
 """
 import argparse
 import os
@@ -43,6 +47,8 @@ SHAPES = {
     "3x3-small": (64, 32, 32, 32, 3, 1),
     "3x3-first": (8, 3, 224, 64, 3, 1),
     "3x3-depthwise": (32, 64, 56, 64, 3, 64),
+    "cnn-conv1": (64, 1, 8, 16, 3, 1),
+    "cnn-conv2": (64, 16, 4, 32, 3, 1),
 }
 BACKENDS = [b for b in ("c", "numba") if fi.backends.available()[b] is None]
 
@@ -161,11 +167,14 @@ def main(argv=None):
         case = Case(SHAPES[name], dtype)
         for backend in backends:
             case.check(backend)
-            res = ratios(case, backend, args.reps)
+            tiny = case.flops < 1e8   # microsecond calls: no pause (a 5 ms pause let the
+            # threads fall asleep, and every call then paid their wake-up), many more pairs
+            res = ratios(case, backend, args.reps * 20 if tiny else args.reps,
+                         0.0 if tiny else 0.005)
             (fa, fb, fr, fm), (ba, bb, br, bm) = res["forward"], res["backward"]
             how = conv_ops.plan(case.x, case.w, padding="same", groups=case.g, backend=backend)
-            print(f"{name:14s} {backend:7s} {fa * 1e3:7.1f} {fb * 1e3:7.1f} {fr:6.2f} {fm:5.2f}   "
-                  f"{ba * 1e3:7.1f} {bb * 1e3:7.1f} {br:6.2f} {bm:5.2f}  "
+            print(f"{name:14s} {backend:7s} {fa * 1e3:7.3f} {fb * 1e3:7.3f} {fr:6.2f} {fm:5.2f}   "
+                  f"{ba * 1e3:7.3f} {bb * 1e3:7.3f} {br:6.2f} {bm:5.2f}  "
                   f"{how.split(',')[0]}", flush=True)
 
 

@@ -23,6 +23,8 @@
  *           (G, R*S, Cg, Kg). Groups with few output channels (depthwise) use a dot tile that
  *           reduces along the vector lanes instead, into a partial laid out like w.
  *
+ * small images: im2col of one image at a time and the GEMM tile (see "small images" below).
+ *
  * Memory: per thread one padded image (one group) and one tile buffer; no buffer grows with
  * N*H*W*R*S. Threads take (image, group, part) items: whole images when they balance the
  * threads, else parts of one image (pixel blocks), each thread padding its own copy.
@@ -44,6 +46,13 @@ typedef struct {
 static int fi_conv_max_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static int fi_conv_team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
 #else
     return 1;
 #endif
@@ -113,6 +122,9 @@ static int64_t fi_conv_nsplit(int64_t items, int nthreads, int64_t units) {
 
 /* ---- instantiations: the tile (gemm_tile.h) and the kernels (conv2d_isa.h) per ISA ---- */
 #define FI_ISA FI_ISA_BASE
+#define FI_CONV_TR1 8
+#define FI_CONV_TR2 4
+#define FI_CONV_TR3 4
 #define FI_CONV_FR 4
 #define FI_CONV_FV 2
 #define FI_CONV_DR 4
@@ -146,10 +158,16 @@ static int64_t fi_conv_nsplit(int64_t items, int nthreads, int64_t units) {
 #undef FI_CONV_SV
 #undef FI_CONV_OR
 #undef FI_CONV_OV
+#undef FI_CONV_TR1
+#undef FI_CONV_TR2
+#undef FI_CONV_TR3
 
 #if FI_X86
 /* AVX2: 16 ymm registers: 4 x 3 (12 accumulators) forward, 6 x 2 weight gradient */
 #define FI_ISA FI_ISA_AVX2
+#define FI_CONV_TR1 8
+#define FI_CONV_TR2 4
+#define FI_CONV_TR3 4
 #define FI_CONV_FR 4
 #define FI_CONV_FV 3
 #define FI_CONV_DR 6
@@ -183,10 +201,16 @@ static int64_t fi_conv_nsplit(int64_t items, int nthreads, int64_t units) {
 #undef FI_CONV_SV
 #undef FI_CONV_OR
 #undef FI_CONV_OV
+#undef FI_CONV_TR1
+#undef FI_CONV_TR2
+#undef FI_CONV_TR3
 
 /* AVX-512: 32 zmm registers: 8 x 3 forward (8x3, 6x4, 4x6 measured alike), 8 x 2 weight
  * gradient (12 x 2 wasted 8 of 72 rows at 64 channels), 4 x 4 for groups of <= 4 channels */
 #define FI_ISA FI_ISA_AVX512
+#define FI_CONV_TR1 16
+#define FI_CONV_TR2 8
+#define FI_CONV_TR3 8
 #define FI_CONV_FR 8
 #define FI_CONV_FV 3
 #define FI_CONV_DR 8
@@ -224,6 +248,9 @@ static int64_t fi_conv_nsplit(int64_t items, int nthreads, int64_t units) {
 #undef FI_CONV_SV
 #undef FI_CONV_OR
 #undef FI_CONV_OV
+#undef FI_CONV_TR1
+#undef FI_CONV_TR2
+#undef FI_CONV_TR3
 #endif
 
 /* ---- run-time path ---- */
@@ -281,6 +308,143 @@ static int fi_conv_use_channel_tile(const fi_conv_geo *g, int is_double) {
     return g->R * g->S >= 25 && g->Kg % (nvec * lanes) == 0;
 }
 
+/* ---- small images ----
+ * With few output pixels per image (the 8x8 and 4x4 images of the teaching CNN), the per-image
+ * machinery above (a padded image, Wq - OW dropped columns, a tile buffer and its scatter)
+ * costs more than the products. The small path (groups 1 only) builds the im2col of one image
+ * at a time in a per-thread buffer (from the padded, phase-split image and the tap table, so
+ * any stride, dilation and padding; a few KB: nothing grows with N) and runs the GEMM tile
+ * straight on it, threads taking whole images:
+ *   forward   y[n] (K x P) = [w | b] (K x CRS+1) @ [col; 1] (CRS+1 x P), stored straight into y
+ *             (output channels down the tile rows, pixels along the vectors)
+ *   dx        dcol (CRS x P) = w^T @ dy[n], then dx[n] = col2im(dcol) (taps down the rows)
+ *   dw, db    acc (CRS+1 x K) += [col; 1] @ dy[n]^T per thread (taps down the rows, output
+ *             channels along the vectors, dy[n] transposed in 16 x 16 register blocks; the
+ *             row of ones gives db), the per-thread partials summed in thread order
+ * The tile has FI_CONV_TR<v> rows x v vectors, v (1..3) chosen so that v vectors cover the
+ * pixels (dw: output channels) in the fewest column blocks; dw splits its last panel of taps
+ * into rows of 8, 4, 2.
+ * When (fi_conv2d_small; measured on 2 threads, float32, AVX-512, against the kernels above,
+ * N64 unless said): forward up to 144 output pixels (C1 8x8 K16 11 vs 17 us, C16 4x4 K32 50
+ * vs 87, C8 12x12 73 vs 94; C8 16x16 lost, 147 vs 124); weight gradient up to 1024 (C1 8x8
+ * 13 vs 63 us, C8 16x16 138 vs 276, C3 32x32 289 vs 946); dx only with C*R*S <= 32, where
+ * the transposed kernel's rows of input channels go empty (C1 8x8 21 vs 40 us, C3 32x32 243
+ * vs 420; C8 8x8 lost, 118 vs 60). Every per-thread buffer within FI_CONV_SMALL_BUF values.
+ * Winograd, where it applies, runs before any of this (conv3x3.py has that rule). */
+#define FI_CONV_SMALL_PIXELS 1024
+#define FI_CONV_SMALL_FORWARD 144
+#define FI_CONV_SMALL_DX_TAPS 32
+#define FI_CONV_SMALL_BUF 65536
+static int64_t fi_conv_small_pixels = FI_CONV_SMALL_PIXELS;
+
+int fi_conv2d_small_pixels(int64_t pixels) {
+    const int64_t old = fi_conv_small_pixels;
+    if (pixels >= 0) fi_conv_small_pixels = pixels;
+    return (int)old;
+}
+
+/* vectors per tile row (1..3) and the padded row length for `count` columns */
+static void fi_conv_small_shape(int64_t count, int is_double, int *nvec, int64_t *ld) {
+    int rows, nv, lanes;
+    fi_conv2d_tile(0, is_double, &rows, &nv, &lanes);
+    const int64_t v = (count + lanes - 1) / lanes, nb = (v + 2) / 3;
+    *nvec = (int)((v + nb - 1) / nb);
+    *ld = nb * *nvec * lanes;
+}
+
+int fi_conv2d_small(int kind, int is_double, int64_t c, int64_t k, int64_t r, int64_t s,
+                    int64_t oh, int64_t ow, int64_t groups) {
+    const int64_t CRS = c * r * s, P = oh * ow, most = fi_conv_small_pixels;
+    if (groups != 1 || P > most) return 0;
+    int nvec;
+    int64_t ld;
+    if (kind == 2) {   /* dyT (P x K) and col (CRS+1 x P) */
+        fi_conv_small_shape(k, is_double, &nvec, &ld);
+        return P * ld + (CRS + 1) * (P + 16) <= FI_CONV_SMALL_BUF;
+    }
+    if (kind == 0 ? P > FI_CONV_SMALL_FORWARD : CRS > FI_CONV_SMALL_DX_TAPS) return 0;
+    fi_conv_small_shape(P, is_double, &nvec, &ld);
+    return (CRS + 1 + (kind == 1 ? k : 0)) * ld <= FI_CONV_SMALL_BUF;
+}
+
+static int fi_conv_use_small(const fi_conv_geo *g, int kind, int is_double) {
+    return fi_conv2d_small(kind, is_double, g->C, g->K, g->R, g->S, g->OH, g->OW, g->G);
+}
+
+#define FI_CONV_SMALL_DRIVERS(T, TS)                                                          \
+static int fi_conv_small_forward_##TS(T *y, const T *x, const T *w, const T *b,              \
+                                      const fi_conv_geo *g)                                   \
+{                                                                                             \
+    int nvec;                                                                                 \
+    int64_t ld;                                                                               \
+    fi_conv_small_shape(g->OH * g->OW, sizeof(T) == 8, &nvec, &ld);                           \
+    const int64_t CRS = g->C * g->R * g->S, kc = CRS + (b != NULL);                           \
+    const int nth = fi_conv_max_threads();                                                    \
+    const int64_t per_thread = (kc * ld + g->C * g->chan + 31) & ~(int64_t)15;                \
+    const int64_t wb_size = ((b ? g->K * kc : 0) + 15) & ~(int64_t)15;                        \
+    T *ws = fi_conv_scratch((size_t)(per_thread * nth + wb_size) * sizeof(T) +               \
+                            (size_t)CRS * sizeof(int64_t));                                   \
+    if (!ws) return -1;                                                                       \
+    int64_t *tab = (int64_t *)(ws + per_thread * nth + wb_size);                              \
+    fi_conv_forward_table(tab, g);                                                            \
+    const T *wb = w;                                                                          \
+    if (b) { /* [w | b]: the bias rides on a row of ones under the im2col */                  \
+        T *p = ws + per_thread * nth;                                                         \
+        for (int64_t kk = 0; kk < g->K; kk++) {                                               \
+            memcpy(p + kk * kc, w + kk * CRS, (size_t)CRS * sizeof(T));                       \
+            p[kk * kc + CRS] = b[kk];                                                         \
+        }                                                                                     \
+        wb = p;                                                                               \
+    }                                                                                         \
+    switch (fi_conv_isa()) {                                                                  \
+    FI_CONV_CASES(small_forward, (y, x, wb, kc, tab, g, nvec, ld, ws, per_thread))            \
+    }                                                                                         \
+    return 0;                                                                                 \
+}                                                                                             \
+                                                                                              \
+static int fi_conv_small_data_##TS(T *dx, const T *dy, const T *w, const fi_conv_geo *g)      \
+{                                                                                             \
+    int nvec;                                                                                 \
+    int64_t ld;                                                                               \
+    fi_conv_small_shape(g->OH * g->OW, sizeof(T) == 8, &nvec, &ld);                           \
+    const int64_t CRS = g->C * g->R * g->S;                                                   \
+    const int nth = fi_conv_max_threads();                                                    \
+    const int64_t per_thread = ((g->K + CRS) * ld + g->C * g->chan + 31) & ~(int64_t)15;      \
+    T *ws = fi_conv_scratch((size_t)(per_thread * nth) * sizeof(T) +                          \
+                            (size_t)CRS * sizeof(int64_t));                                   \
+    if (!ws) return -1;                                                                       \
+    int64_t *tab = (int64_t *)(ws + per_thread * nth);                                        \
+    fi_conv_forward_table(tab, g);                                                            \
+    switch (fi_conv_isa()) {                                                                  \
+    FI_CONV_CASES(small_data, (dx, dy, w, tab, g, nvec, ld, ws, per_thread))                  \
+    }                                                                                         \
+    return 0;                                                                                 \
+}                                                                                             \
+                                                                                              \
+static int fi_conv_small_weights_##TS(T *dw, T *db, const T *dy, const T *x,                  \
+                                      const fi_conv_geo *g)                                   \
+{                                                                                             \
+    int nvec, rows, nv, lanes;                                                                \
+    int64_t ldk;                                                                              \
+    const int64_t CRS = g->C * g->R * g->S, nt = CRS + (db != NULL), P = g->OH * g->OW;       \
+    fi_conv_small_shape(g->K, sizeof(T) == 8, &nvec, &ldk);                                   \
+    fi_conv2d_tile(0, sizeof(T) == 8, &rows, &nv, &lanes);                                    \
+    const int64_t ldp = (P + lanes - 1) / lanes * lanes;                                      \
+    const int nth = fi_conv_max_threads();                                                    \
+    const int64_t per_thread = (P * ldk + nt * ldp + g->C * g->chan + 31) & ~(int64_t)15;     \
+    const int64_t dwp_size = (nt * ldk + 15) & ~(int64_t)15;                                  \
+    T *ws = fi_conv_scratch((size_t)((per_thread + dwp_size) * nth) * sizeof(T) +             \
+                            (size_t)CRS * sizeof(int64_t));                                   \
+    if (!ws) return -1;                                                                       \
+    int64_t *tab = (int64_t *)(ws + (per_thread + dwp_size) * nth);                           \
+    fi_conv_forward_table(tab, g);                                                            \
+    switch (fi_conv_isa()) {                                                                  \
+    FI_CONV_CASES(small_weights, (dw, db, dy, x, tab, g, nvec, ldk, ws, per_thread,           \
+                                  ws + per_thread * nth, dwp_size))                           \
+    }                                                                                         \
+    return 0;                                                                                 \
+}
+
 /* ---- drivers, one per element type ---- */
 #define FI_CONV_DRIVERS(T, TS)                                                                \
 int fi_conv2d_forward_##TS(T *y, const T *x, const T *w, const T *b, int64_t n, int64_t c,     \
@@ -291,6 +455,8 @@ int fi_conv2d_forward_##TS(T *y, const T *x, const T *w, const T *b, int64_t n, 
     /* x (n, c, h, width), w (k, c/groups, r, s), b (k,) or NULL -> y (n, k, oh, ow) */       \
     fi_conv_geo g;                                                                            \
     fi_conv_geo_init(&g, n, c, h, width, k, r, s, sh, sw, pt, pb, pl, pr, dh, dw, groups);   \
+    if (fi_conv_use_small(&g, 0, sizeof(T) == 8))                                             \
+        return fi_conv_small_forward_##TS(y, x, w, b, &g);                                    \
     const int isa = fi_conv_isa();                                                            \
     int rows, nvec, lanes;                                                                    \
     if (fi_conv_use_channel_tile(&g, sizeof(T) == 8)) {                                       \
@@ -468,18 +634,26 @@ int fi_conv2d_backward_##TS(T *dx, T *dw, T *db, const T *dy, const T *x, const 
      * db (k,); a NULL output is not computed */                                              \
     fi_conv_geo g;                                                                            \
     fi_conv_geo_init(&g, n, c, h, width, k, r, s, sh, sw, pt, pb, pl, pr, dh, dwl, groups);  \
-    if (dx && fi_conv2d_backward_data_##TS(dx, dy, w, &g)) return -1;                        \
-    if (dw && fi_conv2d_backward_weights_##TS(dw, dy, x, &g)) return -1;                     \
+    if (dx && (fi_conv_use_small(&g, 1, sizeof(T) == 8) ? fi_conv_small_data_##TS(dx, dy, w, &g) \
+               : fi_conv2d_backward_data_##TS(dx, dy, w, &g))) return -1;                     \
+    if (dw && fi_conv_use_small(&g, 2, sizeof(T) == 8)) {                                     \
+        if (fi_conv_small_weights_##TS(dw, db, dy, x, &g)) return -1;                         \
+        db = NULL; /* done beside dw */                                                       \
+    } else if (dw && fi_conv2d_backward_weights_##TS(dw, dy, x, &g)) return -1;               \
     if (db) {                                                                                 \
         const int64_t P = g.OH * g.OW;                                                        \
         _Pragma("omp parallel for schedule(static)")                                          \
         for (int64_t kk = 0; kk < k; kk++) {                                                  \
-            double sum = 0.0;                                                                 \
+            double part[8] = {0, 0, 0, 0, 0, 0, 0, 0}; /* 8 lanes: vectorised, fixed order */ \
             for (int64_t i = 0; i < n; i++) {                                                 \
                 const T *row = dy + (i * k + kk) * P;                                         \
-                for (int64_t p = 0; p < P; p++) sum += row[p];                                \
+                int64_t p = 0;                                                                \
+                for (; p + 8 <= P; p += 8)                                                    \
+                    for (int l = 0; l < 8; l++) part[l] += (double)row[p + l];                \
+                for (; p < P; p++) part[p - (P & ~(int64_t)7)] += (double)row[p];             \
             }                                                                                 \
-            db[kk] = (T)sum;                                                                  \
+            db[kk] = (T)(((part[0] + part[1]) + (part[2] + part[3])) +                        \
+                         ((part[4] + part[5]) + (part[6] + part[7])));                        \
         }                                                                                     \
     }                                                                                         \
     return 0;                                                                                 \
@@ -496,8 +670,10 @@ int fi_conv2d_backward_##TS(T *dx, T *dw, T *db, const T *dy, const T *x, const 
 #endif
 
 #define FI_CONV_SFX(isa) cf32_##isa
+FI_CONV_SMALL_DRIVERS(float, f32)
 FI_CONV_DRIVERS(float, f32)
 #undef FI_CONV_SFX
 #define FI_CONV_SFX(isa) cf64_##isa
+FI_CONV_SMALL_DRIVERS(double, f64)
 FI_CONV_DRIVERS(double, f64)
 #undef FI_CONV_SFX

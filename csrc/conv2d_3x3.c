@@ -15,8 +15,20 @@
  * input transform of a tile reads 36 vectors of consecutive channels and works on FI_W
  * channels at once; V[xi][t][c] and M[xi][t][k] for a block of TB tiles (the tile buffers);
  * the output transform works on FI_W output channels at once and writes the 4x4 pixels back
- * into NCHW. U[xi][c][k] is computed once per call, in float64, from the weights (flipped and
- * transposed for the backward-data pass: dx of a 3x3 stride-1 convolution is itself one).
+ * into NCHW. U[xi][c][k] is computed once per call from the weights (flipped and transposed
+ * for the backward-data pass: dx of a 3x3 stride-1 convolution is itself one): for 3x3 in the
+ * data type, FI_W output channels at once with G's structure spelt out (float32 rounding of
+ * U is far below the transforms' own error; it was a float64 scalar loop that cost more than
+ * the convolution of a small layer), for 5x5 in float64. The weight gradient's G^T M G runs
+ * in float64, 8 channels at once; its bias gradient comes free with the dy transform (row 1
+ * of A is all ones: element 7 of A dy A^T is the tile's sum).
+ *
+ * Small images (at most half a block of tiles each: one 6x6 tile per 4x4 image in the
+ * teaching CNN) go in blocks of whole images instead of per image, so the 36 GEMMs get full
+ * row tiles (one tile per image left 7 of 8 rows of the register tile idle: N64 C16 4x4 K32
+ * took 66 us forward and 185 us for dw, now 17 and 20 on 2 threads); their padded copy is
+ * zeroed once per call and only the pixels are written (16 channels x 16 pixels transposed in
+ * registers). When K (dw: C) fits one vector, a taller 1-vector GEMM tile wastes no columns.
  *
  * Accuracy: the transforms multiply by up to 5 and divide by 24, so float32 results carry
  * a few times the rounding error of direct convolution (measured in tests/test_conv.py and
@@ -210,7 +222,8 @@ int fi_conv2d_winograd_##TS(T *y, const T *x, const T *w, const T *b, int64_t n,
     int rows, nvec, lanes;                                                                    \
     fi_conv2d_winograd_tile(sizeof(T) == 8, &rows, &nvec, &lanes);                            \
     const int64_t mt = r == 3 ? 4 : 2;                                                        \
-    const int64_t cols = nvec * lanes, Kp = (k + cols - 1) / cols * cols;                     \
+    const int64_t cols = nvec * lanes;                                                        \
+    const int64_t Kp = k <= lanes ? lanes : (k + cols - 1) / cols * cols; /* 1 vector: K<=W */ \
     const int64_t Cp = (c + lanes - 1) / lanes * lanes;                                       \
     const int64_t TH = (oh + mt - 1) / mt, TW = (ow + mt - 1) / mt, T_ = TH * TW;             \
     const int64_t Hp = mt * (TH - 1) + 6, Wp = mt * (TW - 1) + 6;                             \
@@ -254,11 +267,12 @@ FI_WINO_DRIVER(double, f64)
 
 /* weight gradient: dw[k, c, r, s] = (G^T M[:, k, c] G)[r, s], M summed over the threads */
 #define FI_WINO_DW_DRIVER(T, TS)                                                              \
-int fi_conv2d_winograd_dw_##TS(T *dw, const T *dy, const T *x, int64_t n, int64_t c,           \
+int fi_conv2d_winograd_dw_##TS(T *dw, T *db, const T *dy, const T *x, int64_t n, int64_t c,   \
                                int64_t h, int64_t width, int64_t k, int64_t pt, int64_t pl,   \
                                int64_t oh, int64_t ow, int64_t tiles_per_block)               \
 {                                                                                             \
-    /* dy (n, k, oh, ow), x (n, c, h, width) zero-padded by pt/pl -> dw (k, c, 3, 3) */       \
+    /* dy (n, k, oh, ow), x (n, c, h, width) zero-padded by pt/pl -> dw (k, c, 3, 3), and     \
+     * db (k,) unless NULL */                                                                 \
     int rows, nvec, lanes;                                                                    \
     fi_conv2d_winograd_tile(sizeof(T) == 8, &rows, &nvec, &lanes);                            \
     const int64_t Kp = (k + lanes - 1) / lanes * lanes, Cp = (c + lanes - 1) / lanes * lanes; \
@@ -269,7 +283,7 @@ int fi_conv2d_winograd_dw_##TS(T *dw, const T *dy, const T *x, int64_t n, int64_
     const int64_t nimg = fi_wino_image_blocks(n, T_, TB, nth);                                \
     if (nimg && tiles_per_block <= 0) TB = FI_WINO_TB_SMALL_DW > T_ ? FI_WINO_TB_SMALL_DW : T_;\
     const int64_t per_thread = (Hp * Wp * Cp + 36 * TB * (Cp + Kp) + 64 + 15) & ~(int64_t)15; \
-    const int64_t macc = (36 * k * Cp + nvec * lanes + 15) & ~(int64_t)15;                    \
+    const int64_t macc = (36 * k * Cp + Kp + nvec * lanes + 15) & ~(int64_t)15;               \
     T *ws = fi_wino_scratch((size_t)((per_thread + macc) * nth) * sizeof(T));                 \
     if (!ws) return -1;                                                                       \
     T *Macc = ws + per_thread * nth;                                                          \
@@ -282,7 +296,7 @@ int fi_conv2d_winograd_dw_##TS(T *dw, const T *dy, const T *x, int64_t n, int64_
     switch (fi_wino_isa()) {                                                                  \
     FI_WINO_DW_CASES(TS, (Macc, dy, x, n, c, Cp, h, width, k, Kp, pt, pl, oh, ow, ws,         \
                           per_thread, macc, TB, nsplit,                                       \
-                          nimg ? fi_wino_image_blocks(n, T_, TB, nth) : 0, dw,                \
+                          nimg ? fi_wino_image_blocks(n, T_, TB, nth) : 0, dw, db,            \
                           &fi_wino_G[0][0]))                                                  \
     }                                                                                         \
     return 0;                                                                                 \

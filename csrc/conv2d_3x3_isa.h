@@ -109,6 +109,39 @@ FI_ATTR static void FI_FN(fi_wino_pad_hwc_)(FI_T *restrict xh, const FI_T *restr
     }
 }
 
+/* fi_wino_pad_hwc_ for the blocks of whole small images: xh was zeroed (once per call: the
+ * same positions stay zero for every image), only the pixels of x are written; pixels beyond
+ * the Hp x Wp buffer are not read by any tile and are skipped. AVX-512 float32: 16 channels x
+ * 16 pixels (of the flattened image) transposed in registers. */
+FI_ATTR static void FI_FN(fi_wino_pad_small_)(FI_T *restrict xh, const FI_T *restrict x,
+                                              int64_t C, int64_t Cp, int64_t H, int64_t W,
+                                              int64_t pt, int64_t pl, int64_t Hp, int64_t Wp)
+{
+    const int64_t HW = H * W;
+    int64_t c0 = 0;
+#ifdef FI_WINO_TR16
+    for (; c0 + 16 <= C; c0 += 16)
+        for (int64_t q0 = 0; q0 < HW; q0 += 16) {
+            const int64_t nq = HW - q0 < 16 ? HW - q0 : 16;
+            const __mmask16 mask = (__mmask16)((1u << nq) - 1u);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = _mm512_maskz_loadu_ps(mask, x + (c0 + i) * HW + q0);
+            fi_wino_transpose16(r);   /* r[i]: the 16 channels of pixel q0 + i */
+            for (int64_t i = 0; i < nq; i++) {
+                const int64_t yy = (q0 + i) / W + pt, xx = (q0 + i) % W + pl;
+                if (yy < Hp && xx < Wp) _mm512_storeu_ps(xh + (yy * Wp + xx) * Cp + c0, r[i]);
+            }
+        }
+#endif
+    for (int64_t q = 0; q < HW && c0 < C; q++) {
+        const int64_t yy = q / W + pt, xx = q % W + pl;
+        if (yy >= Hp || xx >= Wp) continue;
+        FI_T *d = xh + (yy * Wp + xx) * Cp;
+        for (int64_t c = c0; c < C; c++) d[c] = x[c * HW + q];
+    }
+}
+
 /* B^T d (one axis) for the 6 values d0..d5: t = B^T d with
  *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
  *          0 4 0 -5 0 1]                                   (Lavin & Gray 2015, points 0 +-1 +-2) */
@@ -185,10 +218,11 @@ FI_ATTR static void FI_FN(fi_wino_input_)(FI_T *restrict V, const FI_T *restrict
 }
 
 /* M[:, xi] (nt x K) = V[:, xi] (nt x C) @ U[xi] (C x K) for the 36 xi; V rows are 36*Cp apart,
- * M rows 36*Kp */
+ * M rows 36*Kp; U[xi][c][k] at U[xi*ux + c*uc + k] (see fi_wino_filter_) */
 FI_ATTR static void FI_FN(fi_wino_gemm_)(FI_T *restrict M, const FI_T *restrict V,
                                          const FI_T *restrict U, int64_t C, int64_t Cp,
-                                         int64_t K, int64_t Kp, int64_t nt, int64_t TB)
+                                         int64_t K, int64_t Kp, int64_t nt, int64_t uc,
+                                         int64_t ux)
 {
     const int64_t cols = FI_WV * FI_W;
     if (K <= FI_W) {   /* one vector of output channels: a taller tile, no wasted columns */
@@ -196,8 +230,8 @@ FI_ATTR static void FI_FN(fi_wino_gemm_)(FI_T *restrict M, const FI_T *restrict 
             for (int64_t t0 = 0; t0 < nt; t0 += FI_WR1) {
                 const int64_t m = nt - t0 < FI_WR1 ? nt - t0 : FI_WR1;
                 FI_CAT(fi_tile_, FI_SFX)(FI_WR1, 1, FI_A_STRIDED, FI_B_STRIDED, C,
-                                         V + (t0 * 36 + xi) * Cp, 36 * Cp, 1, U + xi * C * Kp,
-                                         Kp, 0, M + (t0 * 36 + xi) * Kp, 36 * Kp, m, K, 0);
+                                         V + (t0 * 36 + xi) * Cp, 36 * Cp, 1, U + xi * ux,
+                                         uc, 0, M + (t0 * 36 + xi) * Kp, 36 * Kp, m, K, 0);
             }
         return;
     }
@@ -206,8 +240,8 @@ FI_ATTR static void FI_FN(fi_wino_gemm_)(FI_T *restrict M, const FI_T *restrict 
             const int64_t m = nt - t0 < FI_WR ? nt - t0 : FI_WR;
             for (int64_t k0 = 0; k0 < K; k0 += cols)
                 FI_CAT(fi_tile_, FI_SFX)(FI_WR, FI_WV, FI_A_STRIDED, FI_B_STRIDED, C,
-                                         V + (t0 * 36 + xi) * Cp, 36 * Cp, 1, U + xi * C * Kp + k0,
-                                         Kp, 0, M + (t0 * 36 + xi) * Kp + k0, 36 * Kp, m,
+                                         V + (t0 * 36 + xi) * Cp, 36 * Cp, 1, U + xi * ux + k0,
+                                         uc, 0, M + (t0 * 36 + xi) * Kp + k0, 36 * Kp, m,
                                          K - k0 < cols ? K - k0 : cols, 0);
         }
 }
@@ -251,6 +285,10 @@ FI_ATTR static void FI_FN(fi_wino_output_)(FI_T *restrict y, const FI_T *restric
 #ifdef FI_WINO_TR16
             if (rows == 4 && cols == 4) {
                 fi_wino_transpose16(out);  /* out[l]: the 4x4 pixels of channel k0 + l */
+                if (OW == 4) {   /* the 4 rows are contiguous: one store per channel */
+                    for (int64_t l = 0; l < nl; l++) _mm512_storeu_ps(dst + l * OH * OW, out[l]);
+                    continue;
+                }
                 for (int64_t l = 0; l < nl; l++) {
                     FI_T *o = dst + l * OH * OW;
                     _mm_storeu_ps(o, _mm512_castps512_ps128(out[l]));
@@ -275,31 +313,103 @@ FI_ATTR static void FI_FN(fi_wino_output_)(FI_T *restrict y, const FI_T *restric
 #define FI_WINO_WD8_DEFINED
 /* 8 doubles: the filter transforms run in float64, 8 output (or input) channels at once */
 typedef double fi_wd8 __attribute__((vector_size(64)));
+typedef double fi_wd8u __attribute__((vector_size(64), aligned(8)));   /* unaligned access */
+typedef float fi_wf8 __attribute__((vector_size(32)));
+typedef float fi_wf8u __attribute__((vector_size(32), aligned(4)));
 #endif
 
-/* U[(xi*C + c)*Kp + k0 + l] = (G g G^T)[xi] for the r x r filters from input channel c to the
- * output channels k0 + l, l < 8 (those < Kp are stored; k >= K gives zeros), float64 inside */
-FI_ATTR FI_INLINE void FI_FN(fi_wino_filter_item_)(FI_T *restrict U, const FI_T *restrict w,
-                                                   int64_t C, int64_t K, int64_t Kp,
-                                                   int transposed, const double *restrict G,
-                                                   const int r, int64_t c, int64_t k0)
+/* the 8 lanes of v into p[0..7] as FI_T, and the 8 FI_T at p as float64 (whole vectors: lane
+ * by lane, gcc goes through the stack) */
+#undef FI_WD8_STORE
+#undef FI_WD8_LOAD
+#if FI_T_IS_DOUBLE
+#define FI_WD8_STORE(p, v) (*(fi_wd8u *)(p) = (v))
+#define FI_WD8_LOAD(p) (*(const fi_wd8u *)(p))
+#else
+#define FI_WD8_STORE(p, v) (*(fi_wf8u *)(p) = __builtin_convertvector((v), fi_wf8))
+#define FI_WD8_LOAD(p) __builtin_convertvector(*(const fi_wf8u *)(p), fi_wd8)
+#endif
+
+/* U[xi*ux + c*uc + k0 + l] = (G g G^T)[xi] for l < 8 (those with k0 + l < Kp are stored),
+ * g[rs] the r x r filter values of the 8 output channels: st[rs*64 + l], float64 inside */
+#ifndef FI_WINO_G3
+/* G g along one axis of a 3x3 filter, 3 values -> 6 (G of F(4x4,3x3), see conv2d_3x3.c):
+ * [g0/4, -(g0+g1+g2)/6, -(g0-g1+g2)/6, g0/24 + g1/12 + g2/6, g0/24 - g1/12 + g2/6, g2] */
+#define FI_WINO_G3(g0, g1, g2, t)                                                               \
+    do {                                                                                        \
+        const fi_wd8 e_ = (g0) + (g2), f_ = (g0) * (1.0 / 24) + (g2) * (1.0 / 6);             \
+        const fi_wd8 h_ = (g1) * (1.0 / 12);                                                    \
+        t[0] = (g0) * 0.25;                                                                     \
+        t[1] = (e_ + (g1)) * (-1.0 / 6);                                                        \
+        t[2] = (e_ - (g1)) * (-1.0 / 6);                                                        \
+        t[3] = f_ + h_;                                                                         \
+        t[4] = f_ - h_;                                                                         \
+        t[5] = (g2);                                                                            \
+    } while (0)
+/* G^T m along one axis, 6 values -> 3: [m0/4 - (m1+m2)/6 + (m3+m4)/24,
+ * (m2-m1)/6 + (m3-m4)/12, -(m1+m2)/6 + (m3+m4)/6 + m5] */
+#define FI_WINO_GT3(m0, m1, m2, m3, m4, m5, o)                                                  \
+    do {                                                                                        \
+        const fi_wd8 p_ = ((m1) + (m2)) * (1.0 / 6), s_ = (m3) + (m4);                          \
+        o[0] = (m0) * 0.25 - p_ + s_ * (1.0 / 24);                                              \
+        o[1] = ((m2) - (m1)) * (1.0 / 6) + ((m3) - (m4)) * (1.0 / 12);                          \
+        o[2] = s_ * (1.0 / 6) - p_ + (m5);                                                      \
+    } while (0)
+#endif
+
+/* F(4x4,3x3) in the data type, FI_W output channels at once: U[xi*ux + c*uc + k0 + l] =
+ * (G g G^T)[xi] with g[rs] = st[rs*FI_W + l], l < nk (G's structure spelt out as in
+ * FI_WINO_G3). Rounding: a few units of the last place of U, far below the transforms' own
+ * (float32 Winograd carries a few 1e-6 relative, see the top of conv2d_3x3.c). */
+#undef FI_WINO_G3V
+#define FI_WINO_G3V(g0, g1, g2, t)                                                              \
+    do {                                                                                        \
+        const FI_V e_ = FI_VADD(g0, g2);                                                        \
+        const FI_V f_ = FI_VFMA(g0, FI_VSET1((FI_T)(1.0 / 24)),                                 \
+                                FI_WMUL(g2, FI_VSET1((FI_T)(1.0 / 6))));                        \
+        const FI_V h_ = FI_WMUL(g1, FI_VSET1((FI_T)(1.0 / 12)));                                \
+        t[0] = FI_WMUL(g0, FI_VSET1((FI_T)0.25));                                               \
+        t[1] = FI_WMUL(FI_VADD(e_, g1), FI_VSET1((FI_T)(-1.0 / 6)));                            \
+        t[2] = FI_WMUL(FI_WSUB(e_, g1), FI_VSET1((FI_T)(-1.0 / 6)));                            \
+        t[3] = FI_VADD(f_, h_);                                                                 \
+        t[4] = FI_WSUB(f_, h_);                                                                 \
+        t[5] = (g2);                                                                            \
+    } while (0)
+FI_ATTR FI_INLINE void FI_FN(fi_wino_filter_item3_)(FI_T *restrict U, const FI_T *restrict st,
+                                                    int64_t uc, int64_t ux, int64_t Kp,
+                                                    int64_t c, int64_t k0, int64_t nk)
 {
-    const int rr = r * r;
-    fi_wd8 g[25], tmp[6][5];
-    for (int rs = 0; rs < rr; rs++)
-        for (int l = 0; l < 8; l++) {
-            const int64_t k = k0 + l;
-            g[rs][l] = k >= K ? 0.0
-                     : transposed ? (double)w[(c * K + k) * rr + rr - 1 - rs]
-                     : (double)w[(k * C + c) * rr + rs];
+    FI_V t[3][6];   /* t[s][i] = (G g)[i, s] */
+    for (int s = 0; s < 3; s++)
+        FI_WINO_G3V(FI_VLOAD(st + s * FI_W), FI_VLOAD(st + (3 + s) * FI_W),
+                    FI_VLOAD(st + (6 + s) * FI_W), t[s]);
+    for (int i = 0; i < 6; i++) {
+        FI_V u[6];
+        FI_WINO_G3V(t[0][i], t[1][i], t[2][i], u);
+        for (int j = 0; j < 6; j++) {
+            FI_T *d = U + c * uc + (i * 6 + j) * ux + k0;
+            if (nk == FI_W)
+                FI_VSTORE(d, u[j]);
+            else
+                FI_VMSTORE(d, u[j], nk);
         }
+    }
+}
+
+FI_ATTR FI_INLINE void FI_FN(fi_wino_filter_item_)(FI_T *restrict U, const double *restrict st,
+                                                   int64_t uc, int64_t ux, int64_t Kp,
+                                                   const double *restrict G, const int r,
+                                                   int64_t c, int64_t k0)
+{
+    fi_wd8 tmp[6][5];
 #pragma GCC unroll 6
     for (int i = 0; i < 6; i++)          /* tmp = G g (over the kernel rows) */
 #pragma GCC unroll 5
         for (int s = 0; s < r; s++) {
-            fi_wd8 sum = g[s] * G[i * r];
+            fi_wd8 sum = *(const fi_wd8 *)(st + s * 64) * G[i * r];
 #pragma GCC unroll 5
-            for (int a = 1; a < r; a++) sum += G[i * r + a] * g[a * r + s];
+            for (int a = 1; a < r; a++)
+                sum += G[i * r + a] * *(const fi_wd8 *)(st + (a * r + s) * 64);
             tmp[i][s] = sum;
         }
     const int64_t nk = Kp - k0 < 8 ? Kp - k0 : 8;
@@ -310,31 +420,65 @@ FI_ATTR FI_INLINE void FI_FN(fi_wino_filter_item_)(FI_T *restrict U, const FI_T 
             fi_wd8 sum = tmp[i][0] * G[j * r];
 #pragma GCC unroll 5
             for (int s = 1; s < r; s++) sum += tmp[i][s] * G[j * r + s];
-            FI_T *u = U + ((i * 6 + j) * C + c) * Kp + k0;
+            FI_T *u = U + c * uc + (i * 6 + j) * ux + k0;
             if (nk == 8)
-                for (int l = 0; l < 8; l++) u[l] = (FI_T)sum[l];
+                FI_WD8_STORE(u, sum);
             else
                 for (int l = 0; l < nk; l++) u[l] = (FI_T)sum[l];
         }
 }
 
-/* U[(xi*C + c)*Kp + k] = (G g G^T)[xi] (float64 arithmetic) of the r x r filter from input
+/* U[xi*ux + c*uc + k] = (G g G^T)[xi] of the r x r filter from input
  * channel c to output channel k: g = w[k, c] (w is (K, C, r, r)), or, when transposed, w[c, k]
- * flipped (w is (C, K, r, r)); G is 6 x r; columns K..Kp-1 are zero. Vectorised over 8
- * output channels; called inside a parallel region (an orphaned omp for over (c, 8 k)). */
+ * flipped (w is (C, K, r, r)); G is 6 x r; columns K..Kp-1 are zero. Per input channel (an
+ * orphaned omp for: called inside a parallel region), 64 output channels at a time are staged
+ * as float64, filter value major, then transformed 8 channels (one vector) at once. */
 FI_ATTR static void FI_FN(fi_wino_filter_)(FI_T *U, const FI_T *w, int64_t C, int64_t K,
-                                           int64_t Kp, int transposed, const double *Gp, int r)
+                                           int64_t Kp, int64_t uc, int64_t ux, int transposed,
+                                           const double *Gp, int r)
 {
     double G[30];   /* a local copy: stores into U cannot alias it */
     for (int i = 0; i < 6 * r; i++) G[i] = Gp[i];
-    const int64_t nkb = (Kp + 7) / 8;
+    const int rr = r * r;
+    if (r == 3) {   /* float32: in float32, FI_W channels at once (FI_WINO_G3V) */
+        const int64_t nkb = (Kp + FI_W - 1) / FI_W;
 #pragma omp for schedule(static)
-    for (int64_t item = 0; item < C * nkb; item++) {
-        const int64_t c = item / nkb, k0 = (item % nkb) * 8;
-        if (r == 3)
-            FI_FN(fi_wino_filter_item_)(U, w, C, K, Kp, transposed, G, 3, c, k0);
-        else
-            FI_FN(fi_wino_filter_item_)(U, w, C, K, Kp, transposed, G, 5, c, k0);
+        for (int64_t item = 0; item < C * nkb; item++) {
+            const int64_t c = item / nkb, k0 = (item % nkb) * FI_W;
+            const int64_t nk = Kp - k0 < FI_W ? Kp - k0 : FI_W;
+            FI_T st[9 * FI_W] __attribute__((aligned(64)));
+            for (int64_t l = 0; l < FI_W; l++) {
+                const int64_t k = k0 + l;
+                if (k >= K)
+                    for (int rs = 0; rs < 9; rs++) st[rs * FI_W + l] = 0;
+                else if (transposed)
+                    for (int rs = 0; rs < 9; rs++) st[rs * FI_W + l] = w[(c * K + k) * 9 + 8 - rs];
+                else
+                    for (int rs = 0; rs < 9; rs++) st[rs * FI_W + l] = w[(k * C + c) * 9 + rs];
+            }
+            FI_FN(fi_wino_filter_item3_)(U, st, uc, ux, Kp, c, k0, nk);
+        }
+        return;
+    }
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        double st[25 * 64] __attribute__((aligned(64)));
+        for (int64_t kc = 0; kc < Kp; kc += 64) {
+            const int64_t nk = Kp - kc < 64 ? Kp - kc : 64;
+            for (int64_t l = 0; l < (nk + 7) / 8 * 8; l++) {
+                const int64_t k = kc + l;
+                if (k >= K)
+                    for (int rs = 0; rs < rr; rs++) st[rs * 64 + l] = 0.0;
+                else if (transposed)
+                    for (int rs = 0; rs < rr; rs++)
+                        st[rs * 64 + l] = (double)w[(c * K + k) * rr + rr - 1 - rs];
+                else
+                    for (int rs = 0; rs < rr; rs++)
+                        st[rs * 64 + l] = (double)w[(k * C + c) * rr + rs];
+            }
+            for (int64_t l0 = 0; l0 < nk; l0 += 8)
+                FI_FN(fi_wino_filter_item_)(U, st + l0, uc, ux, Kp, G, 5, c, kc + l0);
+        }
     }
 }
 
@@ -392,7 +536,8 @@ FI_ATTR static void FI_FN(fi_wino_forward_)(FI_T *y, const FI_T *x, const FI_T *
                                             int64_t H, int64_t W, int64_t K, int64_t Kp, int64_t pt,
                                             int64_t pl, int64_t OH, int64_t OW, FI_T *ws,
                                             int64_t per_thread, int64_t TB, int64_t nsplit,
-                                            int64_t nimg_blocks, int64_t mt)
+                                            int64_t nimg_blocks, int64_t mt, int64_t uc,
+                                            int64_t ux)
 {
     const int64_t TH = (OH + mt - 1) / mt, TW = (OW + mt - 1) / mt, T = TH * TW;
     const int64_t Hp = mt * (TH - 1) + 6, Wp = mt * (TW - 1) + 6;
@@ -402,16 +547,17 @@ FI_ATTR static void FI_FN(fi_wino_forward_)(FI_T *y, const FI_T *x, const FI_T *
             FI_T *xh = ws + (int64_t)fi_wino_thread_id() * per_thread;
             FI_T *V = xh + Hp * Wp * Cp;
             FI_T *M = V + 36 * TB * Cp;
+            memset(xh, 0, (size_t)(Hp * Wp * Cp) * sizeof(FI_T));
 #pragma omp for schedule(static)
             for (int64_t blk = 0; blk < nimg_blocks; blk++) {
                 const int64_t n0 = blk * N / nimg_blocks, n1 = (blk + 1) * N / nimg_blocks;
                 for (int64_t n = n0; n < n1; n++) {
-                    FI_FN(fi_wino_pad_hwc_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Wp, 0,
-                                            Hp);
+                    FI_FN(fi_wino_pad_small_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Hp,
+                                              Wp);
                     FI_FN(fi_wino_input_)(V + (n - n0) * T * 36 * Cp, xh, Cp, Wp, TW, 0, T, TB,
                                           mt);
                 }
-                FI_FN(fi_wino_gemm_)(M, V, U, C, Cp, K, Kp, (n1 - n0) * T, TB);
+                FI_FN(fi_wino_gemm_)(M, V, U, C, Cp, K, Kp, (n1 - n0) * T, uc, ux);
                 for (int64_t n = n0; n < n1; n++) {
                     const FI_T *Mn = M + (n - n0) * T * 36 * Kp;
                     if (mt == 4)
@@ -442,7 +588,7 @@ FI_ATTR static void FI_FN(fi_wino_forward_)(FI_T *y, const FI_T *x, const FI_T *
             for (int64_t blk = b0; blk < b1; blk++) {
                 const int64_t tile0 = blk * TB, nt = T - tile0 < TB ? T - tile0 : TB;
                 FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB, mt);
-                FI_FN(fi_wino_gemm_)(M, V, U, C, Cp, K, Kp, nt, TB);
+                FI_FN(fi_wino_gemm_)(M, V, U, C, Cp, K, Kp, nt, uc, ux);
                 if (mt == 4)
                     FI_FN(fi_wino_output_)(y + n * K * OH * OW, M, bias, K, Kp, OH, OW, TW,
                                            tile0, nt, TB);
@@ -493,6 +639,10 @@ FI_ATTR static void FI_FN(fi_wino_dytile_)(FI_T *restrict Wd, const FI_T *restri
             if (rows == 4 && cols == 4 && nl == 16) {
                 for (int l = 0; l < 16; l++) {
                     const FI_T *q = src + (k0 + l) * plane;
+                    if (OW == 4) {   /* contiguous rows */
+                        px[l] = _mm512_loadu_ps(q);
+                        continue;
+                    }
                     __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(q));
                     v = _mm512_insertf32x4(v, _mm_loadu_ps(q + OW), 1);
                     v = _mm512_insertf32x4(v, _mm_loadu_ps(q + 2 * OW), 2);
@@ -537,10 +687,11 @@ FI_ATTR static void FI_FN(fi_wino_dytile_)(FI_T *restrict Wd, const FI_T *restri
     }
 }
 
-/* Macc[(xi*K + k)*Cp + c] += sum_t Wd[t, xi, k] V[t, xi, c] over the nt tiles of the block */
+/* Macc[(xi*K + k)*Cp + c] (+)= sum_t Wd[t, xi, k] V[t, xi, c] over the nt tiles of the block
+ * (beta 0: =) */
 FI_ATTR static void FI_FN(fi_wino_dw_gemm_)(FI_T *restrict Macc, const FI_T *restrict Wd,
                                             const FI_T *restrict V, int64_t C, int64_t Cp,
-                                            int64_t K, int64_t Kp, int64_t nt)
+                                            int64_t K, int64_t Kp, int64_t nt, int beta)
 {
     const int64_t cols = FI_WV * FI_W;
     if (C <= FI_W) {   /* one vector of input channels: a taller tile, no wasted columns */
@@ -549,7 +700,7 @@ FI_ATTR static void FI_FN(fi_wino_dw_gemm_)(FI_T *restrict Macc, const FI_T *res
                 const int64_t m = K - k0 < FI_WR1 ? K - k0 : FI_WR1;
                 FI_CAT(fi_tile_, FI_SFX)(FI_WR1, 1, FI_A_STRIDED, FI_B_STRIDED, nt,
                                          Wd + xi * Kp + k0, 1, 36 * Kp, V + xi * Cp, 36 * Cp, 0,
-                                         Macc + (xi * K + k0) * Cp, Cp, m, C, 1);
+                                         Macc + (xi * K + k0) * Cp, Cp, m, C, beta);
             }
         return;
     }
@@ -560,7 +711,7 @@ FI_ATTR static void FI_FN(fi_wino_dw_gemm_)(FI_T *restrict Macc, const FI_T *res
                 FI_CAT(fi_tile_, FI_SFX)(FI_WR, FI_WV, FI_A_STRIDED, FI_B_STRIDED, nt,
                                          Wd + xi * Kp + k0, 1, 36 * Kp, V + xi * Cp + c0,
                                          36 * Cp, 0, Macc + (xi * K + k0) * Cp + c0, Cp, m,
-                                         C - c0 < cols ? C - c0 : cols, 1);
+                                         C - c0 < cols ? C - c0 : cols, beta);
         }
 }
 
@@ -572,46 +723,51 @@ FI_ATTR FI_INLINE void FI_FN(fi_wino_dw_out_item_)(FI_T *restrict dw, const FI_T
                                                    int64_t k, int64_t c0)
 {
     const int64_t nc = C - c0 < 8 ? C - c0 : 8;
-    fi_wd8 m[36], tmp[3][6];
+    fi_wd8 m[36];
     for (int xi = 0; xi < 36; xi++) {
         const FI_T *src = Macc + (xi * K + k) * Cp + c0;
         fi_wd8 sum = {0};
         for (int t = 0; t < nth; t++) {
             if (nc == 8)
-                for (int l = 0; l < 8; l++) sum[l] += (double)src[t * macc_size + l];
+                sum += FI_WD8_LOAD(src + t * macc_size);
             else
                 for (int l = 0; l < nc; l++) sum[l] += (double)src[t * macc_size + l];
         }
         m[xi] = sum;
     }
-#pragma GCC unroll 3
-    for (int r = 0; r < 3; r++)          /* tmp = G^T m (rows) */
-#pragma GCC unroll 6
-        for (int j = 0; j < 6; j++) {
-            fi_wd8 sum = G[r] * m[j];
-#pragma GCC unroll 6
-            for (int i = 1; i < 6; i++) sum += G[i * 3 + r] * m[i * 6 + j];
-            tmp[r][j] = sum;
-        }
-#pragma GCC unroll 3
-    for (int r = 0; r < 3; r++)          /* dw = tmp G (columns) */
-#pragma GCC unroll 3
-        for (int s2 = 0; s2 < 3; s2++) {
-            fi_wd8 sum = tmp[r][0] * G[s2];
-#pragma GCC unroll 6
-            for (int j = 1; j < 6; j++) sum += tmp[r][j] * G[j * 3 + s2];
-            for (int l = 0; l < nc; l++) dw[((k * C + c0 + l) * 3 + r) * 3 + s2] = (FI_T)sum[l];
-        }
+    (void)G;
+    fi_wd8 t[6][3];   /* t[j][r] = (G^T m)[r, j] */
+    for (int j = 0; j < 6; j++)
+        FI_WINO_GT3(m[j], m[6 + j], m[12 + j], m[18 + j], m[24 + j], m[30 + j], t[j]);
+    for (int r = 0; r < 3; r++) {
+        fi_wd8 o[3];
+        FI_WINO_GT3(t[0][r], t[1][r], t[2][r], t[3][r], t[4][r], t[5][r], o);
+        for (int s2 = 0; s2 < 3; s2++)
+            for (int l = 0; l < nc; l++) dw[((k * C + c0 + l) * 3 + r) * 3 + s2] = (FI_T)o[s2][l];
+    }
 }
 
-/* Per-thread Macc (threads, 36, K, Cp) for dy (N, K, OH, OW) and x (N, C, H, W), then (after
- * the barrier) dw (K, C, 3, 3) from their sum */
+/* dbacc[k] += sum over the nt tiles of Wd[t, 7, k]: row 1 of A is all ones, so element
+ * (1, 1) of A dy A^T is the sum of the tile's dy (zero beyond OH, OW): the bias gradient */
+FI_ATTR FI_INLINE void FI_FN(fi_wino_db_)(FI_T *restrict dbacc, const FI_T *restrict Wd,
+                                          int64_t Kp, int64_t nt)
+{
+    for (int64_t k0 = 0; k0 < Kp; k0 += FI_W) {
+        FI_V s = FI_VLOAD(dbacc + k0);
+        for (int64_t t = 0; t < nt; t++) s = FI_VADD(s, FI_VLOAD(Wd + (t * 36 + 7) * Kp + k0));
+        FI_VSTORE(dbacc + k0, s);
+    }
+}
+
+/* Per-thread Macc (threads, 36, K, Cp), and the bias gradient (Kp values after it) when db,
+ * for dy (N, K, OH, OW) and x (N, C, H, W); then (after the barrier) dw (K, C, 3, 3) and db
+ * (K,) from their sums */
 FI_ATTR static void FI_FN(fi_wino_dw_)(FI_T *Macc, const FI_T *dy, const FI_T *x, int64_t N,
                                        int64_t C, int64_t Cp, int64_t H, int64_t W, int64_t K,
                                        int64_t Kp, int64_t pt, int64_t pl, int64_t OH,
                                        int64_t OW, FI_T *ws, int64_t per_thread,
                                        int64_t macc_size, int64_t TB, int64_t nsplit,
-                                       int64_t nimg_blocks, FI_T *dw, const double *Gp)
+                                       int64_t nimg_blocks, FI_T *dw, FI_T *db, const double *Gp)
 {
     const int64_t TH = (OH + 3) / 4, TW = (OW + 3) / 4, T = TH * TW;
     const int64_t Hp = 4 * TH + 2, Wp = 4 * TW + 2;
@@ -623,20 +779,25 @@ FI_ATTR static void FI_FN(fi_wino_dw_)(FI_T *Macc, const FI_T *dy, const FI_T *x
         FI_T *V = xh + Hp * Wp * Cp;
         FI_T *Wd = V + 36 * TB * Cp;
         FI_T *acc = Macc + (int64_t)tid * macc_size;
-        memset(acc, 0, (size_t)macc_size * sizeof(FI_T));
+        FI_T *dbacc = acc + 36 * K * Cp;
+        int fresh = 1;   /* the first block of this thread overwrites acc: no memset */
+        if (db) memset(dbacc, 0, (size_t)Kp * sizeof(FI_T));
         if (nimg_blocks > 0) {   /* small images: blocks of whole images (their tiles <= TB) */
+            memset(xh, 0, (size_t)(Hp * Wp * Cp) * sizeof(FI_T));
 #pragma omp for schedule(static)
             for (int64_t blk = 0; blk < nimg_blocks; blk++) {
                 const int64_t n0 = blk * N / nimg_blocks, n1 = (blk + 1) * N / nimg_blocks;
                 for (int64_t n = n0; n < n1; n++) {
-                    FI_FN(fi_wino_pad_hwc_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Wp, 0,
-                                            Hp);
+                    FI_FN(fi_wino_pad_small_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Hp,
+                                              Wp);
                     FI_FN(fi_wino_input_)(V + (n - n0) * T * 36 * Cp, xh, Cp, Wp, TW, 0, T, TB,
                                           4);
                     FI_FN(fi_wino_dytile_)(Wd + (n - n0) * T * 36 * Kp, dy + n * K * OH * OW, K,
                                            Kp, OH, OW, TW, 0, T);
                 }
-                FI_FN(fi_wino_dw_gemm_)(acc, Wd, V, C, Cp, K, Kp, (n1 - n0) * T);
+                FI_FN(fi_wino_dw_gemm_)(acc, Wd, V, C, Cp, K, Kp, (n1 - n0) * T, !fresh);
+                if (db) FI_FN(fi_wino_db_)(dbacc, Wd, Kp, (n1 - n0) * T);
+                fresh = 0;
             }
         } else {
 #pragma omp for schedule(static)
@@ -653,19 +814,28 @@ FI_ATTR static void FI_FN(fi_wino_dw_)(FI_T *Macc, const FI_T *dy, const FI_T *x
                     FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB, 4);
                     FI_FN(fi_wino_dytile_)(Wd, dy + n * K * OH * OW, K, Kp, OH, OW, TW, tile0,
                                            nt);
-                    FI_FN(fi_wino_dw_gemm_)(acc, Wd, V, C, Cp, K, Kp, nt);
+                    FI_FN(fi_wino_dw_gemm_)(acc, Wd, V, C, Cp, K, Kp, nt, !fresh);
+                    if (db) FI_FN(fi_wino_db_)(dbacc, Wd, Kp, nt);
+                    fresh = 0;
                 }
             }
         }
-        /* the omp for's barrier: every accumulator is complete */
+        if (fresh) memset(acc, 0, (size_t)(36 * K * Cp) * sizeof(FI_T));   /* no block here */
+#pragma omp barrier
         double G[18];
         for (int i = 0; i < 18; i++) G[i] = Gp[i];
         const int64_t ncb = (C + 7) / 8;
         const int nth = fi_wino_team_size();
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
         for (int64_t item = 0; item < K * ncb; item++)
             FI_FN(fi_wino_dw_out_item_)(dw, Macc, macc_size, nth, C, Cp, K, G, item / ncb,
                                         (item % ncb) * 8);
+        if (db && tid == 0)
+            for (int64_t k = 0; k < K; k++) {
+                double sum = 0.0;
+                for (int t = 0; t < nth; t++) sum += (double)Macc[t * macc_size + 36 * K * Cp + k];
+                db[k] = (FI_T)sum;
+            }
     }
 }
 
@@ -678,12 +848,17 @@ FI_ATTR static void FI_FN(fi_wino_run_)(FI_T *y, const FI_T *x, const FI_T *w, F
                                         int64_t nimg_blocks, int transposed,
                                         const double *G, int r)
 {
+    /* U[xi][c][k] at U[xi*ux + c*uc + k]: xi-major (the GEMM's B operand U[xi] contiguous)
+     * in general, c-major for small images (the 36 stores of one filter land 4-5 KB apart
+     * instead of C*Kp: with C*Kp*4 a multiple of 2 KB they fell into two L1 sets; the layers
+     * here are small, so U[xi]'s rows 36*Kp apart stay in L1) */
+    const int64_t uc = nimg_blocks ? 36 * Kp : Kp, ux = nimg_blocks ? Kp : C * Kp;
     /* one parallel region: the filter transform, its barrier, the convolution */
 #pragma omp parallel
     {
-        FI_FN(fi_wino_filter_)(U, w, C, K, Kp, transposed, G, r);
+        FI_FN(fi_wino_filter_)(U, w, C, K, Kp, uc, ux, transposed, G, r);
         FI_FN(fi_wino_forward_)(y, x, U, biasp, N, C, Cp, H, W, K, Kp, pt, pl, OH, OW, ws,
-                                per_thread, TB, nsplit, nimg_blocks, r == 3 ? 4 : 2);
+                                per_thread, TB, nsplit, nimg_blocks, r == 3 ? 4 : 2, uc, ux);
     }
 }
 

@@ -414,4 +414,281 @@ FI_ATTR static void FI_FN(fi_conv_backward_weights_)(FI_T *dwp, const FI_T *x, c
     }
 }
 
+/* ---- small images: im2col of one image at a time + GEMM tiles (see conv2d.c) ---- */
+
+/* d[0:n] = s[0:n] and d[0:n] = 0 in vectors and one masked tail (tiny rows: gcc would call
+ * memcpy / memset for the plain loops) */
+FI_ATTR FI_INLINE void FI_FN(fi_conv_copy_)(FI_T *restrict d, const FI_T *restrict s, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + FI_W <= n; i += FI_W) FI_VSTORE(d + i, FI_VLOAD(s + i));
+    if (i < n) FI_VMSTORE(d + i, FI_VMLOAD(s + i, n - i), n - i);
+}
+FI_ATTR FI_INLINE void FI_FN(fi_conv_zero_)(FI_T *restrict d, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + FI_W <= n; i += FI_W) FI_VSTORE(d + i, FI_VZERO());
+    if (i < n) FI_VMSTORE(d + i, FI_VZERO(), n - i);
+}
+
+/* im2col from the padded image: col[t*ld + oy*OW + ox] = xq[tab[t] + oy*Wq + ox] for the
+ * CRS taps (sizes by value: with -fno-strict-aliasing, struct fields would be reloaded after
+ * every store) */
+FI_ATTR FI_INLINE void FI_FN(fi_conv_im2col_)(FI_T *restrict col, int64_t ld,
+                                              const FI_T *restrict xq,
+                                              const int64_t *restrict tab, int64_t CRS,
+                                              int64_t OH, int64_t OW, int64_t Wq)
+{
+    for (int64_t t = 0; t < CRS; t++) {
+        const FI_T *src = xq + tab[t];
+        FI_T *d = col + t * ld;
+        if (OW < FI_W)   /* one masked copy per row, the mask computed once */
+            for (int64_t oy = 0; oy < OH; oy++)
+                FI_VMSTORE(d + oy * OW, FI_VMLOAD(src + oy * Wq, OW), OW);
+        else
+            for (int64_t oy = 0; oy < OH; oy++)
+                FI_FN(fi_conv_copy_)(d + oy * OW, src + oy * Wq, OW);
+    }
+}
+
+/* Between x3 (nc, H, W) and the padded, phase-split image xq of fi_conv_fill_ (zeros outside
+ * x3): mode 0 fills xq from x3, mode 1 only copies x3 in (xq's zeros were written before: the
+ * same positions are zero for every image), mode 2 writes the interior of xq to x3. Vector
+ * copies: rows here are a few values long. */
+FI_ATTR static void FI_FN(fi_conv_pad_small_)(FI_T *restrict xq, FI_T *restrict x3, int64_t H,
+                                              int64_t W, int64_t nc, const fi_conv_geo *g,
+                                              const int mode)
+{
+    const int64_t sh = g->sh, sw = g->sw, Hq = g->Hq, Wq = g->Wq, plane = Hq * Wq;
+    const int64_t pt = g->pt, pl = g->pl;
+    for (int64_t c = 0; c < nc; c++)
+        for (int64_t py = 0; py < sh; py++)
+            for (int64_t px = 0; px < sw; px++) {
+                FI_T *base = xq + ((c * sh + py) * sw + px) * plane;
+                int64_t jlo = pl > px ? (pl - px + sw - 1) / sw : 0;
+                int64_t jhi = W - 1 + pl - px >= 0 ? (W - 1 + pl - px) / sw + 1 : 0;
+                if (jhi > Wq) jhi = Wq;
+                if (jhi < jlo) jhi = jlo;
+                const int64_t n = jhi - jlo;
+                for (int64_t i = 0; i < Hq; i++) {
+                    FI_T *row = base + i * Wq;
+                    const int64_t iy = i * sh + py - pt;
+                    const int inside = iy >= 0 && iy < H && n > 0;
+                    if (!inside) {
+                        if (mode == 0) FI_FN(fi_conv_zero_)(row, Wq);
+                        continue;
+                    }
+                    FI_T *xr = x3 + (c * H + iy) * W + jlo * sw + px - pl;
+                    if (mode == 2) {
+                        if (sw == 1)
+                            FI_FN(fi_conv_copy_)(xr, row + jlo, n);
+                        else
+                            for (int64_t j = 0; j < n; j++) xr[j * sw] = row[jlo + j];
+                        continue;
+                    }
+                    if (mode == 0) FI_FN(fi_conv_zero_)(row, jlo);
+                    if (sw == 1)
+                        FI_FN(fi_conv_copy_)(row + jlo, xr, n);
+                    else
+                        for (int64_t j = 0; j < n; j++) row[jlo + j] = xr[j * sw];
+                    if (mode == 0) FI_FN(fi_conv_zero_)(row + jhi, Wq - jhi);
+                }
+            }
+}
+
+/* y2 (K, P) = wb (K, kc) @ col (kc, ld): output channels down the tile rows, pixels along
+ * the vectors; kc = CRS, or CRS + 1 with the bias as the last column of wb and a row of ones */
+FI_ATTR FI_INLINE void FI_FN(fi_conv_small_fwd_img_)(FI_T *y2, const FI_T *wb, int64_t kc,
+                                                     const FI_T *col, int64_t ld, int64_t K,
+                                                     int64_t P, const int rows, const int nvec)
+{
+    const int64_t cols = nvec * FI_W;
+    for (int64_t k0 = 0; k0 < K; k0 += rows) {
+        const int64_t m = K - k0 < rows ? K - k0 : rows;
+        for (int64_t p0 = 0; p0 < P; p0 += cols)
+            FI_CAT(fi_tile_, FI_SFX)(rows, nvec, FI_A_STRIDED, FI_B_STRIDED, kc, wb + k0 * kc,
+                                     kc, 1, col + p0, ld, 0, y2 + k0 * P + p0, P, m,
+                                     P - p0 < cols ? P - p0 : cols, 0);
+    }
+}
+
+/* forward, groups 1: per image, col (kc x ld) = im2col (+ a row of ones), y[n] = wb @ col */
+FI_ATTR static void FI_FN(fi_conv_small_forward_)(FI_T *y, const FI_T *x, const FI_T *wb,
+                                                  int64_t kc, const int64_t *tab,
+                                                  const fi_conv_geo *g, int nvec, int64_t ld,
+                                                  FI_T *ws, int64_t per_thread)
+{
+    const int64_t CRS = g->C * g->R * g->S, P = g->OH * g->OW, OW = g->OW, Wq = g->Wq;
+#pragma omp parallel
+    {
+        FI_T *col = ws + (int64_t)fi_conv_thread_id() * per_thread;
+        FI_T *xq = col + kc * ld;
+        memset(col, 0, (size_t)(kc * ld) * sizeof(FI_T));
+        memset(xq, 0, (size_t)(g->C * g->chan) * sizeof(FI_T));
+        for (int64_t p = 0; p < P && kc > CRS; p++) col[CRS * ld + p] = 1;
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g->N; n++) {
+            FI_FN(fi_conv_pad_small_)(xq, (FI_T *)(x + n * g->C * g->H * g->W), g->H, g->W, g->C,
+                                      g, 1);
+            FI_FN(fi_conv_im2col_)(col, ld, xq, tab, CRS, g->OH, OW, Wq);
+            FI_T *yn = y + n * g->K * P;
+            if (nvec == 1)
+                FI_FN(fi_conv_small_fwd_img_)(yn, wb, kc, col, ld, g->K, P, FI_CONV_TR1, 1);
+            else if (nvec == 2)
+                FI_FN(fi_conv_small_fwd_img_)(yn, wb, kc, col, ld, g->K, P, FI_CONV_TR2, 2);
+            else
+                FI_FN(fi_conv_small_fwd_img_)(yn, wb, kc, col, ld, g->K, P, FI_CONV_TR3, 3);
+        }
+    }
+}
+
+/* acc (nt, ldk) += col (nt taps, P) @ dyT (P, ldk): taps down the tile rows, output channels
+ * along the vectors, reducing over the pixels of one image. The rows of the last panel are
+ * split 8 + 4 + 2 (+ 2) so that no more than one tap row is computed and dropped. */
+FI_ATTR FI_INLINE void FI_FN(fi_conv_small_dw_img_)(FI_T *acc, const FI_T *col, int64_t ldp,
+                                                    int64_t nt, const FI_T *dyT, int64_t ldk,
+                                                    int64_t P, const int rows, const int nvec)
+{
+    const int64_t cols = nvec * FI_W;
+#define FI_CONV_DW_TILE(R_)                                                                     \
+    for (int64_t kb = 0; kb < ldk; kb += cols)                                                  \
+        FI_CAT(fi_tile_, FI_SFX)((R_), nvec, FI_A_STRIDED, FI_B_STRIDED, P, col + t0 * ldp, ldp, \
+                                 1, dyT + kb, ldk, 0, acc + t0 * ldk + kb, ldk,                 \
+                                 nt - t0 < (R_) ? nt - t0 : (R_), cols, 1)
+    int64_t t0 = 0;
+    for (; t0 + rows <= nt; t0 += rows) FI_CONV_DW_TILE(rows);
+    if (rows > 8) for (; t0 + 8 <= nt; t0 += 8) FI_CONV_DW_TILE(8);
+    if (rows > 4) for (; t0 + 4 <= nt; t0 += 4) FI_CONV_DW_TILE(4);
+    for (; t0 < nt; t0 += 2) FI_CONV_DW_TILE(2);
+#undef FI_CONV_DW_TILE
+}
+
+/* dst (npix, ldk) = src (nk, P)^T for npix <= P pixels: 16 x 16 blocks in registers
+ * (fi_transpose_; rows beyond nk repeat the last one), a scalar tail for a partial block (the
+ * block loads would read past src) */
+FI_ATTR static void FI_FN(fi_conv_transpose_pix_)(FI_T *restrict dst, int64_t ldk,
+                                                  const FI_T *restrict src, int64_t nk,
+                                                  int64_t P)
+{
+    int64_t p0 = 0;
+    for (; p0 + FI_W <= P; p0 += FI_W)
+        for (int64_t k0 = 0; k0 < nk; k0 += FI_W)
+            FI_CAT(fi_transpose_, FI_SFX)(FI_W, src + k0 * P + p0, P, nk - k0,
+                                          dst + p0 * ldk + k0, ldk);
+    for (; p0 < P; p0++)
+        for (int64_t k = 0; k < nk; k++) dst[p0 * ldk + k] = src[k * P + p0];
+}
+
+/* weight gradient (and bias gradient when db), groups 1: per image, col (CRS x P) = im2col
+ * (+ a row of ones at CRS for db) and dyT (P x K) = dy[n] transposed; per-thread partial
+ * acc (CRS+1 x ldk) += col @ dyT; then the partials summed in thread order into dw (K, CRS)
+ * and db (K,) */
+FI_ATTR static void FI_FN(fi_conv_small_weights_)(FI_T *dw, FI_T *db, const FI_T *dy,
+                                                  const FI_T *x, const int64_t *tab,
+                                                  const fi_conv_geo *g, int nvec, int64_t ldk,
+                                                  FI_T *ws, int64_t per_thread, FI_T *dwp,
+                                                  int64_t dwp_size)
+{
+    const int64_t CRS = g->C * g->R * g->S, P = g->OH * g->OW, K = g->K;
+    const int64_t nt = CRS + (db != NULL), ldp = (P + FI_W - 1) / FI_W * FI_W;
+#pragma omp parallel
+    {
+        const int tid = fi_conv_thread_id();
+        FI_T *dyT = ws + (int64_t)tid * per_thread;
+        FI_T *col = dyT + P * ldk;
+        FI_T *xq = col + nt * ldp;
+        FI_T *acc = dwp + (int64_t)tid * dwp_size;
+        memset(dyT, 0, (size_t)(P * ldk) * sizeof(FI_T));
+        memset(col, 0, (size_t)(nt * ldp) * sizeof(FI_T));
+        for (int64_t p = 0; p < P && db; p++) col[CRS * ldp + p] = 1;
+        memset(acc, 0, (size_t)(nt * ldk) * sizeof(FI_T));
+        memset(xq, 0, (size_t)(g->C * g->chan) * sizeof(FI_T));
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g->N; n++) {
+            FI_FN(fi_conv_pad_small_)(xq, (FI_T *)(x + n * g->C * g->H * g->W), g->H, g->W, g->C,
+                                      g, 1);
+            FI_FN(fi_conv_im2col_)(col, ldp, xq, tab, CRS, g->OH, g->OW, g->Wq);
+            FI_FN(fi_conv_transpose_pix_)(dyT, ldk, dy + n * K * P, K, P);
+            if (nvec == 1)
+                FI_FN(fi_conv_small_dw_img_)(acc, col, ldp, nt, dyT, ldk, P, FI_CONV_TR1, 1);
+            else if (nvec == 2)
+                FI_FN(fi_conv_small_dw_img_)(acc, col, ldp, nt, dyT, ldk, P, FI_CONV_TR2, 2);
+            else
+                FI_FN(fi_conv_small_dw_img_)(acc, col, ldp, nt, dyT, ldk, P, FI_CONV_TR3, 3);
+        }
+        const int nth = fi_conv_team_size();
+#pragma omp for schedule(static)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t t = 0; t < nt; t++) {
+                FI_T sum = dwp[t * ldk + k];
+                for (int i = 1; i < nth; i++) sum += dwp[i * dwp_size + t * ldk + k];
+                if (t < CRS)
+                    dw[k * CRS + t] = sum;
+                else
+                    db[k] = sum;
+            }
+    }
+}
+
+/* dcol (CRS, ldp) = w^T (CRS, K) @ dyp (K, ldp): taps down the tile rows, pixels along the
+ * vectors */
+FI_ATTR FI_INLINE void FI_FN(fi_conv_small_dx_img_)(FI_T *dcol, const FI_T *w, int64_t CRS,
+                                                    const FI_T *dyp, int64_t ldp, int64_t K,
+                                                    const int rows, const int nvec)
+{
+    const int64_t cols = nvec * FI_W;
+    for (int64_t t0 = 0; t0 < CRS; t0 += rows) {
+        const int64_t m = CRS - t0 < rows ? CRS - t0 : rows;
+        for (int64_t p0 = 0; p0 < ldp; p0 += cols)
+            FI_CAT(fi_tile_, FI_SFX)(rows, nvec, FI_A_STRIDED, FI_B_STRIDED, K, w + t0, 1, CRS,
+                                     dyp + p0, ldp, 0, dcol + t0 * ldp + p0, ldp, m, cols, 0);
+    }
+}
+
+/* backward data, groups 1: per image dcol = w^T @ dy[n] (copied into rows of ldp), then
+ * dx[n] = col2im(dcol) (the adjoint of fi_conv_im2col_) */
+FI_ATTR static void FI_FN(fi_conv_small_data_)(FI_T *dx, const FI_T *dy, const FI_T *w,
+                                               const int64_t *tab, const fi_conv_geo *g,
+                                               int nvec, int64_t ldp, FI_T *ws,
+                                               int64_t per_thread)
+{
+    const int64_t CRS = g->C * g->R * g->S, P = g->OH * g->OW, K = g->K;
+    const int64_t OW = g->OW, Wq = g->Wq, xq_size = g->C * g->chan;
+#pragma omp parallel
+    {
+        FI_T *dyp = ws + (int64_t)fi_conv_thread_id() * per_thread;
+        FI_T *dcol = dyp + K * ldp;
+        FI_T *xq = dcol + CRS * ldp;
+        memset(dyp, 0, (size_t)(K * ldp) * sizeof(FI_T));
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g->N; n++) {
+            for (int64_t k = 0; k < K; k++)
+                FI_FN(fi_conv_copy_)(dyp + k * ldp, dy + (n * K + k) * P, P);
+            if (nvec == 1)
+                FI_FN(fi_conv_small_dx_img_)(dcol, w, CRS, dyp, ldp, K, FI_CONV_TR1, 1);
+            else if (nvec == 2)
+                FI_FN(fi_conv_small_dx_img_)(dcol, w, CRS, dyp, ldp, K, FI_CONV_TR2, 2);
+            else
+                FI_FN(fi_conv_small_dx_img_)(dcol, w, CRS, dyp, ldp, K, FI_CONV_TR3, 3);
+            /* col2im into the padded layout (the adjoint of the im2col), then its interior */
+            FI_FN(fi_conv_zero_)(xq, xq_size);
+            for (int64_t t = 0; t < CRS; t++)
+                for (int64_t oy = 0; oy < g->OH; oy++) {
+                    FI_T *d = xq + tab[t] + oy * Wq;
+                    const FI_T *sr = dcol + t * ldp + oy * OW;
+                    int64_t ox = 0;
+                    for (; ox + FI_W <= OW; ox += FI_W)
+                        FI_VSTORE(d + ox, FI_VADD(FI_VLOAD(d + ox), FI_VLOAD(sr + ox)));
+                    if (ox < OW)
+                        FI_VMSTORE(d + ox, FI_VADD(FI_VMLOAD(d + ox, OW - ox),
+                                                   FI_VMLOAD(sr + ox, OW - ox)), OW - ox);
+                }
+            /* x pixels that no output reads (stride > 1, kernels narrower than the stride)
+             * are not in the padded layout: their dx is zero */
+            FI_FN(fi_conv_zero_)(dx + n * g->C * g->H * g->W, g->C * g->H * g->W);
+            FI_FN(fi_conv_pad_small_)(xq, dx + n * g->C * g->H * g->W, g->H, g->W, g->C, g, 2);
+        }
+    }
+}
+
 #undef FI_FN

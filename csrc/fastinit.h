@@ -94,6 +94,14 @@ int fi_conv2d_backward_f64(double *dx, double *dw, double *db, const double *dy,
 const char *fi_conv2d_path(void);
 int fi_conv2d_set_path(int path);
 void fi_conv2d_tile(int which, int is_double, int *rows, int *nvec, int *lanes);
+/* 1 when the direct kernels take the small-image path (im2col of one image + GEMM tiles) for
+ * kind 0 forward, 1 backward data, 2 backward weights (groups 1, few output pixels). */
+int fi_conv2d_small(int kind, int is_double, int64_t c, int64_t k, int64_t r, int64_t s,
+                    int64_t oh, int64_t ow, int64_t groups);
+/* The most output pixels per image of the small-image path (default 1024: weight gradient;
+ * forward up to 144/1024 of it); pixels >= 0 sets it (0: never; for tests and tuning).
+ * Returns the previous value. */
+int fi_conv2d_small_pixels(int64_t pixels);
 
 /* ---- conv2d_3x3.c: Winograd F(4x4,3x3) and F(2x2,5x5), stride 1 ---- */
 /* x (n, c, h, width) zero-padded by pt (top) and pl (left) -> y (n, k, oh, ow); w (k, c, r, r),
@@ -109,13 +117,15 @@ int fi_conv2d_winograd_f64(double *y, const double *x, const double *w, const do
                            int64_t pt, int64_t pl, int64_t oh, int64_t ow,
                            int64_t tiles_per_block, int transposed);
 /* dw (k, c, 3, 3) of a 3x3 stride-1 layer from dy (n, k, oh, ow) and x (n, c, h, width)
- * zero-padded by pt/pl: Winograd F(3x3,4x4) summed over tiles. 0, or -1 when out of memory. */
-int fi_conv2d_winograd_dw_f32(float *dw, const float *dy, const float *x, int64_t n, int64_t c,
-                              int64_t h, int64_t width, int64_t k, int64_t pt, int64_t pl,
-                              int64_t oh, int64_t ow, int64_t tiles_per_block);
-int fi_conv2d_winograd_dw_f64(double *dw, const double *dy, const double *x, int64_t n,
+ * zero-padded by pt/pl: Winograd F(3x3,4x4) summed over tiles; db (k,) beside it unless NULL.
+ * 0, or -1 when out of memory. */
+int fi_conv2d_winograd_dw_f32(float *dw, float *db, const float *dy, const float *x, int64_t n,
                               int64_t c, int64_t h, int64_t width, int64_t k, int64_t pt,
                               int64_t pl, int64_t oh, int64_t ow, int64_t tiles_per_block);
+int fi_conv2d_winograd_dw_f64(double *dw, double *db, const double *dy, const double *x,
+                              int64_t n, int64_t c, int64_t h, int64_t width, int64_t k,
+                              int64_t pt, int64_t pl, int64_t oh, int64_t ow,
+                              int64_t tiles_per_block);
 /* the GEMM tile of the Winograd path: rows (tiles), vectors (of output channels), lanes */
 void fi_conv2d_winograd_tile(int is_double, int *rows, int *nvec, int *lanes);
 

@@ -115,7 +115,7 @@ def make(cfg, dtype, seed=0):
 def is_winograd(cfg, backend, kind="forward"):
     x_shape, w_shape, stride, padding, dilation, groups = cfg
     geo = conv_ops._geometry(x_shape, w_shape, stride, padding, dilation, groups)
-    least = wino_rule.MIN_CHANNELS if backend == "c" else wino_rule.MIN_CHANNELS_NUMBA
+    least = wino_rule.MIN_CHANNELS if backend == "c" else None   # None: the Numba rule
     if kind == "forward":
         return wino_rule.applies(x_shape, w_shape, geo.stride, geo.dilation, groups, None, least)
     if kind == "weights":
@@ -152,10 +152,16 @@ def reference_all(cfg, x, w, b, dy):
 
 @pytest.mark.parametrize("cfg", ALL, ids=cid)
 def test_matches_reference(fast_backend, dtype, cfg):
+    check_against_reference(cfg, fast_backend, dtype)
+
+
+def check_against_reference(cfg, backend, dtype):
+    """y, dx, dw, db of ``backend`` within the error bounds of the reference's."""
     x, w, b, dy = make(cfg, dtype)
     _, _, stride, padding, dilation, groups = cfg
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     want, bounds = reference_all(cfg, x, w, b, dy)
+    fast_backend = backend
     y = fi.conv2d(x, w, b, backend=fast_backend, **kw)
     dx, dw, db = fi.conv2d_backward(dy, x, w, backend=fast_backend, **kw)
     K, Cg, R, S = w.shape
@@ -168,6 +174,97 @@ def test_matches_reference(fast_backend, dtype, cfg):
     assert_close(dx, want[1], bounds[1], K // groups * R * S, dtype, dx_f, "dx")
     assert_close(dw, want[2], bounds[2], N * OH * OW, dtype, dw_f, "dw")
     assert_close(db, want[3], bounds[3], N * OH * OW, dtype, 1.0, "db")
+
+
+# ---- small images: the im2col + GEMM path, Winograd in blocks of whole images ---------------
+
+# Tiny images, as in the teaching CNN of `fastinit train --model cnn` (its two layers first):
+# N not a multiple of any block or thread count, C = 1 and 3, odd K, padding 0 / 1 / "same",
+# stride 2, dilation 2, 1x1 and 5x5 kernels, 2x2 images (weight gradient on the small path,
+# not Winograd), 6x6 images (4 Winograd tiles each), up to the forward's 144 pixels and the
+# weight gradient's 1024.
+SMALL = [
+    ((64, 1, 8, 8), (16, 1, 3, 3), 1, 1, 1, 1),
+    ((64, 16, 4, 4), (32, 16, 3, 3), 1, 1, 1, 1),
+    ((37, 1, 8, 8), (7, 1, 3, 3), 1, 0, 1, 1),
+    ((5, 3, 7, 6), (9, 3, 3, 3), 2, 1, 1, 1),
+    ((3, 2, 5, 5), (5, 2, 5, 5), 1, 2, 1, 1),
+    ((65, 16, 4, 4), (32, 16, 3, 3), 1, 1, 1, 1),
+    ((9, 24, 2, 2), (17, 24, 3, 3), 1, 1, 1, 1),
+    ((3, 32, 4, 4), (16, 32, 3, 3), 1, 1, 1, 1),
+    ((2, 8, 12, 12), (16, 8, 3, 3), 1, 1, 1, 1),
+    ((1, 4, 3, 9), (33, 4, 1, 1), 1, 0, 1, 1),
+    ((6, 16, 6, 6), (32, 16, 3, 3), 1, "same", 1, 1),
+    ((4, 1, 30, 30), (8, 1, 3, 3), 1, 1, 2, 1),
+    ((7, 5, 8, 8), (3, 5, 2, 3), (2, 1), ((1, 0), (0, 2)), 1, 1),
+]
+
+
+@pytest.mark.parametrize("cfg", SMALL, ids=cid)
+def test_small_images_match_reference(fast_backend, dtype, cfg):
+    check_against_reference(cfg, fast_backend, dtype)
+
+
+@pytest.mark.parametrize("cfg", SMALL[:2] + SMALL[6:7], ids=cid)
+def test_small_images_bias_gradient_beside_dw(fast_backend, cfg):
+    """db computed beside dw (the small path's row of ones, Winograd's tile sums) equals db
+    computed alone."""
+    x, w, b, dy = make(cfg, np.float64)
+    _, _, stride, padding, dilation, groups = cfg
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+              backend=fast_backend)
+    _, dw, db = fi.conv2d_backward(dy, x, w, need=("dw", "db"), **kw)
+    _, dw_alone, _ = fi.conv2d_backward(dy, x, w, need=("dw",), **kw)
+    _, _, db_alone = fi.conv2d_backward(dy, x, w, need=("db",), **kw)
+    np.testing.assert_allclose(db, db_alone, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(dw, dw_alone)
+
+
+def test_small_images_plan(fast_backend):
+    """plan names the kernels the tiny layers take: the small-image path for the first layer
+    (forward, dx, dw), Winograd for 16 -> 32 channels on 4x4 (one tile per image), the small
+    path for the weight gradient of 2x2 images, the transposed direct kernel for dx with many
+    taps, the usual kernels beyond the size limits."""
+    def plan(x, w, kind="forward", **kw):
+        return conv_ops.plan(x, w, kind=kind, backend=fast_backend, **kw)
+
+    first, w1 = (64, 1, 8, 8), (16, 1, 3, 3)
+    for kind in ("forward", "backward_data", "backward_weights"):
+        assert "small-image" in plan(first, w1, kind, padding=1)
+    second, w2 = (64, 16, 4, 4), (32, 16, 3, 3)
+    for kind in ("forward", "backward_data", "backward_weights"):
+        assert "winograd" in plan(second, w2, kind, padding=1)
+    assert "small-image" in plan((64, 16, 2, 2), w2, "backward_weights", padding=1)
+    assert "small-image" in plan((8, 16, 8, 8), w2, stride=2, padding=1)
+    assert "direct transposed" in plan((8, 16, 8, 8), w2, "backward_data", stride=2, padding=1)
+    assert "small-image" not in plan((8, 3, 13, 13), (16, 3, 3, 3), padding=1)   # 169 pixels
+    assert "small-image" not in plan((8, 3, 40, 40), (16, 3, 3, 3), "backward_weights",
+                                     padding=1)
+    assert "small-image" not in plan((8, 4, 8, 8), (8, 2, 3, 3), padding=1, groups=2)
+
+
+def test_c_small_path_agrees_with_direct():
+    """The C small-image path and the general direct kernels (the path switched off) give the
+    same results to rounding."""
+    if _c.lib is None:
+        pytest.skip(f"C backend unavailable: {_c.reason}")
+    old = _c.lib.fi_conv2d_small_pixels(-1)
+    try:
+        for cfg in (SMALL[0], SMALL[2], SMALL[3], SMALL[4], SMALL[12]):
+            x, w, b, dy = make(cfg, np.float64, seed=2)
+            _, _, stride, padding, dilation, groups = cfg
+            kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                      backend="c")
+            _c.lib.fi_conv2d_small_pixels(old)
+            assert "small-image" in conv_ops.plan(x, w, **{k: v for k, v in kw.items()})
+            small = (fi.conv2d(x, w, b, **kw),) + fi.conv2d_backward(dy, x, w, **kw)
+            _c.lib.fi_conv2d_small_pixels(0)
+            assert "small-image" not in conv_ops.plan(x, w, **kw)
+            direct = (fi.conv2d(x, w, b, **kw),) + fi.conv2d_backward(dy, x, w, **kw)
+            for a, d in zip(small, direct):
+                np.testing.assert_allclose(a, d, rtol=1e-12, atol=1e-12)
+    finally:
+        _c.lib.fi_conv2d_small_pixels(old)
 
 
 @pytest.mark.parametrize("cfg", FIXED[:4] + FIXED[5:8], ids=cid)
@@ -281,7 +378,8 @@ def test_c_vector_paths_agree():
     try:
         for path in (1, 2):
             _c.lib.fi_conv2d_set_path(path)
-            for cfg in (FIXED[0], FIXED[3], FIXED[5], FIXED[6], FIXED[7]):
+            for cfg in (FIXED[0], FIXED[3], FIXED[5], FIXED[6], FIXED[7], SMALL[0], SMALL[1],
+                        SMALL[3], SMALL[6], SMALL[7]):
                 x, w, b, dy = make(cfg, np.float32, seed=3)
                 _, _, stride, padding, dilation, groups = cfg
                 kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)

@@ -29,16 +29,18 @@ def applies_data(x_shape, w_shape, stride, padding, dilation, groups, dtype):
 TILES_PER_BLOCK = 0
 
 
-def _fn(dtype):
-    return _c.lib.fi_conv2d_winograd_f32 if dtype == np.float32 else _c.lib.fi_conv2d_winograd_f64
+_CTYPE = {"f": "float[]", "d": "double[]"}
 
 
 def _call(y, x, w, b, pt, pl, transposed):
     N, Cin, H, W = x.shape
     Kout, OH, OW = y.shape[1:]
-    status = _fn(x.dtype)(_c.ptr(y), _c.ptr(x), _c.ptr(w),
-                          _c.ffi.NULL if b is None else _c.ptr(b), N, Cin, H, W, Kout,
-                          w.shape[-1], pt, pl, OH, OW, TILES_PER_BLOCK, int(transposed))
+    char = x.dtype.char
+    ct = _CTYPE[char]
+    fb = _c.ffi.from_buffer
+    fn = _c.lib.fi_conv2d_winograd_f32 if char == "f" else _c.lib.fi_conv2d_winograd_f64
+    status = fn(fb(ct, y), fb(ct, x), fb(ct, w), _c.ffi.NULL if b is None else fb(ct, b), N,
+                Cin, H, W, Kout, w.shape[-1], pt, pl, OH, OW, TILES_PER_BLOCK, int(transposed))
     if status:
         raise MemoryError("fastinit conv2d (Winograd): out of memory for its scratch buffers")
     return y
@@ -58,22 +60,36 @@ def backward_data(dx, dy, w, padding):
     return _call(dx, dy, w, None, r - 1 - pt, r - 1 - pl, True)
 
 
-def backward_weights(dw, dy, x, padding):
-    """dw of a 3x3 stride-1 layer by Winograd F(3x3,4x4) (``applies`` was checked)."""
+def backward_weights(dw, db, dy, x, padding):
+    """dw of a 3x3 stride-1 layer by Winograd F(3x3,4x4) (``applies_weights`` was checked),
+    and db (the tile sums of dy, a by-product of its transform) unless db is None."""
     (pt, _), (pl, _) = padding
     N, C, H, W = x.shape
     K, OH, OW = dy.shape[1:]
-    fn = (_c.lib.fi_conv2d_winograd_dw_f32 if dy.dtype == np.float32
-          else _c.lib.fi_conv2d_winograd_dw_f64)
-    if fn(_c.ptr(dw), _c.ptr(dy), _c.ptr(x), N, C, H, W, K, pt, pl, OH, OW, 0):
+    char = dy.dtype.char
+    ct = _CTYPE[char]
+    fb = _c.ffi.from_buffer
+    fn = _c.lib.fi_conv2d_winograd_dw_f32 if char == "f" else _c.lib.fi_conv2d_winograd_dw_f64
+    if fn(fb(ct, dw), _c.ffi.NULL if db is None else fb(ct, db), fb(ct, dy), fb(ct, x), N, C,
+          H, W, K, pt, pl, OH, OW, 0):
         raise MemoryError("fastinit conv2d_backward (Winograd): out of memory for its scratch")
     return dw
 
 
-def describe(kind, x_shape, w_shape, dtype):
+#: Rows of the one-vector GEMM tile per path (FI_WR1 in csrc/conv2d_3x3.c)
+_ROWS1 = {"avx512": 16, "avx2+fma": 12, "portable": 8}
+
+
+def describe(kind, x_shape, w_shape, dtype, out_hw=None):
     rows, nvec, lanes = (_c.ffi.new("int *") for _ in range(3))
     _c.lib.fi_conv2d_winograd_tile(int(np.dtype(dtype) == np.float64), rows, nvec, lanes)
     path = _c.ffi.string(_c.lib.fi_conv2d_path()).decode()
-    return describe_rule(kind, x_shape, w_shape, dtype,
-                         f"{rows[0]}x{nvec[0] * lanes[0]} GEMM tile ({rows[0]} tiles x "
-                         f"{nvec[0] * lanes[0]} output channels, {path})")
+    # channels along the vectors: output channels (forward), x's (dx), input channels (dw)
+    along = w_shape[0] if kind == "forward" else w_shape[1]
+    if along <= lanes[0]:
+        tile = (f"{_ROWS1[path]}x{lanes[0]} GEMM tile (one vector of {along} channels, "
+                f"{path})")
+    else:
+        tile = (f"{rows[0]}x{nvec[0] * lanes[0]} GEMM tile ({rows[0]} tiles x "
+                f"{nvec[0] * lanes[0]} output channels, {path})")
+    return describe_rule(kind, x_shape, w_shape, dtype, tile, out_hw)

@@ -21,7 +21,7 @@ GEMM tile factory (``_tile.py``) once that file settles: it shares its helpers.
 
 :func:`make_channel_tile` makes the other tile convolution needs beyond the GEMM's: output
 channels along the vectors, output pixels of one row broadcast from the padded image through
-the tap table (its docstring).
+the tap table (its docstring); :func:`make_copy_rows` copies short rows in masked vectors.
 """
 from llvmlite import ir
 from numba import types
@@ -30,7 +30,7 @@ from numba.extending import intrinsic
 
 from ._tile import VECTOR_BYTES
 
-__all__ = ["make_dot_tile", "make_channel_tile"]
+__all__ = ["make_dot_tile", "make_channel_tile", "make_copy_rows"]
 
 
 def _splat(builder, vecty, scalar):
@@ -269,3 +269,75 @@ def make_channel_tile(rows, nvec, vector_bytes=None):
         return sig, codegen
 
     return tile
+
+
+def make_copy_rows(vector_bytes=None):
+    """A copy of short rows in whole vectors and masked tails (tiny images: a plain loop of 4-8
+    values compiles to a scalar remainder loop)::
+
+        dst[d_off + y*d_ld + i] = src[s_off + y*s_ld + i]   for y < nrows, i < n
+
+    Nothing outside the rows is read or written. Call (inside njit code)::
+
+        copy(dst, d_off, d_ld, src, s_off, s_ld, nrows, n)
+    """
+    vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
+
+    @intrinsic
+    def copy(typingctx, dst, d_off, d_ld, src, s_off, s_ld, nrows, n):
+        if not (isinstance(dst, types.Array) and isinstance(src, types.Array)):
+            return None
+        dt = dst.dtype
+        if dt not in (types.float32, types.float64) or src.dtype != dt:
+            return None
+        if not all(isinstance(t, types.Integer) for t in (d_off, d_ld, s_off, s_ld, nrows, n)):
+            return None
+        sig = types.void(dst, d_off, d_ld, src, s_off, s_ld, nrows, n)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            i64 = ir.IntType(64)
+            dst_v, d_off_v, d_ld_v, src_v, s_off_v, s_ld_v, nrows_v, n_v = (
+                context.cast(builder, v, t, types.intp) if isinstance(t, types.Integer) else v
+                for v, t in zip(args, tys))
+            elt = context.get_value_type(dt)
+            width = vbytes // (dt.bitwidth // 8)
+            align = dt.bitwidth // 8
+            vecty = ir.VectorType(elt, width)
+            vptr = vecty.as_pointer()
+            bits = dt.bitwidth
+            masky = ir.VectorType(ir.IntType(1), width)
+            mload = _declare(builder.module, f"llvm.masked.load.v{width}f{bits}.p0",
+                             ir.FunctionType(vecty, [vptr, ir.IntType(32), masky, vecty]))
+            mstore = _declare(builder.module, f"llvm.masked.store.v{width}f{bits}.p0",
+                              ir.FunctionType(ir.VoidType(), [vecty, vptr, ir.IntType(32),
+                                                              masky]))
+            d0 = builder.gep(context.make_array(tys[0])(context, builder, dst_v).data, [d_off_v])
+            s0 = builder.gep(context.make_array(tys[3])(context, builder, src_v).data, [s_off_v])
+            wv = ir.Constant(i64, width)
+            nfull = builder.sdiv(n_v, wv)
+            tail = builder.sub(n_v, builder.mul(nfull, wv))
+            lane_ids = ir.Constant(ir.VectorType(i64, width),
+                                   [ir.Constant(i64, j) for j in range(width)])
+            tmask = builder.icmp_signed("<", lane_ids,
+                                        _splat(builder, ir.VectorType(i64, width), tail))
+            align32 = ir.Constant(ir.IntType(32), align)
+            zero = ir.Constant(vecty, None)
+            with cgutils.for_range(builder, nrows_v, intp=i64) as yl:
+                drow = builder.gep(d0, [builder.mul(yl.index, d_ld_v)])
+                srow = builder.gep(s0, [builder.mul(yl.index, s_ld_v)])
+                with cgutils.for_range(builder, nfull, intp=i64) as vl:
+                    off = builder.mul(vl.index, wv)
+                    v = builder.load(builder.bitcast(builder.gep(srow, [off]), vptr), align=align)
+                    builder.store(v, builder.bitcast(builder.gep(drow, [off]), vptr), align=align)
+                with builder.if_then(builder.icmp_signed(">", tail, ir.Constant(i64, 0))):
+                    off = builder.mul(nfull, wv)
+                    v = builder.call(mload, [builder.bitcast(builder.gep(srow, [off]), vptr),
+                                             align32, tmask, zero])
+                    builder.call(mstore, [v, builder.bitcast(builder.gep(drow, [off]), vptr),
+                                          align32, tmask])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return copy

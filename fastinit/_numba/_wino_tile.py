@@ -15,8 +15,11 @@ a fifth of the C code. These intrinsics emit the LLVM IR directly, as the tile f
     AVX-512): the 16 pixel vectors out[out_off + p*ps : +16] transposed in registers, then
     y[y_off + l*plane + i*ow + j] = pixel (i, j) of channel l, for l < nl (a full 4x4 tile).
 
-``hwc_block16``: 16 channels x 16 pixels of an NCHW image, transposed into channels-last rows.
+``hwc_block16``: 16 channels x 16 pixels of an NCHW image, transposed into channels-last rows;
+``hwc_scatter16`` the same into rows at table offsets (small images into their padded copy).
 ``output_tile2``: the output transform of F(2x2,5x5) (A^T 2x6), the same input transform.
+``filter_tile``: the filter transform G g G^T of F(4x4,3x3), ``lanes`` filters at once;
+``weight_out_tile``: G^T m G, the output transform of the weight gradient, likewise.
 ``load_tile16`` / ``dy_tile``: the same for the weight gradient F(3x3,4x4): 4x4 dy tiles read
     from NCHW (transposed in registers), then A d A^T with A = (A^T)^T (6x4).
 
@@ -32,7 +35,7 @@ from numba.extending import intrinsic
 from ._tile import VECTOR_BYTES
 
 __all__ = ["input_tile", "output_tile", "store_tile16", "load_tile16", "dy_tile", "output_tile2",
-           "hwc_block16"]
+           "hwc_block16", "hwc_scatter16", "filter_tile", "weight_out_tile"]
 
 
 def _declare(module, name, fnty):
@@ -84,6 +87,24 @@ class _Vec:
         f = self.mul(2, self.sub(d[3], d[1]))
         return [self.fma(4, d[0], self.fma(-5, d[2], d[4])), self.add(a, b), self.sub(a, b),
                 self.add(e, f), self.sub(e, f), self.fma(4, d[1], self.fma(-5, d[3], d[5]))]
+
+    def g3(self, g):
+        """G g for 3 vectors -> 6 (G of F(4x4,3x3)): [g0/4, -(g0+g1+g2)/6, -(g0-g1+g2)/6,
+        g0/24 + g1/12 + g2/6, g0/24 - g1/12 + g2/6, g2]"""
+        e = self.add(g[0], g[2])
+        f = self.fma(1.0 / 24, g[0], self.mul(1.0 / 6, g[2]))
+        h = self.mul(1.0 / 12, g[1])
+        return [self.mul(0.25, g[0]), self.mul(-1.0 / 6, self.add(e, g[1])),
+                self.mul(-1.0 / 6, self.sub(e, g[1])), self.add(f, h), self.sub(f, h), g[2]]
+
+    def gt3(self, m):
+        """G^T m for 6 vectors -> 3: [m0/4 - (m1+m2)/6 + (m3+m4)/24, (m2-m1)/6 + (m3-m4)/12,
+        -(m1+m2)/6 + (m3+m4)/6 + m5]"""
+        p = self.mul(1.0 / 6, self.add(m[1], m[2]))
+        q = self.add(m[3], m[4])
+        return [self.fma(1.0 / 24, q, self.sub(self.mul(0.25, m[0]), p)),
+                self.fma(1.0 / 12, self.sub(m[3], m[4]), self.mul(1.0 / 6, self.sub(m[2], m[1]))),
+                self.add(self.fma(1.0 / 6, q, m[5]), self.mul(-1.0, p))]
 
     def at(self, m):
         """A^T m for 6 vectors -> 4"""
@@ -261,13 +282,20 @@ def store_tile16(typingctx, out, out_off, ps, y, y_off, plane, ow, nl):
         r = [v.load(o0, builder.mul(ps_v, ir.Constant(i64, p))) for p in range(16)]
         r = _transpose16(builder, r)
         quad = ir.VectorType(v.elt, 4)
+        rows4 = builder.icmp_signed("==", ow_v, ir.Constant(i64, 4))
         for ch in range(16):
             with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, ch), nl_v)):
                 base = builder.gep(y0, [builder.mul(plane_v, ir.Constant(i64, ch))])
-                for i in range(4):
-                    part = _shuffle(builder, r[ch], r[ch], [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3])
-                    p = builder.gep(base, [builder.mul(ow_v, ir.Constant(i64, i))])
-                    builder.store(part, builder.bitcast(p, quad.as_pointer()), align=v.align)
+                with builder.if_else(rows4) as (contiguous, rows):
+                    with contiguous:   # 4x4 images: the tile's rows are contiguous
+                        v.store(r[ch], base, ir.Constant(i64, 0))
+                    with rows:
+                        for i in range(4):
+                            part = _shuffle(builder, r[ch], r[ch],
+                                            [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3])
+                            p = builder.gep(base, [builder.mul(ow_v, ir.Constant(i64, i))])
+                            builder.store(part, builder.bitcast(p, quad.as_pointer()),
+                                          align=v.align)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -296,15 +324,26 @@ def load_tile16(typingctx, y, y_off, plane, ow, nl, out, out_off, ps):
             _scalar_tile(builder, o0, ps_v, y0, plane_v, ow_v, nl_v, to_image=False)
             return context.get_dummy_value()
         quad = ir.VectorType(v.elt, 4).as_pointer()
+        rows4 = builder.icmp_signed("==", ow_v, ir.Constant(i64, 4))
         r = []
         for ch in range(16):
             base = builder.gep(y0, [builder.mul(plane_v, ir.Constant(i64, ch))])
-            parts = [builder.load(builder.bitcast(
-                builder.gep(base, [builder.mul(ow_v, ir.Constant(i64, i))]), quad), align=v.align)
-                for i in range(4)]
-            lo = _shuffle(builder, parts[0], parts[1], list(range(8)))
-            hi = _shuffle(builder, parts[2], parts[3], list(range(8)))
-            r.append(_shuffle(builder, lo, hi, list(range(16))))
+            with builder.if_else(rows4) as (contiguous, rows):
+                with contiguous:   # 4x4 images: the tile's rows are contiguous
+                    whole = v.load(base, ir.Constant(i64, 0))
+                    bb_whole = builder.block
+                with rows:
+                    parts = [builder.load(builder.bitcast(
+                        builder.gep(base, [builder.mul(ow_v, ir.Constant(i64, i))]), quad),
+                        align=v.align) for i in range(4)]
+                    lo = _shuffle(builder, parts[0], parts[1], list(range(8)))
+                    hi = _shuffle(builder, parts[2], parts[3], list(range(8)))
+                    joined = _shuffle(builder, lo, hi, list(range(16)))
+                    bb_rows = builder.block
+            phi = builder.phi(v.ty)
+            phi.add_incoming(whole, bb_whole)
+            phi.add_incoming(joined, bb_rows)
+            r.append(phi)
         r = _transpose16(builder, r)
         for p in range(16):
             v.store(r[p], o0, builder.mul(ps_v, ir.Constant(i64, p)))
@@ -419,6 +458,103 @@ def hwc_block16(typingctx, x, x_off, plane, xh, xh_off, ld):
         r = _transpose16(builder, r)
         for j in range(16):
             v.store(r[j], h0, builder.mul(ld_v, ir.Constant(i64, j)))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def filter_tile(typingctx, st, s_off, s_ld, U, u_off, u_ld):
+    """U[u_off + xi*u_ld : +lanes] = (G g G^T)[xi] for the 3x3 filters of ``lanes`` output
+    channels, g[r*3 + s] = st[s_off + (r*3 + s)*s_ld : +lanes] (G of F(4x4,3x3), in the data
+    type): the filter transform, 9 vector loads, 36 vector stores."""
+    dt = _float_arrays(st, U)
+    if dt is None or not all(isinstance(t, types.Integer) for t in (s_off, s_ld, u_off, u_ld)):
+        return None
+    sig = types.void(st, s_off, s_ld, U, u_off, u_ld)
+
+    def codegen(context, builder, signature, args):
+        v = _Vec(context, builder, dt)
+        i64 = ir.IntType(64)
+        s_off_v, s_ld_v, u_off_v, u_ld_v = _ints(context, builder, signature, args, (1, 2, 4, 5))
+        s0 = builder.gep(_data(context, builder, signature.args[0], args[0]), [s_off_v])
+        u0 = builder.gep(_data(context, builder, signature.args[3], args[3]), [u_off_v])
+        g = [v.load(s0, builder.mul(s_ld_v, ir.Constant(i64, rs))) for rs in range(9)]
+        cols = [v.g3([g[s], g[3 + s], g[6 + s]]) for s in range(3)]     # cols[s][i]
+        for i in range(6):
+            row = v.g3([cols[0][i], cols[1][i], cols[2][i]])
+            for j in range(6):
+                v.store(row[j], u0, builder.mul(u_ld_v, ir.Constant(i64, i * 6 + j)))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def weight_out_tile(typingctx, M, m_off, m_ld, out, o_off, o_ld):
+    """out[o_off + (r*3 + s)*o_ld : +lanes] = (G^T m G)[r, s] for ``lanes`` (output, input)
+    channel pairs, m[xi] = M[m_off + xi*m_ld : +lanes] (G of F(4x4,3x3), in the data type):
+    the output transform of the weight gradient F(3x3,4x4), 36 loads, 9 stores."""
+    dt = _float_arrays(M, out)
+    if dt is None or not all(isinstance(t, types.Integer) for t in (m_off, m_ld, o_off, o_ld)):
+        return None
+    sig = types.void(M, m_off, m_ld, out, o_off, o_ld)
+
+    def codegen(context, builder, signature, args):
+        v = _Vec(context, builder, dt)
+        i64 = ir.IntType(64)
+        m_off_v, m_ld_v, o_off_v, o_ld_v = _ints(context, builder, signature, args, (1, 2, 4, 5))
+        m0 = builder.gep(_data(context, builder, signature.args[0], args[0]), [m_off_v])
+        o0 = builder.gep(_data(context, builder, signature.args[3], args[3]), [o_off_v])
+        m = [v.load(m0, builder.mul(m_ld_v, ir.Constant(i64, xi))) for xi in range(36)]
+        cols = [v.gt3([m[i * 6 + j] for i in range(6)]) for j in range(6)]   # cols[j][r]
+        for r in range(3):
+            row = v.gt3([cols[j][r] for j in range(6)])
+            for s2 in range(3):
+                v.store(row[s2], o0, builder.mul(o_ld_v, ir.Constant(i64, r * 3 + s2)))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def hwc_scatter16(typingctx, x, x_off, plane, xh, xh_off, tab, t_off):
+    """16 channels x 16 consecutive pixels of an NCHW image (x[x_off + l*plane + j])
+    transposed in registers, pixel j's 16 channels stored at xh[xh_off + tab[t_off + j] + l]
+    (16 lanes only; other widths element by element): the padding copy of small images, whose
+    pixels land on rows of different lengths (tab: their offsets in the padded image)."""
+    dt = _float_arrays(x, xh)
+    if dt is None or not isinstance(tab, types.Array) or not isinstance(tab.dtype, types.Integer):
+        return None
+    if not all(isinstance(t, types.Integer) for t in (x_off, plane, xh_off, t_off)):
+        return None
+    sig = types.void(x, x_off, plane, xh, xh_off, tab, t_off)
+
+    def codegen(context, builder, signature, args):
+        v = _Vec(context, builder, dt)
+        i64 = ir.IntType(64)
+        x_off_v, plane_v, xh_off_v, t_off_v = _ints(context, builder, signature, args,
+                                                    (1, 2, 4, 6))
+        x0 = builder.gep(_data(context, builder, signature.args[0], args[0]), [x_off_v])
+        h0 = builder.gep(_data(context, builder, signature.args[3], args[3]), [xh_off_v])
+        t0 = builder.gep(_data(context, builder, signature.args[5], args[5]), [t_off_v])
+        tab_ty = signature.args[5].dtype
+
+        def dest(j):
+            off = builder.load(builder.gep(t0, [j]))
+            return builder.gep(h0, [context.cast(builder, off, tab_ty, types.intp)])
+
+        if v.width != 16:
+            with cgutils.for_range(builder, ir.Constant(i64, 16), intp=i64) as jo:
+                d = dest(jo.index)
+                with cgutils.for_range(builder, ir.Constant(i64, 16), intp=i64) as lo:
+                    src = builder.gep(x0, [builder.add(builder.mul(plane_v, lo.index), jo.index)])
+                    builder.store(builder.load(src), builder.gep(d, [lo.index]))
+            return context.get_dummy_value()
+        r = [v.load(x0, builder.mul(plane_v, ir.Constant(i64, ch))) for ch in range(16)]
+        r = _transpose16(builder, r)
+        for j in range(16):
+            v.store(r[j], dest(ir.Constant(i64, j)), ir.Constant(i64, 0))
         return context.get_dummy_value()
 
     return sig, codegen

@@ -35,18 +35,25 @@ transposed dy and gathered inputs, and one copy of dw) - nothing that grows with
 Threads take (image, group, part) items: whole images when there are enough of them, else
 parts of one image (pixel blocks or output rows), each thread padding its own copy.
 
+Small images (groups 1, few output pixels per image: the teaching CNN's 8x8 and 4x4) take a
+fourth path, the twin of csrc/conv2d.c's: im2col of one image at a time into a per-thread
+buffer and the GEMM tile straight on it (forward up to 144 output pixels, weight gradient
+with the bias gradient as a row of ones up to 1024, dx only with C*R*S <= 32; see
+:func:`small` and the comment above it).
+
 3x3 stride-1 layers with enough channels run Winograd (:mod:`fastinit._numba.conv3x3`);
 :func:`plan` says which kernel a call takes and why.
 """
-import threading
+import functools
 
 import numba
 import numpy as np
 from numba import prange
 
 from .._config import njit, pjit
-from ._conv_tile import make_channel_tile, make_dot_tile
-from ._tile import VECTOR_BYTES, lanes, make_tile
+from . import conv3x3
+from ._conv_tile import make_channel_tile, make_copy_rows, make_dot_tile
+from ._tile import VECTOR_BYTES, lanes, make_tile, make_transpose
 
 # ---- tiles ---------------------------------------------------------------------------------
 # Forward and dx: 8 output channels x 3 vectors (24 of 32 zmm registers accumulate; 8x3, 6x4
@@ -448,22 +455,284 @@ def _bias_grad(db, dy3):
         db[k] = s
 
 
+# ---- small images: im2col of one image at a time + GEMM tiles ---------------------------------
+# The Numba twin of the small-image path of csrc/conv2d.c (read its comment for the picture):
+#   forward   y[n] (K x P) = [w | b] (K x CRS+1) @ [col; 1], col = im2col(x[n]) (CRS x P)
+#   dx        dcol (CRS x P) = w^T @ dy[n], dx[n] = col2im(dcol)
+#   dw, db    acc (CRS+1 x K) += [col; 1] @ dy[n]^T per thread, the partials summed after
+# Threads take contiguous chunks of images, each with its own buffers (a few KB: nothing grows
+# with N). Tiles: output channels (forward), taps (dx, dw) down the rows; 1 or 2 vectors of
+# pixels (forward, dx) or output channels (dw) along the columns.
+#: The rule of csrc/conv2d.c (fi_conv2d_small): groups 1; forward up to SMALL_FORWARD output
+#: pixels per image; dx only with at most SMALL_DX_TAPS taps per output channel (C*R*S: its
+#: col2im costs more than the transposed direct kernel beyond); dw up to SMALL_PIXELS; every
+#: per-thread buffer within SMALL_BUF values.
+SMALL_PIXELS = 1024
+SMALL_FORWARD = 144
+SMALL_DX_TAPS = 32
+SMALL_BUF = 65536
+#: Tile rows with 1 and with 2 vectors per row.
+SMALL_ROWS = (16, 8) if VECTOR_BYTES >= 64 else (8, 4)
+_small1 = make_tile(SMALL_ROWS[0], 1, "strided", "strided").fn
+_small2 = make_tile(SMALL_ROWS[1], 2, "strided", "strided").fn
+# dw splits its last panel of taps into rows of 8 / 4 / 2 (at most one tap row dropped)
+_small1_8 = make_tile(8, 1, "strided", "strided").fn
+_small1_4 = make_tile(4, 1, "strided", "strided").fn
+_small1_2 = make_tile(2, 1, "strided", "strided").fn
+_small2_4 = make_tile(4, 2, "strided", "strided").fn
+_small2_2 = make_tile(2, 2, "strided", "strided").fn
+_transpose_block16 = make_transpose(nvec=1)
+
+
+def _small_shape(count, dtype):
+    """(vectors per tile row, 1 or 2; the row length padded to whole tiles) for ``count``
+    columns, in the fewest column blocks."""
+    ln = lanes(dtype)
+    v = -(-count // ln)
+    nb = -(-v // 2)
+    nvec = -(-v // nb)
+    return nvec, nb * nvec * ln
+
+
+def small(kind, dtype, C, K, R, S, OH, OW, groups):
+    """Whether the small-image path runs for kind 0 forward, 1 backward data, 2 weights."""
+    CRS, P = C * R * S, OH * OW
+    if groups != 1 or P > SMALL_PIXELS:
+        return False
+    if kind == 2:   # dyT (P x K) and col (CRS+1 x P)
+        _, ldk = _small_shape(K, dtype)
+        return P * ldk + (CRS + 1) * (P + 16) <= SMALL_BUF
+    if (P > SMALL_FORWARD) if kind == 0 else (CRS > SMALL_DX_TAPS):
+        return False
+    _, ld = _small_shape(P, dtype)
+    return (CRS + 1 + (K if kind == 1 else 0)) * ld <= SMALL_BUF
+
+
+_copy_rows = make_copy_rows()
+
+
+@njit
+def _im2col(col, ld, xq, tab, OH, OW, Wq):
+    """col[t*ld + oy*OW + ox] = xq[tab[t] + oy*Wq + ox] for every tap t."""
+    for t in range(tab.shape[0]):
+        _copy_rows(col, t * ld, OW, xq, tab[t], Wq, OH, OW)
+
+
+@njit
+def _small_gemm(kc, a, a_off, a_rs, a_ks, b, b_step, c, c_off, ldc, M, ncols, nvec, cols, beta):
+    """c[c_off + r*ldc + j] (+)= sum_k a[a_off + r*a_rs + k*a_ks] b[k*b_step + j] for r < M,
+    j < ncols: row panels of SMALL_ROWS[nvec - 1], column blocks of ``cols``."""
+    rows = SMALL_ROWS[0] if nvec == 1 else SMALL_ROWS[1]
+    for r0 in range(0, M, rows):
+        m = min(rows, M - r0)
+        for j0 in range(0, ncols, cols):
+            n = min(cols, ncols - j0)
+            if nvec == 1:
+                _small1(kc, a, a_off + r0 * a_rs, a_rs, a_ks, b, j0, b_step, c,
+                        c_off + r0 * ldc + j0, ldc, m, n, beta)
+            else:
+                _small2(kc, a, a_off + r0 * a_rs, a_rs, a_ks, b, j0, b_step, c,
+                        c_off + r0 * ldc + j0, ldc, m, n, beta)
+
+
+@pjit
+def _small_forward(y3, x, w2, wb, bias, tab, C, sh, sw, pt, pl, Hq, Wq, OW, ld, nvec, cols, ws,
+                   nthr):
+    """y3 (N, K, P) = wb (K, kc) @ [im2col(x[n]); 1]: wb = [w2 | bias] (kc = CRS + 1) when
+    wb has a column more than w2 (K, CRS), else wb = w2."""
+    N, K, P = y3.shape
+    OH = P // OW
+    CRS = tab.shape[0]
+    kc = wb.shape[1]
+    for k in range(K):
+        for t in range(CRS):
+            wb[k, t] = w2[k, t]
+        if kc > CRS:
+            wb[k, CRS] = bias[k]
+    chan = sh * sw * Hq * Wq
+    for t in prange(nthr):
+        buf = ws[t]
+        col = buf[:kc * ld]
+        xq = buf[kc * ld:kc * ld + C * chan]
+        _zero(col)
+        _zero(xq)
+        if kc > CRS:
+            for p in range(P):
+                col[CRS * ld + p] = 1
+        for n in range(t * N // nthr, (t + 1) * N // nthr):
+            _pad_interior(xq, x[n], sh, sw, pt, pl, Hq, Wq)
+            _im2col(col, ld, xq, tab, OH, OW, Wq)
+            _small_gemm(kc, wb, 0, kc, 1, col, ld, y3, n * K * P, P, K, P, nvec, cols, 0)
+
+
+@pjit
+def _small_data(dx, dy3, w2, tab, C, H, W, sh, sw, pt, pl, Hq, Wq, OW, ld, nvec, cols, ws, nthr):
+    """dx (N, C, H, W) = col2im(w2^T @ dy3[n]): w2 (K, CRS), dy3 (N, K, P)."""
+    N, K, P = dy3.shape
+    OH = P // OW
+    CRS = tab.shape[0]
+    chan = sh * sw * Hq * Wq
+    for t in prange(nthr):
+        buf = ws[t]
+        dyp = buf[:K * ld]
+        dcol = buf[K * ld:(K + CRS) * ld]
+        xq = buf[(K + CRS) * ld:(K + CRS) * ld + C * chan]
+        _zero(dyp)
+        dyf = dy3.reshape(-1)
+        for n in range(t * N // nthr, (t + 1) * N // nthr):
+            _copy_rows(dyp, 0, ld, dyf, n * K * P, P, K, P)
+            _small_gemm(K, w2, 0, 1, CRS, dyp, ld, dcol, 0, ld, CRS, P, nvec, cols, 0)
+            _zero(xq)
+            for tp in range(CRS):   # col2im into the padded layout: the adjoint of _im2col
+                for oy in range(OH):
+                    d = xq[tab[tp] + oy * Wq:tab[tp] + oy * Wq + OW]
+                    s = dcol[tp * ld + oy * OW:tp * ld + oy * OW + OW]
+                    for ox in range(OW):
+                        d[ox] += s[ox]
+            _unfill_phases(dx[n], xq, sh, sw, pt, pl, Hq, Wq)
+
+
+@njit
+def _pad_interior(xq, x3, sh, sw, pt, pl, Hq, Wq):
+    """The pixels of x3 (C, H, W) into xq (the layout of _fill_phases), whose zeros were
+    written before (the same positions are zero for every image); pixels that no output
+    reads (beyond Hq, Wq) are skipped."""
+    C, H, W = x3.shape
+    plane = Hq * Wq
+    if sh == 1 and sw == 1:
+        n = min(W, Wq - pl)
+        for c in range(C):
+            for iy in range(min(H, Hq - pt)):
+                d = xq[c * plane + (iy + pt) * Wq + pl:c * plane + (iy + pt) * Wq + pl + n]
+                src = x3[c, iy]
+                for j in range(n):
+                    d[j] = src[j]
+        return
+    for c in range(C):
+        for iy in range(H):
+            row = x3[c, iy]
+            py = (iy + pt) % sh
+            i = (iy + pt) // sh
+            if i >= Hq:
+                continue
+            for ix in range(W):
+                j = (ix + pl) // sw
+                if j < Wq:
+                    xq[((c * sh + py) * sw + (ix + pl) % sw) * plane + i * Wq + j] = row[ix]
+
+
+@njit
+def _unfill_phases(x3, xq, sh, sw, pt, pl, Hq, Wq):
+    """x3[c, iy, ix] = the value of xq (the layout of _fill_phases) at that pixel, 0 for the
+    pixels that no output reads (not in xq)."""
+    C, H, W = x3.shape
+    plane = Hq * Wq
+    for c in range(C):
+        for iy in range(H):
+            row = x3[c, iy]
+            py = (iy + pt) % sh
+            i = (iy + pt) // sh
+            for ix in range(W):
+                px = (ix + pl) % sw
+                j = (ix + pl) // sw
+                if i < Hq and j < Wq:
+                    row[ix] = xq[((c * sh + py) * sw + px) * plane + i * Wq + j]
+                else:
+                    row[ix] = 0
+
+
+@njit
+def _small_dw_panel(P, col, ld, t0, dyT, ldk, acc, M, nvec, cols, rows):
+    """acc[(t0 + r)*ldk + j] += sum_p col[(t0 + r)*ld + p] dyT[p*ldk + j], r < M, j < ldk,
+    with a tile of ``rows`` rows (SMALL_ROWS[nvec - 1], 8, 4 or 2)."""
+    for j0 in range(0, ldk, cols):
+        if nvec == 1:
+            if rows == 8:
+                _small1_8(P, col, t0 * ld, ld, 1, dyT, j0, ldk, acc, t0 * ldk + j0, ldk, M, cols, 1)
+            elif rows == 4:
+                _small1_4(P, col, t0 * ld, ld, 1, dyT, j0, ldk, acc, t0 * ldk + j0, ldk, M, cols, 1)
+            elif rows == 2:
+                _small1_2(P, col, t0 * ld, ld, 1, dyT, j0, ldk, acc, t0 * ldk + j0, ldk, M, cols, 1)
+            else:
+                _small1(P, col, t0 * ld, ld, 1, dyT, j0, ldk, acc, t0 * ldk + j0, ldk, M, cols, 1)
+        else:
+            if rows == 4:
+                _small2_4(P, col, t0 * ld, ld, 1, dyT, j0, ldk, acc, t0 * ldk + j0, ldk, M, cols, 1)
+            elif rows == 2:
+                _small2_2(P, col, t0 * ld, ld, 1, dyT, j0, ldk, acc, t0 * ldk + j0, ldk, M, cols, 1)
+            else:
+                _small2(P, col, t0 * ld, ld, 1, dyT, j0, ldk, acc, t0 * ldk + j0, ldk, M, cols, 1)
+
+
+@pjit
+def _small_weights(acc_all, dy3, x, tab, nt, C, sh, sw, pt, pl, Hq, Wq, OW, ldp, ldk, nvec,
+                   cols, ln, ws, nthr):
+    """acc_all[t] (nt x ldk) = sum over the images of chunk t of [im2col(x[n]); 1] @ dy3[n]^T
+    (nt = CRS + 1 with the row of ones for db, else CRS)."""
+    N, K, P = dy3.shape
+    OH = P // OW
+    CRS = tab.shape[0]
+    chan = sh * sw * Hq * Wq
+    full = SMALL_ROWS[0] if nvec == 1 else SMALL_ROWS[1]
+    dyf = dy3.reshape(-1)
+    for t in prange(nthr):
+        buf = ws[t]
+        dyT = buf[:P * ldk]
+        col = buf[P * ldk:P * ldk + nt * ldp]
+        xq = buf[P * ldk + nt * ldp:P * ldk + nt * ldp + C * chan]
+        acc = acc_all[t]
+        _zero(dyT)
+        _zero(col)
+        _zero(acc)
+        _zero(xq)
+        if nt > CRS:
+            for p in range(P):
+                col[CRS * ldp + p] = 1
+        for n in range(t * N // nthr, (t + 1) * N // nthr):
+            _pad_interior(xq, x[n], sh, sw, pt, pl, Hq, Wq)
+            _im2col(col, ldp, xq, tab, OH, OW, Wq)
+            p0 = 0
+            while p0 + ln <= P:   # dyT (P x K) = dy[n]^T, 16 x 16 blocks in registers
+                for k0 in range(0, K, ln):
+                    _transpose_block16(dyf, (n * K + k0) * P + p0, P, K - k0, dyT,
+                                       p0 * ldk + k0, ldk)
+                p0 += ln
+            for p in range(p0, P):
+                for k in range(K):
+                    dyT[p * ldk + k] = dy3[n, k, p]
+            t0 = 0
+            while t0 + full <= nt:
+                _small_dw_panel(P, col, ldp, t0, dyT, ldk, acc, full, nvec, cols, full)
+                t0 += full
+            for rows in (8, 4):
+                if full > rows and t0 + rows <= nt:
+                    _small_dw_panel(P, col, ldp, t0, dyT, ldk, acc, rows, nvec, cols, rows)
+                    t0 += rows
+            while t0 < nt:
+                _small_dw_panel(P, col, ldp, t0, dyT, ldk, acc, min(2, nt - t0), nvec, cols, 2)
+                t0 += 2
+
+
+@njit
+def _small_weights_out(dw2, db, acc_all, CRS, ldk, has_db):
+    """dw2[k, t] = sum over the chunks of acc_all[:, t*ldk + k] (in chunk order); db likewise
+    from the row of ones."""
+    K = dw2.shape[0]
+    for k in range(K):
+        for t in range(CRS + has_db):
+            s = acc_all[0, t * ldk + k]
+            for i in range(1, acc_all.shape[0]):
+                s += acc_all[i, t * ldk + k]
+            if t < CRS:
+                dw2[k, t] = s
+            else:
+                db[k] = s
+
+
 # ---- plans: tables and packed weights (Python side) ----------------------------------------------
-_scratch = threading.local()
-
-
 def _workspace(name, shape, dtype):
-    """A cached per-Python-thread scratch array of ``shape`` (reused across calls: a fresh
-    buffer costs a page fault per 4 KB on first touch)."""
-    size = int(np.prod(shape))
-    key = (name, np.dtype(dtype).char)
-    bufs = getattr(_scratch, "bufs", None)
-    if bufs is None:
-        bufs = _scratch.bufs = {}
-    arr = bufs.get(key)
-    if arr is None or arr.size < size:
-        arr = bufs[key] = np.zeros(max(size, 1), dtype)
-    return arr[:size].reshape(shape)
+    """A cached per-Python-thread scratch array of ``shape`` (conv3x3's: one cache)."""
+    return conv3x3._workspace_named(name, shape, dtype)
 
 
 class _Geometry:
@@ -497,6 +766,13 @@ class _Geometry:
         return max(1, min(work_rows, nthreads * 2 // max(items, 1) + 1))
 
 
+@functools.lru_cache(maxsize=256)
+def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
+    """The :class:`_Geometry` of a call, cached (its tap table costs ~10 us of NumPy; on tiny
+    images that was the kernel's own time). Shapes and arguments are tuples."""
+    return _Geometry(x_shape, w_shape, stride, padding, dilation, groups)
+
+
 def _use_channel_tile(geo, dtype):
     """Channel-vector tile for large kernels whose output channels fill whole tiles (the rule
     of csrc/conv2d.c, measured there)."""
@@ -520,15 +796,61 @@ def _threads():
     return numba.get_num_threads()
 
 
+def _small_args(geo):
+    return (geo.C, geo.sh, geo.sw, geo.pt, geo.pl, geo.Hq, geo.Wq, geo.OW)
+
+
+def _small_forward_call(y, x, w, b, geo, nthr):
+    dt = x.dtype
+    CRS, P = geo.C * geo.R * geo.S, geo.OH * geo.OW
+    nvec, ld = _small_shape(P, dt)
+    nthr = max(1, min(nthr, geo.N))
+    kc = CRS + (b is not None)   # [w | b]: the bias rides on a row of ones under the im2col
+    wb = _workspace("small_wb", (geo.K, kc), dt)
+    ws = _workspace("small_ws", (nthr, (CRS + 1) * ld + geo.C * geo.chan + 16), dt)
+    _small_forward(y.reshape(geo.N, geo.K, P), x, w.reshape(geo.K, CRS), wb,
+                   b if b is not None else wb[0], geo.tab, *_small_args(geo), ld, nvec,
+                   nvec * lanes(dt), ws, nthr)
+    return y
+
+
+def _small_data_call(dx, dy, w, geo, nthr):
+    dt = dy.dtype
+    CRS, P = geo.C * geo.R * geo.S, geo.OH * geo.OW
+    nvec, ld = _small_shape(P, dt)
+    nthr = max(1, min(nthr, geo.N))
+    ws = _workspace("small_ws", (nthr, (geo.K + CRS) * ld + geo.C * geo.chan + 16), dt)
+    _small_data(dx, dy.reshape(geo.N, geo.K, P), w.reshape(geo.K, CRS), geo.tab, geo.C, geo.H,
+                geo.W, geo.sh, geo.sw, geo.pt, geo.pl, geo.Hq, geo.Wq, geo.OW, ld, nvec,
+                nvec * lanes(dt), ws, nthr)
+    return dx
+
+
+def _small_weights_call(dw, db, dy, x, geo, nthr):
+    dt = dy.dtype
+    CRS, P = geo.C * geo.R * geo.S, geo.OH * geo.OW
+    nt = CRS + (db is not None)
+    nvec, ldk = _small_shape(geo.K, dt)
+    ln = lanes(dt)
+    ldp = -(-P // ln) * ln
+    nthr = max(1, min(nthr, geo.N))
+    ws = _workspace("small_ws", (nthr, P * ldk + nt * ldp + geo.C * geo.chan + 16), dt)
+    acc = _workspace("small_acc", (nthr, nt * ldk), dt)
+    _small_weights(acc, dy.reshape(geo.N, geo.K, P), x, geo.tab, nt, *_small_args(geo), ldp,
+                   ldk, nvec, nvec * ln, ln, ws, nthr)
+    _small_weights_out(dw.reshape(geo.K, CRS), db if db is not None else acc[0, :1], acc, CRS,
+                       ldk, int(db is not None))
+
+
 # ---- entry points ----------------------------------------------------------------------------
 def conv2d(y, x, w, b, stride, padding, dilation, groups):
-    from . import conv3x3
-
     if conv3x3.applies(x.shape, w.shape, stride, dilation, groups, x.dtype):
         return conv3x3.conv2d(y, x, w, b, padding)
-    geo = _Geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
     dt = x.dtype
     nt = _threads()
+    if small(0, dt, geo.C, geo.K, geo.R, geo.S, geo.OH, geo.OW, groups):
+        return _small_forward_call(y, x, w, b, geo, nt)
     bias = b if b is not None else np.zeros(1, dt)
     if geo.Cg == 1 and geo.Kg == 1:
         xq = _workspace("xq", (nt, geo.chan + 16), dt)
@@ -598,15 +920,15 @@ def _data_phases(geo, w, rows):
 
 
 def conv2d_backward(dx, dw, db, dy, x, w, stride, padding, dilation, groups):
-    from . import conv3x3
-
-    geo = _Geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
     dt = dy.dtype
     nt = _threads()
-    dw_out = dw
+    dw_out, db_out = dw, db
     if dx is not None:
         if conv3x3.applies_data(x.shape, w.shape, stride, padding, dilation, groups, dt):
             conv3x3.backward_data(dx, dy, w, padding)
+        elif small(1, dt, geo.C, geo.K, geo.R, geo.S, geo.OH, geo.OW, groups):
+            _small_data_call(dx, dy, w, geo, nt)
         else:
             row = _row_tile_for(geo.Cg)
             rows = 1 if row else FWD_ROWS
@@ -620,8 +942,11 @@ def conv2d_backward(dx, dw, db, dy, x, w, stride, padding, dilation, groups):
                            dq, tb)
     if dw is not None and conv3x3.applies_weights(x.shape, w.shape, dy.shape, stride, dilation,
                                                   groups, dt):
-        conv3x3.backward_weights(dw, dy, x, padding)
-        dw = None
+        conv3x3.backward_weights(dw, db, dy, x, padding)
+        dw = db = None   # db rides along
+    if dw is not None and small(2, dt, geo.C, geo.K, geo.R, geo.S, geo.OH, geo.OW, groups):
+        _small_weights_call(dw, db, dy, x, geo, nt)
+        dw = db = None   # db rides along
     if dw is not None:
         dot = 2 * geo.Kg < DW.cols(dt)
         nsplit = geo.nsplit(geo.N * geo.G, nt, geo.OH if dot else -(-geo.OH * geo.OW // PBLOCK))
@@ -642,21 +967,30 @@ def conv2d_backward(dx, dw, db, dy, x, w, stride, padding, dilation, groups):
         db64 = np.empty(db.shape, np.float64)
         _bias_grad(db64, dy.reshape(dy.shape[0], dy.shape[1], -1))
         db[...] = db64
-    return dx, dw_out, db
+    return dx, dw_out, db_out
 
 
 def plan(kind, dtype, x_shape, w_shape, stride, padding, dilation, groups):
-    from . import conv3x3
-
     dt = np.dtype(dtype)
-    geo = _Geometry(x_shape, w_shape, stride, padding, dilation, groups)
+    geo = _geometry(tuple(x_shape), tuple(w_shape), stride, padding, dilation, groups)
     why = (f"{geo.R}x{geo.S}, stride {stride}, dilation {dilation}, groups {groups}, "
            f"C={geo.C}, K={geo.K}")
+    OH, OW = geo.OH, geo.OW
     if kind == "forward" and conv3x3.applies(x_shape, w_shape, stride, dilation, groups, dt):
-        return conv3x3.describe("forward", x_shape, w_shape, dt)
+        return conv3x3.describe("forward", x_shape, w_shape, dt, (OH, OW))
     if kind == "backward_data" and conv3x3.applies_data(x_shape, w_shape, stride, padding, dilation,
                                                        groups, dt):
-        return conv3x3.describe("backward_data", x_shape, w_shape, dt)
+        return conv3x3.describe("backward_data", x_shape, w_shape, dt, (geo.H, geo.W))
+    if kind == "backward_weights" and conv3x3.applies_weights(
+            x_shape, w_shape, (geo.N, geo.K, OH, OW), stride, dilation, groups, dt):
+        return conv3x3.describe("backward_weights", x_shape, w_shape, dt, (OH, OW))
+    code = ("forward", "backward_data", "backward_weights").index(kind)
+    if small(code, dt, geo.C, geo.K, geo.R, geo.S, OH, OW, groups):
+        what = {"forward": "y[n] = [w | b] @ [im2col(x[n]); 1]",
+                "backward_data": "dcol = w^T @ dy[n], dx[n] = col2im(dcol)",
+                "backward_weights": "[dw | db] += [im2col(x[n]); 1] @ dy[n]^T per thread"}[kind]
+        return (f"direct small-image path (few output pixels per image: im2col of one image at "
+                f"a time, {what}, GEMM tile); {why}")
     if kind == "forward" and _use_channel_tile(geo, dt):
         cols = channel_cols(dt)
         return (f"direct, {CH_ROWS}x{cols} channel-vector tile ({CH_ROWS} pixels of a row x "
@@ -676,9 +1010,6 @@ def plan(kind, dtype, x_shape, w_shape, stride, padding, dilation, groups):
         return (f"{what}, {tile}, offset table into a per-thread padded image; {why}"
                 + ("; Winograd needs 3x3, stride 1, dilation 1 and enough channels"
                    if geo.R == geo.S == 3 else ""))
-    if kind == "backward_weights" and conv3x3.applies_weights(
-            x_shape, w_shape, (geo.N, geo.K, geo.OH, geo.OW), stride, dilation, groups, dt):
-        return conv3x3.describe("backward_weights", x_shape, w_shape, dt)
     if 2 * geo.Kg < DW.cols(dt):
         return (f"direct weight gradient, 1x{DOT_COLS} dot tile (lane reduction: few output "
                 f"channels per group); {why}")
