@@ -43,16 +43,18 @@ def _exercises():
     if hasattr(fi, "conv2d"):
         def conv(dtype, backend):
             # small direct kernels; then C=K=32 for Winograd (3x3, 5x5) and the channel tile
-            # (7x7); then depthwise and a strided case
+            # (7x7); then depthwise and a strided case; each on 12x12 images (the small-image
+            # paths) and 24x24 ones (per-image Winograd, the general direct kernels)
             cases = [(4, 6, k, 1, 1) for k in (1, 3, 5)] + [(32, 32, k, 1, 1) for k in (3, 5, 7)]
             cases += [(8, 8, 3, 1, 8), (4, 6, 3, 2, 1)]
             for c, kout, k, stride, groups in cases:
-                x = r.standard_normal((2, c, 12, 12)).astype(dtype)
-                w = r.standard_normal((kout, c // groups, k, k)).astype(dtype)
-                y = fi.conv2d(x, w, stride=stride, padding="same", groups=groups,
-                              backend=backend)
-                fi.conv2d_backward(y, x, w, stride=stride, padding="same", groups=groups,
-                                   backend=backend)
+                for size in (12, 24):  # small-image paths, then the per-image ones
+                    x = r.standard_normal((2, c, size, size)).astype(dtype)
+                    w = r.standard_normal((kout, c // groups, k, k)).astype(dtype)
+                    y = fi.conv2d(x, w, stride=stride, padding="same", groups=groups,
+                                  backend=backend)
+                    fi.conv2d_backward(y, x, w, stride=stride, padding="same", groups=groups,
+                                       backend=backend)
         yield "conv2d", conv
     if hasattr(fi, "batch_norm"):
         def bn(dtype, backend):
