@@ -6,6 +6,29 @@
 #define FI_NR (FI_NVEC * FI_W)
 #define FI_FN(name) FI_CAT(name, FI_SFX)
 
+/* One row tile of C over packed A (micro-panels FI_MR rows tall): the full tile computes all
+ * FI_MR rows whatever mv is, so a partial last panel (mv rows) takes a 4- or 8-row tile that
+ * reads only the first rows of its panel (a 128-row C on 12-row tiles: the 8-row rest cost a
+ * whole tile). */
+#if FI_MR > 8
+#define FI_ROW_TILE(mv, BMODE, kc, ap, b, bstep, c, ldc, nv, beta)                             \
+    do {                                                                                        \
+        if ((mv) > 8)                                                                           \
+            FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, BMODE, kc, ap, 0, 0, b,       \
+                                     bstep, 0, c, ldc, mv, nv, beta);                           \
+        else if ((mv) > 4)                                                                      \
+            FI_CAT(fi_tile_, FI_SFX)(8, FI_NVEC, FI_A_PANEL, BMODE, kc, ap, 0, FI_MR, b,        \
+                                     bstep, 0, c, ldc, mv, nv, beta);                           \
+        else                                                                                    \
+            FI_CAT(fi_tile_, FI_SFX)(4, FI_NVEC, FI_A_PANEL, BMODE, kc, ap, 0, FI_MR, b,        \
+                                     bstep, 0, c, ldc, mv, nv, beta);                           \
+    } while (0)
+#else
+#define FI_ROW_TILE(mv, BMODE, kc, ap, b, bstep, c, ldc, nv, beta)                             \
+    FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, BMODE, kc, ap, 0, 0, b, bstep, 0, c, \
+                             ldc, mv, nv, beta)
+#endif
+
 /* dst[(q*kc + k)*MR + r] = A[i0 + q*MR + r, p0 + k] for r < mc - q*MR, padding beyond;
  * A = a (m x k, row length lda) or, when ta, a^T (a is k x m). dst needs FI_PACK_PAD values
  * past the panels (the transposes of a partial row group spill there). */
@@ -80,17 +103,15 @@ FI_ATTR static void FI_FN(fi_macro_)(FI_T *c, int64_t ldc, const FI_T *ap, const
         if (bdir && nv == FI_NR) {
             for (int64_t i = 0; i < mc; i += FI_MR) {
                 const int64_t mv = mc - i < FI_MR ? mc - i : FI_MR;
-                FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, FI_B_STRIDED, kc,
-                                         ap + i * kc, 0, 0, bdir + j, ldb, 0,
-                                         c + i * ldc + j, ldc, mv, nv, beta);
+                FI_ROW_TILE(mv, FI_B_STRIDED, kc, ap + i * kc, bdir + j, ldb, c + i * ldc + j,
+                            ldc, nv, beta);
             }
             continue;
         }
         for (int64_t i = 0; i < mc; i += FI_MR) {
             const int64_t mv = mc - i < FI_MR ? mc - i : FI_MR;
-            FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, FI_B_PACKED, kc,
-                                     ap + i * kc, 0, 0, bp + t * kc * FI_NR, 0, 0,
-                                     c + i * ldc + j, ldc, mv, nv, beta);
+            FI_ROW_TILE(mv, FI_B_PACKED, kc, ap + i * kc, bp + t * kc * FI_NR, 0,
+                        c + i * ldc + j, ldc, nv, beta);
         }
     }
 }
@@ -118,9 +139,8 @@ FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, cons
             bstep = FI_NR;
         }
         for (int64_t i = i0; i < i1; i += FI_MR)
-            FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, FI_B_STRIDED, k,
-                                     ap + (i - i0) * k, 0, 0, bsrc, bstep, 0,
-                                     c + i * n + j, n, i1 - i < FI_MR ? i1 - i : FI_MR, nv, beta);
+            FI_ROW_TILE(i1 - i < FI_MR ? i1 - i : FI_MR, FI_B_STRIDED, k, ap + (i - i0) * k,
+                        bsrc, bstep, c + i * n + j, n, nv, beta);
     }
 }
 
@@ -136,7 +156,12 @@ FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const 
     const int64_t size = k * npan * FI_NR;
     int64_t chunks = m * n * k >= FI_GEMM_PARALLEL_MIN_MACS ? fi_gemm_max_threads() : 1;
     if (chunks > (npan > nrow ? npan : nrow)) chunks = npan > nrow ? npan : nrow;
-    const int64_t asize = nrow * FI_MR * k + (chunks + 1) * FI_PACK_PAD;
+    /* by rows, each part takes an equal share of rows (not whole MR panels: 128 rows as 64 + 64
+     * rather than 60 + 68 evens out the partial tiles, see FI_ROW_TILE) */
+    const int64_t part_rows = (m + chunks - 1) / chunks;
+    const int64_t part_size = (part_rows + FI_MR - 1) / FI_MR * FI_MR * k + FI_PACK_PAD;
+    int64_t asize = nrow * FI_MR * k + (chunks + 1) * FI_PACK_PAD;
+    if (asize < chunks * part_size) asize = chunks * part_size;
     FI_T *ws = fi_gemm_scratch((size_t)(asize + size * chunks) * sizeof(FI_T));
     if (!ws) return -1;
     FI_T *ap = ws, *bpanel = ws + asize;
@@ -152,10 +177,10 @@ FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const 
             FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, ap, bpanel, 0, m,
                                     ch * npan / chunks, (ch + 1) * npan / chunks, 0);
         else {
-            const int64_t q0 = ch * nrow / chunks, q1 = (ch + 1) * nrow / chunks;
-            FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta,
-                                    ap + q0 * FI_MR * k + ch * FI_PACK_PAD, bpanel + ch * size,
-                                    q0 * FI_MR, q1 * FI_MR < m ? q1 * FI_MR : m, 0, npan, 1);
+            const int64_t i0 = ch * m / chunks, i1 = (ch + 1) * m / chunks;
+            if (i0 < i1)
+                FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, ap + ch * part_size,
+                                        bpanel + ch * size, i0, i1, 0, npan, 1);
         }
     }
     return 0;
@@ -240,8 +265,12 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
                     const int64_t bi = it / nsplit, bj = it % nsplit;
                     const int64_t q0 = bi * npan_m / mblocks, q1 = (bi + 1) * npan_m / mblocks;
                     const int64_t t0 = bj * npan_n / nsplit, t1 = (bj + 1) * npan_n / nsplit;
-                    const int64_t i0 = q0 * FI_MR;
-                    const int64_t mc = (q1 * FI_MR < m ? q1 * FI_MR : m) - i0;
+                    /* one block per thread: equal shares of rows (see fi_gemm_direct_); else
+                     * blocks of whole panels */
+                    const int even = mblocks == nth && nsplit == 1;
+                    const int64_t i0 = even ? bi * m / mblocks : q0 * FI_MR;
+                    const int64_t mc = (even ? (bi + 1) * m / mblocks
+                                             : (q1 * FI_MR < m ? q1 * FI_MR : m)) - i0;
                     FI_FN(fi_pack_a_)(ap, a, ta, lda, i0, mc, pc, kc);
                     FI_FN(fi_macro_)(c + i0 * ldc + jc, ldc, ap, bpack,
                                      b_direct ? b + pc * ldb + jc : NULL, ldb,
@@ -255,3 +284,4 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
 
 #undef FI_NR
 #undef FI_FN
+#undef FI_ROW_TILE

@@ -9,6 +9,8 @@
  *
  *   amode FI_A_PACKED   A[r, k] = a[k*rows + r]                 (a packed micro-panel)
  *         FI_A_STRIDED  A[r, k] = a[r*a_rs + k*a_ks]            (rows >= m read row m-1)
+ *         FI_A_PANEL    A[r, k] = a[k*a_ks + r]                 (the first rows of a packed
+ *                                                                 micro-panel a_ks rows tall)
  *   bmode FI_B_PACKED   B[k, j] = b[k*cols + j]                 (a packed micro-panel)
  *         FI_B_STRIDED  B[k, j] = b[k*b_step + j]               (all cols of a row are read)
  *         FI_B_TABLE    B[k, j] = b[b_tab[k] + j]               (offset table: convolution)
@@ -34,6 +36,7 @@
 #define FI_ISA_AVX512 3
 #define FI_A_PACKED 0
 #define FI_A_STRIDED 1
+#define FI_A_PANEL 2
 #define FI_B_PACKED 0
 #define FI_B_STRIDED 1
 #define FI_B_TABLE 2
@@ -168,7 +171,8 @@ FI_ATTR FI_INLINE void FI_CAT(fi_tile_, FI_SFX)(
         for (int v = 0; v < nvec; v++) bv[v] = FI_VLOAD(brow + v * FI_W);
 #pragma GCC unroll 16
         for (int r = 0; r < rows; r++) {
-            const FI_V s = FI_VSET1(amode == FI_A_PACKED ? a[k * rows + r] : arow[r][k * a_ks]);
+            const FI_V s = FI_VSET1(amode == FI_A_PACKED ? a[k * rows + r]
+                                   : amode == FI_A_PANEL ? a[k * a_ks + r] : arow[r][k * a_ks]);
 #pragma GCC unroll 4
             for (int v = 0; v < nvec; v++) acc[r][v] = FI_VFMA(s, bv[v], acc[r][v]);
         }
