@@ -107,3 +107,38 @@ def test_bad_input_is_named():
         fi.sgd_step_([np.zeros(6, np.float32)[::2]], [g], 0.1)
     with pytest.raises(ValueError, match="share memory"):
         fi.sgd_step_([p], [p], 0.1)
+
+
+def test_arrays_shared_across_indices_are_refused():
+    a, g = np.zeros(8, np.float32), np.ones(8, np.float32)
+    v = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match=r"params\[0\] and params\[1\] share memory"):
+        fi.sgd_step_([a, a], [g, g], 1.0)
+    with pytest.raises(ValueError, match=r"velocities\[0\] and velocities\[1\] share memory"):
+        fi.sgd_step_([a, a.copy()], [g, g], 1.0, [v, v], momentum=0.5)
+    with pytest.raises(ValueError, match=r"params\[0\] and grads\[1\] share memory"):
+        fi.sgd_step_([a, np.zeros(4, np.float32)], [g, a[:4]], 1.0)
+    b = np.zeros(8, np.float32)
+    fi.sgd_step_([a, b], [g, g], 1.0)  # gradients may be shared: they are only read
+    np.testing.assert_array_equal(a, -g)
+    np.testing.assert_array_equal(b, -g)
+
+
+def test_backends_agree_when_a_coefficient_rounds_to_zero(fast_backend):
+    for momentum, weight_decay in [(1e-46, 0.0), (0.0, 1e-46)]:
+        out = {}
+        for be in ("numpy", fast_backend):
+            p = np.array([np.inf, 1.0, -2.0], np.float32)
+            v = np.full(3, 3.0, np.float32)
+            fi.sgd_step_([p], [np.ones(3, np.float32)], 0.1, [v], momentum, weight_decay,
+                         backend=be)
+            out[be] = (p, v)
+        for a, b in zip(out["numpy"], out[fast_backend]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_sgd_step_with_clipping_and_no_gradient_returns_zero_norm():
+    p = nn.Parameter(np.ones(3))
+    opt = nn.SGD([p], lr=0.1, clip_norm=1.0)
+    opt.zero_grad()
+    assert opt.step() == 0.0

@@ -23,7 +23,7 @@ def _chunk(table, which, start, k, proto, lr, m, wd):
     n = table[3, i]
     p = carray(pointer_like(table[0, i], proto), (n,))[lo:hi]
     g = carray(pointer_like(table[1, i], proto), (n,))[lo:hi]
-    if m != 0:
+    if table[2, i] != 0:  # velocities given (momentum != 0), even if m rounds to 0
         v = carray(pointer_like(table[2, i], proto), (n,))[lo:hi]
         if wd != 0:
             for j in range(p.shape[0]):

@@ -35,8 +35,8 @@ class SGD:
         """One update of every parameter that has a gradient (those with ``grad`` None are
         skipped, as in PyTorch), by :func:`fastinit.sgd_step_`: one pass over memory."""
         live = [i for i, p in enumerate(self.params) if p.grad is not None]
-        if not live:
-            return None
+        if not live:  # nothing to update; the norm of no gradients is 0 (as PyTorch's)
+            return 0.0 if self.clip_norm is not None else None
         grads = [self.params[i].grad for i in live]
         total = None
         if self.clip_value is not None:

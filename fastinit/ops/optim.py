@@ -50,6 +50,20 @@ def _check(arrays, argname, params, writable):
                 raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
 
 
+def _check_disjoint(params, grads, velocities):
+    """No array written (a parameter or a velocity) shares memory with any other array of the
+    call, at any index (the kernels update them in parallel, in any order)."""
+    written = [(f"params[{i}]", p) for i, p in enumerate(params)]
+    written += [(f"velocities[{i}]", v) for i, v in enumerate(velocities)]
+    others = written + [(f"grads[{i}]", g) for i, g in enumerate(grads)]
+    for j, (name, a) in enumerate(written):
+        for name2, b in others[j + 1:]:
+            if not _disjoint(a, b):
+                raise ValueError(f"{name} and {name2} share memory; every parameter and velocity "
+                                 "must be an array of its own (gradients may share with each "
+                                 "other)")
+
+
 def _disjoint(a, b):
     """a and b share no memory: two distinct arrays that own their data never do (the cheap
     test that settles the usual case: parameters, velocities and fresh gradients)."""
@@ -94,21 +108,21 @@ def sgd_step_(params, grads, lr, velocities=None, momentum=0.0, weight_decay=0.0
                     and g.flags.c_contiguous
                     and v.shape == p.shape and p.flags.c_contiguous and p.flags.writeable
                     and v.flags.c_contiguous and v.flags.writeable
-                    and p.base is None and g.base is None and v.base is None
-                    and p is not g and (not use_v or (v is not p and v is not g))):
+                    and p.base is None and g.base is None and v.base is None):
                 fine = False
                 break
+        if fine:  # arrays that own their data share memory only by being the same object
+            written = {id(a) for a in params}
+            if use_v:
+                written.update(id(v) for v in velocities)
+            fine = (len(written) == n * (1 + use_v)
+                    and not any(id(g) in written for g in grads))
     if not fine:
         _check(params, "params", params, True)
         _check(grads, "grads", params, False)
         if use_v:
             _check(velocities, "velocities", params, True)
-        for i, p in enumerate(params):
-            if not (_disjoint(p, grads[i]) and (not use_v or (
-                    _disjoint(p, velocities[i]) and _disjoint(velocities[i], grads[i])))):
-                raise ValueError(f"params[{i}], grads[{i}] and velocities[{i}] must not share "
-                                 "memory")
-    if not fine:
+        _check_disjoint(params, grads, velocities if use_v else [])
         grads = [_validate.contiguous(g) for g in grads]
     if n:
         fn, _ = backends.kernel("optim", "sgd_step", backend)

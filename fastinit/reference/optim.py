@@ -11,9 +11,9 @@ def sgd_step(params, grads, velocities, lr, momentum, weight_decay):
     for i, p in enumerate(params):
         t = p.dtype.type
         d = grads[i]
-        if weight_decay:
+        if t(weight_decay) != 0:  # as the kernels decide: in the data type
             d = d + t(weight_decay) * p
-        if momentum:
+        if velocities is not None:
             v = velocities[i]
             v *= t(momentum)
             v += d
