@@ -156,6 +156,11 @@ def main(rounds=9):
     print(f"{'case':10s} {'ms':>8s} {'x bound':>8s} {'torch/this':>11s}")
     for name in runs:
         print(f"{name:10s} {med[name]:8.2f} {rat[name]:8.2f} {med['torch'] / med[name]:11.2f}")
+    # torch's time moves between runs (about 3 ms and 5-6 ms clusters were seen on a shared
+    # host): show each library's spread over the rounds beside the medians
+    print("spread over rounds (min / median / max ms): " + "; ".join(
+        f"{name} {min(times[name]) * 1e3:.2f} / {med[name]:.2f} / {max(times[name]) * 1e3:.2f}"
+        for name in runs))
     return med
 
 

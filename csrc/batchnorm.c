@@ -3,12 +3,14 @@
  * x is C-contiguous (N, C, S): (N, C) input has S = 1, NCHW input S = H*W. Statistics are
  * float64 (mean, var, invstd: (C,)); data, gamma, beta and outputs are float or double.
  *
- * Three layouts of the work (shared PERF_NOTES.md, "Batch norm"):
+ * Four layouts of the work (shared PERF_NOTES.md, "Batch norm"):
  *   segment path (S >= 8, output below BN_STREAM_MIN_BYTES): x in memory order, per-channel
  *     vector accumulators; one thread below BN_SEGMENT_PARALLEL_MIN elements (see its section).
- *   channel path (other S >= BN_SPATIAL_MIN): one channel per task. The channel is read once from
- *     memory for its sums and again, from cache, for the output pass (a channel of 64x56x56
- *     float32 is 800 KB), so the forward moves the bytes of one copy.
+ *   channel path (other S >= BN_SPATIAL_MIN, forward): one channel per task. The channel is read
+ *     once from memory for its sums and again, from cache, for the output pass (a channel of
+ *     64x56x56 float32 is 800 KB), so the forward moves the bytes of one copy.
+ *   group path (other S >= BN_SPATIAL_MIN, backward): groups of channels shared by the threads
+ *     in fixed row blocks; the output pass prefetches the next group (see its section).
  *   row path (other small S, e.g. (N, C)): fixed blocks of rows, each summing into its own (C*S,)
  *     float64 partial rows, combined in block order.
  * Sums are float64, taken around a per-channel shift k = x[0, c, 0] (sum of x - k and of
@@ -25,7 +27,7 @@
  * p = -k * invstd * dgamma / M, q = -k * dbeta / M + (mean - mh) * k * invstd * dgamma / M.
  *
  * Every body is written once (FI_INLINE) and compiled per build: AVX2+FMA and portable (and
- * AVX-512 for the segment path).
+ * AVX-512 for the segment and group paths).
  */
 /* The 32-byte vector helpers are always inlined: no call ever uses the AVX argument ABI. */
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -189,7 +191,8 @@ FI_INLINE void affine_double(double *restrict y, const double *restrict x, int64
 /* dx = k * dy + (x - mh) * p + q over n elements. */
 FI_INLINE void affine2_float(float *restrict dx, const float *restrict dy,
                              const float *restrict x, int64_t n, float k, float mh, float p,
-                             float q, int stream, const float *dy_next, const float *x_next) {
+                             float q, int stream, const float *dy_next, const float *x_next,
+                             const float *dy_pre, const float *x_pre) {
     int64_t i = 0;
     if (stream) {
         for (; i < n && ((uintptr_t)(dx + i) & 15); i++) dx[i] = k * dy[i] + (x[i] - mh) * p + q;
@@ -197,6 +200,10 @@ FI_INLINE void affine2_float(float *restrict dx, const float *restrict dy,
             if (BN_PREFETCH_APPLY) {
                 prefetch_ahead(dy, dy_next, i, n, sizeof(float));
                 prefetch_ahead(x, x_next, i, n, sizeof(float));
+            }
+            if (dy_pre && (i & 15) < 8) {  /* the next group's row, one line per line here */
+                __builtin_prefetch(dy_pre + i);
+                __builtin_prefetch(x_pre + i);
             }
             bn_v4f v0 = k * *(const bn_v4f_u *)(dy + i) + (*(const bn_v4f_u *)(x + i) - mh) * p + q;
             bn_v4f v1 = k * *(const bn_v4f_u *)(dy + i + 4) +
@@ -211,7 +218,8 @@ FI_INLINE void affine2_float(float *restrict dx, const float *restrict dy,
 FI_INLINE void affine2_double(double *restrict dx, const double *restrict dy,
                               const double *restrict x, int64_t n, double k, double mh, double p,
                               double q, int stream, const double *dy_next,
-                              const double *x_next) {
+                              const double *x_next, const double *dy_pre,
+                              const double *x_pre) {
     int64_t i = 0;
     if (stream) {
         for (; i < n && ((uintptr_t)(dx + i) & 15); i++) dx[i] = k * dy[i] + (x[i] - mh) * p + q;
@@ -219,6 +227,10 @@ FI_INLINE void affine2_double(double *restrict dx, const double *restrict dy,
             if (BN_PREFETCH_APPLY && (i & 7) == 0) {
                 prefetch_ahead(dy, dy_next, i, n, sizeof(double));
                 prefetch_ahead(x, x_next, i, n, sizeof(double));
+            }
+            if (dy_pre && (i & 7) == 0) {  /* the next group's row, one line per line here */
+                __builtin_prefetch(dy_pre + i);
+                __builtin_prefetch(x_pre + i);
             }
             bn_v2d v0 = k * *(const bn_v2d_u *)(dy + i) + (*(const bn_v2d_u *)(x + i) - mh) * p + q;
             bn_v2d v1 = k * *(const bn_v2d_u *)(dy + i + 2) +
@@ -354,29 +366,6 @@ BN_COEF(double)
                            i + 1 < n ? x + o + cs : NULL);                                    \
             }                                                                                 \
         }                                                                                     \
-    }                                                                                         \
-    FI_INLINE void bwd_range_##T(const bn_args *a, int64_t lo, int64_t hi) {                 \
-        const T *x = (const T *)a->x, *dy = (const T *)a->dy;                                 \
-        T *dx = (T *)a->out;                                                                  \
-        int64_t n = a->n, cs = a->c * a->s, s = a->s;                                         \
-        for (int64_t ch = lo; ch < hi; ch++) {                                                \
-            double s1 = 0.0, s2 = 0.0, t1, t2;                                                \
-            for (int64_t i = 0; i < n; i++) {                                                 \
-                int64_t o = i * cs + ch * s;                                                  \
-                int last = i + 1 >= n;                                                        \
-                gsums_##T(dy + o, x + o, s, a->mean[ch], &t1, &t2,                            \
-                          last ? NULL : dy + o + cs, last ? NULL : x + o + cs);               \
-                s1 += t1;                                                                     \
-                s2 += t2;                                                                     \
-            }                                                                                 \
-            bn_coef_##T cf = bwd_finish_##T(a, ch, s1, s2);                                   \
-            for (int64_t i = 0; i < n; i++) {                                                 \
-                int64_t o = i * cs + ch * s;                                                  \
-                int more = i + 1 < n;                                                         \
-                affine2_##T(dx + o, dy + o, x + o, s, cf.k, cf.mh, cf.a, cf.b, a->stream,     \
-                            more ? dy + o + cs : NULL, more ? x + o + cs : NULL);             \
-            }                                                                                 \
-        }                                                                                     \
     }
 
 BN_RANGE_BODIES(float)
@@ -405,8 +394,6 @@ BN_VARIANTS(fwd_train_range_float)
 BN_VARIANTS(fwd_train_range_double)
 BN_VARIANTS(fwd_eval_range_float)
 BN_VARIANTS(fwd_eval_range_double)
-BN_VARIANTS(bwd_range_float)
-BN_VARIANTS(bwd_range_double)
 
 /* One channel per task, dynamically scheduled: on a shared machine a busy core should not
  * hold the other's channels. */
@@ -420,6 +407,245 @@ static void run_channels(bn_range_fn avx2, bn_range_fn portable, const bn_args *
 static int stream_for(int64_t elements, size_t elem_size) {
     return (int64_t)(elements * (int64_t)elem_size) >= BN_STREAM_MIN_BYTES;
 }
+
+/* ---- the group path: backward of large tensors --------------------------------------------- */
+/* Channels go in groups of G (about BN_GROUP_BYTES of dy and x), and both threads work on the
+ * same group, each on its own fixed blocks of BN_GROUP_ROWS rows: the sums pass reads the
+ * group's rows (n runs of G*S contiguous elements, not n runs of S: at 64x64x56x56, runs of
+ * 12.5 KB read 1.5x slower than sequential memory, runs of 50 KB about 1.2x); per-block float64
+ * partials are added in block order (the result does not depend on the thread count); then
+ * the output pass re-reads the group from cache, streams dx out, and prefetches the next
+ * group's rows, so that group's reads from memory overlap this group's writes. One channel
+ * per thread (the channel path, still used by the forward) ran 1.05x (memory-bound phases of
+ * this shared host) to 1.15x (fast phases) slower at 64x64x56x56; a fused pass (the output
+ * pass of one group beside the sums of the next) ran no faster than this prefetch. The cost:
+ * two barriers per group, so a core taken by another process stalls the other (the channel
+ * path's dynamic schedule did not). */
+#ifndef BN_GROUP_BYTES
+#define BN_GROUP_BYTES (7L << 20)  /* dy + x bytes of a group (both threads': in L3) */
+#endif
+#define BN_GROUP_MAX 16
+#define BN_GROUP_ROWS 8            /* rows per block of the sums */
+
+static int64_t group_channels(int64_t n, int64_t c, int64_t s, size_t elem) {
+    int64_t per = 2 * n * s * (int64_t)elem, g = per > 0 ? BN_GROUP_BYTES / per : c;
+    g = g < 1 ? 1 : g;
+    g = g > BN_GROUP_MAX ? BN_GROUP_MAX : g;
+    return g > c ? c : g;
+}
+
+/* AVX-512 row helpers of the group path (same contracts as gsums_T and affine2_T with stream
+ * set; 64-byte streaming stores). The scalar ends use the vector body's fused multiply-adds:
+ * an element gets the same bits whatever the alignment of dx (a new array each call). */
+#define BN_FMA_F(a, b, c) __builtin_fmaf(a, b, c)
+#define BN_FMA_D(a, b, c) __builtin_fma(a, b, c)
+#if FI_X86
+#define BN_T512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
+BN_T512 FI_INLINE void bn512_prefetch(const void *row, const void *next, int64_t i, int64_t n,
+                                      size_t elem) {
+    int64_t ah = i + BN_PREFETCH_BYTES / (int64_t)elem;
+    if (ah < n) __builtin_prefetch((const char *)row + ah * (int64_t)elem);
+    else if (next) __builtin_prefetch((const char *)next + (ah - n) * (int64_t)elem);
+}
+BN_T512 FI_INLINE void gsums512_float(const float *dy, const float *x, int64_t n, double m,
+                                      double *s1, double *s2, const float *dy_next,
+                                      const float *x_next) {
+    __m512d mv = _mm512_set1_pd(m), a0 = _mm512_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        bn512_prefetch(dy, dy_next, i, n, sizeof(float));
+        bn512_prefetch(x, x_next, i, n, sizeof(float));
+        __m512d g0 = _mm512_cvtps_pd(_mm256_loadu_ps(dy + i));
+        __m512d g1 = _mm512_cvtps_pd(_mm256_loadu_ps(dy + i + 8));
+        __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), mv);
+        __m512d d1 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)), mv);
+        a0 = _mm512_add_pd(a0, g0);
+        a1 = _mm512_add_pd(a1, g1);
+        b0 = _mm512_fmadd_pd(g0, d0, b0);
+        b1 = _mm512_fmadd_pd(g1, d1, b1);
+    }
+    double t1 = 0.0, t2 = 0.0;
+    for (; i < n; i++) {
+        double g = (double)dy[i];
+        t1 += g;
+        t2 += g * ((double)x[i] - m);
+    }
+    *s1 = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1)) + t1;
+    *s2 = _mm512_reduce_add_pd(_mm512_add_pd(b0, b1)) + t2;
+}
+BN_T512 FI_INLINE void gsums512_double(const double *dy, const double *x, int64_t n, double m,
+                                       double *s1, double *s2, const double *dy_next,
+                                       const double *x_next) {
+    __m512d mv = _mm512_set1_pd(m), a0 = _mm512_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        bn512_prefetch(dy, dy_next, i, n, sizeof(double));
+        bn512_prefetch(x, x_next, i, n, sizeof(double));
+        bn512_prefetch(dy, dy_next, i + 8, n, sizeof(double));
+        bn512_prefetch(x, x_next, i + 8, n, sizeof(double));
+        __m512d g0 = _mm512_loadu_pd(dy + i), g1 = _mm512_loadu_pd(dy + i + 8);
+        __m512d d0 = _mm512_sub_pd(_mm512_loadu_pd(x + i), mv);
+        __m512d d1 = _mm512_sub_pd(_mm512_loadu_pd(x + i + 8), mv);
+        a0 = _mm512_add_pd(a0, g0);
+        a1 = _mm512_add_pd(a1, g1);
+        b0 = _mm512_fmadd_pd(g0, d0, b0);
+        b1 = _mm512_fmadd_pd(g1, d1, b1);
+    }
+    double t1 = 0.0, t2 = 0.0;
+    for (; i < n; i++) {
+        t1 += dy[i];
+        t2 += dy[i] * (x[i] - m);
+    }
+    *s1 = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1)) + t1;
+    *s2 = _mm512_reduce_add_pd(_mm512_add_pd(b0, b1)) + t2;
+}
+BN_T512 FI_INLINE void affine2_512_float(float *restrict dx, const float *restrict dy,
+                                         const float *restrict x, int64_t n, float k, float mh,
+                                         float p, float q, int stream, const float *dy_next,
+                                         const float *x_next, const float *dy_pre,
+                                         const float *x_pre) {
+    int64_t i = 0;
+    (void)stream;  /* the group path always streams */
+    for (; i < n && ((uintptr_t)(dx + i) & 63); i++)
+        dx[i] = BN_FMA_F(k, dy[i], BN_FMA_F(x[i] - mh, p, q));
+    __m512 kv = _mm512_set1_ps(k), mv = _mm512_set1_ps(mh), pv = _mm512_set1_ps(p);
+    __m512 qv = _mm512_set1_ps(q);
+    for (; i + 16 <= n; i += 16) {
+        bn512_prefetch(dy, dy_next, i, n, sizeof(float));
+        bn512_prefetch(x, x_next, i, n, sizeof(float));
+        if (dy_pre) {
+            __builtin_prefetch(dy_pre + i);
+            __builtin_prefetch(x_pre + i);
+        }
+        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv), pv, qv);
+        _mm512_stream_ps(dx + i, _mm512_fmadd_ps(kv, _mm512_loadu_ps(dy + i), v));
+    }
+    for (; i < n; i++) dx[i] = BN_FMA_F(k, dy[i], BN_FMA_F(x[i] - mh, p, q));
+}
+BN_T512 FI_INLINE void affine2_512_double(double *restrict dx, const double *restrict dy,
+                                          const double *restrict x, int64_t n, double k,
+                                          double mh, double p, double q, int stream,
+                                          const double *dy_next, const double *x_next,
+                                          const double *dy_pre, const double *x_pre) {
+    int64_t i = 0;
+    (void)stream;
+    for (; i < n && ((uintptr_t)(dx + i) & 63); i++)
+        dx[i] = BN_FMA_D(k, dy[i], BN_FMA_D(x[i] - mh, p, q));
+    __m512d kv = _mm512_set1_pd(k), mv = _mm512_set1_pd(mh), pv = _mm512_set1_pd(p);
+    __m512d qv = _mm512_set1_pd(q);
+    for (; i + 8 <= n; i += 8) {
+        bn512_prefetch(dy, dy_next, i, n, sizeof(double));
+        bn512_prefetch(x, x_next, i, n, sizeof(double));
+        if (dy_pre) {
+            __builtin_prefetch(dy_pre + i);
+            __builtin_prefetch(x_pre + i);
+        }
+        __m512d v = _mm512_fmadd_pd(_mm512_sub_pd(_mm512_loadu_pd(x + i), mv), pv, qv);
+        _mm512_stream_pd(dx + i, _mm512_fmadd_pd(kv, _mm512_loadu_pd(dy + i), v));
+    }
+    for (; i < n; i++) dx[i] = BN_FMA_D(k, dy[i], BN_FMA_D(x[i] - mh, p, q));
+}
+#endif
+
+#define BN_GROUP_BODIES(T, TAG, SUMS, APPLY, ATTR)                                            \
+    /* rows [i0, i1) of channels [ch0, ch0 + g): part[2k] += sum dy, part[2k + 1] += sum dy *  \
+     * (x - mean) of channel ch0 + k */                                                       \
+    ATTR FI_INLINE void group_sums_##TAG(const bn_args *a, int64_t ch0, int64_t g, int64_t i0,\
+                                  int64_t i1, double *part) {                                 \
+        const T *x = (const T *)a->x, *dy = (const T *)a->dy;                                 \
+        int64_t n = a->n, cs = a->c * a->s, s = a->s;                                         \
+        for (int64_t k = 0; k < 2 * g; k++) part[k] = 0.0;                                    \
+        for (int64_t i = i0; i < i1; i++)                                                     \
+            for (int64_t k = 0; k < g; k++) {                                                 \
+                int64_t o = i * cs + (ch0 + k) * s;                                           \
+                /* the row read next: this run's next, or the group's first of row i + 1 */  \
+                int64_t on = k + 1 < g ? o + s : (i + 1 < n ? o + cs - (g - 1) * s : -1);    \
+                double t1, t2;                                                                \
+                SUMS(dy + o, x + o, s, a->mean[ch0 + k], &t1, &t2,                            \
+                     on >= 0 ? dy + on : NULL, on >= 0 ? x + on : NULL);                      \
+                part[2 * k] += t1;                                                            \
+                part[2 * k + 1] += t2;                                                        \
+            }                                                                                 \
+    }                                                                                         \
+    /* dx of rows [i0, i1) of channels [ch0, ch0 + g); prefetches the same rows of the next    \
+     * group (gn channels from ch0 + g) */                                                    \
+    ATTR FI_INLINE void group_apply_##TAG(const bn_args *a, int64_t ch0, int64_t g, int64_t gn,\
+                                   int64_t i0, int64_t i1, const bn_coef_##T *cf) {           \
+        const T *x = (const T *)a->x, *dy = (const T *)a->dy;                                 \
+        T *dx = (T *)a->out;                                                                  \
+        int64_t n = a->n, cs = a->c * a->s, s = a->s;                                         \
+        for (int64_t i = i0; i < i1; i++)                                                     \
+            for (int64_t k = 0; k < g; k++) {                                                 \
+                int64_t o = i * cs + (ch0 + k) * s;                                           \
+                int64_t on = k + 1 < g ? o + s : (i + 1 < n ? o + cs - (g - 1) * s : -1);    \
+                int pre = k < gn;                                                             \
+                APPLY(dx + o, dy + o, x + o, s, cf[k].k, cf[k].mh, cf[k].a, cf[k].b,          \
+                            a->stream, on >= 0 ? dy + on : NULL, on >= 0 ? x + on : NULL,     \
+                            pre ? dy + o + g * s : NULL, pre ? x + o + g * s : NULL);         \
+            }                                                                                 \
+    }
+
+#if FI_X86
+BN_GROUP_BODIES(float, float512, gsums512_float, affine2_512_float, BN_T512)
+BN_GROUP_BODIES(double, double512, gsums512_double, affine2_512_double, BN_T512)
+#endif
+BN_GROUP_BODIES(float, float, gsums_float, affine2_float, )
+BN_GROUP_BODIES(double, double, gsums_double, affine2_double, )
+
+/* 0, or -1: no memory. Every thread runs the same group loop; the sums of a group end in a
+ * barrier, one thread turns them into coefficients, all apply (no barrier after the apply:
+ * the next group's sums end in one before the coefficients are rewritten). */
+#define BN_GROUP_RUN(T, TAG, SUF, ATTR)                                                       \
+    ATTR static int group_run_##T##_##SUF(const bn_args *a) {                                 \
+        int64_t n = a->n, c = a->c, gm = group_channels(n, c, a->s, sizeof(T));               \
+        int64_t nb = (n + BN_GROUP_ROWS - 1) / BN_GROUP_ROWS;                                 \
+        double *part = malloc(sizeof(double) * 2 * gm * nb);                                  \
+        bn_coef_##T *cf = malloc(sizeof(bn_coef_##T) * gm);                                   \
+        if (!part || !cf) {                                                                   \
+            free(part);                                                                       \
+            free(cf);                                                                         \
+            return -1;                                                                        \
+        }                                                                                     \
+        _Pragma("omp parallel if (n * c * a->s >= BN_PARALLEL_MIN)")                          \
+        {                                                                                     \
+            for (int64_t ch0 = 0; ch0 < c; ch0 += gm) {                                       \
+                int64_t g = c - ch0 < gm ? c - ch0 : gm, rest = c - ch0 - g;                  \
+                int64_t gn = rest < gm ? rest : gm;                                           \
+                _Pragma("omp for schedule(static)")                                           \
+                for (int64_t b = 0; b < nb; b++) {                                            \
+                    int64_t hi = (b + 1) * BN_GROUP_ROWS < n ? (b + 1) * BN_GROUP_ROWS : n;   \
+                    group_sums_##TAG(a, ch0, g, b * BN_GROUP_ROWS, hi, part + 2 * gm * b);    \
+                }                                                                             \
+                _Pragma("omp single")                                                         \
+                for (int64_t k = 0; k < g; k++) {                                             \
+                    double s1 = 0.0, s2 = 0.0;                                                \
+                    for (int64_t b = 0; b < nb; b++) {                                        \
+                        s1 += part[2 * gm * b + 2 * k];                                       \
+                        s2 += part[2 * gm * b + 2 * k + 1];                                   \
+                    }                                                                         \
+                    cf[k] = bwd_finish_##T(a, ch0 + k, s1, s2);                               \
+                }                                                                             \
+                _Pragma("omp for schedule(static) nowait")                                    \
+                for (int64_t b = 0; b < nb; b++) {                                            \
+                    int64_t hi = (b + 1) * BN_GROUP_ROWS < n ? (b + 1) * BN_GROUP_ROWS : n;   \
+                    group_apply_##TAG(a, ch0, g, gn, b * BN_GROUP_ROWS, hi, cf);              \
+                }                                                                             \
+            }                                                                                 \
+            bn_fence(a->stream); /* each thread's streaming stores, before the join */        \
+        }                                                                                     \
+        free(part);                                                                           \
+        free(cf);                                                                             \
+        return 0;                                                                             \
+    }
+
+#if FI_X86
+BN_GROUP_RUN(float, float512, avx512, BN_T512)
+BN_GROUP_RUN(double, double512, avx512, BN_T512)
+#endif
+BN_GROUP_RUN(float, float, avx2, FI_TARGET_AVX2)
+BN_GROUP_RUN(double, double, avx2, FI_TARGET_AVX2)
+BN_GROUP_RUN(float, float, portable, )
+BN_GROUP_RUN(double, double, portable, )
 
 /* ---- the row path: blocks of rows of length L = C * S ------------------------------------- */
 
@@ -756,8 +982,8 @@ BN_SEGMENT_RUNNERS(double, 4, double4, BN_TARGET_AVX2_FMA)
 BN_SEGMENT_RUNNERS(float, 2, float2, )
 BN_SEGMENT_RUNNERS(double, 2, double2, )
 
-/* Which build the segment path runs: 0 portable, 1 AVX2, 2 AVX-512; -1 (default) the best
- * this CPU has. Clamped to what the CPU has; returns the build now used (for tests). */
+/* Which build the segment and group paths run: 0 portable, 1 AVX2, 2 AVX-512; -1 (default) the
+ * best this CPU has. Clamped to what the CPU has; returns the build now used (for tests). */
 static int bn_seg_path = -1;
 
 int fi_batch_norm_set_path(int path) {
@@ -771,6 +997,14 @@ int fi_batch_norm_set_path(int path) {
     ((bn_seg_path < 0 ? fi_batch_norm_set_path(-1) : 0),                                      \
      bn_seg_path == 2 ? seg_run_##T##8(kind, a)                                               \
                       : bn_seg_path == 1 ? seg_run_##T##4(kind, a) : seg_run_##T##2(kind, a))
+
+#if FI_X86
+#define BN_GROUP_RUN_BEST(T, a)                                                               \
+    (bn_seg_path == 2 ? group_run_##T##_avx512(a)                                             \
+                      : bn_seg_path == 1 ? group_run_##T##_avx2(a) : group_run_##T##_portable(a))
+#else
+#define BN_GROUP_RUN_BEST(T, a) group_run_##T##_portable(a)
+#endif
 
 static int use_segment(int64_t n, int64_t c, int64_t s, size_t elem_size) {
     return s >= BN_SEGMENT_S_MIN && (int64_t)(n * c * s * (int64_t)elem_size) < BN_STREAM_MIN_BYTES;
@@ -879,8 +1113,8 @@ static int use_segment(int64_t n, int64_t c, int64_t s, size_t elem_size) {
                          .invstd = (double *)invstd, .x = x, .dy = dy, .gamma = gamma,        \
                          .n = n, .c = c, .s = s, .training = training,                        \
                          .stream = stream_for(n * c * s, sizeof(T))};                         \
-            run_channels(bwd_range_##T##_avx2, bwd_range_##T##_portable, &a);             \
-            return 0;                                                                         \
+            if (bn_seg_path < 0) fi_batch_norm_set_path(-1);                                  \
+            return BN_GROUP_RUN_BEST(T, &a);                                                  \
         }                                                                                     \
         int64_t length = c * s, nb = (n + rows_per_block(length) - 1) / rows_per_block(length); \
         double *work = malloc(sizeof(double) * (2 * nb * length + length + 2 * c));           \

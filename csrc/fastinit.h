@@ -153,8 +153,9 @@ int fi_batch_norm_backward_f64(double *dx, double *dgamma, double *dbeta, const 
                                const double *x, const double *gamma, const double *mean,
                                const double *invstd, int training, int64_t n, int64_t c,
                                int64_t s);
-/* Build of the segment path (S >= 8, output below 16 MB): 0 portable, 1 AVX2, 2 AVX-512, -1 the
- * best this CPU has (default). Clamped to what the CPU has; returns the build now used (tests). */
+/* Build of the segment path (S >= 8, output below 16 MB) and of the backward's group path (S >=
+ * 64, 16 MB and up): 0 portable, 1 AVX2, 2 AVX-512, -1 the best this CPU has (default).
+ * Clamped to what the CPU has; returns the build now used (tests). */
 int fi_batch_norm_set_path(int path);
 
 /* ---- optim.c ---- */
@@ -164,15 +165,17 @@ void fi_sgd_step(void **p, void **g, void **v, const int64_t *sizes, int64_t cou
                  double lr, double momentum, double weight_decay);
 
 /* ---- clip.c ---- */
-/* A list of count arrays: array i at address addrs[i], sizes[i] elements of bits = 16 (IEEE
+/* A list of count arrays: array i at addrs[i], sizes[i] elements of bits = 16 (IEEE
  * half), 32 or 64; in place. norm_type: p > 0 or inf. Return 0, or -1 when scratch memory ran
  * out. The norm is the same for any thread count (fixed chunks, combined in list order). */
-int fi_grad_norm(double *total, const int64_t *addrs, const int64_t *sizes, int64_t count,
-                 int bits, double norm_type);
-int fi_grad_scale(const int64_t *addrs, const int64_t *sizes, int64_t count, int bits,
-                  double scale);
-int fi_grad_clamp(const int64_t *addrs, const int64_t *sizes, int64_t count, int bits,
+int fi_grad_norm(double *total, void **addrs, const int64_t *sizes, int64_t count, int bits,
+                 double norm_type);
+int fi_grad_scale(void **addrs, const int64_t *sizes, int64_t count, int bits, double scale);
+int fi_grad_clamp(void **addrs, const int64_t *sizes, int64_t count, int bits,
                   double clip_value);
+/* Build of the norm: 0 portable, 1 AVX2, 2 AVX-512 (float32/64), -1 the best this CPU has
+ * (default). Clamped to what the CPU has; returns the build now used (tests). */
+int fi_clip_set_path(int path);
 
 /* ---- activations.c ---- */
 /* out = f(x) (forward ops; dy unused, may be NULL) or dy * f'(x) (backward ops); all (n,),

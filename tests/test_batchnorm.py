@@ -417,6 +417,59 @@ def test_large_output_streaming_path(fast_backend):
     np.testing.assert_allclose(y, y0, rtol=2e-5, atol=2e-5)
 
 
+# ---- the group path (backward with outputs of 16 MB or more, S >= 64) --------------------------
+# Channels in groups of about 7 MB of dy and x, shared by the threads in fixed blocks of 8 rows.
+# Cases: float32 groups of 2 with a last group of 1 and a short last block (20 rows); float64
+# groups of 2 over 11 channels and 25 rows; float32 one channel per group (8.4 MB a channel).
+GROUP_CASES = [((20, 13, 128, 130), np.float32), ((25, 11, 90, 90), np.float64),
+               ((16, 4, 256, 257), np.float32)]
+
+
+@pytest.mark.parametrize("shape, dt", GROUP_CASES)
+def test_group_path_backward_every_build(fast_backend, shape, dt):
+    rng, x, gamma, beta = _data(shape, dt, 31 + sum(shape))
+    assert x.nbytes >= 16 << 20
+    dy = rng.standard_normal(shape).astype(dt)
+    rm = rng.standard_normal(shape[1]).astype(dt)
+    rv = rng.uniform(0.5, 3.0, shape[1]).astype(dt)
+    _, s = fi.batch_norm(x, gamma, beta, backend="numpy")
+    _, se = fi.batch_norm(x, gamma, beta, rm, rv, training=False, backend="numpy")
+    want = fi.batch_norm_backward(dy, x, gamma, s, backend="numpy")
+    want_eval = fi.batch_norm_backward(dy, x, gamma, se, backend="numpy")
+    tol = TOL[dt]
+    scale = max(np.abs(want[0]).max(), np.abs(dy).max() * np.abs(gamma * s.invstd).max())
+    try:
+        for build in _bn_builds(fast_backend):
+            _bn_set_build(build)
+            dx, dg, db = fi.batch_norm_backward(dy, x, gamma, s, backend=fast_backend)
+            np.testing.assert_allclose(dx / scale, want[0] / scale, rtol=0, atol=tol["atol"] * 4)
+            np.testing.assert_allclose(dg, want[1], rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
+            np.testing.assert_allclose(db, want[2], rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
+            got = fi.batch_norm_backward(dy, x, gamma, se, backend=fast_backend)
+            for a, b in zip(got, want_eval):
+                np.testing.assert_allclose(a, b, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
+    finally:
+        _bn_set_build(None)
+
+
+def test_group_path_does_not_depend_on_threads(fast_backend):
+    """Fixed blocks of rows, summed in block order: the same bits on 1 and 2 threads."""
+    rng, x, gamma, beta = _data((20, 13, 128, 130), np.float32, 12)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    _, s = fi.batch_norm(x, gamma, beta, backend="numpy")
+    import numba
+    before = fi.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            fi.set_num_threads(threads)
+            runs.append(fi.batch_norm_backward(dy, x, gamma, s, backend=fast_backend))
+    finally:
+        fi.set_num_threads(before)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---- the segment path (S >= 8, output below 16 MB) ---------------------------------------------
 # Both fast backends walk x in memory order, (n, c) segments of S, 4 rows at a time, in fixed
 # blocks of rows (threads from 2**17 elements). Shapes: the small CNN's activations, rows not a

@@ -181,6 +181,32 @@ for dt in (np.float32, np.float64, np.float16):
 """
 
 
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_every_c_build_of_the_norm_matches_reference(dt):
+    """The C norm's portable, AVX2 and AVX-512 builds (those this CPU runs), every norm type,
+    NaN and inf included, chunk-boundary sizes and tails shorter than a vector."""
+    from fastinit import _c
+    if _c.lib is None:
+        pytest.skip("the C extension is not built")
+    g = _grads(dt, seed=7) + _grads(dt, seed=8, shapes=[(15,), (17,), (16383,), (32769,)])
+    bad = _copy(g)
+    bad[3].flat[5], bad[9].flat[-1] = np.nan, np.inf
+    builds = list(range(_c.lib.fi_clip_set_path(-1) + 1))
+    try:
+        for build in builds:
+            assert _c.lib.fi_clip_set_path(build) == build
+            for grads in (g, bad):
+                for p in NORMS:
+                    got = fi.clip_grad_norm_(_copy(grads), 1e30, p, backend="c")
+                    want = fi.clip_grad_norm_(_copy(grads), 1e30, p, backend="numpy")
+                    if math.isnan(want):
+                        assert math.isnan(got), (build, p)
+                    else:
+                        assert got == pytest.approx(want, rel=1e-12), (build, p)
+    finally:
+        _c.lib.fi_clip_set_path(-1)
+
+
 def test_norm_is_the_same_for_one_and_two_threads():
     fast = [b for b, why in fi.backends.available().items() if why is None and b != "numpy"]
     out = []
