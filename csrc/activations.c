@@ -93,7 +93,7 @@ FI_INLINE float tanh_f32(float x) {
     float ax = fabsf(x);
     float e = exp_f32(-2.0f * ax);
     float big = (1.0f - e) / (1.0f + e);
-    big = ax < 9.1f ? big : 1.0f; /* tanh is 1 in float32 from 9.1 on: exactly */
+    big = ax >= 9.1f ? 1.0f : big; /* tanh is 1 in float32 from 9.1 on: exactly; NaN stays */
     big = x >= 0.0f ? big : -big;
     return ax < 0.625f ? tanh_poly_f32(x) : big;
 }
@@ -134,7 +134,7 @@ FI_INLINE float erf_f32(float x) {
     q = q * x2 + -7.37332916720468e-03f;
     q = q * x2 + -1.42647390514189e-02f;
     float r = c * p / q;
-    return fabsf(x) < 4.0f ? r : (x > 0.0f ? 1.0f : -1.0f);
+    return fabsf(x) >= 4.0f ? (x > 0.0f ? 1.0f : -1.0f) : r; /* NaN: r, NaN */
 }
 
 /* ---- float64 elementary functions (C library) ------------------------------------------------ */
@@ -168,16 +168,20 @@ static double tanh_grad_f64(double x) {
 #define ACT_RELU_BWD(T, F) (v <= (T)0 ? (T)0 : g)
 #define ACT_LEAKY(T, F) (v > (T)0 ? v : v * p)
 #define ACT_LEAKY_BWD(T, F) (v > (T)0 ? g : g * p)
-#define ACT_ELU(T, F) (v > (T)0 ? v : p * expm1_##F(v < (T)0 ? v : (T)0))
-#define ACT_ELU_BWD(T, F) (v > (T)0 ? g : g * p * exp_##F(v < (T)0 ? v : (T)0))
+/* (the clamps are written so that NaN passes through them: NaN in, NaN out) */
+#define ACT_ELU(T, F) (v > (T)0 ? v : p * expm1_##F(v > (T)0 ? (T)0 : v))
+#define ACT_ELU_BWD(T, F) (v > (T)0 ? g : g * p * exp_##F(v > (T)0 ? (T)0 : v))
 #define ACT_TANH(T, F) tanh_##F(v)
 #define ACT_TANH_BWD(T, F) (g * tanh_grad_##F(v))
 #define ACT_SIGMOID(T, F) sigmoid_##F(v)
 #define ACT_SIGMOID_BWD(T, F) (g * sigmoid_grad_##F(v))
-#define ACT_GELU(T, F) ((T)0.5 * v * ((T)1 + erf_##F(v * (T)SQRT1_2)))
+/* gelu at -inf is 0 and gelu' at +-inf 1 or 0 (the limits; the formulas give inf * 0) */
+#define ACT_GELU(T, F)                                                                         \
+    (v == (T)-INFINITY ? (T)0 : (T)0.5 * v * ((T)1 + erf_##F(v * (T)SQRT1_2)))
 #define ACT_GELU_BWD(T, F)                                                                     \
-    (g * ((T)0.5 * ((T)1 + erf_##F(v * (T)SQRT1_2)) +                                          \
-          v * (T)INV_SQRT_2PI * exp_##F((T)-0.5 * v * v)))
+    (g * (v == (T)INFINITY || v == (T)-INFINITY ? (v > (T)0 ? (T)1 : (T)0)                     \
+                                      : (T)0.5 * ((T)1 + erf_##F(v * (T)SQRT1_2)) +            \
+                                            v * (T)INV_SQRT_2PI * exp_##F((T)-0.5 * v * v)))
 /* The tanh form as a sigmoid: (1 + tanh(u)) / 2 = sigmoid(2u), so gelu(x) = x sigmoid(2u) and
  * gelu'(x) = sigmoid(2u) + x sigmoid'(2u) 2u'(x): one exp and one division, and no 1 + tanh
  * cancellation for negative x. The cubic runs on w = x clamped to [-10, 10]; beyond, gelu is
@@ -188,7 +192,7 @@ static double tanh_grad_f64(double x) {
         T t = (T)(2.0 * SQRT_2_OVER_PI) * (w + (T)GELU_C * w * w * w);                        \
         T s = sigmoid_##F(t);                                                                 \
         T out = v > (T)0 ? v : (T)0;                                                          \
-        return v <= (T)10 && v >= (T)-10 ? v * s : out;                                       \
+        return v > (T)10 || v < (T)-10 ? out : v * s; /* NaN: v * s, NaN */                    \
     }                                                                                         \
     FI_INLINE T gelu_tanh_grad_##F(T v) {                                                     \
         T w = v < (T)-10 ? (T)-10 : (v > (T)10 ? (T)10 : v);                                  \
@@ -196,7 +200,7 @@ static double tanh_grad_f64(double x) {
         T d = sigmoid_##F(t) + w * sigmoid_grad_##F(t) * (T)(2.0 * SQRT_2_OVER_PI) *          \
                                    ((T)1 + (T)(3.0 * GELU_C) * w * w);                        \
         T out = v > (T)0 ? (T)1 : (T)0;                                                       \
-        return v <= (T)10 && v >= (T)-10 ? d : out;                                           \
+        return v > (T)10 || v < (T)-10 ? out : d;                                             \
     }
 GELU_SIGMOID_FORM(float, f32)
 GELU_SIGMOID_FORM(double, f64)
@@ -401,7 +405,8 @@ ACT_AVX512 FI_INLINE __m512 gelu_e16_f32(__m512 v, __m512 w2) {
     return exp16_f32(a);
 }
 
-ACT_AVX512 FI_INLINE __m512 gelu_tanh16_f32(__m512 v) {
+ACT_AVX512 FI_INLINE __m512 gelu_tanh16_f32(__m512 v, __m512 g, __m512 p) {
+    (void)g, (void)p;
     __m512 w2 = _mm512_mul_ps(v, v);
     __m512 e = gelu_e16_f32(v, w2);
     __m512 y = _mm512_mul_ps(v, rcp16_f32(_mm512_add_ps(e, _mm512_set1_ps(1.0f))));
@@ -411,7 +416,8 @@ ACT_AVX512 FI_INLINE __m512 gelu_tanh16_f32(__m512 v) {
 
 /* dy gelu'(x): gelu' = s + x s' t' with s' = s (1 - s) = E s^2 (no cancellation) and
  * t' = c1 + 3 c3 x^2: s (1 + x E s t'); 1 or 0 (dy or 0) for |x| > 10. */
-ACT_AVX512 FI_INLINE __m512 gelu_tanh_bwd16_f32(__m512 v, __m512 g) {
+ACT_AVX512 FI_INLINE __m512 gelu_tanh_bwd16_f32(__m512 v, __m512 g, __m512 p) {
+    (void)p;
     __m512 w2 = _mm512_mul_ps(v, v);
     __m512 e = gelu_e16_f32(v, w2);
     __m512 s = rcp16_f32(_mm512_add_ps(e, _mm512_set1_ps(1.0f)));
@@ -423,21 +429,145 @@ ACT_AVX512 FI_INLINE __m512 gelu_tanh_bwd16_f32(__m512 v, __m512 g) {
     return _mm512_mask_mov_ps(y, big, _mm512_maskz_mov_ps(pos, g));
 }
 
+/* exp(a) with the clamps of exp_f32: 0 below EXP_LO, a clamped to EXP_HI above; NaN stays NaN
+ * (min/max return their second operand when one is NaN). */
+ACT_AVX512 FI_INLINE __m512 expc16_f32(__m512 a) {
+    __mmask16 under = _mm512_cmp_ps_mask(a, _mm512_set1_ps(EXP_LO), _CMP_LT_OQ);
+    a = _mm512_max_ps(_mm512_set1_ps(EXP_LO), _mm512_min_ps(_mm512_set1_ps(EXP_HI), a));
+    return _mm512_mask_mov_ps(exp16_f32(a), under, _mm512_setzero_ps());
+}
+
+ACT_AVX512 FI_INLINE __m512 sigmoid16_f32(__m512 v, __m512 g, __m512 p) {
+    (void)g, (void)p;
+    __m512 e = expc16_f32(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(v)));
+    __m512 r = rcp16_f32(_mm512_add_ps(e, _mm512_set1_ps(1.0f)));
+    __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NGE_UQ); /* !(v >= 0) */
+    return _mm512_mask_mul_ps(r, neg, e, r);
+}
+
+ACT_AVX512 FI_INLINE __m512 sigmoid_bwd16_f32(__m512 v, __m512 g, __m512 p) {
+    (void)p;
+    __m512 e = expc16_f32(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(v)));
+    __m512 r = rcp16_f32(_mm512_add_ps(e, _mm512_set1_ps(1.0f)));
+    return _mm512_mul_ps(g, _mm512_mul_ps(_mm512_mul_ps(e, r), r));
+}
+
+ACT_AVX512 FI_INLINE __m512 tanh_poly16_f32(__m512 v) {
+    __m512 z = _mm512_mul_ps(v, v);
+    __m512 q = _mm512_set1_ps(-5.70498872745e-3f);
+    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(2.06390887954e-2f));
+    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(-5.37397155531e-2f));
+    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.33314422036e-1f));
+    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(-3.33332819422e-1f));
+    return _mm512_fmadd_ps(_mm512_mul_ps(q, z), v, v);
+}
+
+ACT_AVX512 FI_INLINE __m512 tanh16_f32(__m512 v, __m512 g, __m512 p) {
+    (void)g, (void)p;
+    __m512 ax = _mm512_abs_ps(v), one = _mm512_set1_ps(1.0f);
+    __m512 e = expc16_f32(_mm512_mul_ps(_mm512_set1_ps(-2.0f), ax));
+    __m512 big = _mm512_mul_ps(_mm512_sub_ps(one, e), rcp16_f32(_mm512_add_ps(one, e)));
+    big = _mm512_mask_mov_ps(big, _mm512_cmp_ps_mask(ax, _mm512_set1_ps(9.1f), _CMP_GE_OQ), one);
+    /* the sign of v on |tanh| (v's sign bit: -0 and NaN keep theirs) */
+    big = _mm512_or_ps(big, _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
+    __mmask16 small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
+    return _mm512_mask_mov_ps(big, small, tanh_poly16_f32(v));
+}
+
+ACT_AVX512 FI_INLINE __m512 tanh_bwd16_f32(__m512 v, __m512 g, __m512 p) {
+    (void)p;
+    __m512 ax = _mm512_abs_ps(v), one = _mm512_set1_ps(1.0f);
+    __m512 t = tanh_poly16_f32(v);
+    __m512 e = expc16_f32(_mm512_mul_ps(_mm512_set1_ps(-2.0f), ax));
+    __m512 r = rcp16_f32(_mm512_add_ps(one, e));
+    __m512 d = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(4.0f), e), r), r);
+    __mmask16 small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
+    d = _mm512_mask_mov_ps(d, small, _mm512_fnmadd_ps(t, t, one));
+    return _mm512_mul_ps(g, d);
+}
+
+/* elu: x for x > 0, p expm1(x) otherwise (NaN stays NaN) */
+ACT_AVX512 FI_INLINE __m512 elu16_f32(__m512 v, __m512 g, __m512 p) {
+    (void)g;
+    __m512 w = _mm512_min_ps(_mm512_setzero_ps(), v); /* NaN: v */
+    __m512 s = _mm512_set1_ps(1.0f / 40320);
+    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(1.0f / 5040));
+    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(1.0f / 720));
+    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(1.0f / 120));
+    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(1.0f / 24));
+    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(1.0f / 6));
+    s = _mm512_fmadd_ps(s, w, _mm512_set1_ps(0.5f));
+    s = _mm512_fmadd_ps(_mm512_mul_ps(s, w), w, w);
+    __m512 big = _mm512_sub_ps(expc16_f32(w), _mm512_set1_ps(1.0f));
+    __mmask16 small = _mm512_cmp_ps_mask(_mm512_abs_ps(w), _mm512_set1_ps(0.5f), _CMP_LT_OQ);
+    __m512 y = _mm512_mul_ps(p, _mm512_mask_mov_ps(big, small, s));
+    return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), v);
+}
+
+ACT_AVX512 FI_INLINE __m512 elu_bwd16_f32(__m512 v, __m512 g, __m512 p) {
+    __m512 w = _mm512_min_ps(_mm512_setzero_ps(), v);
+    __m512 y = _mm512_mul_ps(_mm512_mul_ps(g, p), expc16_f32(w));
+    return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), g);
+}
+
+/* erf as erf_f32: the rational form on [-4, 4] with the division as rcp + Newton, +-1 beyond */
+ACT_AVX512 FI_INLINE __m512 erf16_f32(__m512 x) {
+    __m512 c = _mm512_max_ps(_mm512_set1_ps(-4.0f), _mm512_min_ps(_mm512_set1_ps(4.0f), x));
+    __m512 x2 = _mm512_mul_ps(c, c);
+    __m512 p = _mm512_set1_ps(-2.72614225801306e-10f);
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(2.77068142495902e-08f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-2.10102402082508e-06f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-5.69250639462346e-05f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-7.34990630326855e-04f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-2.95459980854025e-03f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-1.60960333262415e-02f));
+    __m512 q = _mm512_set1_ps(-1.45660718464996e-05f);
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-2.13374055278905e-04f));
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-1.68282697438203e-03f));
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-7.37332916720468e-03f));
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-1.42647390514189e-02f));
+    __m512 r = _mm512_mul_ps(_mm512_mul_ps(c, p), rcp16_f32(q));
+    __m512 sgn = _mm512_or_ps(_mm512_set1_ps(1.0f), _mm512_and_ps(x, _mm512_set1_ps(-0.0f)));
+    __mmask16 out = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(4.0f), _CMP_GE_OQ);
+    return _mm512_mask_mov_ps(r, out, sgn);
+}
+
+ACT_AVX512 FI_INLINE __m512 gelu16_f32(__m512 v, __m512 g, __m512 p) {
+    (void)g, (void)p;
+    __m512 e = erf16_f32(_mm512_mul_ps(v, _mm512_set1_ps((float)SQRT1_2)));
+    __m512 h = _mm512_mul_ps(_mm512_set1_ps(0.5f), v);
+    __mmask16 ninf = _mm512_cmp_ps_mask(v, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
+    return _mm512_mask_mov_ps(_mm512_fmadd_ps(h, e, h), ninf, _mm512_setzero_ps());
+}
+
+ACT_AVX512 FI_INLINE __m512 gelu_bwd16_f32(__m512 v, __m512 g, __m512 p) {
+    (void)p;
+    __m512 half = _mm512_set1_ps(0.5f);
+    __m512 e = erf16_f32(_mm512_mul_ps(v, _mm512_set1_ps((float)SQRT1_2)));
+    __m512 cdf = _mm512_fmadd_ps(half, e, half);
+    __m512 pdf = expc16_f32(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(-0.5f), v), v));
+    __m512 d = _mm512_fmadd_ps(_mm512_mul_ps(v, _mm512_set1_ps((float)INV_SQRT_2PI)), pdf, cdf);
+    __mmask16 inf = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(INFINITY), _CMP_EQ_OQ);
+    d = _mm512_mask_mov_ps(d, inf, cdf); /* the limit 1 or 0: erf is +-1 there */
+    return _mm512_mul_ps(g, d);
+}
+
 /* relu' as a register blend of dy loaded in full: written as a select, gcc turns it into a
  * zero-masked load of dy (only the lanes where x > 0), which streaming 64 MB ran at half the
  * speed of leaky_relu' (plain loads); the empty asm keeps the load a plain one. */
-ACT_AVX512 FI_INLINE __m512 relu_bwd16_f32(__m512 v, __m512 g) {
+ACT_AVX512 FI_INLINE __m512 relu_bwd16_f32(__m512 v, __m512 g, __m512 p) {
+    (void)p;
     __asm__("" : "+v"(g));
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), g);
 }
 
-/* A chunk function over 16-lane vectors: VEXPR(v, g) of x (and dy for backward ops), with
+/* A chunk function over 16-lane vectors: VEXPR(v, g, pv) of x (and dy for backward ops), with
  * masked loads and stores at the ends (every element gets the same arithmetic whatever the
  * alignment), two vectors a step, streaming stores from 64-byte aligned outputs. */
 #define ACT512_CHUNK(name, VEXPR, BACKWARD)                                                   \
     ACT_AVX512 static void name(float *out, const float *x, const float *dy, int64_t n,       \
                                 float p, int stream) {                                        \
-        (void)p;                                                                              \
+        __m512 pv = _mm512_set1_ps(p);                                                        \
         int64_t i = 0;                                                                        \
         if ((uintptr_t)out & 3) stream = 0; /* not float-aligned: no streaming */             \
         if (stream) {                                                                         \
@@ -447,7 +577,7 @@ ACT_AVX512 FI_INLINE __m512 relu_bwd16_f32(__m512 v, __m512 g) {
                 __mmask16 m = (__mmask16)((1u << head) - 1u);                                 \
                 __m512 v = _mm512_maskz_loadu_ps(m, x);                                       \
                 __m512 g = BACKWARD ? _mm512_maskz_loadu_ps(m, dy) : v;                       \
-                _mm512_mask_storeu_ps(out, m, VEXPR(v, g));                                   \
+                _mm512_mask_storeu_ps(out, m, VEXPR(v, g, pv));                                   \
                 i = head;                                                                     \
             }                                                                                 \
         }                                                                                     \
@@ -455,7 +585,7 @@ ACT_AVX512 FI_INLINE __m512 relu_bwd16_f32(__m512 v, __m512 g) {
             __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);             \
             __m512 g0 = BACKWARD ? _mm512_loadu_ps(dy + i) : v0;                              \
             __m512 g1 = BACKWARD ? _mm512_loadu_ps(dy + i + 16) : v1;                         \
-            __m512 y0 = VEXPR(v0, g0), y1 = VEXPR(v1, g1);                                    \
+            __m512 y0 = VEXPR(v0, g0, pv), y1 = VEXPR(v1, g1, pv);                                    \
             if (stream) {                                                                     \
                 _mm512_stream_ps(out + i, y0);                                                \
                 _mm512_stream_ps(out + i + 16, y1);                                           \
@@ -469,39 +599,45 @@ ACT_AVX512 FI_INLINE __m512 relu_bwd16_f32(__m512 v, __m512 g) {
             __mmask16 m = (__mmask16)((1u << m_n) - 1u);                                      \
             __m512 v = _mm512_maskz_loadu_ps(m, x + i);                                       \
             __m512 g = BACKWARD ? _mm512_maskz_loadu_ps(m, dy + i) : v;                       \
-            _mm512_mask_storeu_ps(out + i, m, VEXPR(v, g));                                   \
+            _mm512_mask_storeu_ps(out + i, m, VEXPR(v, g, pv));                                   \
         }                                                                                     \
         if (stream) act_fence();                                                              \
     }
 
-#define GELU_TANH16(v, g) ((void)(g), gelu_tanh16_f32(v))
-ACT512_CHUNK(gelu_tanh_f32_avx512x, GELU_TANH16, 0)
 ACT512_CHUNK(relu_bwd_f32_avx512x, relu_bwd16_f32, 1)
+ACT512_CHUNK(elu_f32_avx512x, elu16_f32, 0)
+ACT512_CHUNK(elu_bwd_f32_avx512x, elu_bwd16_f32, 1)
+ACT512_CHUNK(tanh_f32_avx512x, tanh16_f32, 0)
+ACT512_CHUNK(tanh_bwd_f32_avx512x, tanh_bwd16_f32, 1)
+ACT512_CHUNK(sigmoid_f32_avx512x, sigmoid16_f32, 0)
+ACT512_CHUNK(sigmoid_bwd_f32_avx512x, sigmoid_bwd16_f32, 1)
+ACT512_CHUNK(gelu_f32_avx512x, gelu16_f32, 0)
+ACT512_CHUNK(gelu_bwd_f32_avx512x, gelu_bwd16_f32, 1)
+ACT512_CHUNK(gelu_tanh_f32_avx512x, gelu_tanh16_f32, 0)
 ACT512_CHUNK(gelu_tanh_bwd_f32_avx512x, gelu_tanh_bwd16_f32, 1)
-#define GELU_TANH_F32_AVX512 gelu_tanh_f32_avx512x
-#define RELU_BWD_F32_AVX512 relu_bwd_f32_avx512x
-#define GELU_TANH_BWD_F32_AVX512 gelu_tanh_bwd_f32_avx512x
+#define ACT512_F32(name) name##_f32_avx512x
 #else
-#define GELU_TANH_F32_AVX512 gelu_tanh_f32_avx512
-#define RELU_BWD_F32_AVX512 relu_bwd_f32_avx512
-#define GELU_TANH_BWD_F32_AVX512 gelu_tanh_bwd_f32_avx512
+#define ACT512_F32(name) name##_f32_avx512
 #endif
 
-/* RB, GT, GTB: the relu backward, gelu-tanh forward and backward of the table */
-#define ACT_TABLE_GT(F, ISA, RB, GT, GTB)                                                     \
-    {relu_##F##_##ISA,      RB,                      leaky_##F##_##ISA,                       \
+#define ACT_TABLE(F, ISA)                                                                     \
+    {relu_##F##_##ISA,      relu_bwd_##F##_##ISA,    leaky_##F##_##ISA,                       \
      leaky_bwd_##F##_##ISA, elu_##F##_##ISA,         elu_bwd_##F##_##ISA,                     \
      tanh_##F##_##ISA,      tanh_bwd_##F##_##ISA,    sigmoid_##F##_##ISA,                     \
      sigmoid_bwd_##F##_##ISA, gelu_##F##_##ISA,      gelu_bwd_##F##_##ISA,                    \
-     GT,                    GTB,                     identity_##F##_##ISA,                    \
+     gelu_tanh_##F##_##ISA, gelu_tanh_bwd_##F##_##ISA, identity_##F##_##ISA,                  \
      identity_bwd_##F##_##ISA}
-#define ACT_TABLE(F, ISA)                                                                     \
-    ACT_TABLE_GT(F, ISA, relu_bwd_##F##_##ISA, gelu_tanh_##F##_##ISA, gelu_tanh_bwd_##F##_##ISA)
 
 #define ACT_COUNT 16
-static const act_chunk_f32 act_f32_avx512[ACT_COUNT] =
-    ACT_TABLE_GT(f32, avx512, RELU_BWD_F32_AVX512, GELU_TANH_F32_AVX512,
-                 GELU_TANH_BWD_F32_AVX512);
+/* float32 AVX-512: the intrinsics kernels where the compiled formula was slower than memory
+ * (relu, leaky_relu and identity stay the compiled loops: already at copy speed) */
+static const act_chunk_f32 act_f32_avx512[ACT_COUNT] = {
+    relu_f32_avx512,         ACT512_F32(relu_bwd),  leaky_f32_avx512,
+    leaky_bwd_f32_avx512,    ACT512_F32(elu),       ACT512_F32(elu_bwd),
+    ACT512_F32(tanh),        ACT512_F32(tanh_bwd),  ACT512_F32(sigmoid),
+    ACT512_F32(sigmoid_bwd), ACT512_F32(gelu),      ACT512_F32(gelu_bwd),
+    ACT512_F32(gelu_tanh),   ACT512_F32(gelu_tanh_bwd), identity_f32_avx512,
+    identity_bwd_f32_avx512};
 static const act_chunk_f64 act_f64_avx512[ACT_COUNT] = ACT_TABLE(f64, avx512);
 static const act_chunk_f32 act_f32_avx2[ACT_COUNT] = ACT_TABLE(f32, avx2);
 static const act_chunk_f32 act_f32_portable[ACT_COUNT] = ACT_TABLE(f32, portable);

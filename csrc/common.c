@@ -20,6 +20,10 @@ void fi_init(void) {
 #endif
     const char *force = getenv("FASTINIT_C_PORTABLE");
     if (force && force[0] && strcmp(force, "0") != 0) fi_use_avx2 = fi_use_avx512 = 0;
+    /* FASTINIT_C_ISA=avx2 caps the kernels at the AVX2 build (to test it on an AVX-512 CPU) */
+    const char *isa = getenv("FASTINIT_C_ISA");
+    if (isa && strcmp(isa, "avx2") == 0) fi_use_avx512 = 0;
+    if (isa && strcmp(isa, "portable") == 0) fi_use_avx2 = fi_use_avx512 = 0;
 }
 
 void fi_set_num_threads(int n) {

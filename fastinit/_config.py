@@ -29,6 +29,10 @@ FASTMATH = frozenset({"contract", "nnan", "ninf", "nsz", "arcp"})
 #: stream): no contraction, no reciprocal or reassociation, so every float op rounds as
 #: IEEE 754 says and NumPy, Numba and C give the same bits.
 FASTMATH_EXACT = frozenset()
+#: Flags for elementwise kernels whose NaN and inf results are part of the contract (the
+#: activations: a diverging network must show NaN, not tanh(NaN) = -1): FASTMATH without
+#: 'nnan' and 'ninf', under which LLVM may fold away every comparison with NaN or inf.
+FASTMATH_SPECIALS = frozenset({"contract", "nsz", "arcp"})
 
 #: Threading layer priority: OpenMP costs ~3 us per parallel call here, workqueue ~54 us.
 numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
@@ -37,17 +41,19 @@ numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 PARALLEL_MIN_ELEMENTS = 1 << 15
 
 
-def njit(*args, exact=False, **kwargs):
-    """``numba.njit`` with fastinit's flags (serial kernel)."""
+def njit(*args, exact=False, specials=False, **kwargs):
+    """``numba.njit`` with fastinit's flags (serial kernel): ``exact`` for bit-for-bit IEEE
+    arithmetic, ``specials`` to keep NaN and inf semantics (FASTMATH_SPECIALS)."""
+    flags = FASTMATH_EXACT if exact else (FASTMATH_SPECIALS if specials else FASTMATH)
     opts = dict(cache=CACHE, boundscheck=BOUNDSCHECK, error_model=ERROR_MODEL,
-                fastmath=set(FASTMATH_EXACT if exact else FASTMATH), nogil=True)
+                fastmath=set(flags), nogil=True)
     opts.update(kwargs)
     return numba.njit(*args, **opts)
 
 
-def pjit(*args, exact=False, **kwargs):
+def pjit(*args, exact=False, specials=False, **kwargs):
     """``numba.njit(parallel=True)`` with fastinit's flags (kernel with ``prange``)."""
-    return njit(*args, exact=exact, parallel=True, **kwargs)
+    return njit(*args, exact=exact, specials=specials, parallel=True, **kwargs)
 
 
 def env_flag(name, default=False):

@@ -50,6 +50,38 @@ def test_backends_match_reference(fast_backend, dtype, name, kw, _t, n):
                                bwd(dy, x, backend="numpy", **kw), **TOL[dtype])
 
 
+# f(nan), f(inf), f(-inf) and f'(...) with dy = 1: NaN in, NaN out for the smooth functions
+# (a diverging network shows NaN, not tanh(NaN) = -1); PyTorch's choices for the piecewise
+# linear ones; the limits at +-inf (where PyTorch's gelu gives inf * 0 = NaN)
+NAN_INF = {
+    "relu-": ([np.nan, np.inf, 0.0], [1.0, 1.0, 0.0]),
+    "leaky_relu-": ([np.nan, np.inf, -np.inf], [0.2, 1.0, 0.2]),
+    "elu-": ([np.nan, np.inf, -1.3], [np.nan, 1.0, 0.0]),
+    "tanh-": ([np.nan, 1.0, -1.0], [np.nan, 0.0, 0.0]),
+    "sigmoid-": ([np.nan, 1.0, 0.0], [np.nan, 0.0, 0.0]),
+    "gelu-": ([np.nan, np.inf, 0.0], [np.nan, 1.0, 0.0]),
+    "gelu-tanh": ([np.nan, np.inf, 0.0], [np.nan, 1.0, 0.0]),
+    "identity-": ([np.nan, np.inf, -np.inf], [1.0, 1.0, 1.0]),
+}
+
+
+@pytest.mark.parametrize("name,kw,_t", ACTS, ids=IDS)
+@pytest.mark.parametrize("n", [3, 70001])  # the specials in a tail and in vector bodies
+def test_nan_and_inf(backend, dtype, name, kw, _t, n):
+    fwd, bwd = _fns(name)
+    want_y, want_d = NAN_INF[f"{name}-{kw.get('approximate', '')}"]
+    x = _x(dtype, n, seed=6)
+    at = np.arange(3) * (x.size // 3) + 5  # spread over the array (and over both threads)
+    x[at] = [np.nan, np.inf, -np.inf]
+    y = fwd(x, backend=backend, **kw)
+    d = bwd(np.ones_like(x), x, backend=backend, **kw)
+    np.testing.assert_array_equal(y[at], np.array(want_y, dtype))
+    np.testing.assert_array_equal(d[at], np.array(want_d, dtype))
+    rest = np.ones(x.size, bool)
+    rest[at] = False
+    assert np.all(np.isfinite(y[rest])) and np.all(np.isfinite(d[rest]))
+
+
 @pytest.mark.parametrize("name,kw,_t", [ACTS[0], ACTS[5]], ids=[IDS[0], IDS[5]])
 def test_large_output_streaming_path(fast_backend, name, kw, _t):
     """Outputs of 16 MB or more are written with non-temporal stores (C)."""

@@ -65,10 +65,11 @@ U23 = np.uint32(23)
 
 # ---- float32 elementary functions (branch-free: selects, so loops vectorise) ---------------------
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def exp_f32(x):
     under = x < EXP_LO
-    x = min(max(x, EXP_LO), EXP_HI)
+    # comparisons, not min/max: Numba's min/max drop a NaN operand, these keep it
+    x = EXP_LO if x < EXP_LO else (EXP_HI if x > EXP_HI else x)
     n = np.floor(x * LOG2E + HALF)
     r = x - n * LN2_HI
     r = r - n * LN2_LO
@@ -78,7 +79,7 @@ def exp_f32(x):
     return ZERO if under else p * scale
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def expm1_f32(x):
     series = ((((((INV_FACT[6] * x + INV_FACT[5]) * x + INV_FACT[4]) * x + INV_FACT[3]) * x
                 + INV_FACT[2]) * x + INV_FACT[1]) * x + INV_FACT[0]) * x * x + x
@@ -86,19 +87,19 @@ def expm1_f32(x):
     return series if abs(x) < HALF else big
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def tanh_f32(x):
     ax = abs(x)
     z = x * x
     small = ((((TANH_P0 * z + TANH_P1) * z + TANH_P2) * z + TANH_P3) * z + TANH_P4) * z * x + x
     e = exp_f32(-TWO * ax)                     # in (0, 0.29] where it is used
     big = (ONE - e) / (ONE + e)
-    big = big if ax < TANH_ONE else ONE       # tanh is 1 in float32 from 9.1 on: exactly
+    big = ONE if ax >= TANH_ONE else big      # tanh is 1 in float32 from 9.1 on: exactly
     big = big if x >= ZERO else -big
     return small if ax < TANH_SMALL else big
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def tanh_grad_f32(x):
     """1 - tanh(x)**2, as 4 e / (1 + e)**2 with e = exp(-2|x|) where tanh is near +-1."""
     z = x * x
@@ -108,14 +109,14 @@ def tanh_grad_f32(x):
     return ONE - t * t if abs(x) < TANH_SMALL else FOUR * e * r * r
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def sigmoid_f32(x):
     e = exp_f32(-abs(x))
     r = ONE / (ONE + e)
     return r if x >= ZERO else e * r
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def sigmoid_grad_f32(x):
     """sigmoid'(x) = e / (1 + e)**2, e = exp(-|x|): no 1 - s cancellation for large |x|."""
     e = exp_f32(-abs(x))
@@ -123,9 +124,9 @@ def sigmoid_grad_f32(x):
     return e * r * r
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def erf_f32(x):
-    x = min(max(x, -ERF_CLAMP), ERF_CLAMP)
+    x = -ERF_CLAMP if x < -ERF_CLAMP else (ERF_CLAMP if x > ERF_CLAMP else x)  # NaN stays
     x2 = x * x
     p = ERF_A[0]
     p = p * x2 + ERF_A[1]
@@ -141,7 +142,7 @@ def erf_f32(x):
     q = q * x2 + ERF_B[4]
     r = x * p / q
     # beyond the clamp erf is 1 to float32 precision: return it exactly (so 1 + erf(-5) is 0)
-    return r if abs(x) < ERF_CLAMP else (ONE if x > ZERO else -ONE)
+    return (ONE if x > ZERO else -ONE) if abs(x) >= ERF_CLAMP else r
 
 
 # ---- per-element functions chosen by dtype at typing time (only one is compiled) ----------------
@@ -162,21 +163,21 @@ def _choose(f32_impl, f64_impl):
     return stub
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def _sigmoid_f64(x):
     e = math.exp(-abs(x))
     r = 1.0 / (1.0 + e)
     return r if x >= 0.0 else e * r
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def _sigmoid_grad_f64(x):
     e = math.exp(-abs(x))
     r = 1.0 / (1.0 + e)
     return e * r * r
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def _tanh_grad_f64(x):
     t = math.tanh(x)
     e = math.exp(-2.0 * abs(x))
@@ -184,22 +185,22 @@ def _tanh_grad_f64(x):
     return 1.0 - t * t if abs(x) < 0.625 else 4.0 * e * r * r
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def _erf_f64(x):
     return math.erf(x)
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def _exp_f64(x):
     return math.exp(x)
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def _expm1_f64(x):
     return math.expm1(x)
 
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def _tanh_f64(x):
     return math.tanh(x)
 
@@ -229,7 +230,7 @@ erf_ = _choose(erf_f32, _erf_f64)
 
 # ---- elementwise bodies over whole (chunk) views; p is a scalar of the data dtype ---------------
 
-@njit
+@njit(specials=True)
 def _relu(y, x, p):
     zero = like(p, 0.0)
     for i in range(x.shape[0]):
@@ -237,14 +238,14 @@ def _relu(y, x, p):
         y[i] = zero if v < zero else v
 
 
-@njit
+@njit(specials=True)
 def _relu_backward(dx, dy, x, p):
     zero = like(p, 0.0)
     for i in range(x.shape[0]):
         dx[i] = zero if x[i] <= zero else dy[i]
 
 
-@njit
+@njit(specials=True)
 def _leaky_relu(y, x, p):
     zero = like(p, 0.0)
     for i in range(x.shape[0]):
@@ -252,7 +253,7 @@ def _leaky_relu(y, x, p):
         y[i] = v if v > zero else v * p
 
 
-@njit
+@njit(specials=True)
 def _leaky_relu_backward(dx, dy, x, p):
     zero = like(p, 0.0)
     for i in range(x.shape[0]):
@@ -260,42 +261,42 @@ def _leaky_relu_backward(dx, dy, x, p):
         dx[i] = g if x[i] > zero else g * p
 
 
-@njit
+@njit(specials=True)
 def _elu(y, x, p):
     zero = like(p, 0.0)
     for i in range(x.shape[0]):
         v = x[i]
-        y[i] = v if v > zero else p * expm1_(min(v, zero))
+        y[i] = v if v > zero else p * expm1_(zero if v > zero else v)  # NaN stays NaN
 
 
-@njit
+@njit(specials=True)
 def _elu_backward(dx, dy, x, p):
     zero = like(p, 0.0)
     for i in range(x.shape[0]):
         v = x[i]
         g = dy[i]
-        dx[i] = g if v > zero else g * p * exp_(min(v, zero))
+        dx[i] = g if v > zero else g * p * exp_(zero if v > zero else v)
 
 
-@njit
+@njit(specials=True)
 def _tanh(y, x, p):
     for i in range(x.shape[0]):
         y[i] = tanh_(x[i])
 
 
-@njit
+@njit(specials=True)
 def _tanh_backward(dx, dy, x, p):
     for i in range(x.shape[0]):
         dx[i] = dy[i] * tanh_grad_(x[i])
 
 
-@njit
+@njit(specials=True)
 def _sigmoid(y, x, p):
     for i in range(x.shape[0]):
         y[i] = sigmoid_(x[i])
 
 
-@njit
+@njit(specials=True)
 def _sigmoid_backward(dx, dy, x, p):
     for i in range(x.shape[0]):
         dx[i] = dy[i] * sigmoid_grad_(x[i])
@@ -303,7 +304,7 @@ def _sigmoid_backward(dx, dy, x, p):
 
 # gelu: p is 1 for the tanh form, 0 for the exact (erf) form; constants in the data dtype.
 
-@njit
+@njit(specials=True)
 def _gelu(y, x, p):
     zero = like(p, 0.0)
     one = like(p, 1.0)
@@ -316,16 +317,16 @@ def _gelu(y, x, p):
     if p != zero:  # x sigmoid(2u): see the module docstring
         for i in range(x.shape[0]):
             v = x[i]
-            w = min(max(v, -lim), lim)
+            w = -lim if v < -lim else (lim if v > lim else v)  # NaN stays NaN
             g = v * sigmoid_(c2 * (w + k * w * w * w))
-            y[i] = g if abs(v) <= lim else (v if v > zero else zero)
+            y[i] = (v if v > zero else zero) if abs(v) > lim else g
     else:
         for i in range(x.shape[0]):
             v = x[i]
-            y[i] = half * v * (one + erf_(v * r))
+            y[i] = zero if v == -np.inf else half * v * (one + erf_(v * r))  # the limit at -inf
 
 
-@njit
+@njit(specials=True)
 def _gelu_backward(dx, dy, x, p):
     zero = like(p, 0.0)
     one = like(p, 1.0)
@@ -340,25 +341,26 @@ def _gelu_backward(dx, dy, x, p):
     if p != zero:  # sigmoid(2u) + x sigmoid'(2u) 2u'
         for i in range(x.shape[0]):
             v = x[i]
-            w = min(max(v, -lim), lim)
+            w = -lim if v < -lim else (lim if v > lim else v)
             t = c2 * (w + k * w * w * w)
             d = sigmoid_(t) + w * sigmoid_grad_(t) * c2 * (one + k3 * w * w)
-            d = d if abs(v) <= lim else (one if v > zero else zero)
+            d = (one if v > zero else zero) if abs(v) > lim else d
             dx[i] = dy[i] * d
     else:
         for i in range(x.shape[0]):
             v = x[i]
             cdf = half * (one + erf_(v * r))
-            dx[i] = dy[i] * (cdf + v * inv * exp_(-half * v * v))
+            d = cdf if abs(v) == np.inf else cdf + v * inv * exp_(-half * v * v)  # the limits
+            dx[i] = dy[i] * d
 
 
-@njit
+@njit(specials=True)
 def _identity(y, x, p):
     for i in range(x.shape[0]):
         y[i] = x[i]
 
 
-@njit
+@njit(specials=True)
 def _identity_backward(dx, dy, x, p):
     for i in range(x.shape[0]):
         dx[i] = dy[i]
@@ -367,7 +369,7 @@ def _identity_backward(dx, dy, x, p):
 # ---- drivers: fixed chunks, in parallel from PARALLEL_MIN_ELEMENTS ------------------------------
 # Written out per activation (a jitted function passed as an argument is not cached by Numba).
 
-@njit(inline="always")
+@njit(specials=True, inline="always")
 def _span(b, n):
     lo = b * CHUNK
     return lo, min(n, lo + CHUNK)
@@ -377,98 +379,98 @@ def _nchunks(n):
     return (n + CHUNK - 1) // CHUNK
 
 
-@pjit
+@pjit(specials=True)
 def _relu_par(y, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _relu(y[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _relu_backward_par(dx, dy, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _relu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _leaky_relu_par(y, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _leaky_relu(y[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _leaky_relu_backward_par(dx, dy, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _leaky_relu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _elu_par(y, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _elu(y[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _elu_backward_par(dx, dy, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _elu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _tanh_par(y, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _tanh(y[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _tanh_backward_par(dx, dy, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _tanh_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _sigmoid_par(y, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _sigmoid(y[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _sigmoid_backward_par(dx, dy, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _sigmoid_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _gelu_par(y, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _gelu(y[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _gelu_backward_par(dx, dy, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _gelu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _identity_par(y, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
         _identity(y[lo:hi], x[lo:hi], p)
 
 
-@pjit
+@pjit(specials=True)
 def _identity_backward_par(dx, dy, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])

@@ -14,6 +14,10 @@ The formulas, and their values at the kinks, follow PyTorch:
   gelu(tanh)  y = x/2 * (1 + tanh(u)), u = sqrt(2/pi) * (x + 0.044715 x**3)  (Hendrycks &
               Gimpel 2016); dy * (1/2 (1 + t) + x/2 (1 - t**2) sqrt(2/pi) (1 + 3*0.044715 x**2))
   identity    y = x                              dy
+
+NaN in, NaN out for the smooth ones (forward and backward); relu and leaky_relu treat a NaN as
+PyTorch does (relu' and leaky_relu' of NaN: dy and slope * dy). At +-inf every function takes its
+limit: gelu(-inf) = 0 and gelu'(+-inf) = 1 or 0 (PyTorch returns NaN there: inf * 0).
 """
 import math
 
@@ -84,24 +88,27 @@ def sigmoid_backward(dx, dy, x):
 
 def gelu(y, x, approximate):
     x64 = _f64(x)
-    if approximate:
-        y[...] = 0.5 * x64 * (1.0 + np.tanh(SQRT_2_OVER_PI * (x64 + GELU_C * x64 ** 3)))
-    else:
-        y[...] = 0.5 * x64 * (1.0 + _erf(x64 / math.sqrt(2.0)))
+    with np.errstate(invalid="ignore", over="ignore"):  # -inf * 0 at x = -inf: the limit below
+        if approximate:
+            g = 0.5 * x64 * (1.0 + np.tanh(SQRT_2_OVER_PI * (x64 + GELU_C * x64 ** 3)))
+        else:
+            g = 0.5 * x64 * (1.0 + _erf(x64 / math.sqrt(2.0)))
+    y[...] = np.where(x64 == -np.inf, 0.0, g)
 
 
 def gelu_backward(dx, dy, x, approximate):
     x64 = _f64(x)
-    if approximate:
-        u = SQRT_2_OVER_PI * (x64 + GELU_C * x64 ** 3)
-        e = np.exp(-2.0 * np.abs(u))
-        sech2 = 4.0 * e / np.square(1.0 + e)        # = 1 - tanh(u)**2, without cancellation
-        d = 0.5 * (1.0 + np.tanh(u)) + 0.5 * x64 * sech2 * SQRT_2_OVER_PI * (
-            1.0 + 3.0 * GELU_C * x64 * x64)
-    else:
-        cdf = 0.5 * (1.0 + _erf(x64 / math.sqrt(2.0)))
-        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 at x = +-inf: NaN
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 at x = +-inf: the limits below
+        if approximate:
+            u = SQRT_2_OVER_PI * (x64 + GELU_C * x64 ** 3)
+            e = np.exp(-2.0 * np.abs(u))
+            sech2 = 4.0 * e / np.square(1.0 + e)        # = 1 - tanh(u)**2, without cancellation
+            d = 0.5 * (1.0 + np.tanh(u)) + 0.5 * x64 * sech2 * SQRT_2_OVER_PI * (
+                1.0 + 3.0 * GELU_C * x64 * x64)
+        else:
+            cdf = 0.5 * (1.0 + _erf(x64 / math.sqrt(2.0)))
             d = cdf + x64 * INV_SQRT_2PI * np.exp(-0.5 * x64 * x64)
+    d = np.where(np.isinf(x64), (x64 > 0).astype(np.float64), d)
     dx[...] = _f64(dy) * d
 
 
