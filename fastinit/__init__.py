@@ -4,6 +4,7 @@ This module is the public face: it re-exports, it defines nothing.
 """
 from . import _config, backends, rng, init
 from .backends import set_num_threads, get_num_threads
+from ._alloc import set_output_cache, clear_output_cache, output_cache_info
 from .ops.dense import matmul, linear, linear_backward
 from .ops.conv import conv2d, conv2d_backward, conv2d_output_shape
 from .ops.batchnorm import batch_norm, batch_norm_backward, BatchNormSaved

@@ -10,7 +10,7 @@ ulp; they vectorise, libm calls do not); float64 kernels call libm. ``out=`` (a 
 C-contiguous array of x's shape and dtype; may be ``x`` itself) receives the result instead of
 a fresh array.
 """
-from .. import _validate, backends
+from .. import _alloc, _validate, backends
 
 import numpy as np
 
@@ -25,7 +25,7 @@ def _forward(name, x, out, backend, *args):
     _validate.float_array(x, "x")
     xc = _validate.contiguous(x)
     if out is None:
-        y = np.empty(x.shape, x.dtype)
+        y = _alloc.empty(x.shape, x.dtype)
     else:
         y = _validate.out_array(out, "out", x.shape, x.dtype)
     if x.size:
@@ -42,7 +42,7 @@ def _backward(name, dy, x, out, backend, *args):
     xc = _validate.contiguous(x)
     dyc = _validate.contiguous(dy)
     if out is None:
-        dx = np.empty(x.shape, x.dtype)
+        dx = _alloc.empty(x.shape, x.dtype)
     else:
         dx = _validate.out_array(out, "out", x.shape, x.dtype)
     if x.size:

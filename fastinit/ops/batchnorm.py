@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate, backends
+from .. import _alloc, _validate, backends
 from ..reference.batchnorm import update_running_stats
 
 __all__ = ["batch_norm", "batch_norm_backward", "BatchNormSaved"]
@@ -175,7 +175,7 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
 def _output(out, x, shape3):
     """A fresh (N, C, S) output, or ``out`` (validated) viewed that way."""
     if out is None:
-        return np.empty(shape3, x.dtype)
+        return _alloc.empty(shape3, x.dtype)
     _validate.out_array(out, "out", x.shape, x.dtype)
     if np.shares_memory(out, x):
         raise ValueError("out must not overlap x (both passes read x after writing starts)")

@@ -46,7 +46,7 @@ import numbers
 
 import numpy as np
 
-from .. import _validate, backends
+from .. import _alloc, _validate, backends
 from ..reference.conv import output_size
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_output_shape", "plan", "Geometry"]
@@ -190,7 +190,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, backend=None
     _validate.same_dtype(w, "w", x, "x")
     b = _bias(b, w)
     geo = _checked_geometry(x.shape, w.shape, stride, padding, dilation, groups)
-    y = np.empty(geo.out_shape, x.dtype)
+    y = _alloc.empty(geo.out_shape, x.dtype)
     fn, _ = backends.kernel("conv", "conv2d", backend)
     if y.size == 0:
         return y
@@ -230,8 +230,8 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, has_bia
                          f"{x.shape}, w {w.shape}, stride {geo.stride}, padding {geo.padding}, "
                          f"dilation {geo.dilation}), got {dy.shape}")
     dt = dy.dtype
-    dx = np.empty(x.shape, dt) if want_dx else None
-    dw = np.empty(w.shape, dt) if want_dw else None
+    dx = _alloc.empty(x.shape, dt) if want_dx else None
+    dw = _alloc.empty(w.shape, dt) if want_dw else None
     db = np.empty(w.shape[0], dt) if want_db else None
     fn, _ = backends.kernel("conv", "conv2d_backward", backend)
     if dy.size == 0:  # no images: nothing flows back

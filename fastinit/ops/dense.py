@@ -20,7 +20,7 @@ scaling (BLAS gemm's), float16.
 """
 import numpy as np
 
-from .. import _validate, backends
+from .. import _alloc, _validate, backends
 
 __all__ = ["matmul", "linear", "linear_backward"]
 
@@ -75,7 +75,7 @@ def matmul(a, b, out=None, backend=None):
     if _fast_pair(a, b) and a.shape[1] == b.shape[0]:
         shape = (a.shape[0], b.shape[1])
         if out is None:
-            out = np.empty(shape, a.dtype)
+            out = _alloc.empty(shape, a.dtype)
         else:
             if not (type(out) is np.ndarray and out.dtype is a.dtype and out.shape == shape
                     and out.flags.c_contiguous and out.flags.writeable):
@@ -112,7 +112,7 @@ def _matmul_checked(a, b, out, backend):
                              "be equal, or one of them 1 (or a 2-D operand)")
         shape = (max(ba, bb), m, n)
     if out is None:
-        out = np.empty(shape, a.dtype)
+        out = _alloc.empty(shape, a.dtype)
     else:
         _validate.out_array(out, "out", shape, a.dtype)
         if np.may_share_memory(out, a) or np.may_share_memory(out, b):
@@ -148,7 +148,7 @@ def linear(x, w, b=None, backend=None):
             _same_dtype(b, "b", x, "x")
             _validate.dims_match(b, "b", 0, w, "w", 0, "out_features of b and w")
             b = _validate.contiguous(b)
-    y = np.empty((x.shape[0], w.shape[0]), x.dtype)
+    y = _alloc.empty((x.shape[0], w.shape[0]), x.dtype)
     fn = backends.kernel("dense", "linear", backend)[0]
     fn(y, _as_operand(x), _as_operand(w), b)
     return y
@@ -179,8 +179,8 @@ def linear_backward(dy, x, w, has_bias=True, backend=None, need=_NEEDS):
         if isinstance(need, str) or any(n not in _NEEDS for n in need):
             raise ValueError(f"need must be a collection of {_NEEDS}, got {need!r}")
     dt = dy.dtype
-    dx = np.empty(x.shape, dt) if "dx" in need else None
-    dw = np.empty(w.shape, dt) if "dw" in need else None
+    dx = _alloc.empty(x.shape, dt) if "dx" in need else None
+    dw = _alloc.empty(w.shape, dt) if "dw" in need else None
     db = np.empty(w.shape[0], dt) if has_bias and "db" in need else None
     fn = backends.kernel("dense", "linear_backward", backend)[0]
     fn(dx, dw, db, _as_operand(dy), _as_operand(x), _as_operand(w))

@@ -13,7 +13,7 @@ Reductions are the mean (PyTorch's default); there are no class weights or ignor
 """
 import numpy as np
 
-from .. import _validate, backends
+from .. import _alloc, _validate, backends
 
 __all__ = ["softmax_cross_entropy", "mse"]
 
@@ -38,7 +38,7 @@ def softmax_cross_entropy(logits, labels, *, backend=None):
                          f"found {bad}")
     lab = np.ascontiguousarray(labels, dtype=np.int64)
     z = _validate.contiguous(logits)
-    dlogits = np.empty((n, k), logits.dtype)
+    dlogits = _alloc.empty((n, k), logits.dtype)
     fn, _ = backends.kernel("loss", "softmax_cross_entropy", backend)
     loss = fn(dlogits, z, lab)
     return float(loss), dlogits
@@ -54,7 +54,7 @@ def mse(pred, target, *, backend=None):
         raise ValueError("pred is empty: the mean squared error of no values is undefined")
     p = _validate.contiguous(pred).reshape(-1)
     t = _validate.contiguous(target).reshape(-1)
-    dpred = np.empty(pred.shape, pred.dtype)
+    dpred = _alloc.empty(pred.shape, pred.dtype)
     fn, _ = backends.kernel("loss", "mse", backend)
     loss = fn(dpred.reshape(-1), p, t)
     return float(loss), dpred

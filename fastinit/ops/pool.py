@@ -9,7 +9,7 @@ kernel size; padding must be at most half the kernel (PyTorch's rule).
 """
 import numpy as np
 
-from .. import _validate, backends
+from .. import _alloc, _validate, backends
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "pool2d_output_shape"]
@@ -54,7 +54,7 @@ def _grad_args(dy, x_shape, dtype, oh, ow):
 def max_pool2d(x, kernel_size, stride=None, padding=0, *, backend=None):
     """Max over each kernel_size window; padded positions never win."""
     (n, c, h, w, oh, ow), k = _args(x, kernel_size, stride, padding)
-    y = np.empty((n, c, oh, ow), x.dtype)
+    y = _alloc.empty((n, c, oh, ow), x.dtype)
     if y.size:
         fn, _ = backends.kernel("pool", "max_pool2d", backend)
         fn(y.reshape(n * c, oh, ow), _validate.contiguous(x).reshape(n * c, h, w), *k)
@@ -65,7 +65,7 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, *, backend=N
     """dx: each dy goes to its window's (first) maximum of x; overlaps add up."""
     (n, c, h, w, oh, ow), k = _args(x, kernel_size, stride, padding)
     dyc = _grad_args(dy, x.shape, x.dtype, oh, ow)
-    dx = np.empty(x.shape, x.dtype)  # every kernel writes all of dx (tests pre-fill NaN)
+    dx = _alloc.empty(x.shape, x.dtype)  # every kernel writes all of dx (tests pre-fill NaN)
     if dx.size:
         fn, _ = backends.kernel("pool", "max_pool2d_backward", backend)
         fn(dx.reshape(n * c, h, w), dyc.reshape(n * c, oh, ow),
@@ -78,7 +78,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True, *
     """Mean over each window (sums in float64 in the reference, in the data type elsewhere)."""
     (n, c, h, w, oh, ow), k = _args(x, kernel_size, stride, padding)
     include = _validate.boolean(count_include_pad, "count_include_pad")
-    y = np.empty((n, c, oh, ow), x.dtype)
+    y = _alloc.empty((n, c, oh, ow), x.dtype)
     if y.size:
         fn, _ = backends.kernel("pool", "avg_pool2d", backend)
         fn(y.reshape(n * c, oh, ow), _validate.contiguous(x).reshape(n * c, h, w), *k, include)
@@ -91,7 +91,7 @@ def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, count_includ
     (n, c, h, w, oh, ow), k = _args(x, kernel_size, stride, padding)
     include = _validate.boolean(count_include_pad, "count_include_pad")
     dyc = _grad_args(dy, x.shape, x.dtype, oh, ow)
-    dx = np.zeros(x.shape, x.dtype)
+    dx = _alloc.zeros(x.shape, x.dtype)
     if dx.size:
         fn, _ = backends.kernel("pool", "avg_pool2d_backward", backend)
         fn(dx.reshape(n * c, h, w), dyc.reshape(n * c, oh, ow), *k, include)
