@@ -31,12 +31,12 @@ def softmax_cross_entropy(logits, labels, *, backend=None):
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},) (one class index per row of logits), "
                          f"got {labels.shape}")
-    lo, hi = int(labels.min()), int(labels.max())
-    if lo < 0 or hi >= k:
+    lab = np.ascontiguousarray(labels, dtype=np.int64)
+    if int(lab.view(np.uint64).max()) >= k:  # one pass: a negative label is huge as uint64
+        lo, hi = int(lab.min()), int(lab.max())
         bad = lo if lo < 0 else hi
         raise ValueError(f"labels must be class indices in [0, {k}) (K = logits.shape[1]), "
                          f"found {bad}")
-    lab = np.ascontiguousarray(labels, dtype=np.int64)
     z = _validate.contiguous(logits)
     dlogits = _alloc.empty((n, k), logits.dtype)
     fn, _ = backends.kernel("loss", "softmax_cross_entropy", backend)
