@@ -259,12 +259,8 @@ static int fi_conv_forced = 0;
 static int fi_conv_isa(void) {
     int best = FI_ISA_BASE;
 #if FI_X86
-    if (fi_use_avx2) {
-        best = FI_ISA_AVX2;
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-            __builtin_cpu_supports("avx512dq"))
-            best = FI_ISA_AVX512;
-    }
+    if (fi_use_avx2) /* (common.c decides, FASTINIT_C_ISA included) */
+        best = fi_use_avx512 ? FI_ISA_AVX512 : FI_ISA_AVX2;
 #endif
     return fi_conv_forced && fi_conv_forced < best ? fi_conv_forced : best;
 }

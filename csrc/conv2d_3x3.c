@@ -1,8 +1,21 @@
-/* 3x3 and 5x5 stride-1 convolution by Winograd F(4x4,3x3) and F(2x2,5x5) (Lavin & Gray, "Fast
- * Algorithms for Convolutional Neural Networks", CVPR 2016): each 4x4 (2x2) block of outputs
- * costs 36 products per (input, output) channel pair instead of 144 (100). Both use the points
- * 0, 1, -1, 2, -2, infinity, so they share B^T and the input transform. The weight gradient of
- * a 3x3 layer uses the transposed algorithm F(3x3,4x4), 36 GEMMs reducing over the tiles.
+/* 3x3, 5x5 and 7x7 stride-1 convolution by Winograd F(4x4,3x3), F(2x2,5x5) and F(2x2,7x7)
+ * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016): each 4x4
+ * (2x2) block of outputs costs 36 products per (input, output) channel pair instead of 144
+ * (100). The first two use the points 0, 1, -1, 2, -2, infinity, so they share B^T and the
+ * input transform. The weight gradient of a 3x3 layer uses the transposed algorithm F(3x3,4x4), 36
+ * GEMMs reducing over the tiles.
+ *
+ * 7x7 (conv2d_wino7_isa.h): F(2x2,7x7) on 8x8 tiles, the points 0, +-1, +-2, +-1/2 and
+ * infinity (the B^T of F(6x6,3x3)): 64 products per 2x2 outputs instead of 196, 64 GEMMs per
+ * block. The same driver, blocks and layouts with 64 transform positions; a tile's V and M
+ * are padded by one cache line (64 x 16 floats is 4 KB: unpadded, the GEMM rows of one tile
+ * block all fell into one L1 set). Chosen over the 1-D F(2,7) along the width (1.75x fewer
+ * products) because its float32 error stays of the order of F(2x2,5x5)'s (measured max
+ * error / max |y| against float64, N4 C64 16x16 K64: y 5.6e-6, dx 6.1e-6; direct 2.2e-6;
+ * 3x3 and 5x5: 2e-6 - 7e-6), while the bigger tiles F(3x3,7x7) or 1-D F(4,7) lost a decade
+ * (simulated: 1e-4, 4e-5). N32 C64 56x56 K64 float32 on 2 threads: 37 ms against 80 for
+ * PyTorch and 82 for our direct kernel, the GEMMs near the FMA peak; the backward-data pass
+ * (the same code with flipped, transposed weights) gains as much.
  *
  *   Y = A^T [ U (.) V ] A,   U = G g G^T (6x6 per filter),   V = B^T d B (6x6 per input tile)
  *
@@ -30,9 +43,10 @@
  * zeroed once per call and only the pixels are written (16 channels x 16 pixels transposed in
  * registers). When K (dw: C) fits one vector, a taller 1-vector GEMM tile wastes no columns.
  *
- * Accuracy: the transforms multiply by up to 5 and divide by 24, so float32 results carry
- * a few times the rounding error of direct convolution (measured in tests/test_conv.py and
- * fastinit/_numba/conv3x3.py). Memory: one padded image plus the block buffers per thread.
+ * Accuracy: the transforms multiply by up to 5 (7x7: 21/4 in B^T, 1/90 in G) and divide by
+ * 24, so float32 results carry a few times the rounding error of direct convolution
+ * (measured in tests/test_conv.py, tests/test_conv_7x7.py and fastinit/_numba/conv3x3.py).
+ * Memory: one padded image plus the block buffers per thread.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +102,17 @@ static const double fi_wino_G5[6][5] = {
     {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3, 2.0 / 3},
     {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3},
     {0, 0, 0, 0, 1}};
+/* G (8x7) of F(2x2,7x7), the same construction for the points 0, 1, -1, 2, -2, 1/2, -1/2 and
+ * infinity (row 0 negated, with row 0 of B^T: the conventional B^T of F(6x6,3x3)) */
+static const double fi_wino_G7[8][7] = {
+    {1, 0, 0, 0, 0, 0, 0},
+    {-2.0 / 9, -2.0 / 9, -2.0 / 9, -2.0 / 9, -2.0 / 9, -2.0 / 9, -2.0 / 9},
+    {-2.0 / 9, 2.0 / 9, -2.0 / 9, 2.0 / 9, -2.0 / 9, 2.0 / 9, -2.0 / 9},
+    {1.0 / 90, 2.0 / 90, 4.0 / 90, 8.0 / 90, 16.0 / 90, 32.0 / 90, 64.0 / 90},
+    {1.0 / 90, -2.0 / 90, 4.0 / 90, -8.0 / 90, 16.0 / 90, -32.0 / 90, 64.0 / 90},
+    {64.0 / 90, 32.0 / 90, 16.0 / 90, 8.0 / 90, 4.0 / 90, 2.0 / 90, 1.0 / 90},
+    {64.0 / 90, -32.0 / 90, 16.0 / 90, -8.0 / 90, 4.0 / 90, -2.0 / 90, 1.0 / 90},
+    {0, 0, 0, 0, 0, 0, 1}};
 static const double fi_wino_G[6][3] = {
     {1.0 / 4, 0, 0},
     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
@@ -96,9 +121,14 @@ static const double fi_wino_G[6][3] = {
     {1.0 / 24, -1.0 / 12, 1.0 / 6},
     {0, 0, 1}};
 
-/* Tiles per block: V and M of a block (36 x TB x (C + K) values) stay in the L2. The weight
- * gradient reduces over the tiles of a block, so longer blocks mean longer tile reductions. */
+/* Tiles per block: V and M of a block (36 x TB x (C + K) values; 64 x for F(2x2,7x7)) stay in
+ * the L2. The weight gradient reduces over the tiles of a block, so longer blocks mean longer
+ * tile reductions. */
 #define FI_WINO_TB 32
+#define FI_WINO_TB7 32
+/* F(2x2,7x7): a tile's V and M (64 x Cp, 64 x Kp values) are padded by one cache line, so the
+ * GEMM's rows (one per tile) do not all fall into one L1 set when Cp, Kp are multiples of 16 */
+#define FI_WINO_PAD(T) ((int64_t)(64 / sizeof(T)))
 #define FI_WINO_TB_DW 64
 
 /* Small images (at most half a block of tiles each, e.g. one 6x6 tile per 4x4 image): blocks
@@ -217,26 +247,28 @@ int fi_conv2d_winograd_##TS(T *y, const T *x, const T *w, const T *b, int64_t n,
                             int transposed)                                                   \
 {                                                                                             \
     /* x (n, c, h, width) -> y (n, k, oh, ow); w (k, c, r, r), or (c, k, r, r) flipped when   \
-     * transposed; r 3 (F(4x4,3x3)) or 5 (F(2x2,5x5)); b (k,) or NULL; x zero-padded by pt   \
-     * (top) and pl (left) */                                                                 \
+     * transposed; r 3 (F(4x4,3x3)), 5 (F(2x2,5x5)) or 7 (F(2x2,7x7)); b (k,) or NULL; x    \
+     * zero-padded by pt (top) and pl (left) */                                               \
     int rows, nvec, lanes;                                                                    \
     fi_conv2d_winograd_tile(sizeof(T) == 8, &rows, &nvec, &lanes);                            \
-    const int64_t mt = r == 3 ? 4 : 2;                                                        \
+    const int64_t mt = r == 3 ? 4 : 2, a = r == 7 ? 8 : 6, npos = a * a;                      \
     const int64_t cols = nvec * lanes;                                                        \
     const int64_t Kp = k <= lanes ? lanes : (k + cols - 1) / cols * cols; /* 1 vector: K<=W */ \
     const int64_t Cp = (c + lanes - 1) / lanes * lanes;                                       \
     const int64_t TH = (oh + mt - 1) / mt, TW = (ow + mt - 1) / mt, T_ = TH * TW;             \
-    const int64_t Hp = mt * (TH - 1) + 6, Wp = mt * (TW - 1) + 6;                             \
+    const int64_t Hp = mt * (TH - 1) + a, Wp = mt * (TW - 1) + a;                             \
     const int nth = fi_wino_max_threads();                                                    \
-    int64_t TB = tiles_per_block > 0 ? tiles_per_block : FI_WINO_TB;                          \
+    int64_t TB = tiles_per_block > 0 ? tiles_per_block : r == 7 ? FI_WINO_TB7 : FI_WINO_TB;   \
     const int64_t nimg = fi_wino_image_blocks(n, T_, TB, nth);                                \
     if (nimg && tiles_per_block <= 0) TB = FI_WINO_TB_SMALL > T_ ? FI_WINO_TB_SMALL : T_;     \
     TB = (TB + rows - 1) / rows * rows;                                                       \
-    const int64_t per_thread = (Hp * Wp * Cp + 36 * TB * (Cp + Kp) + 15) & ~(int64_t)15;      \
-    const int64_t usize = (36 * c * Kp + cols + Kp + 15) & ~(int64_t)15;                      \
+    const int64_t pad = r == 7 ? FI_WINO_PAD(T) : 0;                                           \
+    const int64_t per_thread = (Hp * Wp * Cp + TB * (npos * (Cp + Kp) + 2 * pad) + 15)         \
+                               & ~(int64_t)15;                                                \
+    const int64_t usize = (c * (npos * Kp + pad) + cols + Kp + 15) & ~(int64_t)15;            \
     T *ws = fi_wino_scratch((size_t)(per_thread * nth + usize) * sizeof(T));                  \
     if (!ws) return -1;                                                                       \
-    T *U = ws + per_thread * nth, *biasp = U + 36 * c * Kp + cols;                            \
+    T *U = ws + per_thread * nth, *biasp = U + c * (npos * Kp + pad) + cols;                  \
     for (int64_t i = 0; i < Kp; i++) biasp[i] = b && i < k ? b[i] : (T)0;                     \
     int64_t nsplit = 1;                                                                       \
     const int64_t nblk = (T_ + TB - 1) / TB;                                                  \
@@ -244,7 +276,7 @@ int fi_conv2d_winograd_##TS(T *y, const T *x, const T *w, const T *b, int64_t n,
         nsplit = nth * 2 / n + 1;                                                             \
         if (nsplit > nblk) nsplit = nblk;                                                     \
     }                                                                                         \
-    const double *G = r == 3 ? &fi_wino_G[0][0] : &fi_wino_G5[0][0];                          \
+    const double *G = r == 3 ? &fi_wino_G[0][0] : r == 5 ? &fi_wino_G5[0][0] : &fi_wino_G7[0][0]; \
     switch (fi_wino_isa()) {                                                                  \
     FI_WINO_CASES(TS, (y, x, w, U, biasp, n, c, Cp, h, width, k, Kp, pt, pl, oh, ow, ws,      \
                        per_thread, TB, nsplit, nimg ? fi_wino_image_blocks(n, T_, TB, nth)   \

@@ -1,7 +1,9 @@
-/* Winograd F(4x4,3x3) kernels of one (element type, ISA) instantiation: included by
- * conv2d_3x3.c right after gemm_tile.h (the register tile fi_tile_<FI_SFX> and the vector
- * macros), with FI_T, FI_SFX and the GEMM tile FI_WR x FI_WV (tiles x vectors of output
- * channels) defined. See conv2d_3x3.c for the algorithm and the layouts.
+/* Winograd F(4x4,3x3), F(2x2,5x5) and F(2x2,7x7) kernels of one (element type, ISA)
+ * instantiation: included by conv2d_3x3.c right after gemm_tile.h (the register tile
+ * fi_tile_<FI_SFX> and the vector macros), with FI_T, FI_SFX and the GEMM tile FI_WR x FI_WV
+ * (tiles x vectors of output channels) defined. The 7x7 transforms are in conv2d_wino7_isa.h
+ * (included below); the driver (fi_wino_forward_, fi_wino_run_) and the GEMMs serve all three.
+ * See conv2d_3x3.c for the algorithm and the layouts.
  */
 #define FI_FN(name) FI_CAT(name, FI_SFX)
 
@@ -217,31 +219,32 @@ FI_ATTR static void FI_FN(fi_wino_input_)(FI_T *restrict V, const FI_T *restrict
     }
 }
 
-/* M[:, xi] (nt x K) = V[:, xi] (nt x C) @ U[xi] (C x K) for the 36 xi; V rows are 36*Cp apart,
- * M rows 36*Kp; U[xi][c][k] at U[xi*ux + c*uc + k] (see fi_wino_filter_) */
+/* M[:, xi] (nt x K) = V[:, xi] (nt x C) @ U[xi] (C x K) for the npos xi (36, or 64 for
+ * F(2x2,7x7)); the tiles' V rows are vts apart (npos*Cp, plus a pad for 7x7), M rows mts;
+ * U[xi][c][k] at U[xi*ux + c*uc + k] (see fi_wino_filter_) */
 FI_ATTR static void FI_FN(fi_wino_gemm_)(FI_T *restrict M, const FI_T *restrict V,
                                          const FI_T *restrict U, int64_t C, int64_t Cp,
                                          int64_t K, int64_t Kp, int64_t nt, int64_t uc,
-                                         int64_t ux)
+                                         int64_t ux, int64_t npos, int64_t vts, int64_t mts)
 {
     const int64_t cols = FI_WV * FI_W;
     if (K <= FI_W) {   /* one vector of output channels: a taller tile, no wasted columns */
-        for (int64_t xi = 0; xi < 36; xi++)
+        for (int64_t xi = 0; xi < npos; xi++)
             for (int64_t t0 = 0; t0 < nt; t0 += FI_WR1) {
                 const int64_t m = nt - t0 < FI_WR1 ? nt - t0 : FI_WR1;
                 FI_CAT(fi_tile_, FI_SFX)(FI_WR1, 1, FI_A_STRIDED, FI_B_STRIDED, C,
-                                         V + (t0 * 36 + xi) * Cp, 36 * Cp, 1, U + xi * ux,
-                                         uc, 0, M + (t0 * 36 + xi) * Kp, 36 * Kp, m, K, 0);
+                                         V + t0 * vts + xi * Cp, vts, 1, U + xi * ux, uc, 0,
+                                         M + t0 * mts + xi * Kp, mts, m, K, 0);
             }
         return;
     }
-    for (int64_t xi = 0; xi < 36; xi++)
+    for (int64_t xi = 0; xi < npos; xi++)
         for (int64_t t0 = 0; t0 < nt; t0 += FI_WR) {
             const int64_t m = nt - t0 < FI_WR ? nt - t0 : FI_WR;
             for (int64_t k0 = 0; k0 < K; k0 += cols)
                 FI_CAT(fi_tile_, FI_SFX)(FI_WR, FI_WV, FI_A_STRIDED, FI_B_STRIDED, C,
-                                         V + (t0 * 36 + xi) * Cp, 36 * Cp, 1, U + xi * ux + k0,
-                                         uc, 0, M + (t0 * 36 + xi) * Kp + k0, 36 * Kp, m,
+                                         V + t0 * vts + xi * Cp, vts, 1, U + xi * ux + k0, uc,
+                                         0, M + t0 * mts + xi * Kp + k0, mts, m,
                                          K - k0 < cols ? K - k0 : cols, 0);
         }
 }
@@ -528,25 +531,61 @@ FI_ATTR static void FI_FN(fi_wino_output2_)(FI_T *restrict y, const FI_T *restri
     }
 }
 
-/* One call: y (N, K, OH, OW) from x (N, C, H, W), U (36, C, Kp) and the bias (Kp,), output
- * tiles of mt x mt (4: F(4x4,3x3), 2: F(2x2,5x5)); see conv2d_3x3.c. Run by every thread of
- * a parallel region (orphaned omp for). */
+#include "conv2d_wino7_isa.h"
+
+/* The input transform of the block's tiles: 6x6 (r 3, 5) or 8x8 (r 7) */
+FI_ATTR FI_INLINE void FI_FN(fi_wino_input_any_)(FI_T *restrict V, const FI_T *restrict xh,
+                                                 int64_t Cp, int64_t Wp, int64_t TW,
+                                                 int64_t tile0, int64_t nt, int64_t TB, int r,
+                                                 int64_t vts)
+{
+    if (r == 7)   /* tiles vts apart (3x3, 5x5: 36*Cp) */
+        FI_FN(fi_wino_input8_)(V, xh, Cp, Wp, TW, tile0, nt, vts);
+    else
+        FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB, r == 3 ? 4 : 2);
+}
+
+/* The output transform of the block's tiles into y (one image): F(4x4,3x3), F(2x2,5x5) or
+ * F(2x2,7x7) */
+FI_ATTR FI_INLINE void FI_FN(fi_wino_output_any_)(FI_T *restrict y, const FI_T *restrict M,
+                                                  const FI_T *restrict bias, int64_t K,
+                                                  int64_t Kp, int64_t OH, int64_t OW,
+                                                  int64_t TW, int64_t tile0, int64_t nt,
+                                                  int64_t TB, int r, int64_t mts)
+{
+    if (r == 3)   /* tiles mts apart (3x3, 5x5: 36*Kp) */
+        FI_FN(fi_wino_output_)(y, M, bias, K, Kp, OH, OW, TW, tile0, nt, TB);
+    else if (r == 5)
+        FI_FN(fi_wino_output2_)(y, M, bias, K, Kp, OH, OW, TW, tile0, nt);
+    else
+        FI_FN(fi_wino_output8_)(y, M, bias, K, Kp, OH, OW, TW, tile0, nt, mts);
+}
+
+/* One call: y (N, K, OH, OW) from x (N, C, H, W), U (npos, C, Kp) and the bias (Kp,) for an
+ * r x r filter: output tiles of mt x mt (4: F(4x4,3x3); 2: F(2x2,5x5), F(2x2,7x7)) from
+ * input tiles of a x a (6; 8 for r = 7), npos = a*a transform positions; see conv2d_3x3.c.
+ * Run by every thread of a parallel region (orphaned omp for). */
 FI_ATTR static void FI_FN(fi_wino_forward_)(FI_T *y, const FI_T *x, const FI_T *U,
                                             const FI_T *bias, int64_t N, int64_t C, int64_t Cp,
                                             int64_t H, int64_t W, int64_t K, int64_t Kp, int64_t pt,
                                             int64_t pl, int64_t OH, int64_t OW, FI_T *ws,
                                             int64_t per_thread, int64_t TB, int64_t nsplit,
-                                            int64_t nimg_blocks, int64_t mt, int64_t uc,
-                                            int64_t ux)
+                                            int64_t nimg_blocks, int r, int64_t uc, int64_t ux)
 {
+    const int64_t mt = r == 3 ? 4 : 2, a = r == 7 ? 8 : 6, npos = a * a;
+    /* tile strides of V and M: 64*Cp values are a multiple of 4 KB when Cp is one of 16, and
+     * the GEMM's rows then fell into one L1 set (7x7, C = K = 16 ran at a third of the speed):
+     * one cache line more (FI_WINO_PAD values, see conv2d_3x3.c) */
+    const int64_t pad = r == 7 ? FI_WINO_PAD(FI_T) : 0;
+    const int64_t vts = npos * Cp + pad, mts = npos * Kp + pad;
     const int64_t TH = (OH + mt - 1) / mt, TW = (OW + mt - 1) / mt, T = TH * TW;
-    const int64_t Hp = mt * (TH - 1) + 6, Wp = mt * (TW - 1) + 6;
+    const int64_t Hp = mt * (TH - 1) + a, Wp = mt * (TW - 1) + a;
     const int64_t nblk = (T + TB - 1) / TB, items = N * nsplit;
     if (nimg_blocks > 0) {   /* small images: blocks of whole images (their tiles <= TB) */
         {
             FI_T *xh = ws + (int64_t)fi_wino_thread_id() * per_thread;
             FI_T *V = xh + Hp * Wp * Cp;
-            FI_T *M = V + 36 * TB * Cp;
+            FI_T *M = V + TB * vts;
             memset(xh, 0, (size_t)(Hp * Wp * Cp) * sizeof(FI_T));
 #pragma omp for schedule(static)
             for (int64_t blk = 0; blk < nimg_blocks; blk++) {
@@ -554,19 +593,14 @@ FI_ATTR static void FI_FN(fi_wino_forward_)(FI_T *y, const FI_T *x, const FI_T *
                 for (int64_t n = n0; n < n1; n++) {
                     FI_FN(fi_wino_pad_small_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Hp,
                                               Wp);
-                    FI_FN(fi_wino_input_)(V + (n - n0) * T * 36 * Cp, xh, Cp, Wp, TW, 0, T, TB,
-                                          mt);
+                    FI_FN(fi_wino_input_any_)(V + (n - n0) * T * vts, xh, Cp, Wp, TW, 0, T,
+                                              TB, r, vts);
                 }
-                FI_FN(fi_wino_gemm_)(M, V, U, C, Cp, K, Kp, (n1 - n0) * T, uc, ux);
-                for (int64_t n = n0; n < n1; n++) {
-                    const FI_T *Mn = M + (n - n0) * T * 36 * Kp;
-                    if (mt == 4)
-                        FI_FN(fi_wino_output_)(y + n * K * OH * OW, Mn, bias, K, Kp, OH, OW, TW,
-                                               0, T, TB);
-                    else
-                        FI_FN(fi_wino_output2_)(y + n * K * OH * OW, Mn, bias, K, Kp, OH, OW,
-                                                TW, 0, T);
-                }
+                FI_FN(fi_wino_gemm_)(M, V, U, C, Cp, K, Kp, (n1 - n0) * T, uc, ux, npos, vts,
+                                     mts);
+                for (int64_t n = n0; n < n1; n++)
+                    FI_FN(fi_wino_output_any_)(y + n * K * OH * OW, M + (n - n0) * T * mts,
+                                               bias, K, Kp, OH, OW, TW, 0, T, TB, r, mts);
             }
         }
         return;
@@ -574,7 +608,7 @@ FI_ATTR static void FI_FN(fi_wino_forward_)(FI_T *y, const FI_T *x, const FI_T *
     {
         FI_T *xh = ws + (int64_t)fi_wino_thread_id() * per_thread;
         FI_T *V = xh + Hp * Wp * Cp;
-        FI_T *M = V + 36 * TB * Cp;
+        FI_T *M = V + TB * vts;
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < items; item++) {
             const int64_t n = item / nsplit, part = item % nsplit;
@@ -583,18 +617,14 @@ FI_ATTR static void FI_FN(fi_wino_forward_)(FI_T *y, const FI_T *x, const FI_T *
             /* pad only the rows this part's tiles read */
             const int64_t y0 = mt * ((b0 * TB) / TW);
             const int64_t t_end = b1 * TB < T ? b1 * TB : T;
-            const int64_t y1 = mt * ((t_end - 1) / TW) + 6;
+            const int64_t y1 = mt * ((t_end - 1) / TW) + a;
             FI_FN(fi_wino_pad_hwc_)(xh, x + n * C * H * W, C, Cp, H, W, pt, pl, Wp, y0, y1);
             for (int64_t blk = b0; blk < b1; blk++) {
                 const int64_t tile0 = blk * TB, nt = T - tile0 < TB ? T - tile0 : TB;
-                FI_FN(fi_wino_input_)(V, xh, Cp, Wp, TW, tile0, nt, TB, mt);
-                FI_FN(fi_wino_gemm_)(M, V, U, C, Cp, K, Kp, nt, uc, ux);
-                if (mt == 4)
-                    FI_FN(fi_wino_output_)(y + n * K * OH * OW, M, bias, K, Kp, OH, OW, TW,
-                                           tile0, nt, TB);
-                else
-                    FI_FN(fi_wino_output2_)(y + n * K * OH * OW, M, bias, K, Kp, OH, OW, TW,
-                                            tile0, nt);
+                FI_FN(fi_wino_input_any_)(V, xh, Cp, Wp, TW, tile0, nt, TB, r, vts);
+                FI_FN(fi_wino_gemm_)(M, V, U, C, Cp, K, Kp, nt, uc, ux, npos, vts, mts);
+                FI_FN(fi_wino_output_any_)(y + n * K * OH * OW, M, bias, K, Kp, OH, OW, TW,
+                                           tile0, nt, TB, r, mts);
             }
         }
     }
@@ -849,16 +879,21 @@ FI_ATTR static void FI_FN(fi_wino_run_)(FI_T *y, const FI_T *x, const FI_T *w, F
                                         const double *G, int r)
 {
     /* U[xi][c][k] at U[xi*ux + c*uc + k]: xi-major (the GEMM's B operand U[xi] contiguous)
-     * in general, c-major for small images (the 36 stores of one filter land 4-5 KB apart
+     * in general, c-major for small images (the npos stores of one filter land 4-5 KB apart
      * instead of C*Kp: with C*Kp*4 a multiple of 2 KB they fell into two L1 sets; the layers
-     * here are small, so U[xi]'s rows 36*Kp apart stay in L1) */
-    const int64_t uc = nimg_blocks ? 36 * Kp : Kp, ux = nimg_blocks ? Kp : C * Kp;
+     * here are small, so U[xi]'s rows npos*Kp apart stay in L1; for 7x7 one cache line more,
+     * or 64*Kp would put them all into one L1 set) */
+    const int64_t npos = r == 7 ? 64 : 36, pad = r == 7 ? FI_WINO_PAD(FI_T) : 0;
+    const int64_t uc = nimg_blocks ? npos * Kp + pad : Kp, ux = nimg_blocks ? Kp : C * Kp;
     /* one parallel region: the filter transform, its barrier, the convolution */
 #pragma omp parallel
     {
-        FI_FN(fi_wino_filter_)(U, w, C, K, Kp, uc, ux, transposed, G, r);
+        if (r == 7)
+            FI_FN(fi_wino_filter7_)(U, w, C, K, Kp, uc, ux, transposed, G);
+        else
+            FI_FN(fi_wino_filter_)(U, w, C, K, Kp, uc, ux, transposed, G, r);
         FI_FN(fi_wino_forward_)(y, x, U, biasp, N, C, Cp, H, W, K, Kp, pt, pl, OH, OW, ws,
-                                per_thread, TB, nsplit, nimg_blocks, r == 3 ? 4 : 2, uc, ux);
+                                per_thread, TB, nsplit, nimg_blocks, r, uc, ux);
     }
 }
 

@@ -103,10 +103,10 @@ int fi_conv2d_small(int kind, int is_double, int64_t c, int64_t k, int64_t r, in
  * Returns the previous value. */
 int fi_conv2d_small_pixels(int64_t pixels);
 
-/* ---- conv2d_3x3.c: Winograd F(4x4,3x3) and F(2x2,5x5), stride 1 ---- */
+/* ---- conv2d_3x3.c: Winograd F(4x4,3x3), F(2x2,5x5) and F(2x2,7x7), stride 1 ---- */
 /* x (n, c, h, width) zero-padded by pt (top) and pl (left) -> y (n, k, oh, ow); w (k, c, r, r),
  * or, when transposed, (c, k, r, r) used flipped (the backward-data pass: x = dy, y = dx);
- * r is 3 or 5; b (k,) or NULL; tiles_per_block <= 0 picks the default. 0, or -1 when out of
+ * r is 3, 5 or 7; b (k,) or NULL; tiles_per_block <= 0 picks the default. 0, or -1 when out of
  * memory. */
 int fi_conv2d_winograd_f32(float *y, const float *x, const float *w, const float *b, int64_t n,
                            int64_t c, int64_t h, int64_t width, int64_t k, int64_t r,

@@ -36,6 +36,8 @@ ffibuilder.set_source(
     '#include "fastinit.h"',
     sources=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(CSRC, "*.c"))),
     include_dirs=[os.path.relpath(CSRC)],
+    # the headers (fastinit.h, dispatch.h, the per-ISA *_isa.h bodies): a change rebuilds
+    depends=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(CSRC, "*.h"))),
     extra_compile_args=["-std=gnu11", "-O3", "-fno-wrapv", "-ffp-contract=off", "-fopenmp",
                         "-fno-strict-aliasing", "-fno-math-errno"],
     extra_link_args=["-fopenmp"],

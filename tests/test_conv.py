@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 import fastinit as fi
 from fastinit import _c
+from fastinit._ckernels import conv3x3 as c_wino
 from fastinit._numba import conv3x3 as wino_rule
 from fastinit.ops import conv as conv_ops
 
@@ -116,13 +117,15 @@ def is_winograd(cfg, backend, kind="forward"):
     x_shape, w_shape, stride, padding, dilation, groups = cfg
     geo = conv_ops._geometry(x_shape, w_shape, stride, padding, dilation, groups)
     least = wino_rule.MIN_CHANNELS if backend == "c" else None   # None: the Numba rule
+    sizes = c_wino.KERNELS if backend == "c" else None   # the C backend adds 7x7
     if kind == "forward":
-        return wino_rule.applies(x_shape, w_shape, geo.stride, geo.dilation, groups, None, least)
+        return wino_rule.applies(x_shape, w_shape, geo.stride, geo.dilation, groups, None, least,
+                                 sizes)
     if kind == "weights":
         return wino_rule.applies_weights(x_shape, w_shape, geo.out_shape, geo.stride,
                                          geo.dilation, groups, None, least)
     return wino_rule.applies_data(x_shape, w_shape, geo.stride, geo.padding, geo.dilation, groups,
-                                  None, least)
+                                  None, least, sizes)
 
 
 def assert_close(got, want, bound, n, dtype, factor=1.0, what=""):
@@ -354,7 +357,12 @@ def test_plan_names_the_kernel_and_why(fast_backend):
     plan3 = conv_ops.plan(x, w3, padding=1, backend=fast_backend)
     assert plan3.startswith(f"{fast_backend}: winograd F(4x4,3x3)") and "C=64" in plan3
     assert "winograd F(2x2,5x5)" in conv_ops.plan(x, w5, padding=2, backend=fast_backend)
-    assert "channel-vector tile" in conv_ops.plan(x, w7, padding=3, backend=fast_backend)
+    if fast_backend == "c":   # 7x7 Winograd (C only); stride 2 stays direct
+        assert "winograd F(2x2,7x7)" in conv_ops.plan(x, w7, padding=3, backend=fast_backend)
+        assert "channel-vector tile" in conv_ops.plan(x, w7, stride=2, padding=3,
+                                                      backend=fast_backend)
+    else:
+        assert "channel-vector tile" in conv_ops.plan(x, w7, padding=3, backend=fast_backend)
     assert "direct" in conv_ops.plan(x, w5, padding=2, kind="backward_weights",
                                      backend=fast_backend)
     assert "direct" in conv_ops.plan((8, 3, 224, 224), (64, 3, 3, 3), padding=1,

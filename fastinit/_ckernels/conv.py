@@ -1,7 +1,8 @@
 """C kernels of 2-D convolution (csrc/conv2d.c, csrc/conv2d_3x3.c): thin wrappers, same names
 and arguments as :mod:`fastinit.reference.conv`. Arrays arrive C-contiguous and checked.
 
-Which kernel runs is decided here (Winograd, see :mod:`fastinit._ckernels.conv3x3`) and in C
+Which kernel runs is decided here (Winograd for 3x3, 5x5 and 7x7 stride-1 layers, see
+:mod:`fastinit._ckernels.conv3x3`) and in C
 (the direct kernels pick their path themselves: the small-image path via
 ``fi_conv2d_small``, the channel-vector tile); :func:`plan` asks the same functions, so it
 says what a call really runs. These wrappers run once per layer call on tiny images too, so
@@ -42,9 +43,9 @@ def _check(status, what):
 
 
 def _maybe_winograd(w_shape, stride, dilation, groups):
-    """The cheap part of the Winograd rule (3x3 or 5x5, stride 1, dilation 1, groups 1)."""
+    """The cheap part of the Winograd rule (3x3, 5x5 or 7x7, stride 1, dilation 1, groups 1)."""
     R = w_shape[2]
-    return (groups == 1 and (R == 3 or R == 5) and w_shape[3] == R and stride == (1, 1)
+    return (groups == 1 and (R == 3 or R == 5 or R == 7) and w_shape[3] == R and stride == (1, 1)
             and dilation == (1, 1))
 
 

@@ -31,8 +31,9 @@ Kernels: ``numpy`` is im2col + matmul (the oracle, :mod:`fastinit.reference.conv
 and ``c`` run direct convolution (no im2col: a zero-padded copy of one image per thread, an
 offset table of the taps and a register tile of output channels x output pixels), and
 Winograd F(4x4,3x3) (F(3x3,4x4) for the weight gradient) for 3x3 stride-1 layers with enough
-channels (F(2x2,5x5) for 5x5); its float32 error is a few times direct convolution's (measured
-in :mod:`fastinit._numba.conv3x3`). On tiny images (the teaching CNN's 8x8 and 4x4 maps) a
+channels (F(2x2,5x5) for 5x5; on ``c`` also F(2x2,7x7) for 7x7, forward and dx); its float32
+error is a few times direct convolution's (measured in :mod:`fastinit._numba.conv3x3` and
+:mod:`fastinit._ckernels.conv3x3`). On tiny images (the teaching CNN's 8x8 and 4x4 maps) a
 Winograd block holds whole images, and layers with few output pixels take a small-image path:
 one image at a time is unrolled (im2col) into a per-thread buffer of bounded size and the GEMM
 tile runs over it, the bias and its gradient riding along. :func:`plan` says which kernel runs
