@@ -6,11 +6,12 @@
  * Four layouts of the work (shared PERF_NOTES.md, "Batch norm"):
  *   segment path (S >= 8, output below BN_STREAM_MIN_BYTES): x in memory order, per-channel
  *     vector accumulators; one thread below BN_SEGMENT_PARALLEL_MIN elements (see its section).
- *   channel path (other S >= BN_SPATIAL_MIN, forward): one channel per task. The channel is read
- *     once from memory for its sums and again, from cache, for the output pass (a channel of
- *     64x56x56 float32 is 800 KB), so the forward moves the bytes of one copy.
- *   group path (other S >= BN_SPATIAL_MIN, backward): groups of channels shared by the threads
- *     in fixed row blocks; the output pass prefetches the next group (see its section).
+ *   group path (other S >= BN_SPATIAL_MIN, training forward and backward): a channel or group
+ *     of channels is read once from memory for its sums and again, from cache, for the output
+ *     pass, which prefetches the next channel or group, so reads overlap the streamed writes
+ *     and the forward moves the bytes of one copy (see its section).
+ *   channel path (other S >= BN_SPATIAL_MIN, forward with given statistics: one pass): one
+ *     channel per task.
  *   row path (other small S, e.g. (N, C)): fixed blocks of rows, each summing into its own (C*S,)
  *     float64 partial rows, combined in block order.
  * Sums are float64, taken around a per-channel shift k = x[0, c, 0] (sum of x - k and of
@@ -27,7 +28,7 @@
  * p = -k * invstd * dgamma / M, q = -k * dbeta / M + (mean - mh) * k * invstd * dgamma / M.
  *
  * Every body is written once (FI_INLINE) and compiled per build: AVX2+FMA and portable (and
- * AVX-512 for the segment and group paths).
+ * AVX-512 for the segment and group paths; fi_batch_norm_set_path picks the build of those).
  */
 /* The 32-byte vector helpers are always inlined: no call ever uses the AVX argument ABI. */
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -40,6 +41,9 @@
 #include "dispatch.h"
 #if FI_X86
 #include <immintrin.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
 
@@ -155,14 +159,18 @@ FI_INLINE void prefetch_ahead(const void *row, const void *next, int64_t i, int6
 BN_ROW_HELPERS(float)
 BN_ROW_HELPERS(double)
 
-/* y = (x - mh) * a + b over n elements; stream: non-temporal stores where aligned. */
+/* y = (x - mh) * a + b over n elements; stream: non-temporal stores where aligned. x_next:
+ * the row read after this one; x_pre: a row to fetch beside this one, one line per line (the
+ * group path's next group), or NULL. */
 FI_INLINE void affine_float(float *restrict y, const float *restrict x, int64_t n, float mh,
-                            float a, float b, int stream, const float *x_next) {
+                            float a, float b, int stream, const float *x_next,
+                            const float *x_pre) {
     int64_t i = 0;
     if (stream) {
         for (; i < n && ((uintptr_t)(y + i) & 15); i++) y[i] = (x[i] - mh) * a + b;
         for (; i + 8 <= n; i += 8) {
             if (BN_PREFETCH_APPLY) prefetch_ahead(x, x_next, i, n, sizeof(float));
+            if (x_pre && (i & 15) < 8) __builtin_prefetch(x_pre + i);
             bn_v4f v0 = (*(const bn_v4f_u *)(x + i) - mh) * a + b;
             bn_v4f v1 = (*(const bn_v4f_u *)(x + i + 4) - mh) * a + b;
             stream4_float(y + i, v0);
@@ -173,12 +181,14 @@ FI_INLINE void affine_float(float *restrict y, const float *restrict x, int64_t 
 }
 
 FI_INLINE void affine_double(double *restrict y, const double *restrict x, int64_t n, double mh,
-                             double a, double b, int stream, const double *x_next) {
+                             double a, double b, int stream, const double *x_next,
+                             const double *x_pre) {
     int64_t i = 0;
     if (stream) {
         for (; i < n && ((uintptr_t)(y + i) & 15); i++) y[i] = (x[i] - mh) * a + b;
         for (; i + 4 <= n; i += 4) {
             if (BN_PREFETCH_APPLY && (i & 7) == 0) prefetch_ahead(x, x_next, i, n, sizeof(double));
+            if (x_pre && (i & 7) == 0) __builtin_prefetch(x_pre + i);
             bn_v2d v0 = (*(const bn_v2d_u *)(x + i) - mh) * a + b;
             bn_v2d v1 = (*(const bn_v2d_u *)(x + i + 2) - mh) * a + b;
             stream2_double(y + i, v0);
@@ -324,32 +334,16 @@ typedef void (*bn_range_fn)(const bn_args *a, int64_t lo, int64_t hi);
         r.a = (T)p;                                                                           \
         r.b = (T)q;                                                                           \
         return r;                                                                             \
+    }                                                                                         \
+    /* the group path's shift of channel ch: the backward's mean, the forward's x[0, ch, 0] */ \
+    FI_INLINE double group_shift_##T(const bn_args *a, int64_t ch) {                          \
+        return a->dy ? a->mean[ch] : (double)((const T *)a->x)[ch * a->s];                    \
     }
 
 BN_COEF(float)
 BN_COEF(double)
 
 #define BN_RANGE_BODIES(T)                                                                    \
-    FI_INLINE void fwd_train_range_##T(const bn_args *a, int64_t lo, int64_t hi) {           \
-        const T *x = (const T *)a->x;                                                         \
-        T *y = (T *)a->out;                                                                   \
-        int64_t n = a->n, cs = a->c * a->s, s = a->s;                                         \
-        for (int64_t ch = lo; ch < hi; ch++) {                                                \
-            double shift = (double)x[ch * s], s1 = 0.0, s2 = 0.0, t1, t2;                     \
-            for (int64_t i = 0; i < n; i++) {                                                 \
-                const T *r = x + i * cs + ch * s;                                             \
-                sums_##T(r, s, shift, &t1, &t2, i + 1 < n ? r + cs : NULL);                   \
-                s1 += t1;                                                                     \
-                s2 += t2;                                                                     \
-            }                                                                                 \
-            bn_coef_##T cf = fwd_finish_##T(a, ch, s1, s2, shift);                            \
-            for (int64_t i = 0; i < n; i++) {                                                 \
-                int64_t o = i * cs + ch * s;                                                  \
-                affine_##T(y + o, x + o, s, cf.mh, cf.a, cf.b, a->stream,                     \
-                           i + 1 < n ? x + o + cs : NULL);                                    \
-            }                                                                                 \
-        }                                                                                     \
-    }                                                                                         \
     FI_INLINE void fwd_eval_range_##T(const bn_args *a, int64_t lo, int64_t hi) {            \
         const T *x = (const T *)a->x;                                                         \
         T *y = (T *)a->out;                                                                   \
@@ -363,7 +357,7 @@ BN_COEF(double)
             for (int64_t i = 0; i < n; i++) {                                                 \
                 int64_t o = i * cs + ch * s;                                                  \
                 affine_##T(y + o, x + o, s, mh, (T)ca, (T)cb, a->stream,                      \
-                           i + 1 < n ? x + o + cs : NULL);                                    \
+                           i + 1 < n ? x + o + cs : NULL, NULL);                              \
             }                                                                                 \
         }                                                                                     \
     }
@@ -390,8 +384,6 @@ FI_INLINE void bn_fence(int stream) {
         bn_fence(a->stream);                                                                  \
     }
 
-BN_VARIANTS(fwd_train_range_float)
-BN_VARIANTS(fwd_train_range_double)
 BN_VARIANTS(fwd_eval_range_float)
 BN_VARIANTS(fwd_eval_range_double)
 
@@ -404,31 +396,64 @@ static void run_channels(bn_range_fn avx2, bn_range_fn portable, const bn_args *
     for (int64_t ch = 0; ch < a->c; ch++) fn(a, ch, ch + 1);
 }
 
+static int bn_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static int bn_thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+static int bn_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 static int stream_for(int64_t elements, size_t elem_size) {
     return (int64_t)(elements * (int64_t)elem_size) >= BN_STREAM_MIN_BYTES;
 }
 
-/* ---- the group path: backward of large tensors --------------------------------------------- */
-/* Channels go in groups of G (about BN_GROUP_BYTES of dy and x), and both threads work on the
- * same group, each on its own fixed blocks of BN_GROUP_ROWS rows: the sums pass reads the
- * group's rows (n runs of G*S contiguous elements, not n runs of S: at 64x64x56x56, runs of
- * 12.5 KB read 1.5x slower than sequential memory, runs of 50 KB about 1.2x); per-block float64
- * partials are added in block order (the result does not depend on the thread count); then
- * the output pass re-reads the group from cache, streams dx out, and prefetches the next
+/* ---- the group path: training forward and backward of large tensors ------------------------ */
+/* Backward: channels go in groups of G (about BN_GROUP_BYTES of dy and x), and both threads
+ * work on the same group, each on its own fixed blocks of BN_GROUP_ROWS rows: the sums pass
+ * reads the group's rows (n runs of G*S contiguous elements, not n runs of S: at 64x64x56x56,
+ * runs of 12.5 KB read 1.5x slower than sequential memory, runs of 50 KB about 1.2x); per-block
+ * float64 partials are added in block order (the result does not depend on the thread count);
+ * then the output pass re-reads the group from cache, streams dx out, and prefetches the next
  * group's rows, so that group's reads from memory overlap this group's writes. One channel
- * per thread (the channel path, still used by the forward) ran 1.05x (memory-bound phases of
- * this shared host) to 1.15x (fast phases) slower at 64x64x56x56; a fused pass (the output
- * pass of one group beside the sums of the next) ran no faster than this prefetch. The cost:
- * two barriers per group, so a core taken by another process stalls the other (the channel
- * path's dynamic schedule did not). */
+ * per thread (the old channel path) ran 1.05x (memory-bound phases of this shared host) to
+ * 1.15x (fast phases) slower at 64x64x56x56; a fused pass (the output pass of one group beside
+ * the sums of the next) ran no faster than this prefetch. The cost: two barriers per group, so
+ * a core taken by another process stalls the other.
+ * Training forward: the same bodies (sums of x - k, k = x[0, c, 0], in the same 8-row blocks
+ * added in block order; y streamed), but each thread takes its own fixed, contiguous share of
+ * the channels, one channel at a time (its 800 KB at 64x64x56x56 float32 stay in its L2), and
+ * the output pass prefetches the thread's next channel: no barriers, and the two threads'
+ * read and write phases drift apart, which mixes the traffic as a copy does. Times over a
+ * copy of x in the same run, slow (copy 2 ms) / fast (copy 1 ms) memory phases: this 1.00-1.09
+ * / about 1.1; shared groups of 8 channels as in the backward 1.16-1.27 / 1.15-1.3; shared
+ * single channels 1.08-1.16 / 1.2; the old channel path (AVX2 sums, dynamic schedule, no
+ * prefetch of the next channel) 1.06-1.14 / 1.5-1.8. Prefetching part of the next channel
+ * during the sums pass as well (to keep memory busy while the sums compute from L2) ran
+ * 1.05-1.15x slower. */
 #ifndef BN_GROUP_BYTES
 #define BN_GROUP_BYTES (7L << 20)  /* dy + x bytes of a group (both threads': in L3) */
 #endif
 #define BN_GROUP_MAX 16
 #define BN_GROUP_ROWS 8            /* rows per block of the sums */
 
-static int64_t group_channels(int64_t n, int64_t c, int64_t s, size_t elem) {
-    int64_t per = 2 * n * s * (int64_t)elem, g = per > 0 ? BN_GROUP_BYTES / per : c;
+/* channels per group; bytes: of the inputs per element (x, or dy and x) */
+static int64_t group_channels(int64_t n, int64_t c, int64_t s, size_t bytes) {
+    int64_t per = n * s * (int64_t)bytes, g = per > 0 ? BN_GROUP_BYTES / per : c;
     g = g < 1 ? 1 : g;
     g = g > BN_GROUP_MAX ? BN_GROUP_MAX : g;
     return g > c ? c : g;
@@ -446,6 +471,67 @@ BN_T512 FI_INLINE void bn512_prefetch(const void *row, const void *next, int64_t
     int64_t ah = i + BN_PREFETCH_BYTES / (int64_t)elem;
     if (ah < n) __builtin_prefetch((const char *)row + ah * (int64_t)elem);
     else if (next) __builtin_prefetch((const char *)next + (ah - n) * (int64_t)elem);
+}
+/* Four accumulators per sum (a dependent add or FMA costs 3-4 cycles): the forward's sums read
+ * a channel the previous output pass prefetched into L2, where two accumulators ran about 1.1x
+ * slower (that compute is not overlapped with memory traffic). */
+BN_T512 FI_INLINE void sums512_float(const float *x, int64_t n, double k, double *s1, double *s2,
+                                     const float *next) {
+    __m512d kv = _mm512_set1_pd(k), a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    __m512d b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        bn512_prefetch(x, next, i, n, sizeof(float));
+        bn512_prefetch(x, next, i + 16, n, sizeof(float));
+        __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), kv);
+        __m512d d1 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)), kv);
+        __m512d d2 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 16)), kv);
+        __m512d d3 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24)), kv);
+        a0 = _mm512_add_pd(a0, d0);
+        a1 = _mm512_add_pd(a1, d1);
+        a2 = _mm512_add_pd(a2, d2);
+        a3 = _mm512_add_pd(a3, d3);
+        b0 = _mm512_fmadd_pd(d0, d0, b0);
+        b1 = _mm512_fmadd_pd(d1, d1, b1);
+        b2 = _mm512_fmadd_pd(d2, d2, b2);
+        b3 = _mm512_fmadd_pd(d3, d3, b3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), kv);
+        a0 = _mm512_add_pd(a0, d0);
+        b0 = _mm512_fmadd_pd(d0, d0, b0);
+    }
+    double t1 = 0.0, t2 = 0.0;
+    for (; i < n; i++) {
+        double d = (double)x[i] - k;
+        t1 += d;
+        t2 += d * d;
+    }
+    *s1 = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3))) + t1;
+    *s2 = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(b0, b1), _mm512_add_pd(b2, b3))) + t2;
+}
+BN_T512 FI_INLINE void sums512_double(const double *x, int64_t n, double k, double *s1,
+                                      double *s2, const double *next) {
+    __m512d kv = _mm512_set1_pd(k), a0 = _mm512_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        bn512_prefetch(x, next, i, n, sizeof(double));
+        bn512_prefetch(x, next, i + 8, n, sizeof(double));
+        __m512d d0 = _mm512_sub_pd(_mm512_loadu_pd(x + i), kv);
+        __m512d d1 = _mm512_sub_pd(_mm512_loadu_pd(x + i + 8), kv);
+        a0 = _mm512_add_pd(a0, d0);
+        a1 = _mm512_add_pd(a1, d1);
+        b0 = _mm512_fmadd_pd(d0, d0, b0);
+        b1 = _mm512_fmadd_pd(d1, d1, b1);
+    }
+    double t1 = 0.0, t2 = 0.0;
+    for (; i < n; i++) {
+        double d = x[i] - k;
+        t1 += d;
+        t2 += d * d;
+    }
+    *s1 = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1)) + t1;
+    *s2 = _mm512_reduce_add_pd(_mm512_add_pd(b0, b1)) + t2;
 }
 BN_T512 FI_INLINE void gsums512_float(const float *dy, const float *x, int64_t n, double m,
                                       double *s1, double *s2, const float *dy_next,
@@ -545,68 +631,152 @@ BN_T512 FI_INLINE void affine2_512_double(double *restrict dx, const double *res
     }
     for (; i < n; i++) dx[i] = BN_FMA_D(k, dy[i], BN_FMA_D(x[i] - mh, p, q));
 }
+BN_T512 FI_INLINE void affine512_float(float *restrict y, const float *restrict x, int64_t n,
+                                       float mh, float a, float b, int stream,
+                                       const float *x_next, const float *x_pre) {
+    int64_t i = 0;
+    (void)stream;  /* the group path always streams */
+    for (; i < n && ((uintptr_t)(y + i) & 63); i++) y[i] = BN_FMA_F(x[i] - mh, a, b);
+    __m512 mv = _mm512_set1_ps(mh), av = _mm512_set1_ps(a), bv = _mm512_set1_ps(b);
+    for (; i + 16 <= n; i += 16) {
+        bn512_prefetch(x, x_next, i, n, sizeof(float));
+        if (x_pre) __builtin_prefetch(x_pre + i);
+        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv), av, bv);
+        _mm512_stream_ps(y + i, v);
+    }
+    for (; i < n; i++) y[i] = BN_FMA_F(x[i] - mh, a, b);
+}
+BN_T512 FI_INLINE void affine512_double(double *restrict y, const double *restrict x, int64_t n,
+                                        double mh, double a, double b, int stream,
+                                        const double *x_next, const double *x_pre) {
+    int64_t i = 0;
+    (void)stream;
+    for (; i < n && ((uintptr_t)(y + i) & 63); i++) y[i] = BN_FMA_D(x[i] - mh, a, b);
+    __m512d mv = _mm512_set1_pd(mh), av = _mm512_set1_pd(a), bv = _mm512_set1_pd(b);
+    for (; i + 8 <= n; i += 8) {
+        bn512_prefetch(x, x_next, i, n, sizeof(double));
+        if (x_pre) __builtin_prefetch(x_pre + i);
+        __m512d v = _mm512_fmadd_pd(_mm512_sub_pd(_mm512_loadu_pd(x + i), mv), av, bv);
+        _mm512_stream_pd(y + i, v);
+    }
+    for (; i < n; i++) y[i] = BN_FMA_D(x[i] - mh, a, b);
+}
 #endif
 
-#define BN_GROUP_BODIES(T, TAG, SUMS, APPLY, ATTR)                                            \
-    /* rows [i0, i1) of channels [ch0, ch0 + g): part[2k] += sum dy, part[2k + 1] += sum dy *  \
-     * (x - mean) of channel ch0 + k */                                                       \
+/* Bodies shared by the backward (a->dy set) and the training forward (a->dy NULL). */
+#define BN_GROUP_BODIES(T, TAG, SUMS, GSUMS, APPLY, APPLY2, ATTR)                             \
+    /* rows [i0, i1) of channels [ch0, ch0 + g), around k = group_shift of channel ch0 + j:  \
+     * forward: part[2j] += sum (x - k), part[2j + 1] += sum (x - k)^2; backward: sum dy and  \
+     * sum dy * (x - k) */                                                                    \
     ATTR FI_INLINE void group_sums_##TAG(const bn_args *a, int64_t ch0, int64_t g, int64_t i0,\
                                   int64_t i1, double *part) {                                 \
         const T *x = (const T *)a->x, *dy = (const T *)a->dy;                                 \
         int64_t n = a->n, cs = a->c * a->s, s = a->s;                                         \
-        for (int64_t k = 0; k < 2 * g; k++) part[k] = 0.0;                                    \
+        for (int64_t j = 0; j < 2 * g; j++) part[j] = 0.0;                                    \
         for (int64_t i = i0; i < i1; i++)                                                     \
-            for (int64_t k = 0; k < g; k++) {                                                 \
-                int64_t o = i * cs + (ch0 + k) * s;                                           \
+            for (int64_t j = 0; j < g; j++) {                                                 \
+                int64_t o = i * cs + (ch0 + j) * s;                                           \
                 /* the row read next: this run's next, or the group's first of row i + 1 */  \
-                int64_t on = k + 1 < g ? o + s : (i + 1 < n ? o + cs - (g - 1) * s : -1);    \
-                double t1, t2;                                                                \
-                SUMS(dy + o, x + o, s, a->mean[ch0 + k], &t1, &t2,                            \
-                     on >= 0 ? dy + on : NULL, on >= 0 ? x + on : NULL);                      \
-                part[2 * k] += t1;                                                            \
-                part[2 * k + 1] += t2;                                                        \
+                int64_t on = j + 1 < g ? o + s : (i + 1 < n ? o + cs - (g - 1) * s : -1);    \
+                double t1, t2, k = group_shift_##T(a, ch0 + j);                               \
+                if (dy)                                                                       \
+                    GSUMS(dy + o, x + o, s, k, &t1, &t2, on >= 0 ? dy + on : NULL,            \
+                          on >= 0 ? x + on : NULL);                                           \
+                else                                                                          \
+                    SUMS(x + o, s, k, &t1, &t2, on >= 0 ? x + on : NULL);                     \
+                part[2 * j] += t1;                                                            \
+                part[2 * j + 1] += t2;                                                        \
             }                                                                                 \
     }                                                                                         \
-    /* dx of rows [i0, i1) of channels [ch0, ch0 + g); prefetches the same rows of the next    \
-     * group (gn channels from ch0 + g) */                                                    \
+    /* y or dx of rows [i0, i1) of channels [ch0, ch0 + g); prefetches the same rows of the    \
+     * next group (gn channels from ch0 + g) */                                               \
     ATTR FI_INLINE void group_apply_##TAG(const bn_args *a, int64_t ch0, int64_t g, int64_t gn,\
                                    int64_t i0, int64_t i1, const bn_coef_##T *cf) {           \
         const T *x = (const T *)a->x, *dy = (const T *)a->dy;                                 \
-        T *dx = (T *)a->out;                                                                  \
+        T *out = (T *)a->out;                                                                 \
         int64_t n = a->n, cs = a->c * a->s, s = a->s;                                         \
         for (int64_t i = i0; i < i1; i++)                                                     \
-            for (int64_t k = 0; k < g; k++) {                                                 \
-                int64_t o = i * cs + (ch0 + k) * s;                                           \
-                int64_t on = k + 1 < g ? o + s : (i + 1 < n ? o + cs - (g - 1) * s : -1);    \
-                int pre = k < gn;                                                             \
-                APPLY(dx + o, dy + o, x + o, s, cf[k].k, cf[k].mh, cf[k].a, cf[k].b,          \
-                            a->stream, on >= 0 ? dy + on : NULL, on >= 0 ? x + on : NULL,     \
-                            pre ? dy + o + g * s : NULL, pre ? x + o + g * s : NULL);         \
+            for (int64_t j = 0; j < g; j++) {                                                 \
+                int64_t o = i * cs + (ch0 + j) * s;                                           \
+                int64_t on = j + 1 < g ? o + s : (i + 1 < n ? o + cs - (g - 1) * s : -1);    \
+                int pre = j < gn;                                                             \
+                if (dy)                                                                       \
+                    APPLY2(out + o, dy + o, x + o, s, cf[j].k, cf[j].mh, cf[j].a, cf[j].b,    \
+                           a->stream, on >= 0 ? dy + on : NULL, on >= 0 ? x + on : NULL,      \
+                           pre ? dy + o + g * s : NULL, pre ? x + o + g * s : NULL);          \
+                else                                                                          \
+                    APPLY(out + o, x + o, s, cf[j].mh, cf[j].a, cf[j].b, a->stream,           \
+                          on >= 0 ? x + on : NULL, pre ? x + o + g * s : NULL);               \
             }                                                                                 \
+    }                                                                                         \
+    /* sums of rows [0, n) of channels [ch0, ch0 + g) in fixed blocks of BN_GROUP_ROWS rows    \
+     * (2 * stride doubles of partials per block, the blocks' share of them), added in block   \
+     * order into the coefficients cf[0, g) (and the statistics or dgamma, dbeta) */           \
+    ATTR FI_INLINE void group_finish_##TAG(const bn_args *a, int64_t ch0, int64_t g,          \
+                                           int64_t stride, const double *part,                \
+                                           bn_coef_##T *cf) {                                 \
+        int64_t nb = (a->n + BN_GROUP_ROWS - 1) / BN_GROUP_ROWS;                              \
+        for (int64_t j = 0; j < g; j++) {                                                     \
+            double s1 = 0.0, s2 = 0.0;                                                        \
+            for (int64_t b = 0; b < nb; b++) {                                                \
+                s1 += part[2 * stride * b + 2 * j];                                           \
+                s2 += part[2 * stride * b + 2 * j + 1];                                       \
+            }                                                                                 \
+            cf[j] = a->dy ? bwd_finish_##T(a, ch0 + j, s1, s2)                                \
+                          : fwd_finish_##T(a, ch0 + j, s1, s2, group_shift_##T(a, ch0 + j));  \
+        }                                                                                     \
     }
 
 #if FI_X86
-BN_GROUP_BODIES(float, float512, gsums512_float, affine2_512_float, BN_T512)
-BN_GROUP_BODIES(double, double512, gsums512_double, affine2_512_double, BN_T512)
+BN_GROUP_BODIES(float, float512, sums512_float, gsums512_float, affine512_float,
+                affine2_512_float, BN_T512)
+BN_GROUP_BODIES(double, double512, sums512_double, gsums512_double, affine512_double,
+                affine2_512_double, BN_T512)
 #endif
-BN_GROUP_BODIES(float, float, gsums_float, affine2_float, )
-BN_GROUP_BODIES(double, double, gsums_double, affine2_double, )
+BN_GROUP_BODIES(float, float, sums_float, gsums_float, affine_float, affine2_float, )
+BN_GROUP_BODIES(double, double, sums_double, gsums_double, affine_double, affine2_double, )
 
-/* 0, or -1: no memory. Every thread runs the same group loop; the sums of a group end in a
- * barrier, one thread turns them into coefficients, all apply (no barrier after the apply:
- * the next group's sums end in one before the coefficients are rewritten). */
+/* The training forward (a->dy NULL: each thread its own channels, no barrier) or the backward
+ * (shared groups). 0, or -1: no memory. Backward: every thread runs the same group loop; the
+ * sums of a group end in a barrier, one thread turns them into coefficients, all apply (no
+ * barrier after the apply: the next group's sums end in one before the coefficients are
+ * rewritten). */
 #define BN_GROUP_RUN(T, TAG, SUF, ATTR)                                                       \
     ATTR static int group_run_##T##_##SUF(const bn_args *a) {                                 \
-        int64_t n = a->n, c = a->c, gm = group_channels(n, c, a->s, sizeof(T));               \
+        int64_t n = a->n, c = a->c, s = a->s, arrays = a->dy ? 2 : 1;                         \
+        int64_t gm = group_channels(n, c, s, arrays * sizeof(T));                             \
         int64_t nb = (n + BN_GROUP_ROWS - 1) / BN_GROUP_ROWS;                                 \
-        double *part = malloc(sizeof(double) * 2 * gm * nb);                                  \
-        bn_coef_##T *cf = malloc(sizeof(bn_coef_##T) * gm);                                   \
-        if (!part || !cf) {                                                                   \
-            free(part);                                                                       \
-            free(cf);                                                                         \
-            return -1;                                                                        \
+        int par = n * c * s >= BN_PARALLEL_MIN, nt = par ? bn_max_threads() : 1;              \
+        if (!a->dy) {                                                                         \
+            /* the forward: each thread its own channels (a fixed, contiguous share); per     \
+             * thread, partial sums of one channel and its coefficients (whole lines) */       \
+            int64_t per = (2 * nb + (int64_t)(sizeof(bn_coef_##T) + 7) / 8 + 7) / 8 * 8;      \
+            double *work = aligned_alloc(64, sizeof(double) * per * nt);                      \
+            if (!work) return -1;                                                             \
+            _Pragma("omp parallel if (par)")                                                  \
+            {                                                                                 \
+                int64_t t = bn_thread_num(), tn = bn_num_threads();                           \
+                int64_t lo = c * t / tn, hi = c * (t + 1) / tn;                               \
+                double *pt = work + per * t;                                                  \
+                bn_coef_##T *cf = (bn_coef_##T *)(pt + 2 * nb);                               \
+                for (int64_t ch = lo; ch < hi; ch++) {                                        \
+                    for (int64_t b = 0; b < nb; b++) {                                        \
+                        int64_t e = (b + 1) * BN_GROUP_ROWS < n ? (b + 1) * BN_GROUP_ROWS : n;\
+                        group_sums_##TAG(a, ch, 1, b * BN_GROUP_ROWS, e, pt + 2 * b);         \
+                    }                                                                         \
+                    group_finish_##TAG(a, ch, 1, 1, pt, cf);                                  \
+                    group_apply_##TAG(a, ch, 1, ch + 1 < hi, 0, n, cf);                       \
+                }                                                                             \
+                bn_fence(a->stream);                                                          \
+            }                                                                                 \
+            free(work);                                                                       \
+            return 0;                                                                         \
         }                                                                                     \
-        _Pragma("omp parallel if (n * c * a->s >= BN_PARALLEL_MIN)")                          \
+        /* scratch: partial sums (2 per channel and block), coefficients */                   \
+        double *part = malloc(sizeof(double) * 2 * gm * nb + sizeof(bn_coef_##T) * gm);       \
+        if (!part) return -1;                                                                 \
+        bn_coef_##T *cf = (bn_coef_##T *)(part + 2 * gm * nb);                                \
+        _Pragma("omp parallel if (par)")                                                      \
         {                                                                                     \
             for (int64_t ch0 = 0; ch0 < c; ch0 += gm) {                                       \
                 int64_t g = c - ch0 < gm ? c - ch0 : gm, rest = c - ch0 - g;                  \
@@ -617,14 +787,7 @@ BN_GROUP_BODIES(double, double, gsums_double, affine2_double, )
                     group_sums_##TAG(a, ch0, g, b * BN_GROUP_ROWS, hi, part + 2 * gm * b);    \
                 }                                                                             \
                 _Pragma("omp single")                                                         \
-                for (int64_t k = 0; k < g; k++) {                                             \
-                    double s1 = 0.0, s2 = 0.0;                                                \
-                    for (int64_t b = 0; b < nb; b++) {                                        \
-                        s1 += part[2 * gm * b + 2 * k];                                       \
-                        s2 += part[2 * gm * b + 2 * k + 1];                                   \
-                    }                                                                         \
-                    cf[k] = bwd_finish_##T(a, ch0 + k, s1, s2);                               \
-                }                                                                             \
+                group_finish_##TAG(a, ch0, g, gm, part, cf);                                  \
                 _Pragma("omp for schedule(static) nowait")                                    \
                 for (int64_t b = 0; b < nb; b++) {                                            \
                     int64_t hi = (b + 1) * BN_GROUP_ROWS < n ? (b + 1) * BN_GROUP_ROWS : n;   \
@@ -634,7 +797,6 @@ BN_GROUP_BODIES(double, double, gsums_double, affine2_double, )
             bn_fence(a->stream); /* each thread's streaming stores, before the join */        \
         }                                                                                     \
         free(part);                                                                           \
-        free(cf);                                                                             \
         return 0;                                                                             \
     }
 
@@ -1025,8 +1187,8 @@ static int use_segment(int64_t n, int64_t c, int64_t s, size_t elem_size) {
             bn_args a = {.out = y, .mean = mean, .var = var, .invstd = invstd, .x = x,        \
                          .gamma = gamma, .beta = beta, .eps = eps, .n = n, .c = c, .s = s,    \
                          .stream = stream_for(n * c * s, sizeof(T))};                         \
-            run_channels(fwd_train_range_##T##_avx2, fwd_train_range_##T##_portable, &a);     \
-            return 0;                                                                         \
+            if (bn_seg_path < 0) fi_batch_norm_set_path(-1);                                  \
+            return BN_GROUP_RUN_BEST(T, &a);                                                  \
         }                                                                                     \
         int64_t length = c * s, nb = (n + rows_per_block(length) - 1) / rows_per_block(length); \
         double *work = malloc(sizeof(double) * (2 * nb * length + 3 * length + 2 * c));       \

@@ -417,12 +417,56 @@ def test_large_output_streaming_path(fast_backend):
     np.testing.assert_allclose(y, y0, rtol=2e-5, atol=2e-5)
 
 
-# ---- the group path (backward with outputs of 16 MB or more, S >= 64) --------------------------
+# ---- the group path (training forward and backward, outputs of 16 MB or more, S >= 64) ---------
 # Channels in groups of about 7 MB of dy and x, shared by the threads in fixed blocks of 8 rows.
 # Cases: float32 groups of 2 with a last group of 1 and a short last block (20 rows); float64
 # groups of 2 over 11 channels and 25 rows; float32 one channel per group (8.4 MB a channel).
 GROUP_CASES = [((20, 13, 128, 130), np.float32), ((25, 11, 90, 90), np.float64),
                ((16, 4, 256, 257), np.float32)]
+
+
+@pytest.mark.parametrize("shape, dt", GROUP_CASES + [((9, 39, 100, 121), np.float32)])
+def test_group_path_training_forward_every_build(fast_backend, shape, dt):
+    """Odd sizes: rows not a multiple of the 8-row block, channels not a multiple of the group
+    or of the thread count, S not a multiple of any vector length."""
+    rng, x, gamma, beta = _data(shape, dt, 41 + sum(shape))
+    assert x.nbytes >= 16 << 20
+    rm, rv = rng.standard_normal(shape[1]).astype(dt), rng.uniform(0.5, 3, shape[1]).astype(dt)
+    rm0, rv0 = rm.copy(), rv.copy()
+    y0, s0 = fi.batch_norm(x, gamma, beta, rm0, rv0, backend="numpy")
+    tol = TOL[dt]
+    try:
+        for build in _bn_builds(fast_backend):
+            _bn_set_build(build)
+            rm1, rv1 = rm.copy(), rv.copy()
+            y, s = fi.batch_norm(x, gamma, beta, rm1, rv1, backend=fast_backend)
+            np.testing.assert_allclose(y, y0, **tol)
+            np.testing.assert_allclose(s.mean, s0.mean, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(s.var, s0.var, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(s.invstd, s0.invstd, rtol=1e-10)
+            np.testing.assert_allclose(rm1, rm0, **tol)
+            np.testing.assert_allclose(rv1, rv0, **tol)
+    finally:
+        _bn_set_build(None)
+
+
+@pytest.mark.parametrize("shape", [(9, 39, 100, 121), (20, 13, 128, 130)])
+def test_group_path_forward_mean_1000_every_build(fast_backend, shape):
+    """float64 sums around x[0, c, 0]: the variance of mean-1000, std-1 float32 data to 1e-9."""
+    rng = np.random.default_rng(6)
+    x = (1000.0 + rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    m = x64.mean(axis=(0, 2, 3), keepdims=True)
+    v = x64.var(axis=(0, 2, 3), keepdims=True)
+    try:
+        for build in _bn_builds(fast_backend):
+            _bn_set_build(build)
+            y, s = fi.batch_norm(x, None, None, backend=fast_backend)
+            np.testing.assert_allclose(s.mean, m.ravel(), rtol=1e-12)
+            np.testing.assert_allclose(s.var, v.ravel(), rtol=1e-9)
+            np.testing.assert_allclose(y, (x64 - m) / np.sqrt(v + 1e-5), rtol=0, atol=2e-5)
+    finally:
+        _bn_set_build(None)
 
 
 @pytest.mark.parametrize("shape, dt", GROUP_CASES)
@@ -452,10 +496,11 @@ def test_group_path_backward_every_build(fast_backend, shape, dt):
         _bn_set_build(None)
 
 
-def test_group_path_does_not_depend_on_threads(fast_backend):
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_group_path_does_not_depend_on_threads(fast_backend, dt):
     """Fixed blocks of rows, summed in block order: the same bits on 1 and 2 threads."""
-    rng, x, gamma, beta = _data((20, 13, 128, 130), np.float32, 12)
-    dy = rng.standard_normal(x.shape).astype(np.float32)
+    rng, x, gamma, beta = _data((20, 13, 128, 130), dt, 12)
+    dy = rng.standard_normal(x.shape).astype(dt)
     _, s = fi.batch_norm(x, gamma, beta, backend="numpy")
     import numba
     before = fi.get_num_threads()
@@ -463,7 +508,9 @@ def test_group_path_does_not_depend_on_threads(fast_backend):
     try:
         for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             fi.set_num_threads(threads)
-            runs.append(fi.batch_norm_backward(dy, x, gamma, s, backend=fast_backend))
+            y, sf = fi.batch_norm(x, gamma, beta, backend=fast_backend)
+            runs.append((y, sf.mean, sf.var, sf.invstd)
+                        + fi.batch_norm_backward(dy, x, gamma, s, backend=fast_backend))
     finally:
         fi.set_num_threads(before)
     for a, b in zip(*runs):
