@@ -6,10 +6,10 @@
  * Four layouts of the work (shared PERF_NOTES.md, "Batch norm"):
  *   segment path (S >= 8, output below BN_STREAM_MIN_BYTES): x in memory order, per-channel
  *     vector accumulators; one thread below BN_SEGMENT_PARALLEL_MIN elements (see its section).
- *   group path (other S >= BN_SPATIAL_MIN, training forward and backward): a channel or group
- *     of channels is read once from memory for its sums and again, from cache, for the output
- *     pass, which prefetches the next channel or group, so reads overlap the streamed writes
- *     and the forward moves the bytes of one copy (see its section).
+ *   group path (other S >= BN_SPATIAL_MIN, training forward and backward): each thread's own
+ *     channels, one at a time, read once from memory for the sums and again, from cache, for
+ *     the output pass, which prefetches the thread's next channel, so reads overlap the
+ *     streamed writes and the forward moves the bytes of one copy (see its section).
  *   channel path (other S >= BN_SPATIAL_MIN, forward with given statistics: one pass): one
  *     channel per task.
  *   row path (other small S, e.g. (N, C)): fixed blocks of rows, each summing into its own (C*S,)
@@ -423,41 +423,25 @@ static int stream_for(int64_t elements, size_t elem_size) {
 }
 
 /* ---- the group path: training forward and backward of large tensors ------------------------ */
-/* Backward: channels go in groups of G (about BN_GROUP_BYTES of dy and x), and both threads
- * work on the same group, each on its own fixed blocks of BN_GROUP_ROWS rows: the sums pass
- * reads the group's rows (n runs of G*S contiguous elements, not n runs of S: at 64x64x56x56,
- * runs of 12.5 KB read 1.5x slower than sequential memory, runs of 50 KB about 1.2x); per-block
- * float64 partials are added in block order (the result does not depend on the thread count);
- * then the output pass re-reads the group from cache, streams dx out, and prefetches the next
- * group's rows, so that group's reads from memory overlap this group's writes. One channel
- * per thread (the old channel path) ran 1.05x (memory-bound phases of this shared host) to
- * 1.15x (fast phases) slower at 64x64x56x56; a fused pass (the output pass of one group beside
- * the sums of the next) ran no faster than this prefetch. The cost: two barriers per group, so
- * a core taken by another process stalls the other.
- * Training forward: the same bodies (sums of x - k, k = x[0, c, 0], in the same 8-row blocks
- * added in block order; y streamed), but each thread takes its own fixed, contiguous share of
- * the channels, one channel at a time (its 800 KB at 64x64x56x56 float32 stay in its L2), and
- * the output pass prefetches the thread's next channel: no barriers, and the two threads'
- * read and write phases drift apart, which mixes the traffic as a copy does. Times over a
- * copy of x in the same run, slow (copy 2 ms) / fast (copy 1 ms) memory phases: this 1.00-1.09
- * / about 1.1; shared groups of 8 channels as in the backward 1.16-1.27 / 1.15-1.3; shared
- * single channels 1.08-1.16 / 1.2; the old channel path (AVX2 sums, dynamic schedule, no
- * prefetch of the next channel) 1.06-1.14 / 1.5-1.8. Prefetching part of the next channel
- * during the sums pass as well (to keep memory busy while the sums compute from L2) ran
- * 1.05-1.15x slower. */
-#ifndef BN_GROUP_BYTES
-#define BN_GROUP_BYTES (7L << 20)  /* dy + x bytes of a group (both threads': in L3) */
-#endif
-#define BN_GROUP_MAX 16
+/* Each thread takes its own fixed, contiguous share of the channels, one channel at a time:
+ * the sums pass (forward: x - k, k = x[0, c, 0]; backward: dy and dy * (x - mean)) in fixed
+ * 8-row blocks added in block order (results do not depend on the thread count), then the
+ * output pass re-reads the channel from cache (forward: 800 KB at 64x64x56x56 float32, in L2;
+ * backward: 1.6 MB of dy and x, partly in L3), streams y or dx out and prefetches the thread's
+ * next channel: no barriers, and the two threads' read and write phases drift apart, which
+ * mixes the traffic as a copy does. Forward, times over a copy of x in the same run, slow
+ * (copy 2 ms) / fast (copy 1 ms) memory phases: this 1.00-1.09 / about 1.1; shared groups of 8
+ * channels (both threads on a group in fixed row blocks, two barriers per group) 1.16-1.27 /
+ * 1.15-1.3; shared single channels 1.08-1.16 / 1.2; the old channel path (AVX2 sums, dynamic
+ * schedule, no prefetch of the next channel) 1.06-1.14 / 1.5-1.8. Prefetching part of the next
+ * channel during the sums pass as well ran 1.05-1.15x slower. Backward (over 1.5 copies, slow
+ * phases): this 1.09-1.26, shared groups of 4 channels (about 7 MB) 1.11-1.29, in the same runs
+ * 1-12% slower (median 3%); per-thread groups of 2, 3, 4, 8 channels (longer runs, but out of
+ * L2) 1.2, 1.25, 1.37, 1.9; the sums of the next channel fused with the output pass (8-row
+ * blocks alternating) 1.4; the next channel's dy prefetched in the sums pass and its x in the
+ * output pass 1.2-1.28 (no better). */
 #define BN_GROUP_ROWS 8            /* rows per block of the sums */
 
-/* channels per group; bytes: of the inputs per element (x, or dy and x) */
-static int64_t group_channels(int64_t n, int64_t c, int64_t s, size_t bytes) {
-    int64_t per = n * s * (int64_t)bytes, g = per > 0 ? BN_GROUP_BYTES / per : c;
-    g = g < 1 ? 1 : g;
-    g = g > BN_GROUP_MAX ? BN_GROUP_MAX : g;
-    return g > c ? c : g;
-}
 
 /* AVX-512 row helpers of the group path (same contracts as gsums_T and affine2_T with stream
  * set; 64-byte streaming stores). The scalar ends use the vector body's fused multiply-adds:
@@ -536,19 +520,36 @@ BN_T512 FI_INLINE void sums512_double(const double *x, int64_t n, double k, doub
 BN_T512 FI_INLINE void gsums512_float(const float *dy, const float *x, int64_t n, double m,
                                       double *s1, double *s2, const float *dy_next,
                                       const float *x_next) {
-    __m512d mv = _mm512_set1_pd(m), a0 = _mm512_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
+    __m512d mv = _mm512_set1_pd(m), a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    __m512d b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
+    for (; i + 32 <= n; i += 32) {
         bn512_prefetch(dy, dy_next, i, n, sizeof(float));
         bn512_prefetch(x, x_next, i, n, sizeof(float));
+        bn512_prefetch(dy, dy_next, i + 16, n, sizeof(float));
+        bn512_prefetch(x, x_next, i + 16, n, sizeof(float));
         __m512d g0 = _mm512_cvtps_pd(_mm256_loadu_ps(dy + i));
         __m512d g1 = _mm512_cvtps_pd(_mm256_loadu_ps(dy + i + 8));
+        __m512d g2 = _mm512_cvtps_pd(_mm256_loadu_ps(dy + i + 16));
+        __m512d g3 = _mm512_cvtps_pd(_mm256_loadu_ps(dy + i + 24));
         __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), mv);
         __m512d d1 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)), mv);
+        __m512d d2 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 16)), mv);
+        __m512d d3 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24)), mv);
         a0 = _mm512_add_pd(a0, g0);
         a1 = _mm512_add_pd(a1, g1);
+        a2 = _mm512_add_pd(a2, g2);
+        a3 = _mm512_add_pd(a3, g3);
         b0 = _mm512_fmadd_pd(g0, d0, b0);
         b1 = _mm512_fmadd_pd(g1, d1, b1);
+        b2 = _mm512_fmadd_pd(g2, d2, b2);
+        b3 = _mm512_fmadd_pd(g3, d3, b3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m512d g0 = _mm512_cvtps_pd(_mm256_loadu_ps(dy + i));
+        __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), mv);
+        a0 = _mm512_add_pd(a0, g0);
+        b0 = _mm512_fmadd_pd(g0, d0, b0);
     }
     double t1 = 0.0, t2 = 0.0;
     for (; i < n; i++) {
@@ -556,8 +557,8 @@ BN_T512 FI_INLINE void gsums512_float(const float *dy, const float *x, int64_t n
         t1 += g;
         t2 += g * ((double)x[i] - m);
     }
-    *s1 = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1)) + t1;
-    *s2 = _mm512_reduce_add_pd(_mm512_add_pd(b0, b1)) + t2;
+    *s1 = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3))) + t1;
+    *s2 = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(b0, b1), _mm512_add_pd(b2, b3))) + t2;
 }
 BN_T512 FI_INLINE void gsums512_double(const double *dy, const double *x, int64_t n, double m,
                                        double *s1, double *s2, const double *dy_next,
@@ -736,67 +737,34 @@ BN_GROUP_BODIES(double, double512, sums512_double, gsums512_double, affine512_do
 BN_GROUP_BODIES(float, float, sums_float, gsums_float, affine_float, affine2_float, )
 BN_GROUP_BODIES(double, double, sums_double, gsums_double, affine_double, affine2_double, )
 
-/* The training forward (a->dy NULL: each thread its own channels, no barrier) or the backward
- * (shared groups). 0, or -1: no memory. Backward: every thread runs the same group loop; the
- * sums of a group end in a barrier, one thread turns them into coefficients, all apply (no
- * barrier after the apply: the next group's sums end in one before the coefficients are
- * rewritten). */
+/* The training forward (a->dy NULL) or backward: each thread its own channels (a fixed,
+ * contiguous share), one channel at a time, no barrier; per thread, partial sums of one
+ * channel and its coefficients (whole lines). 0, or -1: no memory. */
 #define BN_GROUP_RUN(T, TAG, SUF, ATTR)                                                       \
     ATTR static int group_run_##T##_##SUF(const bn_args *a) {                                 \
-        int64_t n = a->n, c = a->c, s = a->s, arrays = a->dy ? 2 : 1;                         \
-        int64_t gm = group_channels(n, c, s, arrays * sizeof(T));                             \
+        int64_t n = a->n, c = a->c, s = a->s;                                                 \
         int64_t nb = (n + BN_GROUP_ROWS - 1) / BN_GROUP_ROWS;                                 \
         int par = n * c * s >= BN_PARALLEL_MIN, nt = par ? bn_max_threads() : 1;              \
-        if (!a->dy) {                                                                         \
-            /* the forward: each thread its own channels (a fixed, contiguous share); per     \
-             * thread, partial sums of one channel and its coefficients (whole lines) */       \
-            int64_t per = (2 * nb + (int64_t)(sizeof(bn_coef_##T) + 7) / 8 + 7) / 8 * 8;      \
-            double *work = aligned_alloc(64, sizeof(double) * per * nt);                      \
-            if (!work) return -1;                                                             \
-            _Pragma("omp parallel if (par)")                                                  \
-            {                                                                                 \
-                int64_t t = bn_thread_num(), tn = bn_num_threads();                           \
-                int64_t lo = c * t / tn, hi = c * (t + 1) / tn;                               \
-                double *pt = work + per * t;                                                  \
-                bn_coef_##T *cf = (bn_coef_##T *)(pt + 2 * nb);                               \
-                for (int64_t ch = lo; ch < hi; ch++) {                                        \
-                    for (int64_t b = 0; b < nb; b++) {                                        \
-                        int64_t e = (b + 1) * BN_GROUP_ROWS < n ? (b + 1) * BN_GROUP_ROWS : n;\
-                        group_sums_##TAG(a, ch, 1, b * BN_GROUP_ROWS, e, pt + 2 * b);         \
-                    }                                                                         \
-                    group_finish_##TAG(a, ch, 1, 1, pt, cf);                                  \
-                    group_apply_##TAG(a, ch, 1, ch + 1 < hi, 0, n, cf);                       \
-                }                                                                             \
-                bn_fence(a->stream);                                                          \
-            }                                                                                 \
-            free(work);                                                                       \
-            return 0;                                                                         \
-        }                                                                                     \
-        /* scratch: partial sums (2 per channel and block), coefficients */                   \
-        double *part = malloc(sizeof(double) * 2 * gm * nb + sizeof(bn_coef_##T) * gm);       \
-        if (!part) return -1;                                                                 \
-        bn_coef_##T *cf = (bn_coef_##T *)(part + 2 * gm * nb);                                \
+        int64_t per = (2 * nb + (int64_t)(sizeof(bn_coef_##T) + 7) / 8 + 7) / 8 * 8;          \
+        double *work = aligned_alloc(64, sizeof(double) * per * nt);                          \
+        if (!work) return -1;                                                                 \
         _Pragma("omp parallel if (par)")                                                      \
         {                                                                                     \
-            for (int64_t ch0 = 0; ch0 < c; ch0 += gm) {                                       \
-                int64_t g = c - ch0 < gm ? c - ch0 : gm, rest = c - ch0 - g;                  \
-                int64_t gn = rest < gm ? rest : gm;                                           \
-                _Pragma("omp for schedule(static)")                                           \
+            int64_t t = bn_thread_num(), tn = bn_num_threads();                               \
+            int64_t lo = c * t / tn, hi = c * (t + 1) / tn;                                   \
+            double *pt = work + per * t;                                                      \
+            bn_coef_##T *cf = (bn_coef_##T *)(pt + 2 * nb);                                   \
+            for (int64_t ch = lo; ch < hi; ch++) {                                            \
                 for (int64_t b = 0; b < nb; b++) {                                            \
-                    int64_t hi = (b + 1) * BN_GROUP_ROWS < n ? (b + 1) * BN_GROUP_ROWS : n;   \
-                    group_sums_##TAG(a, ch0, g, b * BN_GROUP_ROWS, hi, part + 2 * gm * b);    \
+                    int64_t e = (b + 1) * BN_GROUP_ROWS < n ? (b + 1) * BN_GROUP_ROWS : n;    \
+                    group_sums_##TAG(a, ch, 1, b * BN_GROUP_ROWS, e, pt + 2 * b);             \
                 }                                                                             \
-                _Pragma("omp single")                                                         \
-                group_finish_##TAG(a, ch0, g, gm, part, cf);                                  \
-                _Pragma("omp for schedule(static) nowait")                                    \
-                for (int64_t b = 0; b < nb; b++) {                                            \
-                    int64_t hi = (b + 1) * BN_GROUP_ROWS < n ? (b + 1) * BN_GROUP_ROWS : n;   \
-                    group_apply_##TAG(a, ch0, g, gn, b * BN_GROUP_ROWS, hi, cf);              \
-                }                                                                             \
+                group_finish_##TAG(a, ch, 1, 1, pt, cf);                                      \
+                group_apply_##TAG(a, ch, 1, ch + 1 < hi, 0, n, cf);                           \
             }                                                                                 \
-            bn_fence(a->stream); /* each thread's streaming stores, before the join */        \
+            bn_fence(a->stream);                                                              \
         }                                                                                     \
-        free(part);                                                                           \
+        free(work);                                                                           \
         return 0;                                                                             \
     }
 

@@ -418,9 +418,9 @@ def test_large_output_streaming_path(fast_backend):
 
 
 # ---- the group path (training forward and backward, outputs of 16 MB or more, S >= 64) ---------
-# Channels in groups of about 7 MB of dy and x, shared by the threads in fixed blocks of 8 rows.
-# Cases: float32 groups of 2 with a last group of 1 and a short last block (20 rows); float64
-# groups of 2 over 11 channels and 25 rows; float32 one channel per group (8.4 MB a channel).
+# Each thread its own share of the channels, one at a time, sums in fixed blocks of 8 rows.
+# Cases: float32 13 channels (odd share per thread) and a short last block (20 rows); float64
+# 11 channels and 25 rows; float32 4 channels of 8.4 MB; 39 channels, 9 rows, S = 12100.
 GROUP_CASES = [((20, 13, 128, 130), np.float32), ((25, 11, 90, 90), np.float64),
                ((16, 4, 256, 257), np.float32)]
 
@@ -469,7 +469,7 @@ def test_group_path_forward_mean_1000_every_build(fast_backend, shape):
         _bn_set_build(None)
 
 
-@pytest.mark.parametrize("shape, dt", GROUP_CASES)
+@pytest.mark.parametrize("shape, dt", GROUP_CASES + [((9, 39, 100, 121), np.float32)])
 def test_group_path_backward_every_build(fast_backend, shape, dt):
     rng, x, gamma, beta = _data(shape, dt, 31 + sum(shape))
     assert x.nbytes >= 16 << 20
