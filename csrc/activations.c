@@ -426,7 +426,8 @@ ACT_AVX512 FI_INLINE __m512 gelu_tanh_bwd16_f32(__m512 v, __m512 g, __m512 p) {
     __m512 y = _mm512_mul_ps(g, _mm512_fmadd_ps(s, k, s));
     __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(10.0f), _CMP_GT_OQ);
     __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
-    return _mm512_mask_mov_ps(y, big, _mm512_maskz_mov_ps(pos, g));
+    /* dy * (1 or 0): a product, so a NaN dy stays NaN as in every other build */
+    return _mm512_mask_mov_ps(y, big, _mm512_mul_ps(g, _mm512_maskz_mov_ps(pos, _mm512_set1_ps(1.0f))));
 }
 
 /* exp(a) with the clamps of exp_f32: 0 below EXP_LO, a clamped to EXP_HI above; NaN stays NaN

@@ -29,7 +29,31 @@ _ALIGN = 4096                 # blocks start on a page (64-byte streaming stores
 _lock = threading.RLock()     # RLock: a release may run inside a take (a GC pass there)
 _idle = {}                    # block bytes -> list of idle blocks (uint8 arrays)
 _idle_bytes = 0
-_max_bytes = max(0, int(os.environ.get("FASTINIT_OUTPUT_CACHE_MB", "512"))) << 20
+
+
+def _env_limit():
+    value = os.environ.get("FASTINIT_OUTPUT_CACHE_MB", "").strip() or "512"
+    try:
+        mb = int(value)
+    except ValueError:
+        mb = -1
+    if mb < 0:
+        raise ValueError(f"FASTINIT_OUTPUT_CACHE_MB must be an integer >= 0 (megabytes; 0 turns "
+                         f"the output cache off), got {value!r}")
+    return mb << 20
+
+
+_max_bytes = _env_limit()
+
+
+def _after_fork_in_child():
+    """A fork while another thread held the lock would leave it held in the child forever."""
+    global _lock
+    _lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def empty(shape, dtype):

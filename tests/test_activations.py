@@ -82,6 +82,25 @@ def test_nan_and_inf(backend, dtype, name, kw, _t, n):
     assert np.all(np.isfinite(y[rest])) and np.all(np.isfinite(d[rest]))
 
 
+@pytest.mark.parametrize("name,kw,_t", ACTS, ids=IDS)
+def test_nan_gradient_propagates_like_the_reference(fast_backend, dtype, name, kw, _t):
+    """dy = NaN gives NaN wherever the reference's dy * f'(x) does (f'(x) = 0 included, as
+    NaN * 0), in the vector bodies too: x over [-100, 100]."""
+    _, bwd = _fns(name)
+    x = np.linspace(-100, 100, 4001).astype(dtype)
+    dy = np.full_like(x, np.nan)
+    got = bwd(dy, x, backend=fast_backend, **kw)
+    want = bwd(dy, x, backend="numpy", **kw)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+def test_reference_gelu_tanh_gradient_where_x_cubed_overflows():
+    """|x| > 5.6e102 overflows x**3 in float64: the gradient is still the limit 1 or 0."""
+    x = np.array([1e300, -1e300, 1e103, -1e103])
+    d = fi.gelu_backward(np.ones(4), x, approximate="tanh", backend="numpy")
+    np.testing.assert_array_equal(d, [1.0, 0.0, 1.0, 0.0])
+
+
 @pytest.mark.parametrize("name,kw,_t", [ACTS[0], ACTS[5]], ids=[IDS[0], IDS[5]])
 def test_large_output_streaming_path(fast_backend, name, kw, _t):
     """Outputs of 16 MB or more are written with non-temporal stores (C)."""

@@ -128,3 +128,13 @@ def test_every_op_with_a_large_output_uses_it():
 def test_bad_limit(bad):
     with pytest.raises(ValueError, match="max_mb"):
         fi.set_output_cache(bad)
+
+
+def test_bad_environment_limit_names_the_variable():
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, FASTINIT_OUTPUT_CACHE_MB="1G")
+    run = subprocess.run([sys.executable, "-c", "import fastinit"], env=env, capture_output=True,
+                         text=True)
+    assert run.returncode != 0 and "FASTINIT_OUTPUT_CACHE_MB" in run.stderr

@@ -125,3 +125,9 @@ def test_bad_input():
         fi.mse(z, z.T.copy())
     with pytest.raises(ValueError, match="pred is empty"):
         fi.mse(z[:0], z[:0])
+
+
+def test_out_of_range_label_is_reported_as_given():
+    z = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="found 18446744073709551615"):
+        fi.softmax_cross_entropy(z, np.array([0, 2**64 - 1], np.uint64))

@@ -33,7 +33,7 @@ def softmax_cross_entropy(logits, labels, *, backend=None):
                          f"got {labels.shape}")
     lab = np.ascontiguousarray(labels, dtype=np.int64)
     if int(lab.view(np.uint64).max()) >= k:  # one pass: a negative label is huge as uint64
-        lo, hi = int(lab.min()), int(lab.max())
+        lo, hi = int(labels.min()), int(labels.max())  # the caller's values, not the int64 cast
         bad = lo if lo < 0 else hi
         raise ValueError(f"labels must be class indices in [0, {k}) (K = logits.shape[1]), "
                          f"found {bad}")

@@ -108,6 +108,8 @@ def gelu_backward(dx, dy, x, approximate):
         else:
             cdf = 0.5 * (1.0 + _erf(x64 / math.sqrt(2.0)))
             d = cdf + x64 * INV_SQRT_2PI * np.exp(-0.5 * x64 * x64)
+        if approximate:  # x**3 overflowed (|x| > 5.6e102) or x = +-inf: u = +-inf, 0 * inf
+            d = np.where(np.isinf(u), (x64 > 0).astype(np.float64), d)
     d = np.where(np.isinf(x64), (x64 > 0).astype(np.float64), d)
     dx[...] = _f64(dy) * d
 
