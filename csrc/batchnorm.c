@@ -586,82 +586,52 @@ BN_T512 FI_INLINE void gsums512_double(const double *dy, const double *x, int64_
     *s1 = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1)) + t1;
     *s2 = _mm512_reduce_add_pd(_mm512_add_pd(b0, b1)) + t2;
 }
-BN_T512 FI_INLINE void affine2_512_float(float *restrict dx, const float *restrict dy,
-                                         const float *restrict x, int64_t n, float k, float mh,
-                                         float p, float q, int stream, const float *dy_next,
-                                         const float *x_next, const float *dy_pre,
-                                         const float *x_pre) {
-    int64_t i = 0;
-    (void)stream;  /* the group path always streams */
-    for (; i < n && ((uintptr_t)(dx + i) & 63); i++)
-        dx[i] = BN_FMA_F(k, dy[i], BN_FMA_F(x[i] - mh, p, q));
-    __m512 kv = _mm512_set1_ps(k), mv = _mm512_set1_ps(mh), pv = _mm512_set1_ps(p);
-    __m512 qv = _mm512_set1_ps(q);
-    for (; i + 16 <= n; i += 16) {
-        bn512_prefetch(dy, dy_next, i, n, sizeof(float));
-        bn512_prefetch(x, x_next, i, n, sizeof(float));
-        if (dy_pre) {
-            __builtin_prefetch(dy_pre + i);
-            __builtin_prefetch(x_pre + i);
-        }
-        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv), pv, qv);
-        _mm512_stream_ps(dx + i, _mm512_fmadd_ps(kv, _mm512_loadu_ps(dy + i), v));
+/* The output passes on 64-byte vectors, per element type T (V the vector, S the intrinsics'
+ * suffix, L the lanes, FMA the scalar fma of the ends): affine2 dx = k dy + (x - mh) p + q
+ * (backward), affine y = (x - mh) a + b (forward). The scalar ends use the vector body's fused
+ * multiply-adds: an element gets the same bits whatever the alignment of its output. The group
+ * path always streams (stream is unused). */
+#define BN_AFFINE512(T, V, S, L, FMA)                                                         \
+    BN_T512 FI_INLINE void affine2_512_##T(T *restrict dx, const T *restrict dy,              \
+                                           const T *restrict x, int64_t n, T k, T mh, T p,    \
+                                           T q, int stream, const T *dy_next,                 \
+                                           const T *x_next, const T *dy_pre,                  \
+                                           const T *x_pre) {                                  \
+        int64_t i = 0;                                                                        \
+        (void)stream;                                                                         \
+        for (; i < n && ((uintptr_t)(dx + i) & 63); i++)                                      \
+            dx[i] = FMA(k, dy[i], FMA(x[i] - mh, p, q));                                      \
+        V kv = _mm512_set1_##S(k), mv = _mm512_set1_##S(mh), pv = _mm512_set1_##S(p);        \
+        V qv = _mm512_set1_##S(q);                                                            \
+        for (; i + L <= n; i += L) {                                                          \
+            bn512_prefetch(dy, dy_next, i, n, sizeof(T));                                     \
+            bn512_prefetch(x, x_next, i, n, sizeof(T));                                       \
+            if (dy_pre) {                                                                     \
+                __builtin_prefetch(dy_pre + i);                                               \
+                __builtin_prefetch(x_pre + i);                                                \
+            }                                                                                 \
+            V v = _mm512_fmadd_##S(_mm512_sub_##S(_mm512_loadu_##S(x + i), mv), pv, qv);      \
+            _mm512_stream_##S(dx + i, _mm512_fmadd_##S(kv, _mm512_loadu_##S(dy + i), v));     \
+        }                                                                                     \
+        for (; i < n; i++) dx[i] = FMA(k, dy[i], FMA(x[i] - mh, p, q));                       \
+    }                                                                                         \
+    BN_T512 FI_INLINE void affine512_##T(T *restrict y, const T *restrict x, int64_t n, T mh, \
+                                         T a, T b, int stream, const T *x_next,               \
+                                         const T *x_pre) {                                    \
+        int64_t i = 0;                                                                        \
+        (void)stream;                                                                         \
+        for (; i < n && ((uintptr_t)(y + i) & 63); i++) y[i] = FMA(x[i] - mh, a, b);          \
+        V mv = _mm512_set1_##S(mh), av = _mm512_set1_##S(a), bv = _mm512_set1_##S(b);        \
+        for (; i + L <= n; i += L) {                                                          \
+            bn512_prefetch(x, x_next, i, n, sizeof(T));                                       \
+            if (x_pre) __builtin_prefetch(x_pre + i);                                         \
+            V v = _mm512_fmadd_##S(_mm512_sub_##S(_mm512_loadu_##S(x + i), mv), av, bv);      \
+            _mm512_stream_##S(y + i, v);                                                      \
+        }                                                                                     \
+        for (; i < n; i++) y[i] = FMA(x[i] - mh, a, b);                                       \
     }
-    for (; i < n; i++) dx[i] = BN_FMA_F(k, dy[i], BN_FMA_F(x[i] - mh, p, q));
-}
-BN_T512 FI_INLINE void affine2_512_double(double *restrict dx, const double *restrict dy,
-                                          const double *restrict x, int64_t n, double k,
-                                          double mh, double p, double q, int stream,
-                                          const double *dy_next, const double *x_next,
-                                          const double *dy_pre, const double *x_pre) {
-    int64_t i = 0;
-    (void)stream;
-    for (; i < n && ((uintptr_t)(dx + i) & 63); i++)
-        dx[i] = BN_FMA_D(k, dy[i], BN_FMA_D(x[i] - mh, p, q));
-    __m512d kv = _mm512_set1_pd(k), mv = _mm512_set1_pd(mh), pv = _mm512_set1_pd(p);
-    __m512d qv = _mm512_set1_pd(q);
-    for (; i + 8 <= n; i += 8) {
-        bn512_prefetch(dy, dy_next, i, n, sizeof(double));
-        bn512_prefetch(x, x_next, i, n, sizeof(double));
-        if (dy_pre) {
-            __builtin_prefetch(dy_pre + i);
-            __builtin_prefetch(x_pre + i);
-        }
-        __m512d v = _mm512_fmadd_pd(_mm512_sub_pd(_mm512_loadu_pd(x + i), mv), pv, qv);
-        _mm512_stream_pd(dx + i, _mm512_fmadd_pd(kv, _mm512_loadu_pd(dy + i), v));
-    }
-    for (; i < n; i++) dx[i] = BN_FMA_D(k, dy[i], BN_FMA_D(x[i] - mh, p, q));
-}
-BN_T512 FI_INLINE void affine512_float(float *restrict y, const float *restrict x, int64_t n,
-                                       float mh, float a, float b, int stream,
-                                       const float *x_next, const float *x_pre) {
-    int64_t i = 0;
-    (void)stream;  /* the group path always streams */
-    for (; i < n && ((uintptr_t)(y + i) & 63); i++) y[i] = BN_FMA_F(x[i] - mh, a, b);
-    __m512 mv = _mm512_set1_ps(mh), av = _mm512_set1_ps(a), bv = _mm512_set1_ps(b);
-    for (; i + 16 <= n; i += 16) {
-        bn512_prefetch(x, x_next, i, n, sizeof(float));
-        if (x_pre) __builtin_prefetch(x_pre + i);
-        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv), av, bv);
-        _mm512_stream_ps(y + i, v);
-    }
-    for (; i < n; i++) y[i] = BN_FMA_F(x[i] - mh, a, b);
-}
-BN_T512 FI_INLINE void affine512_double(double *restrict y, const double *restrict x, int64_t n,
-                                        double mh, double a, double b, int stream,
-                                        const double *x_next, const double *x_pre) {
-    int64_t i = 0;
-    (void)stream;
-    for (; i < n && ((uintptr_t)(y + i) & 63); i++) y[i] = BN_FMA_D(x[i] - mh, a, b);
-    __m512d mv = _mm512_set1_pd(mh), av = _mm512_set1_pd(a), bv = _mm512_set1_pd(b);
-    for (; i + 8 <= n; i += 8) {
-        bn512_prefetch(x, x_next, i, n, sizeof(double));
-        if (x_pre) __builtin_prefetch(x_pre + i);
-        __m512d v = _mm512_fmadd_pd(_mm512_sub_pd(_mm512_loadu_pd(x + i), mv), av, bv);
-        _mm512_stream_pd(y + i, v);
-    }
-    for (; i < n; i++) y[i] = BN_FMA_D(x[i] - mh, a, b);
-}
+BN_AFFINE512(float, __m512, ps, 16, BN_FMA_F)
+BN_AFFINE512(double, __m512d, pd, 8, BN_FMA_D)
 #endif
 
 /* Bodies shared by the backward (a->dy set) and the training forward (a->dy NULL). */
