@@ -45,6 +45,8 @@
  * the threads (an OpenMP launch costs a few microseconds) */
 #define FI_GEMM_DIRECT_MAX_MACS (256 * 256 * 256)
 #define FI_GEMM_PARALLEL_MIN_MACS (100 * 100 * 100)
+/* larger products still go direct when K fits one block and A at most this many bytes */
+#define FI_GEMM_DIRECT_MAX_A_BYTES (512 * 1024)
 
 /* ---- scratch: one growing buffer per calling thread, reused (a fresh multi-megabyte buffer
  * costs a page fault per 4 KB on first touch) ---- */
@@ -251,7 +253,17 @@ int fi_gemm_f64(double *c, const double *a, const double *b, const double *bias,
     }
 
 /* ---- bias gradient of the linear layer: out[j] = sum_i X[i, j] (float64 sums, row order) ---- */
-#define FI_COLUMN_SUMS(NAME, T)                                                               \
+#if FI_X86
+#define FI_COLUMN_ACC(T, X, acc, x, rows, cols)                                                 \
+    switch (fi_gemm_isa()) {                                                                    \
+    case FI_ISA_AVX512: fi_column_acc_##X##_avx512(acc, x, rows, cols); break;                  \
+    case FI_ISA_AVX2: fi_column_acc_##X##_avx2(acc, x, rows, cols); break;                      \
+    default: fi_column_acc_##X##_base(acc, x, rows, cols);                                      \
+    }
+#else
+#define FI_COLUMN_ACC(T, X, acc, x, rows, cols) fi_column_acc_##X##_base(acc, x, rows, cols)
+#endif
+#define FI_COLUMN_SUMS(NAME, T, X)                                                            \
     int NAME(T *out, const T *x, int64_t rows, int64_t cols, int trans) {                      \
         /* X is (rows, cols): x itself, or x^T when trans (x is (cols, rows)) */               \
         if (trans) {                                                                            \
@@ -262,15 +274,16 @@ int fi_gemm_f64(double *c, const double *a, const double *b, const double *bias,
             }                                                                                   \
             return 0;                                                                           \
         }                                                                                       \
-        double *acc = calloc(cols > 0 ? (size_t)cols : 1, sizeof(double));                      \
+        double stack[1024];                                                                     \
+        double *acc = cols <= 1024 ? stack : malloc((size_t)cols * sizeof(double));             \
         if (!acc) return -1;                                                                    \
-        for (int64_t i = 0; i < rows; i++)                                                      \
-            for (int64_t j = 0; j < cols; j++) acc[j] += x[i * cols + j];                       \
+        memset(acc, 0, (size_t)(cols > 0 ? cols : 0) * sizeof(double));                        \
+        FI_COLUMN_ACC(T, X, acc, x, rows, cols)                                                 \
         for (int64_t j = 0; j < cols; j++) out[j] = (T)acc[j];                                  \
-        free(acc);                                                                              \
+        if (acc != stack) free(acc);                                                            \
         return 0;                                                                               \
     }
-FI_COLUMN_SUMS(fi_column_sums_f32, float)
-FI_COLUMN_SUMS(fi_column_sums_f64, double)
+FI_COLUMN_SUMS(fi_column_sums_f32, float, f32)
+FI_COLUMN_SUMS(fi_column_sums_f64, double, f64)
 FI_LINEAR_BACKWARD(fi_linear_backward_f32, float, fi_gemm_f32, fi_column_sums_f32)
 FI_LINEAR_BACKWARD(fi_linear_backward_f64, double, fi_gemm_f64, fi_column_sums_f64)

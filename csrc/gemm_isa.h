@@ -116,74 +116,108 @@ FI_ATTR static void FI_FN(fi_macro_)(FI_T *c, int64_t ldc, const FI_T *ap, const
     }
 }
 
-/* C[i0:i1, column panels t0..t1-1] (+)= op(A) @ op(B), K in one block, B not packed: the tile
- * reads B row by row where it lies; a B panel is copied into bpanel (room for every panel,
- * k * ceil(n/NR) * NR values) only when B comes transposed, or for a partial last panel (the
- * tile reads whole vectors). ap holds rows i0..i1 of A in packed panels (row i's panel at
- * ap + (i - i0)*k), packed here first when pack_a (i0 % MR == 0; the packing may write
- * FI_PACK_PAD values past the last panel). */
+/* One row tile of the direct path, A read where it lies: A[r, k] = a[(i + r)*lda + k], or
+ * a[k*lda + i + r] when ta. Rows past mv repeat row mv - 1 (FI_A_STRIDED clamps), so nothing
+ * past A is read; a full transposed tile takes FI_A_PANEL (one base pointer). A tile as tall
+ * as the rows left (12, 8 or 4 rows on AVX-512, see FI_ROW_TILE). */
+#define FI_TILE_A_(R, mv, ta, a, lda, i, kc, b, bstep, c, ldc, nv, beta)                      \
+    do {                                                                                        \
+        if (!(ta))                                                                              \
+            FI_CAT(fi_tile_, FI_SFX)(R, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc, (a) + (i) * (lda), \
+                                     lda, 1, b, bstep, 0, c, ldc, mv, nv, beta);                \
+        else if ((mv) == (R))                                                                   \
+            FI_CAT(fi_tile_, FI_SFX)(R, FI_NVEC, FI_A_PANEL, FI_B_STRIDED, kc, (a) + (i), 0,    \
+                                     lda, b, bstep, 0, c, ldc, mv, nv, beta);                   \
+        else                                                                                    \
+            FI_CAT(fi_tile_, FI_SFX)(R, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc, (a) + (i), 1,  \
+                                     lda, b, bstep, 0, c, ldc, mv, nv, beta);                   \
+    } while (0)
+#if FI_MR > 8
+#define FI_ROW_TILE_A(mv, ...)                                                                  \
+    do {                                                                                        \
+        if ((mv) > 8) FI_TILE_A_(FI_MR, mv, __VA_ARGS__);                                       \
+        else if ((mv) > 4) FI_TILE_A_(8, mv, __VA_ARGS__);                                      \
+        else FI_TILE_A_(4, mv, __VA_ARGS__);                                                    \
+    } while (0)
+#else
+#define FI_ROW_TILE_A(mv, ...) FI_TILE_A_(FI_MR, mv, __VA_ARGS__)
+#endif
+
+/* C[i0:i1, column panels t0..t1-1] (+)= op(A) @ op(B), K in one block, nothing of A packed:
+ * the tile reads A's rows (or columns) and B's rows where they lie; a B panel is copied into
+ * bpanel (k * NR values, reused panel after panel) only when B comes transposed, or for a
+ * partial last panel (the tile reads whole vectors). Packing A bought nothing here: its rows
+ * stay in L1/L2 across the panels, and the copy (all of A per thread, when split by panels)
+ * cost 3-7% (128x784 @ 784x256 on 2 threads: 125 -> 116 us unpacked). */
 FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, const FI_T *b,
                                             int tb, int64_t m, int64_t n, int64_t k, int beta,
-                                            FI_T *ap, FI_T *bpanel, int64_t i0, int64_t i1,
-                                            int64_t t0, int64_t t1, int pack_a)
+                                            FI_T *bpanel, int64_t i0, int64_t i1, int64_t t0,
+                                            int64_t t1)
 {
-    if (pack_a) FI_FN(fi_pack_a_)(ap, a, ta, ta ? m : k, i0, i1 - i0, 0, k);
+    const int64_t lda = ta ? m : k;
     for (int64_t t = t0; t < t1; t++) {
         const int64_t j = t * FI_NR, nv = n - j < FI_NR ? n - j : FI_NR;
         const FI_T *bsrc = b + j;
         int64_t bstep = n;
         if (tb || nv < FI_NR) {
-            FI_T *panel = bpanel + t * k * FI_NR;
-            FI_FN(fi_pack_b_)(panel, b, tb, tb ? k : n, 0, k, j, nv);
-            bsrc = panel;
+            FI_FN(fi_pack_b_)(bpanel, b, tb, tb ? k : n, 0, k, j, nv);
+            bsrc = bpanel;
             bstep = FI_NR;
         }
-        for (int64_t i = i0; i < i1; i += FI_MR)
-            FI_ROW_TILE(i1 - i < FI_MR ? i1 - i : FI_MR, FI_B_STRIDED, k, ap + (i - i0) * k,
-                        bsrc, bstep, c + i * n + j, n, nv, beta);
+        for (int64_t i = i0; i < i1; i += FI_MR) {
+            const int64_t mv = i1 - i < FI_MR ? i1 - i : FI_MR;
+            FI_ROW_TILE_A(mv, ta, a, lda, i, k, bsrc, bstep, c + i * n + j, n, nv, beta);
+        }
     }
 }
 
-/* Small and medium products: K in one block, B read where it lies, A packed (a cheap
- * transpose) so the tile broadcasts from one stream. Medium ones (macs >=
- * FI_GEMM_PARALLEL_MIN_MACS) split over the threads in one parallel region: by rows (each part
- * packs its rows of A), unless B comes transposed (each part would copy all of B) or there are
- * too few rows, and there are enough column panels: then by panels (A packed first, shared). */
+/* Small and medium products: K in one block, A and B read where they lie (B copied only when
+ * it comes transposed). Medium ones (macs >= FI_GEMM_PARALLEL_MIN_MACS) split over the threads
+ * in one parallel region: by rows, unless B comes transposed (each part would copy all of B) or
+ * there are too few rows, and there are enough column panels: then by panels. Nothing one
+ * thread writes is read by another (on this VM a line written by one core and read by the
+ * other sometimes costs several times a local one). */
 FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const FI_T *b, int tb,
                                           int64_t m, int64_t n, int64_t k, int beta)
 {
     const int64_t npan = (n + FI_NR - 1) / FI_NR, nrow = (m + FI_MR - 1) / FI_MR;
-    const int64_t size = k * npan * FI_NR;
+    const int64_t size = (k * FI_NR + 15) & ~(int64_t)15;  /* a B panel; 64-byte multiples */
     int64_t chunks = m * n * k >= FI_GEMM_PARALLEL_MIN_MACS ? fi_gemm_max_threads() : 1;
     if (chunks > (npan > nrow ? npan : nrow)) chunks = npan > nrow ? npan : nrow;
-    /* by rows, each part takes an equal share of rows (not whole MR panels: 128 rows as 64 + 64
-     * rather than 60 + 68 evens out the partial tiles, see FI_ROW_TILE) */
-    const int64_t part_rows = (m + chunks - 1) / chunks;
-    const int64_t part_size = (part_rows + FI_MR - 1) / FI_MR * FI_MR * k + FI_PACK_PAD;
-    int64_t asize = nrow * FI_MR * k + (chunks + 1) * FI_PACK_PAD;
-    if (asize < chunks * part_size) asize = chunks * part_size;
-    FI_T *ws = fi_gemm_scratch((size_t)(asize + size * chunks) * sizeof(FI_T));
-    if (!ws) return -1;
-    FI_T *ap = ws, *bpanel = ws + asize;
+    FI_T *bpanel = fi_gemm_scratch((size_t)(size * (chunks > 1 ? chunks : 1)) * sizeof(FI_T));
+    if (!bpanel) return -1;
     if (chunks <= 1) {
-        FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, ap, bpanel, 0, m, 0, npan, 1);
+        FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, bpanel, 0, m, 0, npan);
         return 0;
     }
     const int by_panels = npan >= chunks && (tb || nrow < chunks);
-    if (by_panels) FI_FN(fi_pack_a_)(ap, a, ta, ta ? m : k, 0, m, 0, k);
 #pragma omp parallel for schedule(static) num_threads((int)chunks)
     for (int64_t ch = 0; ch < chunks; ch++) {
         if (by_panels)
-            FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, ap, bpanel, 0, m,
-                                    ch * npan / chunks, (ch + 1) * npan / chunks, 0);
+            FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, bpanel + ch * size, 0, m,
+                                    ch * npan / chunks, (ch + 1) * npan / chunks);
         else {
+            /* equal shares of rows (not whole MR panels: 128 rows as 64 + 64 rather than
+             * 60 + 68 evens out the partial tiles, see FI_ROW_TILE) */
             const int64_t i0 = ch * m / chunks, i1 = (ch + 1) * m / chunks;
             if (i0 < i1)
-                FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, ap + ch * part_size,
-                                        bpanel + ch * size, i0, i1, 0, npan, 1);
+                FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, bpanel + ch * size, i0,
+                                        i1, 0, npan);
         }
     }
     return 0;
+}
+
+/* acc[j] += X[i, j] for each row i in order (X rows x cols, row-major): the bias gradient's
+ * column sums, float64 accumulators, vectorised across j (each column keeps its row order, so
+ * the sums are the same on every build) */
+FI_ATTR static void FI_FN(fi_column_acc_)(double *restrict acc, const FI_T *restrict x,
+                                          int64_t rows, int64_t cols)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        const FI_T *restrict row = x + i * cols;
+        for (int64_t j = 0; j < cols; j++) acc[j] += (double)row[j];
+    }
 }
 
 /* C (m x n, C-contiguous) (+)= op(A) @ op(B) [+ bias, a row vector of n values, or NULL];
@@ -214,9 +248,13 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
         return 0;
     }
     const int64_t lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
-    if (m * n * k <= FI_GEMM_DIRECT_MAX_MACS)
-        return FI_FN(fi_gemm_direct_)(c, a, ta, b, tb, m, n, k, beta);
     const int64_t KC = FI_T_IS_DOUBLE ? FI_GEMM_KC_F64 : FI_GEMM_KC_F32;
+    /* K in one block and all of A small enough to stay in L2 while the B panels stream by:
+     * the direct path's private packing beats sharing a packed B (which pays only with several
+     * row blocks per thread), e.g. a linear layer's 128 x 784 @ 784 x 256 */
+    if (m * n * k <= FI_GEMM_DIRECT_MAX_MACS ||
+        (k <= KC && m * k * (int64_t)sizeof(FI_T) <= FI_GEMM_DIRECT_MAX_A_BYTES))
+        return FI_FN(fi_gemm_direct_)(c, a, ta, b, tb, m, n, k, beta);
     const int64_t MC = FI_MR * FI_GEMM_MC_PANELS;
     const int64_t NC = FI_T_IS_DOUBLE ? FI_GEMM_NC_F64 : FI_GEMM_NC_F32;
     /* K in equal blocks (a multiple of the vector width) rather than KC and a stub */
@@ -285,3 +323,5 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
 #undef FI_NR
 #undef FI_FN
 #undef FI_ROW_TILE
+#undef FI_ROW_TILE_A
+#undef FI_TILE_A_

@@ -28,7 +28,8 @@ SHAPES = [
     (2000, 3, 7), (3, 2000, 7), (500, 2, 300), (2, 500, 300),
     (0, 5, 3), (5, 0, 3), (4, 6, 0),
 ]
-BIG = [(257, 130, 513), (300, 301, 400), (130, 512, 300), (200, 301, 96), (120, 130, 140), (300, 10, 700)]
+BIG = [(257, 130, 513), (300, 301, 400), (130, 512, 300), (200, 301, 96), (120, 130, 140), (300, 10, 700),
+       (128, 256, 784), (256, 784, 128)]  # the last two: past the MACs bound, direct by A's size
 
 
 def rng(*salt):
@@ -436,6 +437,22 @@ def test_linear_bad_input(backend):
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend"):
         fi.matmul(np.ones((2, 2)), np.ones((2, 2)), backend="blas")
+
+
+@pytest.mark.parametrize("shape", [(7, 13), (129, 33), (300, 1500)])
+def test_bias_gradient_is_float64_row_order_sums(fast_backend, dtype, shape):
+    """db: each column summed in float64 in row order, then rounded once: the same bits on every
+    fast backend and vector build (1500 columns: past the C kernel's stack accumulators)."""
+    r = np.random.default_rng(6)
+    n, fout = shape
+    dy = (r.standard_normal(shape) * r.uniform(0.1, 1e3, fout)).astype(dtype)
+    x = r.standard_normal((n, 3)).astype(dtype)
+    w = r.standard_normal((fout, 3)).astype(dtype)
+    _, _, db = fi.linear_backward(dy, x, w, need=("db",), backend=fast_backend)
+    want = np.zeros(fout)
+    for row in dy.astype(np.float64):
+        want += row
+    np.testing.assert_array_equal(db, want.astype(dtype))
 
 
 def test_linear_backward_computes_only_what_is_needed(backend):
