@@ -6,9 +6,12 @@
  *     d = g + wd * p   (wd != 0);   v = m * v + d   (m != 0; d = v);   p = p - lr * d
  * One pass over memory. Below OPT_PARALLEL_MIN elements in all it runs on one thread; above,
  * every thread takes its own slice of every array (no chunk table, no barrier between arrays).
+ * The loop is compiled for AVX-512 too (16 floats a vector instead of SSE2's 4; the update
+ * reads its arrays from L2/L3 and was bound by the instructions, not the bytes).
  */
 #include <stdint.h>
 #include "fastinit.h"
+#include "dispatch.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -16,8 +19,8 @@
 #define OPT_PARALLEL_MIN 65536
 #define OPT_ALIGN 16   /* slice boundaries in elements: whole cache lines per thread */
 
-#define OPT_RANGE(T, SUF)                                                                    \
-static void sgd_range_##SUF(T *restrict p, const T *restrict g, T *restrict v, int64_t lo,    \
+#define OPT_RANGE(T, SUF, ATTR)                                                              \
+ATTR static void sgd_range_##SUF(T *restrict p, const T *restrict g, T *restrict v, int64_t lo,    \
                             int64_t hi, T lr, T m, T wd) {                                   \
     if (v && wd != 0) {                                                                      \
         for (int64_t j = lo; j < hi; j++) {                                                  \
@@ -40,7 +43,7 @@ static void sgd_range_##SUF(T *restrict p, const T *restrict g, T *restrict v, i
             p[j] = p[j] - lr * g[j];                                                         \
     }                                                                                        \
 }                                                                                            \
-static void sgd_slices_##SUF(void **p, void **g, void **v, const int64_t *sizes,             \
+ATTR static void sgd_slices_##SUF(void **p, void **g, void **v, const int64_t *sizes,        \
                              int64_t count, int part, int parts, double lr, double m,        \
                              double wd) {                                                    \
     for (int64_t i = 0; i < count; i++) {                                                    \
@@ -54,8 +57,13 @@ static void sgd_slices_##SUF(void **p, void **g, void **v, const int64_t *sizes,
     }                                                                                        \
 }
 
-OPT_RANGE(float, f32)
-OPT_RANGE(double, f64)
+OPT_RANGE(float, f32, )
+OPT_RANGE(double, f64, )
+#if FI_X86
+#define OPT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma,prefer-vector-width=512")))
+OPT_RANGE(float, f32_avx512, OPT_AVX512)
+OPT_RANGE(double, f64_avx512, OPT_AVX512)
+#endif
 
 void fi_sgd_step(void **p, void **g, void **v, const int64_t *sizes, int64_t count, int bits,
                  double lr, double momentum, double weight_decay) {
@@ -67,6 +75,16 @@ void fi_sgd_step(void **p, void **g, void **v, const int64_t *sizes, int64_t cou
         int part = omp_get_thread_num(), parts = omp_get_num_threads();
 #else
         int part = 0, parts = 1;
+#endif
+#if FI_X86
+        if (fi_use_avx512) {
+            if (bits == 32)
+                sgd_slices_f32_avx512(p, g, v, sizes, count, part, parts, lr, momentum,
+                                      weight_decay);
+            else
+                sgd_slices_f64_avx512(p, g, v, sizes, count, part, parts, lr, momentum,
+                                      weight_decay);
+        } else
 #endif
         if (bits == 32)
             sgd_slices_f32(p, g, v, sizes, count, part, parts, lr, momentum, weight_decay);
