@@ -25,6 +25,7 @@ import numpy as np
 MIN_BYTES = 16 << 20          # from here on an output comes from the cache
 _GRANULE = 1 << 20            # block sizes are whole MB: near sizes share blocks
 _ALIGN = 4096                 # blocks start on a page (64-byte streaming stores need 64)
+_SMALL = MIN_BYTES // 16      # element counts below this are small in any dtype (<= 16 bytes)
 
 _lock = threading.RLock()     # RLock: a release may run inside a take (a GC pass there)
 _idle = {}                    # block bytes -> list of idle blocks (uint8 arrays)
@@ -58,10 +59,12 @@ if hasattr(os, "register_at_fork"):
 
 def empty(shape, dtype):
     """``np.empty(shape, dtype)``, from the cache when it is ``MIN_BYTES`` or more."""
-    dtype = np.dtype(dtype)
     count = math.prod(shape)
+    if count < _SMALL or _max_bytes == 0:   # below MIN_BYTES whatever the dtype (on every call)
+        return np.empty(shape, dtype)
+    dtype = np.dtype(dtype)
     nbytes = count * dtype.itemsize
-    if nbytes < MIN_BYTES or _max_bytes == 0:
+    if nbytes < MIN_BYTES:
         return np.empty(shape, dtype)
     block = _take(-(-nbytes // _GRANULE) * _GRANULE)
     holder = (ctypes.c_char * nbytes).from_buffer(block)

@@ -123,6 +123,7 @@ def _lookup(name, module, func):
 
 
 _auto = {}
+_named = {}   # (backend, module, func) -> (fn, backend), once the backend was checked usable
 
 
 def kernel(module, func, backend=None):
@@ -145,10 +146,15 @@ def kernel(module, func, backend=None):
                         return fn, name
             raise NotImplementedError(f"no backend implements {module}.{func}")  # pragma: no cover
         backend = chosen
+    if type(backend) is str:
+        hit = _named.get((backend, module, func))
+        if hit is not None:
+            return hit
     name = _check_name(backend)
     fn = _lookup(name, module, func)
     if fn is None:
         raise NotImplementedError(f"backend {name!r} has no kernel {module}.{func}")
+    _named[(name, module, func)] = (fn, name)
     return fn, name
 
 

@@ -8,12 +8,24 @@ import numpy as np
 from .. import _c
 
 
+_F32 = np.dtype(np.float32)
+_NULL = _c.ffi.NULL
+
+
 def _run(op, out, x, dy=None, param=0.0):
-    lib = _c.lib
-    fn = lib.fi_activation_f32 if x.dtype == np.float32 else lib.fi_activation_f64
-    dptr = _c.ffi.NULL if dy is None else _c.ptr(dy)
-    if fn(getattr(lib, op), _c.ptr(out), _c.ptr(x), dptr, x.size, param) != 0:
+    lib, fb = _c.lib, _c.ffi.from_buffer
+    if x.dtype is _F32:
+        fn, ct = lib.fi_activation_f32, "float[]"
+    else:
+        fn, ct = lib.fi_activation_f64, "double[]"
+    code = _CODES.get(op)
+    if code is None:
+        code = _CODES[op] = getattr(lib, op)
+    if fn(code, fb(ct, out), fb(ct, x), _NULL if dy is None else fb(ct, dy), x.size, param):
         raise RuntimeError(f"activation kernel {op} failed")  # pragma: no cover
+
+
+_CODES = {}
 
 
 def relu(y, x):

@@ -10,9 +10,9 @@ ulp; they vectorise, libm calls do not); float64 kernels call libm. ``out=`` (a 
 C-contiguous array of x's shape and dtype; may be ``x`` itself) receives the result instead of
 a fresh array.
 """
-from .. import _alloc, _validate, backends
-
 import numpy as np
+
+from .. import _alloc, _validate, backends
 
 __all__ = ["relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
            "tanh", "tanh_backward", "sigmoid", "sigmoid_backward", "gelu", "gelu_backward",
@@ -21,9 +21,20 @@ __all__ = ["relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", 
 _GELU = ("none", "tanh")
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def _plain(a):
+    """A C-contiguous float32/float64 ndarray (the common case, tested cheaply)."""
+    return type(a) is np.ndarray and (a.dtype is _F32 or a.dtype is _F64) and a.flags.c_contiguous
+
+
 def _forward(name, x, out, backend, *args):
-    _validate.float_array(x, "x")
-    xc = _validate.contiguous(x)
+    if _plain(x):
+        xc = x
+    else:
+        _validate.float_array(x, "x")
+        xc = _validate.contiguous(x)
     if out is None:
         y = _alloc.empty(x.shape, x.dtype)
     else:
@@ -35,12 +46,15 @@ def _forward(name, x, out, backend, *args):
 
 
 def _backward(name, dy, x, out, backend, *args):
-    _validate.float_array(dy, "dy")
-    _validate.float_array(x, "x")
-    _validate.same_dtype(dy, "dy", x, "x")
-    _validate.same_shape(dy, "dy", x, "x")
-    xc = _validate.contiguous(x)
-    dyc = _validate.contiguous(dy)
+    if _plain(dy) and _plain(x) and dy.dtype is x.dtype and dy.shape == x.shape:
+        xc, dyc = x, dy
+    else:
+        _validate.float_array(dy, "dy")
+        _validate.float_array(x, "x")
+        _validate.same_dtype(dy, "dy", x, "x")
+        _validate.same_shape(dy, "dy", x, "x")
+        xc = _validate.contiguous(x)
+        dyc = _validate.contiguous(dy)
     if out is None:
         dx = _alloc.empty(x.shape, x.dtype)
     else:

@@ -155,6 +155,7 @@ def linear(x, w, b=None, backend=None):
 
 
 _NEEDS = ("dx", "dw", "db")
+_needs_seen = set()   # tuples of names from _NEEDS already checked (at most 15 subsets x orders)
 
 
 def linear_backward(dy, x, w, has_bias=True, backend=None, need=_NEEDS):
@@ -175,9 +176,11 @@ def linear_backward(dy, x, w, has_bias=True, backend=None, need=_NEEDS):
         _validate.dims_match(dy, "dy", 1, w, "w", 0, "out_features of dy and w")
         _validate.dims_match(x, "x", 1, w, "w", 1, "in_features of x and w")
         has_bias = _validate.boolean(has_bias, "has_bias")
-    if need is not _NEEDS:
+    if need is not _NEEDS and not (type(need) is tuple and need in _needs_seen):
         if isinstance(need, str) or any(n not in _NEEDS for n in need):
             raise ValueError(f"need must be a collection of {_NEEDS}, got {need!r}")
+        if type(need) is tuple and len(need) <= len(_NEEDS):
+            _needs_seen.add(need)
     dt = dy.dtype
     dx = _alloc.empty(x.shape, dt) if "dx" in need else None
     dw = _alloc.empty(w.shape, dt) if "dw" in need else None

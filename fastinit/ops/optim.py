@@ -100,17 +100,22 @@ def sgd_step_(params, grads, lr, velocities=None, momentum=0.0, weight_decay=0.0
         not use_v or len(velocities) == n)
     if fine:  # the cheap test of everything _check checks, and of overlaps (see _disjoint)
         nd = np.ndarray
-        for i in range(n):
-            p, g = params[i], grads[i]
-            v = velocities[i] if use_v else p
+        for p, g, v in zip(params, grads, velocities if use_v else params):
             if not (type(p) is nd and type(g) is nd and type(v) is nd and p.dtype is dtype
-                    and g.dtype is dtype and v.dtype is dtype and g.shape == p.shape
-                    and g.flags.c_contiguous
-                    and v.shape == p.shape and p.flags.c_contiguous and p.flags.writeable
-                    and v.flags.c_contiguous and v.flags.writeable
-                    and p.base is None and g.base is None and v.base is None):
+                    and g.dtype is dtype and v.dtype is dtype and p.base is None
+                    and g.base is None and v.base is None and g.shape == p.shape
+                    and v.shape == p.shape and g.flags.c_contiguous):
                 fine = False
                 break
+            f = p.flags
+            if not (f.c_contiguous and f.writeable):
+                fine = False
+                break
+            if use_v:
+                f = v.flags
+                if not (f.c_contiguous and f.writeable):
+                    fine = False
+                    break
         if fine:  # arrays that own their data share memory only by being the same object
             written = {id(a) for a in params}
             if use_v:
