@@ -17,9 +17,10 @@ and on this Zen 5 both micro-panels stream from L2 fast enough (see :func:`block
 is not transposed is read where it lies unless its row stride would thrash the caches
 (:func:`b_rows_direct`); only a partial last panel is packed then.
 
-Small and medium products (:func:`gemm_direct`, up to DIRECT_MAX_MACS multiply-adds) take K
-in one block, pack only A (a cheap in-register transpose) and read B in place, on one thread
-or, from PARALLEL_MIN_MACS on, split over the threads in a single parallel launch. A narrow C
+Small and medium products (:func:`gemm_direct`: up to DIRECT_MAX_MACS multiply-adds, or K in
+one block and A of at most DIRECT_MAX_A_BYTES) take K in one block and read A and B where they
+lie (B copied only when it comes transposed), on one thread or, from PARALLEL_MIN_MACS on, split
+over the threads in a single parallel launch. A narrow C
 (N < NR, e.g. a linear layer with 10 outputs) is computed as C.T = op(B).T @ op(A).T, so M
 runs along the tile's columns instead of leaving them idle.
 
@@ -52,8 +53,10 @@ else:
     MR, NVEC = 4, 2
 
 PACKED = make_tile(MR, NVEC, "packed", "packed")
-DIRECT = make_tile(MR, NVEC, "packed", "strided")
+PACKED_A = make_tile(MR, NVEC, "packed", "strided")   # the large path when B is read in place
+DIRECT = make_tile(MR, NVEC, "strided", "strided")    # the direct path: A and B where they lie
 _packed_tile = PACKED.fn
+_packed_a_tile = PACKED_A.fn
 _direct_tile = DIRECT.fn
 #: Packing a row-major A (or a transposed B) is a transpose: done a lanes x lanes block at a
 #: time in registers (scalar copies ran at about 0.5 values per cycle, 8% of a 1024^3 product).
@@ -222,8 +225,8 @@ def gemm_packed(a, ta, b, tb, c, beta, kc_max, mc_max, nc_max, apack, bpack, nth
                     if b_direct and nv == NR:
                         for q in range(q1 - q0):
                             i = i0 + q * MR
-                            _direct_tile(kc, ap, q * kc * MR, 0, 0, bflat, pc * n + j, n,
-                                         cflat, i * ldc + j, ldc, min(MR, m - i), nv, bet)
+                            _packed_a_tile(kc, ap, q * kc * MR, 0, 0, bflat, pc * n + j, n,
+                                           cflat, i * ldc + j, ldc, min(MR, m - i), nv, bet)
                     else:
                         for q in range(q1 - q0):
                             i = i0 + q * MR
@@ -232,14 +235,13 @@ def gemm_packed(a, ta, b, tb, c, beta, kc_max, mc_max, nc_max, apack, bpack, nth
 
 
 @njit
-def _direct_block(a, ta, b, tb, c, beta, apack, a_base, bpanel, i0, i1, t0, t1, pack_a):
-    """C[i0:i1, column panels t0..t1-1] (+)= op(A) @ op(B), K in one block, B not packed.
+def _direct_block(a, ta, b, tb, c, beta, bpanel, i0, i1, t0, t1):
+    """C[i0:i1, column panels t0..t1-1] (+)= op(A) @ op(B), K in one block, nothing of A packed.
 
-    The tile reads B row by row where it lies; a B panel is copied into ``bpanel`` (room for
-    every panel: k * ceil(n/NR) * NR values) only when B comes transposed, or for a partial
-    last panel (the tile reads whole vectors). ``apack`` holds rows i0..i1 of A in packed
-    panels (row i's panel at a_base + (i - i0)*k), packed here first when ``pack_a``
-    (i0 % MR == 0; the packing may write PACK_PAD values past the last panel).
+    The tile reads A's rows (or columns, when ``ta``) and B's rows where they lie; a B panel is
+    copied into ``bpanel`` (k * NR values, reused panel after panel) only when B comes
+    transposed, or for a partial last panel (the tile reads whole vectors). Packing A bought
+    nothing here (see csrc/gemm_isa.h: its rows stay in cache across the panels).
     """
     m, n = c.shape
     k = a.shape[0] if ta else a.shape[1]
@@ -247,41 +249,37 @@ def _direct_block(a, ta, b, tb, c, beta, apack, a_base, bpanel, i0, i1, t0, t1, 
     ldc = n
     cflat = c.reshape(-1)
     bflat = b.reshape(-1)
-    if pack_a:
-        _pack_a(a, ta, i0, i1 - i0, 0, k, apack[a_base:])
+    aflat = a.reshape(-1)
+    a_rs, a_ks = (1, m) if ta else (k, 1)
     for t in range(t0, t1):
         j = t * NR
         nv = min(NR, n - j)
         if tb or nv < NR:
-            off = t * k * NR
-            _pack_b_panel(b, tb, 0, k, j, nv, bpanel[off:off + k * NR], NR)
-            bsrc, boff, bstep = bpanel, off, NR
+            _pack_b_panel(b, tb, 0, k, j, nv, bpanel, NR)
+            bsrc, boff, bstep = bpanel, 0, NR
         else:
             bsrc, boff, bstep = bflat, j, n
         for i in range(i0, i1, MR):
-            _direct_tile(k, apack, a_base + (i - i0) * k, 0, 0, bsrc, boff, bstep,
+            _direct_tile(k, aflat, i * a_rs, a_rs, a_ks, bsrc, boff, bstep,
                          cflat, i * ldc + j, ldc, min(MR, i1 - i), nv, beta)
 
 
-def direct_scratch(m, n, k, itemsize, nchunks):
-    """Values of scratch :func:`gemm_direct` needs: packed A (plus PACK_PAD per part), then
-    ``nchunks`` copies of room for every B panel."""
+def direct_scratch(k, itemsize, nchunks):
+    """Values of scratch :func:`gemm_direct` needs: one B panel per part."""
     NR = NVEC * (VECTOR_BYTES // itemsize)
-    return (((m + MR - 1) // MR) * MR * k + (nchunks + 1) * PACK_PAD
-            + nchunks * k * ((n + NR - 1) // NR) * NR)
+    return max(nchunks, 1) * k * NR
 
 
 @pjit
 def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks):
-    """C (+)= op(A) @ op(B) with K in one block, B read where it lies and A packed (a cheap
-    transpose, so the tile broadcasts from one stream): small and medium products.
+    """C (+)= op(A) @ op(B) with K in one block, A and B read where they lie (B copied only when
+    it comes transposed): small and medium products.
 
     Same arguments as :func:`gemm_packed`; ``ws`` : 1-D scratch of at least
-    ``direct_scratch(M, N, K, itemsize, nchunks)`` values. ``nchunks`` > 1 splits the work in
-    one parallel launch: by rows (each part packs its rows of A), unless B comes transposed
-    (each part would then copy all of B) or there are too few rows, and there are enough
-    column panels: then by panels (A packed first, shared; each part copies its panels of a
-    transposed B). With ``nchunks`` == 1 no thread is started.
+    ``direct_scratch(K, itemsize, nchunks)`` values. ``nchunks`` > 1 splits the work in one
+    parallel launch: by rows, unless B comes transposed (each part would then copy all of B)
+    or there are too few rows, and there are enough column panels: then by panels. Nothing one
+    thread writes is read by another. With ``nchunks`` == 1 no thread is started.
     """
     m, n = c.shape
     k = a.shape[0] if ta else a.shape[1]
@@ -292,22 +290,21 @@ def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks):
     NR = NVEC * (VECTOR_BYTES // c.itemsize)
     npan = (n + NR - 1) // NR
     nrow = (m + MR - 1) // MR
-    asize = nrow * MR * k + (nchunks + 1) * PACK_PAD
-    bsize = k * npan * NR
+    size = k * NR
     if nchunks <= 1:
-        _direct_block(a, ta, b, tb, c, beta, ws, 0, ws[asize:asize + bsize], 0, m, 0, npan, True)
+        _direct_block(a, ta, b, tb, c, beta, ws[:size], 0, m, 0, npan)
     elif npan >= nchunks and (tb or nrow < nchunks):
-        _pack_a(a, ta, 0, m, 0, k, ws)
         for ch in prange(nchunks):
-            _direct_block(a, ta, b, tb, c, beta, ws, 0, ws[asize:asize + bsize], 0, m,
-                          ch * npan // nchunks, (ch + 1) * npan // nchunks, False)
+            _direct_block(a, ta, b, tb, c, beta, ws[ch * size:(ch + 1) * size], 0, m,
+                          ch * npan // nchunks, (ch + 1) * npan // nchunks)
     else:
         for ch in prange(nchunks):
-            q0 = ch * nrow // nchunks
-            q1 = (ch + 1) * nrow // nchunks
-            boff = asize + ch * bsize
-            _direct_block(a, ta, b, tb, c, beta, ws, q0 * MR * k + ch * PACK_PAD,
-                          ws[boff:boff + bsize], q0 * MR, min(q1 * MR, m), 0, npan, True)
+            # equal shares of rows (128 rows as 64 + 64, not 60 + 68: see csrc/gemm_isa.h)
+            i0 = ch * m // nchunks
+            i1 = (ch + 1) * m // nchunks
+            if i0 < i1:
+                _direct_block(a, ta, b, tb, c, beta, ws[ch * size:(ch + 1) * size], i0, i1,
+                              0, npan)
 
 
 @njit
@@ -368,6 +365,10 @@ def _workspace(name, size, dtype):
 DIRECT_MAX_MACS = 256 * 256 * 256
 #: Products of at least this many multiply-adds use the threads.
 PARALLEL_MIN_MACS = 100 * 100 * 100
+#: Larger products still go direct when K fits one block and A has at most this many bytes
+#: (A then stays in L2 while the B panels stream by; the large path's shared packed B pays
+#: only with several row blocks per thread).
+DIRECT_MAX_A_BYTES = 512 * 1024
 
 
 def gemm(a, ta, b, tb, c, beta=0, bias=None):
@@ -395,15 +396,15 @@ def gemm(a, ta, b, tb, c, beta=0, bias=None):
             c[...] = bias
             beta = 1
     macs = m * n * k
-    if macs <= DIRECT_MAX_MACS:
+    kc, mc, nc = _BLOCKING[dt]
+    if macs <= DIRECT_MAX_MACS or (k <= kc and m * k * dt.itemsize <= DIRECT_MAX_A_BYTES):
         if m and n:
             chunks = 1
             if macs >= PARALLEL_MIN_MACS:
                 chunks = min(_num_threads(), max((m + MR - 1) // MR, (n + NR - 1) // NR))
-            size = direct_scratch(m, n, k, dt.itemsize, chunks)
+            size = direct_scratch(k, dt.itemsize, chunks)
             gemm_direct(a, ta, b, tb, c, beta, _workspace("direct", size, dt), chunks)
         return c
-    kc, mc, nc = _BLOCKING[dt]
     threads = numba.config.NUMBA_NUM_THREADS
     slot = mc * kc + PACK_PAD
     apack = _workspace("apack", threads * slot, dt)[:threads * slot].reshape(threads, slot)
