@@ -11,22 +11,22 @@
  * reads only the first rows of its panel (a 128-row C on 12-row tiles: the 8-row rest cost a
  * whole tile). */
 #if FI_MR > 8
-#define FI_ROW_TILE(mv, BMODE, kc, ap, b, bstep, c, ldc, nv, beta)                             \
+#define FI_ROW_TILE(mv, BMODE, kc, ap, b, bstep, c, ldc, nv, beta, bias)                       \
     do {                                                                                        \
         if ((mv) > 8)                                                                           \
-            FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, BMODE, kc, ap, 0, 0, b,       \
-                                     bstep, 0, c, ldc, mv, nv, beta);                           \
+            FI_CAT(fi_tile_bias_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, BMODE, kc, ap, 0, 0, b,  \
+                                          bstep, 0, c, ldc, mv, nv, beta, bias);                \
         else if ((mv) > 4)                                                                      \
-            FI_CAT(fi_tile_, FI_SFX)(8, FI_NVEC, FI_A_PANEL, BMODE, kc, ap, 0, FI_MR, b,        \
-                                     bstep, 0, c, ldc, mv, nv, beta);                           \
+            FI_CAT(fi_tile_bias_, FI_SFX)(8, FI_NVEC, FI_A_PANEL, BMODE, kc, ap, 0, FI_MR, b,   \
+                                          bstep, 0, c, ldc, mv, nv, beta, bias);                \
         else                                                                                    \
-            FI_CAT(fi_tile_, FI_SFX)(4, FI_NVEC, FI_A_PANEL, BMODE, kc, ap, 0, FI_MR, b,        \
-                                     bstep, 0, c, ldc, mv, nv, beta);                           \
+            FI_CAT(fi_tile_bias_, FI_SFX)(4, FI_NVEC, FI_A_PANEL, BMODE, kc, ap, 0, FI_MR, b,   \
+                                          bstep, 0, c, ldc, mv, nv, beta, bias);                \
     } while (0)
 #else
-#define FI_ROW_TILE(mv, BMODE, kc, ap, b, bstep, c, ldc, nv, beta)                             \
-    FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, BMODE, kc, ap, 0, 0, b, bstep, 0, c, \
-                             ldc, mv, nv, beta)
+#define FI_ROW_TILE(mv, BMODE, kc, ap, b, bstep, c, ldc, nv, beta, bias)                       \
+    FI_CAT(fi_tile_bias_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, BMODE, kc, ap, 0, 0, b, bstep,  \
+                                  0, c, ldc, mv, nv, beta, bias)
 #endif
 
 /* dst[(q*kc + k)*MR + r] = A[i0 + q*MR + r, p0 + k] for r < mc - q*MR, padding beyond;
@@ -95,7 +95,7 @@ FI_ATTR static void FI_FN(fi_pack_b_)(FI_T *restrict panel, const FI_T *restrict
 FI_ATTR static void FI_FN(fi_macro_)(FI_T *c, int64_t ldc, const FI_T *ap, const FI_T *bp,
                                      const FI_T *bdir, int64_t ldb,
                                      int64_t mc, int64_t nc, int64_t t0, int64_t t1, int64_t kc,
-                                     int beta)
+                                     int beta, const FI_T *bias)
 {
     for (int64_t t = t0; t < t1; t++) {
         const int64_t j = t * FI_NR;
@@ -104,14 +104,14 @@ FI_ATTR static void FI_FN(fi_macro_)(FI_T *c, int64_t ldc, const FI_T *ap, const
             for (int64_t i = 0; i < mc; i += FI_MR) {
                 const int64_t mv = mc - i < FI_MR ? mc - i : FI_MR;
                 FI_ROW_TILE(mv, FI_B_STRIDED, kc, ap + i * kc, bdir + j, ldb, c + i * ldc + j,
-                            ldc, nv, beta);
+                            ldc, nv, beta, bias ? bias + j : NULL);
             }
             continue;
         }
         for (int64_t i = 0; i < mc; i += FI_MR) {
             const int64_t mv = mc - i < FI_MR ? mc - i : FI_MR;
             FI_ROW_TILE(mv, FI_B_PACKED, kc, ap + i * kc, bp + t * kc * FI_NR, 0,
-                        c + i * ldc + j, ldc, nv, beta);
+                        c + i * ldc + j, ldc, nv, beta, bias ? bias + j : NULL);
         }
     }
 }
@@ -120,17 +120,18 @@ FI_ATTR static void FI_FN(fi_macro_)(FI_T *c, int64_t ldc, const FI_T *ap, const
  * a[k*lda + i + r] when ta. Rows past mv repeat row mv - 1 (FI_A_STRIDED clamps), so nothing
  * past A is read; a full transposed tile takes FI_A_PANEL (one base pointer). A tile as tall
  * as the rows left (12, 8 or 4 rows on AVX-512, see FI_ROW_TILE). */
-#define FI_TILE_A_(R, mv, ta, a, lda, i, kc, b, bstep, c, ldc, nv, beta)                      \
+#define FI_TILE_A_(R, mv, ta, a, lda, i, kc, b, bstep, c, ldc, nv, beta, bias)                \
     do {                                                                                        \
         if (!(ta))                                                                              \
-            FI_CAT(fi_tile_, FI_SFX)(R, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc, (a) + (i) * (lda), \
-                                     lda, 1, b, bstep, 0, c, ldc, mv, nv, beta);                \
+            FI_CAT(fi_tile_bias_, FI_SFX)(R, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc,           \
+                                          (a) + (i) * (lda), lda, 1, b, bstep, 0, c, ldc, mv,   \
+                                          nv, beta, bias);                                      \
         else if ((mv) == (R))                                                                   \
-            FI_CAT(fi_tile_, FI_SFX)(R, FI_NVEC, FI_A_PANEL, FI_B_STRIDED, kc, (a) + (i), 0,    \
-                                     lda, b, bstep, 0, c, ldc, mv, nv, beta);                   \
+            FI_CAT(fi_tile_bias_, FI_SFX)(R, FI_NVEC, FI_A_PANEL, FI_B_STRIDED, kc, (a) + (i),  \
+                                          0, lda, b, bstep, 0, c, ldc, mv, nv, beta, bias);     \
         else                                                                                    \
-            FI_CAT(fi_tile_, FI_SFX)(R, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc, (a) + (i), 1,  \
-                                     lda, b, bstep, 0, c, ldc, mv, nv, beta);                   \
+            FI_CAT(fi_tile_bias_, FI_SFX)(R, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc, (a) + (i), \
+                                          1, lda, b, bstep, 0, c, ldc, mv, nv, beta, bias);     \
     } while (0)
 #if FI_MR > 8
 #define FI_ROW_TILE_A(mv, ...)                                                                  \
@@ -150,9 +151,9 @@ FI_ATTR static void FI_FN(fi_macro_)(FI_T *c, int64_t ldc, const FI_T *ap, const
  * stay in L1/L2 across the panels, and the copy (all of A per thread, when split by panels)
  * cost 3-7% (128x784 @ 784x256 on 2 threads: 125 -> 116 us unpacked). */
 FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, const FI_T *b,
-                                            int tb, int64_t m, int64_t n, int64_t k, int beta,
-                                            FI_T *bpanel, int64_t i0, int64_t i1, int64_t t0,
-                                            int64_t t1)
+                                            int tb, const FI_T *bias, int64_t m, int64_t n,
+                                            int64_t k, int beta, FI_T *bpanel, int64_t i0,
+                                            int64_t i1, int64_t t0, int64_t t1)
 {
     const int64_t lda = ta ? m : k;
     for (int64_t t = t0; t < t1; t++) {
@@ -166,7 +167,8 @@ FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, cons
         }
         for (int64_t i = i0; i < i1; i += FI_MR) {
             const int64_t mv = i1 - i < FI_MR ? i1 - i : FI_MR;
-            FI_ROW_TILE_A(mv, ta, a, lda, i, k, bsrc, bstep, c + i * n + j, n, nv, beta);
+            FI_ROW_TILE_A(mv, ta, a, lda, i, k, bsrc, bstep, c + i * n + j, n, nv, beta,
+                          bias ? bias + j : NULL);
         }
     }
 }
@@ -178,7 +180,8 @@ FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, cons
  * thread writes is read by another (on this VM a line written by one core and read by the
  * other sometimes costs several times a local one). */
 FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const FI_T *b, int tb,
-                                          int64_t m, int64_t n, int64_t k, int beta)
+                                          const FI_T *bias, int64_t m, int64_t n, int64_t k,
+                                          int beta)
 {
     const int64_t npan = (n + FI_NR - 1) / FI_NR, nrow = (m + FI_MR - 1) / FI_MR;
     const int64_t size = (k * FI_NR + 15) & ~(int64_t)15;  /* a B panel; 64-byte multiples */
@@ -187,21 +190,21 @@ FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const 
     FI_T *bpanel = fi_gemm_scratch((size_t)(size * (chunks > 1 ? chunks : 1)) * sizeof(FI_T));
     if (!bpanel) return -1;
     if (chunks <= 1) {
-        FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, bpanel, 0, m, 0, npan);
+        FI_FN(fi_direct_block_)(c, a, ta, b, tb, bias, m, n, k, beta, bpanel, 0, m, 0, npan);
         return 0;
     }
     const int by_panels = npan >= chunks && (tb || nrow < chunks);
 #pragma omp parallel for schedule(static) num_threads((int)chunks)
     for (int64_t ch = 0; ch < chunks; ch++) {
         if (by_panels)
-            FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, bpanel + ch * size, 0, m,
+            FI_FN(fi_direct_block_)(c, a, ta, b, tb, bias, m, n, k, beta, bpanel + ch * size, 0, m,
                                     ch * npan / chunks, (ch + 1) * npan / chunks);
         else {
             /* equal shares of rows (not whole MR panels: 128 rows as 64 + 64 rather than
              * 60 + 68 evens out the partial tiles, see FI_ROW_TILE) */
             const int64_t i0 = ch * m / chunks, i1 = (ch + 1) * m / chunks;
             if (i0 < i1)
-                FI_FN(fi_direct_block_)(c, a, ta, b, tb, m, n, k, beta, bpanel + ch * size, i0,
+                FI_FN(fi_direct_block_)(c, a, ta, b, tb, bias, m, n, k, beta, bpanel + ch * size, i0,
                                         i1, 0, npan);
         }
     }
@@ -238,15 +241,13 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
                 c[i * n + j] = (beta ? c[i * n + j] : 0) + (bias ? bias[j] : 0) + ct[j * m + i];
         return 0;
     }
-    if (bias) {         /* C starts as the bias rows (plus C when beta); the product adds on */
+    if (k <= 0) {       /* C = [C +] bias, or zeros */
         for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) c[i * n + j] = (beta ? c[i * n + j] : 0) + bias[j];
-        beta = 1;
-    }
-    if (k <= 0) {
-        if (!beta) memset(c, 0, (size_t)(m * n) * sizeof(FI_T));
+            for (int64_t j = 0; j < n; j++)
+                c[i * n + j] = (beta ? c[i * n + j] : 0) + (bias ? bias[j] : 0);
         return 0;
     }
+    /* the bias is added by the tiles as they store (with K's first block) */
     const int64_t lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
     const int64_t KC = FI_T_IS_DOUBLE ? FI_GEMM_KC_F64 : FI_GEMM_KC_F32;
     /* K in one block and all of A small enough to stay in L2 while the B panels stream by:
@@ -254,7 +255,7 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
      * row blocks per thread), e.g. a linear layer's 128 x 784 @ 784 x 256 */
     if (m * n * k <= FI_GEMM_DIRECT_MAX_MACS ||
         (k <= KC && m * k * (int64_t)sizeof(FI_T) <= FI_GEMM_DIRECT_MAX_A_BYTES))
-        return FI_FN(fi_gemm_direct_)(c, a, ta, b, tb, m, n, k, beta);
+        return FI_FN(fi_gemm_direct_)(c, a, ta, b, tb, bias, m, n, k, beta);
     const int64_t MC = FI_MR * FI_GEMM_MC_PANELS;
     const int64_t NC = FI_T_IS_DOUBLE ? FI_GEMM_NC_F64 : FI_GEMM_NC_F32;
     /* K in equal blocks (a multiple of the vector width) rather than KC and a stub */
@@ -312,7 +313,8 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
                     FI_FN(fi_pack_a_)(ap, a, ta, lda, i0, mc, pc, kc);
                     FI_FN(fi_macro_)(c + i0 * ldc + jc, ldc, ap, bpack,
                                      b_direct ? b + pc * ldb + jc : NULL, ldb,
-                                     mc, nc, t0, t1, kc, bet);
+                                     mc, nc, t0, t1, kc, bet,
+                                     bias && pc == 0 ? bias + jc : NULL);
                 }
             }
         }

@@ -145,12 +145,15 @@ FI_INLINE void FI_CAT(fi_vmstore_, FI_SFX)(FI_T *p, FI_V v, int64_t nl) {
 }
 #endif
 
-/* ---- the tile ---- */
-FI_ATTR FI_INLINE void FI_CAT(fi_tile_, FI_SFX)(
+/* ---- the tile ----
+ * fi_tile_bias_: the same, plus a row vector added to every row of the tile (bias[j], j < n;
+ * NULL: none) as the result is stored: C = (C + bias) + AB when beta, else bias + AB, the
+ * values a bias written into C first and the product added on would give, without that pass. */
+FI_ATTR FI_INLINE void FI_CAT(fi_tile_bias_, FI_SFX)(
     const int rows, const int nvec, const int amode, const int bmode, int64_t kc,
     const FI_T *restrict a, int64_t a_rs, int64_t a_ks,
     const FI_T *restrict b, int64_t b_step, const int64_t *restrict b_tab,
-    FI_T *restrict c, int64_t ldc, int64_t m, int64_t n, int beta)
+    FI_T *restrict c, int64_t ldc, int64_t m, int64_t n, int beta, const FI_T *restrict bias)
 {
     /* c[r*ldc + j] (+)= sum_k A[r, k] B[k, j]: see the addressing table at the top */
     FI_V acc[FI_TILE_MAXR][FI_TILE_MAXV];
@@ -177,13 +180,21 @@ FI_ATTR FI_INLINE void FI_CAT(fi_tile_, FI_SFX)(
             for (int v = 0; v < nvec; v++) acc[r][v] = FI_VFMA(s, bv[v], acc[r][v]);
         }
     }
+    FI_V bv[FI_TILE_MAXV];
+    if (bias) {
+#pragma GCC unroll 4
+        for (int v = 0; v < nvec; v++) bv[v] = FI_VMLOAD(bias + v * FI_W, n - v * FI_W);
+    }
     if (m == rows && n == cols) {
 #pragma GCC unroll 16
         for (int r = 0; r < rows; r++) {
 #pragma GCC unroll 4
             for (int v = 0; v < nvec; v++) {
                 FI_T *p = c + r * ldc + v * FI_W;
-                FI_VSTORE(p, beta ? FI_VADD(acc[r][v], FI_VLOAD(p)) : acc[r][v]);
+                if (bias)
+                    FI_VSTORE(p, FI_VADD(acc[r][v], beta ? FI_VADD(FI_VLOAD(p), bv[v]) : bv[v]));
+                else
+                    FI_VSTORE(p, beta ? FI_VADD(acc[r][v], FI_VLOAD(p)) : acc[r][v]);
             }
         }
     } else {
@@ -194,11 +205,26 @@ FI_ATTR FI_INLINE void FI_CAT(fi_tile_, FI_SFX)(
                 for (int v = 0; v < nvec; v++) {
                     FI_T *p = c + r * ldc + v * FI_W;
                     const int64_t nl = n - v * FI_W;
-                    FI_VMSTORE(p, beta ? FI_VADD(acc[r][v], FI_VMLOAD(p, nl)) : acc[r][v], nl);
+                    if (bias)
+                        FI_VMSTORE(p, FI_VADD(acc[r][v], beta ? FI_VADD(FI_VMLOAD(p, nl), bv[v])
+                                                              : bv[v]), nl);
+                    else
+                        FI_VMSTORE(p, beta ? FI_VADD(acc[r][v], FI_VMLOAD(p, nl)) : acc[r][v],
+                                   nl);
                 }
             }
         }
     }
+}
+
+FI_ATTR FI_INLINE void FI_CAT(fi_tile_, FI_SFX)(
+    const int rows, const int nvec, const int amode, const int bmode, int64_t kc,
+    const FI_T *restrict a, int64_t a_rs, int64_t a_ks,
+    const FI_T *restrict b, int64_t b_step, const int64_t *restrict b_tab,
+    FI_T *restrict c, int64_t ldc, int64_t m, int64_t n, int beta)
+{
+    FI_CAT(fi_tile_bias_, FI_SFX)(rows, nvec, amode, bmode, kc, a, a_rs, a_ks, b, b_step, b_tab,
+                                  c, ldc, m, n, beta, NULL);
 }
 
 /* ---- block transpose for packing ----

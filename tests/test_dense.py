@@ -213,8 +213,9 @@ def test_matmul_reference_matches_torch(dtype):
 
 # ---- linear ----------------------------------------------------------------------------------
 
+# (300, 1100, 40): K in 2-3 blocks of the large path (the bias must be added once); (6, 0, 5): K = 0
 LINEAR_SHAPES = [(1, 1, 1), (7, 13, 17), (64, 784, 256), (64, 256, 10), (50, 20, 3), (129, 31, 33),
-                 (5, 3, 0)]
+                 (5, 3, 0), (300, 1100, 40), (6, 0, 5)]
 
 
 def linear_data(n, fin, fout, dtype, salt=0):
