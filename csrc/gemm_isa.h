@@ -241,7 +241,8 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
                 c[i * n + j] = (beta ? c[i * n + j] : 0) + (bias ? bias[j] : 0) + ct[j * m + i];
         return 0;
     }
-    if (k <= 0) {       /* C = [C +] bias, or zeros */
+    if (k <= 0) {       /* C = [C +] bias, or zeros; C itself (bit for bit) when beta only */
+        if (beta && !bias) return 0;
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++)
                 c[i * n + j] = (beta ? c[i * n + j] : 0) + (bias ? bias[j] : 0);
@@ -251,8 +252,9 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
     const int64_t lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
     const int64_t KC = FI_T_IS_DOUBLE ? FI_GEMM_KC_F64 : FI_GEMM_KC_F32;
     /* K in one block and all of A small enough to stay in L2 while the B panels stream by:
-     * the direct path's private packing beats sharing a packed B (which pays only with several
-     * row blocks per thread), e.g. a linear layer's 128 x 784 @ 784 x 256 */
+     * the direct path (each thread copies only the B panels it uses, when B comes transposed)
+     * beats sharing a packed B, which pays only with several row blocks per thread; e.g. a
+     * linear layer's 128 x 784 @ 784 x 256 */
     if (m * n * k <= FI_GEMM_DIRECT_MAX_MACS ||
         (k <= KC && m * k * (int64_t)sizeof(FI_T) <= FI_GEMM_DIRECT_MAX_A_BYTES))
         return FI_FN(fi_gemm_direct_)(c, a, ta, b, tb, bias, m, n, k, beta);

@@ -471,3 +471,5 @@ def test_linear_backward_computes_only_what_is_needed(backend):
     np.testing.assert_array_equal(dx, full[0])
     with pytest.raises(ValueError, match="need"):
         fi.linear_backward(dy, x, w, need=("dz",), backend=backend)
+    with pytest.raises(ValueError, match="need"):  # unhashable: still the same message
+        fi.linear_backward(dy, x, w, need=(["dx"],), backend=backend)

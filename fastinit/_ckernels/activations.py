@@ -3,25 +3,21 @@
 One C entry point per dtype takes the op code (``FI_ACT_*`` in csrc/fastinit.h); arrays are
 flat C-contiguous float32/float64.
 """
-import numpy as np
-
 from .. import _c
-
-
-_F32 = np.dtype(np.float32)
-_NULL = _c.ffi.NULL
 
 
 def _run(op, out, x, dy=None, param=0.0):
     lib, fb = _c.lib, _c.ffi.from_buffer
-    if x.dtype is _F32:
+    # by the dtype's kind, not identity: an unpickled float32 array has an equal dtype object
+    # that is not np.dtype(np.float32) (the float64 kernel would run over twice its bytes)
+    if x.dtype.char == "f":
         fn, ct = lib.fi_activation_f32, "float[]"
     else:
         fn, ct = lib.fi_activation_f64, "double[]"
     code = _CODES.get(op)
     if code is None:
         code = _CODES[op] = getattr(lib, op)
-    if fn(code, fb(ct, out), fb(ct, x), _NULL if dy is None else fb(ct, dy), x.size, param):
+    if fn(code, fb(ct, out), fb(ct, x), _c.ffi.NULL if dy is None else fb(ct, dy), x.size, param):
         raise RuntimeError(f"activation kernel {op} failed")  # pragma: no cover
 
 

@@ -5,11 +5,8 @@ array it is the transpose of, with the GEMM's "transposed" flag set (no copy). P
 from ``ffi.from_buffer("float[]", x)``: one call (0.1 us) where ``_c.ptr`` takes two (0.4 us),
 and call overhead decides small products.
 """
-import numpy as np
-
 from .. import _c
 
-_F32 = np.dtype(np.float32)
 
 
 def _operand(x):
@@ -28,7 +25,7 @@ def matmul(out, a, b):
     a2, ta = _operand(a)
     b2, tb = _operand(b)
     fb = _c.ffi.from_buffer
-    if out.dtype is _F32:
+    if out.dtype.char == "f":
         fn, ct = _c.lib.fi_gemm_f32, "float[]"
     else:
         fn, ct = _c.lib.fi_gemm_f64, "double[]"
@@ -41,7 +38,7 @@ def linear(y, x, w, b):
     x2, tx = _operand(x)
     w2, tw = _operand(w)
     fb = _c.ffi.from_buffer
-    if y.dtype is _F32:
+    if y.dtype.char == "f":
         fn, ct = _c.lib.fi_gemm_f32, "float[]"
     else:
         fn, ct = _c.lib.fi_gemm_f64, "double[]"
@@ -57,7 +54,7 @@ def linear_backward(dx, dw, db, dy, x, w):
     x2, tx = _operand(x)
     w2, tw = _operand(w)
     fb = _c.ffi.from_buffer
-    if dy.dtype is _F32:
+    if dy.dtype.char == "f":
         fn, ct = _c.lib.fi_linear_backward_f32, "float[]"
     else:
         fn, ct = _c.lib.fi_linear_backward_f64, "double[]"

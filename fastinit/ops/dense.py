@@ -155,7 +155,14 @@ def linear(x, w, b=None, backend=None):
 
 
 _NEEDS = ("dx", "dw", "db")
-_needs_seen = set()   # tuples of names from _NEEDS already checked (at most 15 subsets x orders)
+_needs_seen = set()   # tuples of names from _NEEDS already checked (short ones: a bounded set)
+
+
+def _need_checked(need):
+    try:
+        return type(need) is tuple and need in _needs_seen
+    except TypeError:  # an unhashable element: not a valid need, the full check says why
+        return False
 
 
 def linear_backward(dy, x, w, has_bias=True, backend=None, need=_NEEDS):
@@ -176,7 +183,7 @@ def linear_backward(dy, x, w, has_bias=True, backend=None, need=_NEEDS):
         _validate.dims_match(dy, "dy", 1, w, "w", 0, "out_features of dy and w")
         _validate.dims_match(x, "x", 1, w, "w", 1, "in_features of x and w")
         has_bias = _validate.boolean(has_bias, "has_bias")
-    if need is not _NEEDS and not (type(need) is tuple and need in _needs_seen):
+    if need is not _NEEDS and not _need_checked(need):
         if isinstance(need, str) or any(n not in _NEEDS for n in need):
             raise ValueError(f"need must be a collection of {_NEEDS}, got {need!r}")
         if type(need) is tuple and len(need) <= len(_NEEDS):
