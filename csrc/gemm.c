@@ -48,6 +48,8 @@
  * the threads (an OpenMP launch costs a few microseconds) */
 #define FI_GEMM_DIRECT_MAX_MACS (256 * 256 * 256)
 #define FI_GEMM_PARALLEL_MIN_MACS (100 * 100 * 100)
+/* the direct path's K block: its B panel (K x NR values) stays in L2 */
+#define FI_GEMM_DIRECT_KB 4096
 /* larger products still go direct when K fits one block and A at most this many bytes */
 #define FI_GEMM_DIRECT_MAX_A_BYTES (512 * 1024)
 

@@ -156,24 +156,32 @@ FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, cons
                                             int64_t i1, int64_t t0, int64_t t1)
 {
     const int64_t lda = ta ? m : k;
-    for (int64_t t = t0; t < t1; t++) {
-        const int64_t j = t * FI_NR, nv = n - j < FI_NR ? n - j : FI_NR;
-        const FI_T *bsrc = b + j;
-        int64_t bstep = n;
-        if (tb || nv < FI_NR) {
-            FI_FN(fi_pack_b_)(bpanel, b, tb, tb ? k : n, 0, k, j, nv);
-            bsrc = bpanel;
-            bstep = FI_NR;
-        }
-        for (int64_t i = i0; i < i1; i += FI_MR) {
-            const int64_t mv = i1 - i < FI_MR ? i1 - i : FI_MR;
-            FI_ROW_TILE_A(mv, ta, a, lda, i, k, bsrc, bstep, c + i * n + j, n, nv, beta,
-                          bias ? bias + j : NULL);
+    /* K in blocks of at most FI_GEMM_DIRECT_KB (one block for every product the direct path
+     * is chosen for by size; a long thin one, e.g. (16, 65536) @ (65536, 16), would otherwise
+     * copy a K x NR panel of megabytes) */
+    for (int64_t p0 = 0; p0 < k; p0 += FI_GEMM_DIRECT_KB) {
+        const int64_t kc = k - p0 < FI_GEMM_DIRECT_KB ? k - p0 : FI_GEMM_DIRECT_KB;
+        const FI_T *ablk = ta ? a + p0 * lda : a + p0;
+        const int bet = p0 == 0 ? beta : 1;
+        for (int64_t t = t0; t < t1; t++) {
+            const int64_t j = t * FI_NR, nv = n - j < FI_NR ? n - j : FI_NR;
+            const FI_T *bsrc = b + p0 * n + j;
+            int64_t bstep = n;
+            if (tb || nv < FI_NR) {
+                FI_FN(fi_pack_b_)(bpanel, b, tb, tb ? k : n, p0, kc, j, nv);
+                bsrc = bpanel;
+                bstep = FI_NR;
+            }
+            for (int64_t i = i0; i < i1; i += FI_MR) {
+                const int64_t mv = i1 - i < FI_MR ? i1 - i : FI_MR;
+                FI_ROW_TILE_A(mv, ta, ablk, lda, i, kc, bsrc, bstep, c + i * n + j, n, nv, bet,
+                              bias && p0 == 0 ? bias + j : NULL);
+            }
         }
     }
 }
 
-/* Small and medium products: K in one block, A and B read where they lie (B copied only when
+/* Small and medium products: K in one block (or a few), A and B read where they lie (B copied only when
  * it comes transposed). Medium ones (macs >= FI_GEMM_PARALLEL_MIN_MACS) split over the threads
  * in one parallel region: by rows, unless B comes transposed (each part would copy all of B) or
  * there are too few rows, and there are enough column panels: then by panels. Nothing one
@@ -184,7 +192,8 @@ FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const 
                                           int beta)
 {
     const int64_t npan = (n + FI_NR - 1) / FI_NR, nrow = (m + FI_MR - 1) / FI_MR;
-    const int64_t size = (k * FI_NR + 15) & ~(int64_t)15;  /* a B panel; 64-byte multiples */
+    const int64_t kb = k < FI_GEMM_DIRECT_KB ? k : FI_GEMM_DIRECT_KB;
+    const int64_t size = (kb * FI_NR + 15) & ~(int64_t)15;  /* a B panel; 64-byte multiples */
     int64_t chunks = m * n * k >= FI_GEMM_PARALLEL_MIN_MACS ? fi_gemm_max_threads() : 1;
     if (chunks > (npan > nrow ? npan : nrow)) chunks = npan > nrow ? npan : nrow;
     FI_T *bpanel = fi_gemm_scratch((size_t)(size * (chunks > 1 ? chunks : 1)) * sizeof(FI_T));

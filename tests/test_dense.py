@@ -29,7 +29,8 @@ SHAPES = [
     (0, 5, 3), (5, 0, 3), (4, 6, 0),
 ]
 BIG = [(257, 130, 513), (300, 301, 400), (130, 512, 300), (200, 301, 96), (120, 130, 140), (300, 10, 700),
-       (128, 256, 784), (256, 784, 128)]  # the last two: past the MACs bound, direct by A's size
+       (128, 256, 784), (256, 784, 128),  # past the MACs bound, direct by A's size
+       (5, 40, 9000), (33, 7, 4500)]  # direct with K in 2-3 blocks
 
 
 def rng(*salt):
@@ -213,9 +214,10 @@ def test_matmul_reference_matches_torch(dtype):
 
 # ---- linear ----------------------------------------------------------------------------------
 
-# (300, 1100, 40): K in 2-3 blocks of the large path (the bias must be added once); (6, 0, 5): K = 0
+# K in 2-3 blocks (the bias must be added once): (300, 1100, 40) on the large path, (4, 5000, 6)
+# on the direct one; (6, 0, 5): K = 0
 LINEAR_SHAPES = [(1, 1, 1), (7, 13, 17), (64, 784, 256), (64, 256, 10), (50, 20, 3), (129, 31, 33),
-                 (5, 3, 0), (300, 1100, 40), (6, 0, 5)]
+                 (5, 3, 0), (300, 1100, 40), (4, 5000, 6), (6, 0, 5)]
 
 
 def linear_data(n, fin, fout, dtype, salt=0):

@@ -52,6 +52,9 @@ elif VECTOR_BYTES == 32:
 else:
     MR, NVEC = 4, 2
 
+#: The direct path's K block: its B panel (K x NR values) stays in L2.
+DIRECT_KB = 4096
+
 PACKED = make_tile(MR, NVEC, "packed", "packed")
 PACKED_A = make_tile(MR, NVEC, "packed", "strided")   # the large path when B is read in place
 DIRECT = make_tile(MR, NVEC, "strided", "strided")    # the direct path: A and B where they lie
@@ -251,23 +254,28 @@ def _direct_block(a, ta, b, tb, c, beta, bpanel, i0, i1, t0, t1):
     bflat = b.reshape(-1)
     aflat = a.reshape(-1)
     a_rs, a_ks = (1, m) if ta else (k, 1)
-    for t in range(t0, t1):
-        j = t * NR
-        nv = min(NR, n - j)
-        if tb or nv < NR:
-            _pack_b_panel(b, tb, 0, k, j, nv, bpanel, NR)
-            bsrc, boff, bstep = bpanel, 0, NR
-        else:
-            bsrc, boff, bstep = bflat, j, n
-        for i in range(i0, i1, MR):
-            _direct_tile(k, aflat, i * a_rs, a_rs, a_ks, bsrc, boff, bstep,
-                         cflat, i * ldc + j, ldc, min(MR, i1 - i), nv, beta)
+    # K in blocks of at most DIRECT_KB (one block for every product chosen by size; a long thin
+    # one, e.g. (16, 65536) @ (65536, 16), would otherwise copy a K x NR panel of megabytes)
+    for p0 in range(0, k, DIRECT_KB):
+        kc = min(DIRECT_KB, k - p0)
+        bet = beta if p0 == 0 else 1
+        for t in range(t0, t1):
+            j = t * NR
+            nv = min(NR, n - j)
+            if tb or nv < NR:
+                _pack_b_panel(b, tb, p0, kc, j, nv, bpanel, NR)
+                bsrc, boff, bstep = bpanel, 0, NR
+            else:
+                bsrc, boff, bstep = bflat, p0 * n + j, n
+            for i in range(i0, i1, MR):
+                _direct_tile(kc, aflat, i * a_rs + p0 * a_ks, a_rs, a_ks, bsrc, boff, bstep,
+                             cflat, i * ldc + j, ldc, min(MR, i1 - i), nv, bet)
 
 
 def direct_scratch(k, itemsize, nchunks):
-    """Values of scratch :func:`gemm_direct` needs: one B panel per part."""
+    """Values of scratch :func:`gemm_direct` needs: one B panel (a K block) per part."""
     NR = NVEC * (VECTOR_BYTES // itemsize)
-    return max(nchunks, 1) * k * NR
+    return max(nchunks, 1) * min(k, DIRECT_KB) * NR
 
 
 @pjit
@@ -290,7 +298,7 @@ def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks):
     NR = NVEC * (VECTOR_BYTES // c.itemsize)
     npan = (n + NR - 1) // NR
     nrow = (m + MR - 1) // MR
-    size = k * NR
+    size = min(k, DIRECT_KB) * NR
     if nchunks <= 1:
         _direct_block(a, ta, b, tb, c, beta, ws[:size], 0, m, 0, npan)
     elif npan >= nchunks and (tb or nrow < nchunks):
