@@ -48,6 +48,11 @@
  * the threads (an OpenMP launch costs a few microseconds) */
 #define FI_GEMM_DIRECT_MAX_MACS (256 * 256 * 256)
 #define FI_GEMM_PARALLEL_MIN_MACS (100 * 100 * 100)
+/* a C of at most DOTS_MAX_OUT values with K >= DOTS_MIN_K, rows of op(A) and columns of op(B)
+ * contiguous, is computed as dot products over K chunks of DOTS_CHUNK (fi_gemm_dots_) */
+#define FI_GEMM_DOTS_MAX_OUT 16
+#define FI_GEMM_DOTS_MIN_K 2048
+#define FI_GEMM_DOTS_CHUNK 8192
 /* the direct path's K block: its B panel (K x NR values) stays in L2 */
 #define FI_GEMM_DIRECT_KB 4096
 /* larger products still go direct when K fits one block and A at most this many bytes */

@@ -220,6 +220,60 @@ FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const 
     return 0;
 }
 
+/* sum_p x[p] y[p] over len values, FI_W lanes in 4 accumulators (a masked tail), then the
+ * lanes in order */
+FI_ATTR static FI_T FI_FN(fi_dot_)(const FI_T *x, const FI_T *y, int64_t len)
+{
+    FI_V s0 = FI_VZERO(), s1 = FI_VZERO(), s2 = FI_VZERO(), s3 = FI_VZERO();
+    int64_t p = 0;
+    for (; p + 4 * FI_W <= len; p += 4 * FI_W) {
+        s0 = FI_VFMA(FI_VLOAD(x + p), FI_VLOAD(y + p), s0);
+        s1 = FI_VFMA(FI_VLOAD(x + p + FI_W), FI_VLOAD(y + p + FI_W), s1);
+        s2 = FI_VFMA(FI_VLOAD(x + p + 2 * FI_W), FI_VLOAD(y + p + 2 * FI_W), s2);
+        s3 = FI_VFMA(FI_VLOAD(x + p + 3 * FI_W), FI_VLOAD(y + p + 3 * FI_W), s3);
+    }
+    for (; p < len; p += FI_W)
+        s0 = FI_VFMA(FI_VMLOAD(x + p, len - p), FI_VMLOAD(y + p, len - p), s0);
+    FI_T lanes[FI_W];
+    FI_VSTORE(lanes, FI_VADD(FI_VADD(s0, s1), FI_VADD(s2, s3)));
+    FI_T sum = 0;
+    for (int l = 0; l < FI_W; l++) sum += lanes[l];
+    return sum;
+}
+
+/* A C of at most FI_GEMM_DOTS_MAX_OUT values over a long K whose rows of op(A) and columns of
+ * op(B) lie contiguous (A[i, p] = a[i*a_rs + p], B[p, j] = b[j*b_cs + p]), e.g. (1, K) @ (K, 1):
+ * each C value a dot product over fixed K chunks (in parallel), the chunks' sums added in order
+ * (the same result on any number of threads). The tiles would use 1 of 12 x 32 lanes here and
+ * copy a padded panel of B. */
+FI_ATTR static int FI_FN(fi_gemm_dots_)(FI_T *c, const FI_T *a, int64_t a_rs, const FI_T *b,
+                                        int64_t b_cs, const FI_T *bias, int64_t m, int64_t n,
+                                        int64_t k, int beta)
+{
+    const int64_t outs = m * n, nch = (k + FI_GEMM_DOTS_CHUNK - 1) / FI_GEMM_DOTS_CHUNK;
+    FI_T *part = fi_gemm_scratch((size_t)(nch * outs) * sizeof(FI_T));
+    if (!part) return -1;
+    const int threads = k * outs >= FI_GEMM_PARALLEL_MIN_MACS ? fi_gemm_max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && nch > 1)
+    for (int64_t ch = 0; ch < nch; ch++) {
+        const int64_t p0 = ch * FI_GEMM_DOTS_CHUNK;
+        const int64_t len = k - p0 < FI_GEMM_DOTS_CHUNK ? k - p0 : FI_GEMM_DOTS_CHUNK;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                part[ch * outs + i * n + j] = FI_FN(fi_dot_)(a + i * a_rs + p0, b + j * b_cs + p0,
+                                                             len);
+    }
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            FI_T s = part[i * n + j];
+            for (int64_t ch = 1; ch < nch; ch++) s += part[ch * outs + i * n + j];
+            FI_T *p = c + i * n + j;
+            if (bias) *p = s + (beta ? *p + bias[j] : bias[j]);   /* as the tiles: see there */
+            else *p = beta ? s + *p : s;
+        }
+    return 0;
+}
+
 /* acc[j] += X[i, j] for each row i in order (X rows x cols, row-major): the bias gradient's
  * column sums, float64 accumulators, vectorised across j (each column keeps its row order, so
  * the sums are the same on every build) */
@@ -238,6 +292,9 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
                                    const FI_T *bias, int64_t m, int64_t n, int64_t k, int beta)
 {
     if (m <= 0 || n <= 0) return 0;
+    if (m * n <= FI_GEMM_DOTS_MAX_OUT && k >= FI_GEMM_DOTS_MIN_K && (!ta || m == 1) &&
+        (tb || n == 1))
+        return FI_FN(fi_gemm_dots_)(c, a, k, b, k, bias, m, n, k, beta);
     if (n < FI_NR && m > n && k > 0) {
         /* A narrow C (e.g. a linear layer with 10 outputs) would leave most of every tile's
          * columns idle: compute C^T = op(B)^T op(A)^T (M along the tile's columns) instead,

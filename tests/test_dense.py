@@ -30,7 +30,8 @@ SHAPES = [
 ]
 BIG = [(257, 130, 513), (300, 301, 400), (130, 512, 300), (200, 301, 96), (120, 130, 140), (300, 10, 700),
        (128, 256, 784), (256, 784, 128),  # past the MACs bound, direct by A's size
-       (5, 40, 9000), (33, 7, 4500)]  # direct with K in 2-3 blocks
+       (5, 40, 9000), (33, 7, 4500),  # direct with K in 2-3 blocks
+       (1, 1, 20000), (4, 4, 3000)]  # dot products over K chunks (when the layouts allow)
 
 
 def rng(*salt):
@@ -215,9 +216,9 @@ def test_matmul_reference_matches_torch(dtype):
 # ---- linear ----------------------------------------------------------------------------------
 
 # K in 2-3 blocks (the bias must be added once): (300, 1100, 40) on the large path, (4, 5000, 6)
-# on the direct one; (6, 0, 5): K = 0
+# on the direct one; (6, 0, 5): K = 0; the last two: dot products over K chunks
 LINEAR_SHAPES = [(1, 1, 1), (7, 13, 17), (64, 784, 256), (64, 256, 10), (50, 20, 3), (129, 31, 33),
-                 (5, 3, 0), (300, 1100, 40), (4, 5000, 6), (6, 0, 5)]
+                 (5, 3, 0), (300, 1100, 40), (4, 5000, 6), (6, 0, 5), (1, 20000, 1), (3, 3000, 2)]
 
 
 def linear_data(n, fin, fout, dtype, salt=0):
@@ -440,6 +441,27 @@ def test_linear_bad_input(backend):
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend"):
         fi.matmul(np.ones((2, 2)), np.ones((2, 2)), backend="blas")
+
+
+def test_dot_products_do_not_depend_on_threads(fast_backend, dtype):
+    """A long (1, K) @ (K, 1) or (2, K) @ (K, 3) runs as dot products over fixed K chunks added
+    in order: the same bits on 1 and 2 threads, and within the product bound of float64."""
+    import numba
+    r = np.random.default_rng(7)
+    cases = [(r.standard_normal((1, 50000)), r.standard_normal((50000, 1))),
+             (r.standard_normal((2, 30001)), r.standard_normal((3, 30001)).T)]
+    before = fi.get_num_threads()
+    try:
+        for a, b in cases:
+            a, b = a.astype(dtype), b.astype(dtype)
+            runs = []
+            for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+                fi.set_num_threads(threads)
+                runs.append(fi.matmul(a, b, backend=fast_backend))
+            np.testing.assert_array_equal(runs[0], runs[1])
+            assert_product_close(runs[0], (a.astype(np.float64) @ b).astype(dtype), a, b, dtype)
+    finally:
+        fi.set_num_threads(before)
 
 
 @pytest.mark.parametrize("shape", [(7, 13), (129, 33), (300, 1500)])

@@ -54,6 +54,11 @@ else:
 
 #: The direct path's K block: its B panel (K x NR values) stays in L2.
 DIRECT_KB = 4096
+#: A C of at most DOTS_MAX_OUT values with K >= DOTS_MIN_K, rows of op(A) and columns of op(B)
+#: contiguous, is computed as dot products over K chunks of DOTS_CHUNK (:func:`gemm_dots`).
+DOTS_MAX_OUT = 16
+DOTS_MIN_K = 2048
+DOTS_CHUNK = 8192
 
 PACKED = make_tile(MR, NVEC, "packed", "packed")
 PACKED_A = make_tile(MR, NVEC, "packed", "strided")   # the large path when B is read in place
@@ -316,6 +321,54 @@ def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks):
 
 
 @njit
+def _dot(x, xo, y, yo, length):
+    """sum_p x[xo + p] y[yo + p], p < length: 8 running sums in registers (LLVM packs them into
+    one vector), then added in a fixed order."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = x.dtype.type(0)
+    q = length - length % 8
+    for p in range(xo, xo + q, 8):
+        r = yo - xo + p
+        s0 += x[p] * y[r]
+        s1 += x[p + 1] * y[r + 1]
+        s2 += x[p + 2] * y[r + 2]
+        s3 += x[p + 3] * y[r + 3]
+        s4 += x[p + 4] * y[r + 4]
+        s5 += x[p + 5] * y[r + 5]
+        s6 += x[p + 6] * y[r + 6]
+        s7 += x[p + 7] * y[r + 7]
+    for p in range(q, length):
+        s0 += x[xo + p] * y[yo + p]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@pjit
+def gemm_dots(a, a_rs, b, b_cs, c, beta, bias, has_bias, part):
+    """A C of at most DOTS_MAX_OUT values over a long K whose rows of op(A) and columns of op(B)
+    lie contiguous (A[i, p] = a[i*a_rs + p], B[p, j] = b[j*b_cs + p], flat arrays), e.g.
+    (1, K) @ (K, 1): dot products over fixed chunks of DOTS_CHUNK (in parallel), the chunks'
+    sums added in order. ``part``: scratch of nchunks * m * n values. See csrc/gemm_isa.h."""
+    m, n = c.shape
+    outs = m * n
+    nch = part.size // outs
+    k = (a.size // m) if a_rs else a.size
+    for ch in prange(nch):
+        p0 = ch * DOTS_CHUNK
+        length = min(DOTS_CHUNK, k - p0)
+        for i in range(m):
+            for j in range(n):
+                part[ch * outs + i * n + j] = _dot(a, i * a_rs + p0, b, j * b_cs + p0, length)
+    for i in range(m):
+        for j in range(n):
+            s = part[i * n + j]
+            for ch in range(1, nch):
+                s += part[ch * outs + i * n + j]
+            if has_bias:
+                c[i, j] = s + (c[i, j] + bias[j] if beta else bias[j])
+            else:
+                c[i, j] = s + c[i, j] if beta else s
+
+
+@njit
 def _add_transposed(c, ct, beta, bias, has_bias):
     """c = ct.T [+ c when beta] [+ bias when has_bias] (the narrow product's last step; numpy's
     broadcasting add took 1.4 us on a 64 x 10 result)."""
@@ -389,6 +442,13 @@ def gemm(a, ta, b, tb, c, beta=0, bias=None):
     k = a.shape[0] if ta else a.shape[1]
     dt = c.dtype
     NR = _NR[dt]
+    if m * n <= DOTS_MAX_OUT and k >= DOTS_MIN_K and (not ta or m == 1) and (tb or n == 1) \
+            and m and n:
+        nch = (k + DOTS_CHUNK - 1) // DOTS_CHUNK
+        part = _workspace("dots", nch * m * n, dt)[:nch * m * n]
+        gemm_dots(a.reshape(-1), k if m > 1 else 0, b.reshape(-1), k if n > 1 else 0, c, beta,
+                  c[0] if bias is None else bias, bias is not None, part)
+        return c
     if n < NR and m > n and k:
         # A narrow C (e.g. a linear layer with 10 outputs) would leave most of every tile's
         # columns idle: compute C.T = op(B).T @ op(A).T (M along the tile's columns) instead.
