@@ -14,12 +14,14 @@
  * with a deep KC; a B that is not transposed is read where it lies unless its row stride would
  * thrash the caches (fi_gemm_b_rows_direct). Small and medium products (m*n*k <=
  * FI_GEMM_DIRECT_MAX_MACS, or K in one block and A of at most FI_GEMM_DIRECT_MAX_A_BYTES) take
- * K in one block and read A and B where they lie (a B panel is copied only when B comes
- * transposed), on one thread or, from FI_GEMM_PARALLEL_MIN_MACS on, split over the threads
- * (nothing one thread writes is read by another). A bias is added by the tiles as they store
- * (fi_tile_bias_ in gemm_tile.h), with K's first block. A narrow C (n < NR) is
- * computed as C^T = op(B)^T op(A)^T. op(X) is X or X^T: a transposed operand is read where it
- * lies by the packing routines (register transposes), never copied whole.
+ * K in one block (blocks of FI_GEMM_DIRECT_KB past that) and read A and B where they lie (a B
+ * panel is copied only when B comes transposed), on one thread or, from
+ * FI_GEMM_PARALLEL_MIN_MACS on, split over the threads (nothing one thread writes is read by
+ * another). A bias is added by the tiles as they store (fi_tile_bias_ in gemm_tile.h), with K's
+ * first block. A C of at most FI_GEMM_DOTS_MAX_OUT values over a long K is a few dot products
+ * (fi_gemm_dots_). A narrow C (n < NR) is computed as C^T = op(B)^T op(A)^T. op(X) is X or X^T:
+ * a transposed operand is read where it lies by the packing routines (register transposes),
+ * never copied whole.
  *
  * The tile and the transposes (gemm_tile.h) and the per-ISA GEMM (gemm_isa.h) are instantiated
  * for AVX-512, AVX2+FMA and portable 16-byte vectors; the path is chosen at run time (fi_init's

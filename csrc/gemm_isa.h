@@ -144,12 +144,13 @@ FI_ATTR static void FI_FN(fi_macro_)(FI_T *c, int64_t ldc, const FI_T *ap, const
 #define FI_ROW_TILE_A(mv, ...) FI_TILE_A_(FI_MR, mv, __VA_ARGS__)
 #endif
 
-/* C[i0:i1, column panels t0..t1-1] (+)= op(A) @ op(B), K in one block, nothing of A packed:
- * the tile reads A's rows (or columns) and B's rows where they lie; a B panel is copied into
- * bpanel (k * NR values, reused panel after panel) only when B comes transposed, or for a
- * partial last panel (the tile reads whole vectors). Packing A bought nothing here: its rows
- * stay in L1/L2 across the panels, and the copy (all of A per thread, when split by panels)
- * cost 3-7% (128x784 @ 784x256 on 2 threads: 125 -> 116 us unpacked). */
+/* C[i0:i1, column panels t0..t1-1] (+)= op(A) @ op(B), K in blocks of FI_GEMM_DIRECT_KB (one
+ * for most products), nothing of A packed: the tile reads A's rows (or columns) and B's rows
+ * where they lie; a B panel is copied into bpanel (kb * NR values, reused panel after panel)
+ * only when B comes transposed, or for a partial last panel (the tile reads whole vectors).
+ * Packing A bought nothing here: its rows stay in L1/L2 across the panels, and the copy (all of
+ * A per thread, when split by panels) cost 3-7% (128x784 @ 784x256 on 2 threads: 125 -> 116 us
+ * unpacked). */
 FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, const FI_T *b,
                                             int tb, const FI_T *bias, int64_t m, int64_t n,
                                             int64_t k, int beta, FI_T *bpanel, int64_t i0,
@@ -181,12 +182,12 @@ FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, cons
     }
 }
 
-/* Small and medium products: K in one block (or a few), A and B read where they lie (B copied only when
- * it comes transposed). Medium ones (macs >= FI_GEMM_PARALLEL_MIN_MACS) split over the threads
- * in one parallel region: by rows, unless B comes transposed (each part would copy all of B) or
- * there are too few rows, and there are enough column panels: then by panels. Nothing one
- * thread writes is read by another (on this VM a line written by one core and read by the
- * other sometimes costs several times a local one). */
+/* Small and medium products: K in one block (or a few), A and B read where they lie (B copied
+ * only when it comes transposed). Medium ones (macs >= FI_GEMM_PARALLEL_MIN_MACS) split over
+ * the threads in one parallel region: by rows, unless B comes transposed (each part would copy
+ * all of B) or there are too few rows, and there are enough column panels: then by panels.
+ * Nothing one thread writes is read by another (on this VM a line written by one core and
+ * read by the other sometimes costs several times a local one). */
 FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const FI_T *b, int tb,
                                           const FI_T *bias, int64_t m, int64_t n, int64_t k,
                                           int beta)
@@ -213,8 +214,8 @@ FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const 
              * 60 + 68 evens out the partial tiles, see FI_ROW_TILE) */
             const int64_t i0 = ch * m / chunks, i1 = (ch + 1) * m / chunks;
             if (i0 < i1)
-                FI_FN(fi_direct_block_)(c, a, ta, b, tb, bias, m, n, k, beta, bpanel + ch * size, i0,
-                                        i1, 0, npan);
+                FI_FN(fi_direct_block_)(c, a, ta, b, tb, bias, m, n, k, beta, bpanel + ch * size,
+                                        i0, i1, 0, npan);
         }
     }
     return 0;

@@ -33,6 +33,10 @@ FASTMATH_EXACT = frozenset()
 #: activations: a diverging network must show NaN, not tanh(NaN) = -1): FASTMATH without
 #: 'nnan' and 'ninf', under which LLVM may fold away every comparison with NaN or inf.
 FASTMATH_SPECIALS = frozenset({"contract", "nsz", "arcp"})
+#: Flags for a plain reduction loop that should sum in vector lanes (the GEMM's dot products):
+#: FASTMATH plus 'reassoc', without which LLVM keeps a sum loop scalar. The order is then
+#: LLVM's, fixed for a build (and independent of the thread count: callers chunk the work).
+FASTMATH_REDUCE = FASTMATH | {"reassoc"}
 
 #: Threading layer priority: OpenMP costs ~3 us per parallel call here, workqueue ~54 us.
 numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]

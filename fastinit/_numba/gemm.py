@@ -18,9 +18,10 @@ is not transposed is read where it lies unless its row stride would thrash the c
 (:func:`b_rows_direct`); only a partial last panel is packed then.
 
 Small and medium products (:func:`gemm_direct`: up to DIRECT_MAX_MACS multiply-adds, or K in
-one block and A of at most DIRECT_MAX_A_BYTES) take K in one block and read A and B where they
-lie (B copied only when it comes transposed), on one thread or, from PARALLEL_MIN_MACS on, split
-over the threads in a single parallel launch. A narrow C
+one block and A of at most DIRECT_MAX_A_BYTES) take K in one block (blocks of DIRECT_KB past
+that) and read A and B where they lie (B copied only when it comes transposed), on one thread
+or, from PARALLEL_MIN_MACS on, split over the threads in a single parallel launch. A C of at most
+DOTS_MAX_OUT values over a long K is a few dot products (:func:`gemm_dots`). A narrow C
 (N < NR, e.g. a linear layer with 10 outputs) is computed as C.T = op(B).T @ op(A).T, so M
 runs along the tile's columns instead of leaving them idle.
 
@@ -38,7 +39,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from .._config import njit, pjit
+from .._config import FASTMATH_REDUCE, njit, pjit
 from ._tile import VECTOR_BYTES, make_tile, make_transpose
 
 # ---- tile shape -------------------------------------------------------------------------------
@@ -244,10 +245,11 @@ def gemm_packed(a, ta, b, tb, c, beta, kc_max, mc_max, nc_max, apack, bpack, nth
 
 @njit
 def _direct_block(a, ta, b, tb, c, beta, bpanel, i0, i1, t0, t1):
-    """C[i0:i1, column panels t0..t1-1] (+)= op(A) @ op(B), K in one block, nothing of A packed.
+    """C[i0:i1, column panels t0..t1-1] (+)= op(A) @ op(B), K in blocks of DIRECT_KB, nothing of
+    A packed.
 
     The tile reads A's rows (or columns, when ``ta``) and B's rows where they lie; a B panel is
-    copied into ``bpanel`` (k * NR values, reused panel after panel) only when B comes
+    copied into ``bpanel`` (kb * NR values, reused panel after panel) only when B comes
     transposed, or for a partial last panel (the tile reads whole vectors). Packing A bought
     nothing here (see csrc/gemm_isa.h: its rows stay in cache across the panels).
     """
@@ -285,8 +287,8 @@ def direct_scratch(k, itemsize, nchunks):
 
 @pjit
 def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks):
-    """C (+)= op(A) @ op(B) with K in one block, A and B read where they lie (B copied only when
-    it comes transposed): small and medium products.
+    """C (+)= op(A) @ op(B) with K in one block (or a few), A and B read where they lie (B
+    copied only when it comes transposed): small and medium products.
 
     Same arguments as :func:`gemm_packed`; ``ws`` : 1-D scratch of at least
     ``direct_scratch(K, itemsize, nchunks)`` values. ``nchunks`` > 1 splits the work in one
@@ -320,25 +322,16 @@ def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks):
                               0, npan)
 
 
-@njit
+@njit(fastmath=set(FASTMATH_REDUCE))
 def _dot(x, xo, y, yo, length):
-    """sum_p x[xo + p] y[yo + p], p < length: 8 running sums in registers (LLVM packs them into
-    one vector), then added in a fixed order."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = x.dtype.type(0)
-    q = length - length % 8
-    for p in range(xo, xo + q, 8):
-        r = yo - xo + p
-        s0 += x[p] * y[r]
-        s1 += x[p + 1] * y[r + 1]
-        s2 += x[p + 2] * y[r + 2]
-        s3 += x[p + 3] * y[r + 3]
-        s4 += x[p + 4] * y[r + 4]
-        s5 += x[p + 5] * y[r + 5]
-        s6 += x[p + 6] * y[r + 6]
-        s7 += x[p + 7] * y[r + 7]
-    for p in range(q, length):
-        s0 += x[xo + p] * y[yo + p]
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """sum_p x[xo + p] y[yo + p], p < length, summed in vector lanes (FASTMATH_REDUCE: without
+    'reassoc' the loop stayed scalar, one FMA per value, slower than the tiles from 4 outputs)."""
+    xs = x[xo:xo + length]
+    ys = y[yo:yo + length]
+    s = x.dtype.type(0)
+    for p in range(length):
+        s += xs[p] * ys[p]
+    return s
 
 
 @pjit
