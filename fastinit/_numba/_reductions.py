@@ -17,7 +17,7 @@ All sums are float64. Arrays must be contiguous (callers pass rows or slices of 
     affine_stream, affine2_stream: the batch-norm output passes with non-temporal stores
 The IR carries no fast-math flags: NaN and inf propagate as IEEE 754 says.
 ``pointer_like(address, proto)`` turns an integer address into a typed pointer (for
-``numba.carray``).
+``numba.carray``); ``address(a)`` is the integer address of an array's data.
 """
 import platform
 
@@ -25,6 +25,8 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from .._config import njit
 
 #: Software prefetch distance of the batch-norm sums. The rows of one channel lie C*S elements
 #: apart; the hardware prefetchers here restart at every row, and prefetching 8 KB ahead (on
@@ -447,3 +449,12 @@ def affine2_stream(typingctx, dx, dy, x, k, mh, p, q):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@njit
+def address(a):
+    """The address of ``a``'s data as an int: 0.13 us a call, where ``a.ctypes.data`` (which
+    builds a ctypes object) takes 0.8 us; the pointer tables of a parameter list pay it per
+    array, every step."""
+    return a.ctypes.data
+

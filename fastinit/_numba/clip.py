@@ -22,7 +22,7 @@ from numba.extending import overload
 from .. import _config
 from .._config import njit, pjit
 from ._intrinsics import f32_as_u32
-from ._reductions import abs_max, abs_sum, pointer_like, shifted_sums
+from ._reductions import abs_max, abs_sum, address, pointer_like, shifted_sums
 
 #: Elements per partial sum (fixed, never derived from the thread count).
 CHUNK = 1 << 14
@@ -265,7 +265,7 @@ def _clamp_ser(addrs, sizes, which, start, proto, c):
 
 def _table(grads):
     """(addresses, sizes, chunk index arrays, prototype array, parallel?) of a gradient list."""
-    addrs = np.array([g.ctypes.data for g in grads], np.int64)
+    addrs = np.array([address(g) for g in grads], np.int64)
     sizes = np.array([g.size for g in grads], np.int64)
     which, start = _chunks(sizes)
     proto = grads[0]

@@ -11,7 +11,7 @@ from numba import carray, prange
 
 from .. import _config
 from .._config import njit, pjit
-from ._reductions import pointer_like
+from ._reductions import address, pointer_like
 from .clip import CHUNK, _chunks
 
 
@@ -57,9 +57,9 @@ def _step(table, which, start, proto, lr, m, wd):
 
 def sgd_step(params, grads, velocities, lr, momentum, weight_decay):
     table = np.empty((4, len(params)), np.int64)
-    table[0] = [p.ctypes.data for p in params]
-    table[1] = [g.ctypes.data for g in grads]
-    table[2] = 0 if velocities is None else [v.ctypes.data for v in velocities]
+    table[0] = [address(p) for p in params]
+    table[1] = [address(g) for g in grads]
+    table[2] = 0 if velocities is None else [address(v) for v in velocities]
     table[3] = [p.size for p in params]
     which, start = _chunks(table[3])
     proto = np.empty(0, params[0].dtype)
