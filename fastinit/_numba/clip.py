@@ -265,7 +265,9 @@ def _clamp_ser(addrs, sizes, which, start, proto, c):
 
 def _table(grads):
     """(addresses, sizes, chunk index arrays, prototype array, parallel?) of a gradient list."""
-    addrs = np.array([address(g) for g in grads], np.int64)
+    # (Numba takes no float16 array: their addresses come from ctypes)
+    addrs = np.array([g.ctypes.data if g.dtype == np.float16 else address(g) for g in grads],
+                     np.int64)
     sizes = np.array([g.size for g in grads], np.int64)
     which, start = _chunks(sizes)
     proto = grads[0]
