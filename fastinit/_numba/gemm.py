@@ -162,10 +162,22 @@ def _pack_b_panel(b, tb, p0, kc, j0, cols, panel, NR):
                     row[j] = 0
 
 
+@njit(inline="always")
+def _add_bias(cflat, off, ldc, rows, cols, bias, j):
+    """C[r, :cols] += bias[j:j + cols] for the rows of a tile just stored (in L1): the bias
+    added as the C kernels' tiles add it when they store (acc + bias), without a pass over C
+    before the product."""
+    brow = bias[j:j + cols]
+    for r in range(rows):
+        row = cflat[off + r * ldc:off + r * ldc + cols]
+        for jj in range(cols):
+            row[jj] += brow[jj]
+
+
 # ---- drivers ----------------------------------------------------------------------------------
 @pjit
 def gemm_packed(a, ta, b, tb, c, beta, kc_max, mc_max, nc_max, apack, bpack, nthreads,
-                b_direct):
+                b_direct, bias, has_bias):
     """C (+)= A @ B with packing, parallel over blocks of C: the large-product path.
 
     a, b : C-contiguous 2-D; A = a.T when ta, B = b.T when tb. c : C-contiguous (M, N).
@@ -174,7 +186,8 @@ def gemm_packed(a, ta, b, tb, c, beta, kc_max, mc_max, nc_max, apack, bpack, nth
     threads to split the work for (numba.get_num_threads() inside the kernel would stop Numba
     from caching it). b_direct : B is not transposed and its rows are far enough apart in
     cache sets (see :func:`b_rows_direct`): the tile then reads full column panels of B where
-    they lie and only a partial last panel is packed.
+    they lie and only a partial last panel is packed. has_bias : add ``bias`` (N,) to every row
+    (with K's first block; beta must be 0 then).
     """
     m, n = c.shape
     k = a.shape[0] if ta else a.shape[1]
@@ -217,6 +230,7 @@ def gemm_packed(a, ta, b, tb, c, beta, kc_max, mc_max, nc_max, apack, bpack, nth
                     _pack_b_panel(b, tb, pc, kc, j0, min(NR, n - j0),
                                   bpack[t * kc * NR:(t + 1) * kc * NR], NR)
             bet = beta if pc == 0 else 1
+            add_bias = has_bias and pc == 0
             for it in prange(items):
                 bi = it // nsplit
                 bj = it - bi * nsplit
@@ -236,15 +250,19 @@ def gemm_packed(a, ta, b, tb, c, beta, kc_max, mc_max, nc_max, apack, bpack, nth
                             i = i0 + q * MR
                             _packed_a_tile(kc, ap, q * kc * MR, 0, 0, bflat, pc * n + j, n,
                                            cflat, i * ldc + j, ldc, min(MR, m - i), nv, bet)
+                            if add_bias:
+                                _add_bias(cflat, i * ldc + j, ldc, min(MR, m - i), nv, bias, j)
                     else:
                         for q in range(q1 - q0):
                             i = i0 + q * MR
                             _packed_tile(kc, ap, q * kc * MR, 0, 0, bpack, t * kc * NR, 0,
                                          cflat, i * ldc + j, ldc, min(MR, m - i), nv, bet)
+                            if add_bias:
+                                _add_bias(cflat, i * ldc + j, ldc, min(MR, m - i), nv, bias, j)
 
 
 @njit
-def _direct_block(a, ta, b, tb, c, beta, bpanel, i0, i1, t0, t1):
+def _direct_block(a, ta, b, tb, c, beta, bpanel, i0, i1, t0, t1, bias, has_bias):
     """C[i0:i1, column panels t0..t1-1] (+)= op(A) @ op(B), K in blocks of DIRECT_KB, nothing of
     A packed.
 
@@ -277,6 +295,8 @@ def _direct_block(a, ta, b, tb, c, beta, bpanel, i0, i1, t0, t1):
             for i in range(i0, i1, MR):
                 _direct_tile(kc, aflat, i * a_rs + p0 * a_ks, a_rs, a_ks, bsrc, boff, bstep,
                              cflat, i * ldc + j, ldc, min(MR, i1 - i), nv, bet)
+                if has_bias and p0 == 0:
+                    _add_bias(cflat, i * ldc + j, ldc, min(MR, i1 - i), nv, bias, j)
 
 
 def direct_scratch(k, itemsize, nchunks):
@@ -286,7 +306,7 @@ def direct_scratch(k, itemsize, nchunks):
 
 
 @pjit
-def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks):
+def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks, bias, has_bias):
     """C (+)= op(A) @ op(B) with K in one block (or a few), A and B read where they lie (B
     copied only when it comes transposed): small and medium products.
 
@@ -307,11 +327,11 @@ def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks):
     nrow = (m + MR - 1) // MR
     size = min(k, DIRECT_KB) * NR
     if nchunks <= 1:
-        _direct_block(a, ta, b, tb, c, beta, ws[:size], 0, m, 0, npan)
+        _direct_block(a, ta, b, tb, c, beta, ws[:size], 0, m, 0, npan, bias, has_bias)
     elif npan >= nchunks and (tb or nrow < nchunks):
         for ch in prange(nchunks):
             _direct_block(a, ta, b, tb, c, beta, ws[ch * size:(ch + 1) * size], 0, m,
-                          ch * npan // nchunks, (ch + 1) * npan // nchunks)
+                          ch * npan // nchunks, (ch + 1) * npan // nchunks, bias, has_bias)
     else:
         for ch in prange(nchunks):
             # equal shares of rows (128 rows as 64 + 64, not 60 + 68: see csrc/gemm_isa.h)
@@ -319,7 +339,7 @@ def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks):
             i1 = (ch + 1) * m // nchunks
             if i0 < i1:
                 _direct_block(a, ta, b, tb, c, beta, ws[ch * size:(ch + 1) * size], i0, i1,
-                              0, npan)
+                              0, npan, bias, has_bias)
 
 
 @njit(fastmath=set(FASTMATH_REDUCE))
@@ -449,13 +469,17 @@ def gemm(a, ta, b, tb, c, beta=0, bias=None):
         gemm(b, not tb, a, not ta, ct, 0)
         _add_transposed(c, ct, beta, c[0] if bias is None else bias, bias is not None)
         return c
-    if bias is not None:
-        # C starts as the bias rows; the product adds on
+    has_bias = bias is not None
+    if has_bias and (beta or k == 0):
+        # C starts as the bias rows (plus C); the product adds on
         if beta:
             c += bias
         else:
             c[...] = bias
             beta = 1
+        has_bias = False
+    # otherwise the tiles' bias: added to each tile as it is stored (a 1-D stand-in when none)
+    tile_bias = bias if has_bias else c.reshape(-1)
     macs = m * n * k
     kc, mc, nc = _BLOCKING[dt]
     if macs <= DIRECT_MAX_MACS or (k <= kc and m * k * dt.itemsize <= DIRECT_MAX_A_BYTES):
@@ -464,14 +488,15 @@ def gemm(a, ta, b, tb, c, beta=0, bias=None):
             if macs >= PARALLEL_MIN_MACS:
                 chunks = min(_num_threads(), max((m + MR - 1) // MR, (n + NR - 1) // NR))
             size = direct_scratch(k, dt.itemsize, chunks)
-            gemm_direct(a, ta, b, tb, c, beta, _workspace("direct", size, dt), chunks)
+            gemm_direct(a, ta, b, tb, c, beta, _workspace("direct", size, dt), chunks, tile_bias,
+                        has_bias)
         return c
     threads = numba.config.NUMBA_NUM_THREADS
     slot = mc * kc + PACK_PAD
     apack = _workspace("apack", threads * slot, dt)[:threads * slot].reshape(threads, slot)
     bsize = kc * ((min(nc, n) + NR - 1) // NR) * NR
     gemm_packed(a, ta, b, tb, c, beta, kc, mc, nc, apack, _workspace("bpack", bsize, dt),
-                _num_threads(), not tb and b_rows_direct(n * dt.itemsize))
+                _num_threads(), not tb and b_rows_direct(n * dt.itemsize), tile_bias, has_bias)
     return c
 
 
