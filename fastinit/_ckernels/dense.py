@@ -8,7 +8,6 @@ and call overhead decides small products.
 from .. import _c
 
 
-
 def _operand(x):
     """(C-contiguous array, transposed): x is arr, or arr.T when the flag is set."""
     if x.flags.c_contiguous:
