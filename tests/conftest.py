@@ -23,3 +23,26 @@ def fast_backend(request):
 @pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
 def dtype(request):
     return request.param
+
+
+def _on_one_and_two_threads(run):
+    """[run() on 1 thread, run() on 2 threads] (as many as Numba was started with, up to 2);
+    the thread count is restored afterwards."""
+    import numba
+    before = fi.get_num_threads()
+    results = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            fi.set_num_threads(threads)
+            results.append(run())
+    finally:
+        fi.set_num_threads(before)
+    return results
+
+
+@pytest.fixture
+def on_one_and_two_threads():
+    """A function: ``on_one_and_two_threads(run)`` gives run()'s results on 1 and on 2 threads
+    (for the tests that results do not depend on the thread count)."""
+    return _on_one_and_two_threads
+

@@ -497,22 +497,18 @@ def test_group_path_backward_every_build(fast_backend, shape, dt):
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
-def test_group_path_does_not_depend_on_threads(fast_backend, dt):
+def test_group_path_does_not_depend_on_threads(fast_backend, dt, on_one_and_two_threads):
     """Fixed blocks of rows, summed in block order: the same bits on 1 and 2 threads."""
     rng, x, gamma, beta = _data((20, 13, 128, 130), dt, 12)
     dy = rng.standard_normal(x.shape).astype(dt)
     _, s = fi.batch_norm(x, gamma, beta, backend="numpy")
-    import numba
-    before = fi.get_num_threads()
-    runs = []
-    try:
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            fi.set_num_threads(threads)
-            y, sf = fi.batch_norm(x, gamma, beta, backend=fast_backend)
-            runs.append((y, sf.mean, sf.var, sf.invstd)
-                        + fi.batch_norm_backward(dy, x, gamma, s, backend=fast_backend))
-    finally:
-        fi.set_num_threads(before)
+
+    def run():
+        y, sf = fi.batch_norm(x, gamma, beta, backend=fast_backend)
+        return ((y, sf.mean, sf.var, sf.invstd)
+                + fi.batch_norm_backward(dy, x, gamma, s, backend=fast_backend))
+
+    runs = on_one_and_two_threads(run)
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
 
@@ -593,20 +589,15 @@ def test_segment_path_mean_1000_every_build(fast_backend, shape):
         _bn_set_build(None)
 
 
-def test_segment_path_does_not_depend_on_threads(fast_backend):
+def test_segment_path_does_not_depend_on_threads(fast_backend, on_one_and_two_threads):
     """Fixed blocks of rows, summed in block order: the same bits on 1 and 2 threads."""
     rng, x, gamma, beta = _data((130, 16, 8, 8), np.float32, 9)
     dy = rng.standard_normal(x.shape).astype(np.float32)
-    import numba
-    before = fi.get_num_threads()
-    runs = []
-    try:
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            fi.set_num_threads(threads)
-            y, s = fi.batch_norm(x, gamma, beta, backend=fast_backend)
-            runs.append((y, s.mean, s.var) + fi.batch_norm_backward(dy, x, gamma, s,
-                                                                    backend=fast_backend))
-    finally:
-        fi.set_num_threads(before)
+
+    def run():
+        y, s = fi.batch_norm(x, gamma, beta, backend=fast_backend)
+        return (y, s.mean, s.var) + fi.batch_norm_backward(dy, x, gamma, s, backend=fast_backend)
+
+    runs = on_one_and_two_threads(run)
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)

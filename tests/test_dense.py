@@ -443,25 +443,17 @@ def test_unknown_backend():
         fi.matmul(np.ones((2, 2)), np.ones((2, 2)), backend="blas")
 
 
-def test_dot_products_do_not_depend_on_threads(fast_backend, dtype):
+def test_dot_products_do_not_depend_on_threads(fast_backend, dtype, on_one_and_two_threads):
     """A long (1, K) @ (K, 1) or (2, K) @ (K, 3) runs as dot products over fixed K chunks added
     in order: the same bits on 1 and 2 threads, and within the product bound of float64."""
-    import numba
     r = np.random.default_rng(7)
     cases = [(r.standard_normal((1, 50000)), r.standard_normal((50000, 1))),
              (r.standard_normal((2, 30001)), r.standard_normal((3, 30001)).T)]
-    before = fi.get_num_threads()
-    try:
-        for a, b in cases:
-            a, b = a.astype(dtype), b.astype(dtype)
-            runs = []
-            for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-                fi.set_num_threads(threads)
-                runs.append(fi.matmul(a, b, backend=fast_backend))
-            np.testing.assert_array_equal(runs[0], runs[1])
-            assert_product_close(runs[0], (a.astype(np.float64) @ b).astype(dtype), a, b, dtype)
-    finally:
-        fi.set_num_threads(before)
+    for a, b in cases:
+        a, b = a.astype(dtype), b.astype(dtype)
+        runs = on_one_and_two_threads(lambda: fi.matmul(a, b, backend=fast_backend))
+        np.testing.assert_array_equal(runs[0], runs[1])
+        assert_product_close(runs[0], (a.astype(np.float64) @ b).astype(dtype), a, b, dtype)
 
 
 @pytest.mark.parametrize("shape", [(7, 13), (129, 33), (300, 1500)])
