@@ -175,7 +175,7 @@ def main(argv=None):
             how = conv_ops.plan(case.x, case.w, padding="same", groups=case.g, backend=backend)
             print(f"{name:14s} {backend:7s} {fa * 1e3:7.3f} {fb * 1e3:7.3f} {fr:6.2f} {fm:5.2f}   "
                   f"{ba * 1e3:7.3f} {bb * 1e3:7.3f} {br:6.2f} {bm:5.2f}  "
-                  f"{how.split(',')[0]}", flush=True)
+                  f"{how.path}", flush=True)
 
 
 # ---- pytest-benchmark -------------------------------------------------------------------------

@@ -1,694 +1,540 @@
-/* Direct convolution kernels of one (element type, ISA) instantiation: included by conv2d.c
- * right after gemm_tile.h (which defines the register tile fi_tile_<FI_SFX> and the vector
- * macros FI_V, FI_W, FI_VLOAD, ...), with FI_T, FI_SFX and the tile shapes defined:
- *   FI_CONV_FR x FI_CONV_FV   forward / backward-data tile (channels x vectors of pixels)
- *   FI_CONV_DR x FI_CONV_DV   weight-gradient tile (input channels x vectors of out channels)
- *   FI_CONV_SR x FI_CONV_SV   weight-gradient tile for groups of <= FI_CONV_SR input channels
- * The algorithms and layouts are described in conv2d.c; every function carries FI_ATTR so the
- * tile inlines with this ISA's instructions.
+/* The general convolution engine of one (element type, ISA) instantiation: included by
+ * conv2d.c through instances.h, right after gemm_tile.h (the register tile fi_tile_bias_<SFX>,
+ * the transposes and the vector macros FI_V, FI_W, ...). conv2d.c describes the algorithm;
+ * every function carries FI_ATTR so the tile inlines with this ISA's instructions.
  */
+#define FI_NR (FI_NVEC * FI_W)
 #define FI_FN(name) FI_CAT(name, FI_SFX)
 
-/* xq[((c*sh + py)*sw + px)*Hq*Wq + i*Wq + j] = x3[c, i*sh + py - pt, j*sw + px - pl], zero
- * outside x3 (x3: nc channels of H x W); then `slack` zeros. */
-FI_ATTR static void FI_FN(fi_conv_fill_)(FI_T *restrict xq, const FI_T *restrict x3, int64_t H,
-                                         int64_t W, int64_t nc, int64_t sh, int64_t sw,
-                                         int64_t pt, int64_t pl, int64_t Hq, int64_t Wq,
-                                         int64_t slack)
-{
-    const int64_t plane = Hq * Wq;
-    for (int64_t c = 0; c < nc; c++)
-        for (int64_t py = 0; py < sh; py++)
-            for (int64_t px = 0; px < sw; px++) {
-                FI_T *base = xq + ((c * sh + py) * sw + px) * plane;
-                int64_t jlo = pl > px ? (pl - px + sw - 1) / sw : 0;
-                int64_t jhi = W - 1 + pl - px >= 0 ? (W - 1 + pl - px) / sw + 1 : 0;
-                if (jhi > Wq) jhi = Wq;
-                if (jhi < jlo) jhi = jlo;
-                for (int64_t i = 0; i < Hq; i++) {
-                    FI_T *row = base + i * Wq;
-                    const int64_t iy = i * sh + py - pt;
-                    if (iy < 0 || iy >= H || jhi == jlo) {
-                        memset(row, 0, (size_t)Wq * sizeof(FI_T));
-                        continue;
-                    }
-                    const FI_T *src = x3 + (c * H + iy) * W + jlo * sw + px - pl;
-                    for (int64_t j = 0; j < jlo; j++) row[j] = 0;
-                    if (sw == 1)
-                        memcpy(row + jlo, src, (size_t)(jhi - jlo) * sizeof(FI_T));
-                    else
-                        for (int64_t j = 0; j < jhi - jlo; j++) row[jlo + j] = src[j * sw];
-                    for (int64_t j = jhi; j < Wq; j++) row[j] = 0;
-                }
-            }
-    memset(xq + nc * sh * sw * plane, 0, (size_t)slack * sizeof(FI_T));
-}
-
-/* out2[(k0 + k)*OH*OW + oy*OW + ox] = tb[k*ldt + j] (+ bias[k0 + k]) for the flattened pixels
- * p0 + j = oy*Wq + ox, j < nv; columns ox >= OW are dropped. */
-FI_ATTR static void FI_FN(fi_conv_scatter_)(FI_T *restrict out2, int64_t plane_out, int64_t k0,
-                                            int64_t nk, const FI_T *restrict tb, int64_t ldt,
-                                            int64_t p0, int64_t nv, int64_t Wq, int64_t OW,
-                                            const FI_T *restrict bias)
-{
-    int64_t j = 0;
-    while (j < nv) {
-        const int64_t p = p0 + j, oy = p / Wq, ox = p - oy * Wq;
-        if (ox >= OW) { j += Wq - ox; continue; }
-        const int64_t seg = OW - ox < nv - j ? OW - ox : nv - j;
-        for (int64_t k = 0; k < nk; k++) {
-            FI_T *restrict d = out2 + (k0 + k) * plane_out + oy * OW + ox;
-            const FI_T *restrict s = tb + k * ldt + j;
-            const FI_T bk = bias ? bias[k0 + k] : (FI_T)0;
-            for (int64_t t = 0; t < seg; t++) d[t] = s[t] + bk;
-        }
-        j += seg;
-    }
-}
-
-/* out2[(c0 + c)*H*W + (ybase + my*sh)*W + xbase + mx*sw] = tb[c*ldt + j] for the flattened
- * phase pixels p0 + j = my*Wd + mx, j < nv; columns mx >= Mx are dropped. */
-FI_ATTR static void FI_FN(fi_conv_scatter_phase_)(FI_T *restrict out2, int64_t plane_out,
-                                                  int64_t c0, int64_t nc,
-                                                  const FI_T *restrict tb, int64_t ldt,
-                                                  int64_t p0, int64_t nv, int64_t Wd, int64_t Mx,
-                                                  int64_t ybase, int64_t xbase, int64_t sh,
-                                                  int64_t sw, int64_t W)
-{
-    int64_t j = 0;
-    while (j < nv) {
-        const int64_t p = p0 + j, my = p / Wd, mx = p - my * Wd;
-        if (mx >= Mx) { j += Wd - mx; continue; }
-        const int64_t seg = Mx - mx < nv - j ? Mx - mx : nv - j;
-        const int64_t d0 = (ybase + my * sh) * W + xbase + mx * sw;
-        for (int64_t c = 0; c < nc; c++) {
-            FI_T *restrict d = out2 + (c0 + c) * plane_out + d0;
-            const FI_T *restrict s = tb + c * ldt + j;
-            if (sw == 1)
-                for (int64_t t = 0; t < seg; t++) d[t] = s[t];
-            else
-                for (int64_t t = 0; t < seg; t++) d[t * sw] = s[t];
-        }
-        j += seg;
-    }
-}
-
-/* ---- forward: y (N, K, OH, OW) = conv(x (N, C, H, W), w) + b ---- */
-FI_ATTR static void FI_FN(fi_conv_forward_)(FI_T *y, const FI_T *x, const FI_T *wpack,
-                                            const int64_t *tab, const FI_T *bias,
-                                            const fi_conv_geo *g, int rowtile, FI_T *ws,
-                                            int64_t per_thread, int64_t nsplit)
-{
-    const int rows = rowtile ? 1 : FI_CONV_FR;
-    const int64_t cols = (rowtile ? 4 : FI_CONV_FV) * FI_W;
-    const int64_t CRS = g->Cg * g->R * g->S, npan = (g->Kg + rows - 1) / rows;
-    const int64_t P = (g->OH - 1) * g->Wq + g->OW, nblk = (P + cols - 1) / cols;
-    const int64_t plane = g->Cg * g->chan, items = g->N * g->G * nsplit;
-    const int64_t xq_size = plane + cols + 16;
-#pragma omp parallel
-    {
-        FI_T *xq = ws + (int64_t)fi_conv_thread_id() * per_thread;
-        FI_T *tb = xq + xq_size;
-#pragma omp for schedule(static)
-        for (int64_t item = 0; item < items; item++) {
-            const int64_t n = item / (g->G * nsplit), grp = (item / nsplit) % g->G;
-            const int64_t part = item % nsplit;
-            FI_FN(fi_conv_fill_)(xq, x + (n * g->C + grp * g->Cg) * g->H * g->W, g->H, g->W,
-                                 g->Cg, g->sh, g->sw, g->pt, g->pl, g->Hq, g->Wq, cols + 16);
-            for (int64_t blk = part * nblk / nsplit; blk < (part + 1) * nblk / nsplit; blk++) {
-                const int64_t p0 = blk * cols, nv = P - p0 < cols ? P - p0 : cols;
-                for (int64_t q = 0; q < npan; q++) {
-                    const FI_T *a = wpack + ((grp * npan + q) * CRS) * rows;
-                    const int64_t m = g->Kg - q * rows < rows ? g->Kg - q * rows : rows;
-                    if (rowtile)
-                        FI_CAT(fi_tile_, FI_SFX)(1, 4, FI_A_PACKED, FI_B_TABLE, CRS, a, 0, 0,
-                                                 xq + p0, 0, tab, tb + q * cols, cols, m, nv, 0);
-                    else
-                        FI_CAT(fi_tile_, FI_SFX)(FI_CONV_FR, FI_CONV_FV, FI_A_PACKED,
-                                                 FI_B_TABLE, CRS, a, 0, 0, xq + p0, 0, tab,
-                                                 tb + q * FI_CONV_FR * cols, cols, m, nv, 0);
-                }
-                FI_FN(fi_conv_scatter_)(y + n * g->K * g->OH * g->OW, g->OH * g->OW,
-                                        grp * g->Kg, g->Kg, tb, cols, p0, nv, g->Wq, g->OW,
-                                        bias);
-            }
-        }
-    }
-}
-
-/* Channel-vector tile (large kernels): C[r, j] = sum_k A[r, k] B[k, j] with A[r, k] =
- * a[r + tab[k]] (rows: consecutive output pixels of one row, read from the padded image
- * through the tap table) and B[k, j] = b[k*FI_CONV_OV*FI_W + j] (packed weights, output
- * channels along the vectors). No dropped columns, unlike the pixel-vector tile. C rows are
- * FI_CONV_OV*FI_W long; rows >= m are computed but not stored. */
-FI_ATTR FI_INLINE void FI_FN(fi_conv_otile_)(int64_t kc, const FI_T *restrict a,
-                                             const int64_t *restrict tab,
-                                             const FI_T *restrict b, FI_T *restrict c,
-                                             int64_t m)
-{
-    FI_V acc[FI_CONV_OR][FI_CONV_OV];
-#pragma GCC unroll 16
-    for (int r = 0; r < FI_CONV_OR; r++)
-#pragma GCC unroll 4
-        for (int v = 0; v < FI_CONV_OV; v++) acc[r][v] = FI_VZERO();
-#pragma GCC unroll 2
-    for (int64_t k = 0; k < kc; k++) {
-        const FI_T *ak = a + tab[k];
-        const FI_T *bk = b + k * FI_CONV_OV * FI_W;
-        FI_V bv[FI_CONV_OV];
-#pragma GCC unroll 4
-        for (int v = 0; v < FI_CONV_OV; v++) bv[v] = FI_VLOAD(bk + v * FI_W);
-#pragma GCC unroll 16
-        for (int r = 0; r < FI_CONV_OR; r++) {
-            const FI_V s = FI_VSET1(ak[r]);
-#pragma GCC unroll 4
-            for (int v = 0; v < FI_CONV_OV; v++) acc[r][v] = FI_VFMA(s, bv[v], acc[r][v]);
-        }
-    }
-#pragma GCC unroll 16
-    for (int r = 0; r < FI_CONV_OR; r++)
-        if (r < m)
-#pragma GCC unroll 4
-            for (int v = 0; v < FI_CONV_OV; v++)
-                FI_VSTORE(c + r * FI_CONV_OV * FI_W + v * FI_W, acc[r][v]);
-}
-
-/* Forward with the channel-vector tile: per output row, blocks of FI_CONV_OR pixels x
- * FI_CONV_OV vectors of output channels; wpackT (G, nkb, CRS, cols) packed weights. */
-FI_ATTR static void FI_FN(fi_conv_forward_oc_)(FI_T *y, const FI_T *x, const FI_T *wpackT,
-                                               const int64_t *tab, const FI_T *bias,
-                                               const fi_conv_geo *g, FI_T *ws,
-                                               int64_t per_thread, int64_t nsplit)
-{
-    const int64_t cols = FI_CONV_OV * FI_W, CRS = g->Cg * g->R * g->S;
-    const int64_t nkb = (g->Kg + cols - 1) / cols, nxb = (g->OW + FI_CONV_OR - 1) / FI_CONV_OR;
-    const int64_t plane = g->Cg * g->chan, items = g->N * g->G * nsplit;
-    const int64_t xq_size = plane + FI_CONV_OR + 16, OHW = g->OH * g->OW;
-#pragma omp parallel
-    {
-        FI_T *xq = ws + (int64_t)fi_conv_thread_id() * per_thread;
-        FI_T *tb = xq + xq_size;
-#pragma omp for schedule(static)
-        for (int64_t item = 0; item < items; item++) {
-            const int64_t n = item / (g->G * nsplit), grp = (item / nsplit) % g->G;
-            const int64_t part = item % nsplit;
-            FI_FN(fi_conv_fill_)(xq, x + (n * g->C + grp * g->Cg) * g->H * g->W, g->H, g->W,
-                                 g->Cg, g->sh, g->sw, g->pt, g->pl, g->Hq, g->Wq,
-                                 FI_CONV_OR + 16);
-            FI_T *yn = y + (n * g->K + grp * g->Kg) * OHW;
-            for (int64_t oy = part * g->OH / nsplit; oy < (part + 1) * g->OH / nsplit; oy++)
-                for (int64_t xb = 0; xb < nxb; xb++) {
-                    const int64_t ox0 = xb * FI_CONV_OR;
-                    const int64_t m = g->OW - ox0 < FI_CONV_OR ? g->OW - ox0 : FI_CONV_OR;
-                    for (int64_t kb = 0; kb < nkb; kb++) {
-                        FI_FN(fi_conv_otile_)(CRS, xq + oy * g->Wq + ox0, tab,
-                                              wpackT + (grp * nkb + kb) * CRS * cols, tb, m);
-                        const int64_t nk = g->Kg - kb * cols < cols ? g->Kg - kb * cols : cols;
-                        for (int64_t j = 0; j < nk; j++) {
-                            FI_T *d = yn + (kb * cols + j) * OHW + oy * g->OW + ox0;
-                            const FI_T bj = bias ? bias[grp * g->Kg + kb * cols + j] : (FI_T)0;
-                            for (int64_t r = 0; r < m; r++) d[r] = tb[r * cols + j] + bj;
-                        }
-                    }
-                }
-        }
-    }
-}
-
-/* ---- backward data: dx (N, C, H, W) from dy (N, K, OH, OW), phase by phase ---- */
-FI_ATTR static void FI_FN(fi_conv_backward_data_)(FI_T *dx, const FI_T *dy, const FI_T *packs,
-                                                  int64_t pack_stride, const int64_t *tabs,
-                                                  const int64_t *rec, int64_t nphase,
-                                                  const fi_conv_geo *g, int64_t Ty, int64_t Tx,
-                                                  int64_t Hd, int64_t Wd, int rowtile, FI_T *ws,
-                                                  int64_t per_thread, int64_t nsplit)
-{
-    const int rows = rowtile ? 1 : FI_CONV_FR;
-    const int64_t cols = (rowtile ? 4 : FI_CONV_FV) * FI_W;
-    const int64_t npan = (g->Cg + rows - 1) / rows;
-    const int64_t plane = g->Kg * Hd * Wd, items = g->N * g->G * nsplit;
-    const int64_t dq_size = plane + cols + 16;
-#pragma omp parallel
-    {
-        FI_T *dq = ws + (int64_t)fi_conv_thread_id() * per_thread;
-        FI_T *tb = dq + dq_size;
-#pragma omp for schedule(static)
-        for (int64_t item = 0; item < items; item++) {
-            const int64_t n = item / (g->G * nsplit), grp = (item / nsplit) % g->G;
-            const int64_t part = item % nsplit;
-            FI_FN(fi_conv_fill_)(dq, dy + (n * g->K + grp * g->Kg) * g->OH * g->OW, g->OH,
-                                 g->OW, g->Kg, 1, 1, Ty, Tx, Hd, Wd, cols + 16);
-            for (int64_t ph = 0; ph < nphase; ph++) {
-                const int64_t *r = rec + ph * 7;
-                const int64_t t0 = r[0], ntap = r[1], pk0 = r[2], My = r[3], Mx = r[4];
-                if (My <= 0 || Mx <= 0) continue;
-                const int64_t P = (My - 1) * Wd + Mx, nblk = (P + cols - 1) / cols;
-                for (int64_t blk = part * nblk / nsplit; blk < (part + 1) * nblk / nsplit;
-                     blk++) {
-                    const int64_t p0 = blk * cols, nv = P - p0 < cols ? P - p0 : cols;
-                    if (ntap == 0) /* no tap reaches this phase: its dx is zero */
-                        memset(tb, 0, (size_t)(g->Cg * cols) * sizeof(FI_T));
-                    for (int64_t q = 0; q < npan && ntap; q++) {
-                        const FI_T *a = packs + grp * pack_stride + pk0 + q * ntap * rows;
-                        const int64_t m = g->Cg - q * rows < rows ? g->Cg - q * rows : rows;
-                        if (rowtile)
-                            FI_CAT(fi_tile_, FI_SFX)(1, 4, FI_A_PACKED, FI_B_TABLE, ntap, a, 0,
-                                                     0, dq + p0, 0, tabs + t0, tb + q * cols,
-                                                     cols, m, nv, 0);
-                        else
-                            FI_CAT(fi_tile_, FI_SFX)(FI_CONV_FR, FI_CONV_FV, FI_A_PACKED,
-                                                     FI_B_TABLE, ntap, a, 0, 0, dq + p0, 0,
-                                                     tabs + t0, tb + q * FI_CONV_FR * cols,
-                                                     cols, m, nv, 0);
-                    }
-                    FI_FN(fi_conv_scatter_phase_)(dx + n * g->C * g->H * g->W, g->H * g->W,
-                                                  grp * g->Cg, g->Cg, tb, cols, p0, nv, Wd, Mx,
-                                                  r[5], r[6], g->sh, g->sw, g->W);
-                }
-            }
-        }
-    }
-}
-
-/* dst[j*nk + k] = src[k*lds + j] for k < nk, j < npix (16 x 16 blocks) */
-FI_ATTR static void FI_FN(fi_conv_transpose_)(FI_T *restrict dst, const FI_T *restrict src,
-                                              int64_t lds, int64_t nk, int64_t npix)
-{
-    for (int64_t j0 = 0; j0 < npix; j0 += 16)
-        for (int64_t k0 = 0; k0 < nk; k0 += 16) {
-            const int64_t j1 = j0 + 16 < npix ? j0 + 16 : npix;
-            const int64_t k1 = k0 + 16 < nk ? k0 + 16 : nk;
-            for (int64_t j = j0; j < j1; j++)
-                for (int64_t k = k0; k < k1; k++) dst[j * nk + k] = src[k * lds + j];
-        }
-}
-
-/* dst[c*ld + j] = xq[base + c*chan + oy*Wq + ox] for the output pixels p0 + j = oy*OW + ox */
-FI_ATTR static void FI_FN(fi_conv_gather_)(FI_T *restrict dst, int64_t ld,
-                                           const FI_T *restrict xq, int64_t base, int64_t chan,
-                                           int64_t nc, int64_t p0, int64_t npix, int64_t OW,
-                                           int64_t Wq)
-{
-    int64_t j = 0;
-    while (j < npix) {
-        const int64_t oy = (p0 + j) / OW, ox = p0 + j - oy * OW;
-        const int64_t seg = OW - ox < npix - j ? OW - ox : npix - j;
-        const FI_T *src = xq + base + oy * Wq + ox;
-        for (int64_t c = 0; c < nc; c++)
-            memcpy(dst + c * ld + j, src + c * chan, (size_t)seg * sizeof(FI_T));
-        j += seg;
-    }
-}
-
-/* sum of the lanes of v */
-FI_ATTR static FI_T FI_FN(fi_conv_hsum_)(FI_V v)
-{
-    FI_T lanes[FI_W];
-    FI_VSTORE(lanes, v);
-    FI_T s = 0;
-    for (int i = 0; i < FI_W; i++) s += lanes[i];
-    return s;
-}
-
-/* Dot tile (depthwise and narrow groups): c[t] += sum over nrows rows of rowlen values of
- * a[y*a_ys + i] * b[tab[t] + y*b_ys + i], t < n <= FI_CONV_DOT. */
-#define FI_CONV_DOT 8
-FI_ATTR static void FI_FN(fi_conv_dot_)(int64_t nrows, int64_t rowlen, const FI_T *a,
-                                        int64_t a_ys, const FI_T *b, const int64_t *tab,
-                                        int64_t b_ys, FI_T *c, int64_t n)
-{
-    FI_V acc[FI_CONV_DOT];
-    const FI_T *bc[FI_CONV_DOT];
-    for (int t = 0; t < FI_CONV_DOT; t++) {
-        acc[t] = FI_VZERO();
-        bc[t] = b + tab[t < n ? t : n - 1];
-    }
-    const int64_t nfull = rowlen / FI_W, tail = rowlen - nfull * FI_W;
-    for (int64_t y = 0; y < nrows; y++) {
-        const FI_T *ar = a + y * a_ys;
-        for (int64_t v = 0; v < nfull; v++) {
-            const FI_V av = FI_VLOAD(ar + v * FI_W);
-#pragma GCC unroll 8
-            for (int t = 0; t < FI_CONV_DOT; t++)
-                acc[t] = FI_VFMA(av, FI_VLOAD(bc[t] + y * b_ys + v * FI_W), acc[t]);
-        }
-        if (tail) {
-            const FI_V av = FI_VMLOAD(ar + nfull * FI_W, tail);
-#pragma GCC unroll 8
-            for (int t = 0; t < FI_CONV_DOT; t++)
-                acc[t] = FI_VFMA(av, FI_VMLOAD(bc[t] + y * b_ys + nfull * FI_W, tail), acc[t]);
-        }
-    }
-    for (int t = 0; t < FI_CONV_DOT; t++)
-        if (t < n) c[t] += FI_FN(fi_conv_hsum_)(acc[t]);
-}
-
-/* ---- backward weights: per-thread partial dw (see conv2d.c for the two layouts) ---- */
-FI_ATTR static void FI_FN(fi_conv_backward_weights_)(FI_T *dwp, const FI_T *x, const FI_T *dy,
-                                                     const int64_t *tab, const fi_conv_geo *g,
-                                                     int dot, FI_T *ws, int64_t per_thread,
-                                                     int64_t wsize, int64_t pblock,
-                                                     int64_t nsplit)
-{
-    const int64_t CRS = g->Cg * g->R * g->S, RS = g->R * g->S, P = g->OH * g->OW;
-    const int64_t plane = g->Cg * g->chan, items = g->N * g->G * nsplit;
-    const int small = g->Cg <= FI_CONV_SR;
-    const int rows = small ? FI_CONV_SR : FI_CONV_DR;
-    const int64_t ncol = (small ? FI_CONV_SV : FI_CONV_DV) * FI_W;
-    const int64_t npan = (g->Cg + rows - 1) / rows;
-    const int64_t xq_size = plane + 16, xt_size = dot ? 0 : g->Cg * pblock;
-#pragma omp parallel
-    {
-        const int tid = fi_conv_thread_id();
-        FI_T *xq = ws + (int64_t)tid * per_thread;
-        FI_T *xt = xq + xq_size;
-        FI_T *dyt = xt + xt_size;
-        FI_T *acc = dwp + (int64_t)tid * wsize;
-        memset(acc, 0, (size_t)wsize * sizeof(FI_T));
-#pragma omp for schedule(static)
-        for (int64_t item = 0; item < items; item++) {
-            const int64_t n = item / (g->G * nsplit), grp = (item / nsplit) % g->G;
-            const int64_t part = item % nsplit;
-            FI_FN(fi_conv_fill_)(xq, x + (n * g->C + grp * g->Cg) * g->H * g->W, g->H, g->W,
-                                 g->Cg, g->sh, g->sw, g->pt, g->pl, g->Hq, g->Wq, 16);
-            const FI_T *dyg = dy + (n * g->K + grp * g->Kg) * P;
-            if (dot) {
-                const int64_t oy0 = part * g->OH / nsplit, oy1 = (part + 1) * g->OH / nsplit;
-                for (int64_t k = 0; k < g->Kg && oy1 > oy0; k++)
-                    for (int64_t t0 = 0; t0 < CRS; t0 += FI_CONV_DOT)
-                        FI_FN(fi_conv_dot_)(oy1 - oy0, g->OW, dyg + k * P + oy0 * g->OW, g->OW,
-                                            xq + oy0 * g->Wq, tab + t0, g->Wq,
-                                            acc + (grp * g->Kg + k) * CRS + t0,
-                                            CRS - t0 < FI_CONV_DOT ? CRS - t0 : FI_CONV_DOT);
-                continue;
-            }
-            const int64_t nblk = (P + pblock - 1) / pblock;
-            for (int64_t blk = part * nblk / nsplit; blk < (part + 1) * nblk / nsplit; blk++) {
-                const int64_t p0 = blk * pblock;
-                const int64_t npix = P - p0 < pblock ? P - p0 : pblock;
-                FI_FN(fi_conv_transpose_)(dyt, dyg + p0, P, g->Kg, npix);
-                for (int64_t rs = 0; rs < RS; rs++) {
-                    FI_FN(fi_conv_gather_)(xt, pblock, xq, tab[rs], g->chan, g->Cg, p0, npix,
-                                           g->OW, g->Wq);
-                    for (int64_t q = 0; q < npan; q++) {
-                        const int64_t c0 = q * rows;
-                        const int64_t m = g->Cg - c0 < rows ? g->Cg - c0 : rows;
-                        FI_T *cb = acc + ((grp * RS + rs) * g->Cg + c0) * g->Kg;
-                        for (int64_t kb = 0; kb < g->Kg; kb += ncol) {
-                            const int64_t nn = g->Kg - kb < ncol ? g->Kg - kb : ncol;
-                            if (small)
-                                FI_CAT(fi_tile_, FI_SFX)(FI_CONV_SR, FI_CONV_SV, FI_A_STRIDED,
-                                                         FI_B_STRIDED, npix, xt + c0 * pblock,
-                                                         pblock, 1, dyt + kb, g->Kg, 0, cb + kb,
-                                                         g->Kg, m, nn, 1);
-                            else
-                                FI_CAT(fi_tile_, FI_SFX)(FI_CONV_DR, FI_CONV_DV, FI_A_STRIDED,
-                                                         FI_B_STRIDED, npix, xt + c0 * pblock,
-                                                         pblock, 1, dyt + kb, g->Kg, 0, cb + kb,
-                                                         g->Kg, m, nn, 1);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/* ---- small images: im2col of one image at a time + GEMM tiles (see conv2d.c) ---- */
-
-/* d[0:n] = s[0:n] and d[0:n] = 0 in vectors and one masked tail (tiny rows: gcc would call
- * memcpy / memset for the plain loops) */
-FI_ATTR FI_INLINE void FI_FN(fi_conv_copy_)(FI_T *restrict d, const FI_T *restrict s, int64_t n)
-{
-    int64_t i = 0;
-    for (; i + FI_W <= n; i += FI_W) FI_VSTORE(d + i, FI_VLOAD(s + i));
-    if (i < n) FI_VMSTORE(d + i, FI_VMLOAD(s + i, n - i), n - i);
-}
-FI_ATTR FI_INLINE void FI_FN(fi_conv_zero_)(FI_T *restrict d, int64_t n)
+/* ---- vector copies of short rows (a masked tail: rows here are a few values long) ---- */
+FI_ATTR FI_INLINE void FI_FN(fi_cv_zero_)(FI_T *restrict d, int64_t n)
 {
     int64_t i = 0;
     for (; i + FI_W <= n; i += FI_W) FI_VSTORE(d + i, FI_VZERO());
     if (i < n) FI_VMSTORE(d + i, FI_VZERO(), n - i);
 }
 
-/* im2col from the padded image: col[t*ld + oy*OW + ox] = xq[tab[t] + oy*Wq + ox] for the
- * CRS taps (sizes by value: with -fno-strict-aliasing, struct fields would be reloaded after
- * every store) */
-FI_ATTR FI_INLINE void FI_FN(fi_conv_im2col_)(FI_T *restrict col, int64_t ld,
-                                              const FI_T *restrict xq,
-                                              const int64_t *restrict tab, int64_t CRS,
-                                              int64_t OH, int64_t OW, int64_t Wq)
+/* d[i] = s[i*st] for i < n (add: d[i] += ...); st 1 and 2 are spelt out so that they vectorise */
+FI_ATTR FI_INLINE void FI_FN(fi_cv_move_)(FI_T *restrict d, const FI_T *restrict s, int64_t n,
+                                          int64_t st, const int add)
 {
-    for (int64_t t = 0; t < CRS; t++) {
-        const FI_T *src = xq + tab[t];
-        FI_T *d = col + t * ld;
-        if (OW < FI_W)   /* one masked copy per row, the mask computed once */
-            for (int64_t oy = 0; oy < OH; oy++)
-                FI_VMSTORE(d + oy * OW, FI_VMLOAD(src + oy * Wq, OW), OW);
-        else
-            for (int64_t oy = 0; oy < OH; oy++)
-                FI_FN(fi_conv_copy_)(d + oy * OW, src + oy * Wq, OW);
+    if (st == 1) {
+        int64_t i = 0;
+        for (; i + FI_W <= n; i += FI_W)
+            FI_VSTORE(d + i, add ? FI_VADD(FI_VLOAD(d + i), FI_VLOAD(s + i)) : FI_VLOAD(s + i));
+        if (i < n)
+            FI_VMSTORE(d + i, add ? FI_VADD(FI_VMLOAD(d + i, n - i), FI_VMLOAD(s + i, n - i))
+                                  : FI_VMLOAD(s + i, n - i), n - i);
+    } else if (st == 2) {
+        for (int64_t i = 0; i < n; i++) d[i] = add ? d[i] + s[2 * i] : s[2 * i];
+    } else {
+        for (int64_t i = 0; i < n; i++) d[i] = add ? d[i] + s[i * st] : s[i * st];
     }
 }
 
-/* Between x3 (nc, H, W) and the padded, phase-split image xq of fi_conv_fill_ (zeros outside
- * x3): mode 0 fills xq from x3, mode 1 only copies x3 in (xq's zeros were written before: the
- * same positions are zero for every image), mode 2 writes the interior of xq to x3. Vector
- * copies: rows here are a few values long. */
-FI_ATTR static void FI_FN(fi_conv_pad_small_)(FI_T *restrict xq, FI_T *restrict x3, int64_t H,
-                                              int64_t W, int64_t nc, const fi_conv_geo *g,
-                                              const int mode)
+/* The patch matrix X[t, j] of group g: tap t = (c*R + r)*S + s, pixel j = (n*OH + oy)*OW + ox,
+ * X[t, j] = x[n, g*Cg + c, oy*sh + r*dh - pt, ox*sw + s*dw - pl], zero in the padding, and a
+ * block of it (taps t0.., pixels j0..) in col: X[t, j] at col[q*pq + r*pr + (j - j0)*pc] for
+ * t - t0 = q*FI_MR + r (row-major with pq = FI_MR*ld, pr = ld, pc = 1; packed A panels of
+ * FI_MR taps with pq = FI_MR*ld, pr = 1, pc = FI_MR). mode 0 builds the block (im2col), mode 1
+ * adds it back into x (col2im, the adjoint). Pixels are walked in runs along one output row. */
+FI_ATTR static void FI_FN(fi_cv_patches_)(FI_T *restrict col, int64_t pq, int64_t pr,
+                                          int64_t pc, FI_T *restrict x, const fi_cv *q,
+                                          int64_t g, int64_t t0, int64_t nt, int64_t j0,
+                                          int64_t nj, const int mode)
 {
-    const int64_t sh = g->sh, sw = g->sw, Hq = g->Hq, Wq = g->Wq, plane = Hq * Wq;
-    const int64_t pt = g->pt, pl = g->pl;
-    for (int64_t c = 0; c < nc; c++)
-        for (int64_t py = 0; py < sh; py++)
-            for (int64_t px = 0; px < sw; px++) {
-                FI_T *base = xq + ((c * sh + py) * sw + px) * plane;
-                int64_t jlo = pl > px ? (pl - px + sw - 1) / sw : 0;
-                int64_t jhi = W - 1 + pl - px >= 0 ? (W - 1 + pl - px) / sw + 1 : 0;
-                if (jhi > Wq) jhi = Wq;
-                if (jhi < jlo) jhi = jlo;
-                const int64_t n = jhi - jlo;
-                for (int64_t i = 0; i < Hq; i++) {
-                    FI_T *row = base + i * Wq;
-                    const int64_t iy = i * sh + py - pt;
-                    const int inside = iy >= 0 && iy < H && n > 0;
-                    if (!inside) {
-                        if (mode == 0) FI_FN(fi_conv_zero_)(row, Wq);
-                        continue;
-                    }
-                    FI_T *xr = x3 + (c * H + iy) * W + jlo * sw + px - pl;
-                    if (mode == 2) {
-                        if (sw == 1)
-                            FI_FN(fi_conv_copy_)(xr, row + jlo, n);
-                        else
-                            for (int64_t j = 0; j < n; j++) xr[j * sw] = row[jlo + j];
-                        continue;
-                    }
-                    if (mode == 0) FI_FN(fi_conv_zero_)(row, jlo);
-                    if (sw == 1)
-                        FI_FN(fi_conv_copy_)(row + jlo, xr, n);
-                    else
-                        for (int64_t j = 0; j < n; j++) row[jlo + j] = xr[j * sw];
-                    if (mode == 0) FI_FN(fi_conv_zero_)(row + jhi, Wq - jhi);
+    const int64_t sw = q->sw, W = q->W, OW = q->OW, CHW = q->C * q->HW;
+    for (int64_t t = t0; t < t0 + nt; t++) {
+        const int64_t c = t / q->RS, r = t / q->S % q->R, s = t % q->S;
+        const int64_t offy = r * q->dh - q->pt, offx = s * q->dw - q->pl;
+        /* the output columns ox whose input column ox*sw + offx lies in [0, W) */
+        int64_t lo = offx < 0 ? (-offx + sw - 1) / sw : 0;
+        int64_t hi = W - offx > 0 ? (W - offx + sw - 1) / sw : 0;
+        if (hi > OW) hi = OW;
+        if (lo > hi) lo = hi;
+        FI_T *xc = x + (g * q->Cg + c) * q->HW + offx;
+        FI_T *row = col + (t - t0) / FI_MR * pq + (t - t0) % FI_MR * pr;
+        int64_t j = j0, n = j / q->P, oy = j % q->P / OW, ox = j % OW;
+        while (j < j0 + nj) {
+            const int64_t len = OW - ox < j0 + nj - j ? OW - ox : j0 + nj - j;
+            const int64_t iy = oy * q->sh + offy;
+            const int64_t a = iy < 0 || iy >= q->H ? ox + len : ox > lo ? ox : lo;
+            const int64_t b = ox + len < hi ? ox + len : hi;
+            FI_T *d = row + (j - j0 - ox) * pc;      /* d[ox'*pc] is pixel (n, oy, ox') */
+            FI_T *src = xc + n * CHW + iy * W;
+            if (mode == 0) {
+                const int64_t zend = a < b ? a : ox + len;
+                for (int64_t i = ox; i < zend; i++) d[i * pc] = 0;
+                for (int64_t i = a < b ? b : zend; i < ox + len; i++) d[i * pc] = 0;
+            }
+            if (a < b) {
+                if (pc == 1 && mode == 0) FI_FN(fi_cv_move_)(d + a, src + a * sw, b - a, sw, 0);
+                else if (pc == 1 && sw == 1) FI_FN(fi_cv_move_)(src + a, d + a, b - a, 1, 1);
+                else if (mode == 0) for (int64_t i = a; i < b; i++) d[i * pc] = src[i * sw];
+                else for (int64_t i = a; i < b; i++) src[i * sw] += d[i * pc];
+            }
+            j += len;
+            ox += len;
+            if (ox == OW) {
+                ox = 0;
+                if (++oy == q->OH) { oy = 0; n++; }
+            }
+        }
+    }
+}
+
+/* A tile of at most FI_MR rows (mv) over a packed A panel (FI_MR rows, k-major; a_ks is the
+ * panel's height) and a B read as rows (b_step apart): a partial panel takes an 8- or 4-row
+ * tile that reads only its first rows. */
+FI_ATTR FI_INLINE void FI_FN(fi_cv_tile_)(int64_t mv, int64_t kc, const FI_T *a, const FI_T *b,
+                                          int64_t bstep, FI_T *c, int64_t ldc, int64_t nv,
+                                          int beta)
+{
+#if FI_MR > 8
+    if (mv > 8)
+        FI_CAT(fi_tile_bias_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, FI_B_STRIDED, kc, a, 0, 0, b,
+                                      bstep, 0, c, ldc, mv, nv, beta, NULL);
+    else if (mv > 4)
+        FI_CAT(fi_tile_bias_, FI_SFX)(8, FI_NVEC, FI_A_PANEL, FI_B_STRIDED, kc, a, 0, FI_MR, b,
+                                      bstep, 0, c, ldc, mv, nv, beta, NULL);
+    else
+        FI_CAT(fi_tile_bias_, FI_SFX)(4, FI_NVEC, FI_A_PANEL, FI_B_STRIDED, kc, a, 0, FI_MR, b,
+                                      bstep, 0, c, ldc, mv, nv, beta, NULL);
+#else
+    FI_CAT(fi_tile_bias_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, FI_B_STRIDED, kc, a, 0, 0, b,
+                                  bstep, 0, c, ldc, mv, nv, beta, NULL);
+#endif
+}
+
+/* Rows k0..k1-1 of a pixel block (row k - k0 at cb + (k - k0)*ldc, pixels j0..j0+nj-1) and an
+ * NCHW array z of `chans` channels per image: to z (dir 0: z = cb + bias[k], bias may be
+ * NULL) or from z (dir 1: cb = z). Pixels are walked image by image. */
+FI_ATTR static void FI_FN(fi_cv_rows_)(FI_T *restrict z, int64_t chans, int64_t zc0,
+                                       FI_T *restrict cb, int64_t ldc, int64_t k0, int64_t k1,
+                                       int64_t j0, int64_t nj, int64_t P,
+                                       const FI_T *restrict bias, const int dir)
+{
+    for (int64_t j = j0; j < j0 + nj;) {
+        const int64_t n = j / P, p = j % P, len = P - p < j0 + nj - j ? P - p : j0 + nj - j;
+        for (int64_t k = k0; k < k1; k++) {
+            FI_T *zr = z + (n * chans + zc0 + k) * P + p, *cr = cb + (k - k0) * ldc + j - j0;
+            if (dir) { FI_FN(fi_cv_move_)(cr, zr, len, 1, 0); continue; }
+            const FI_T bk = bias ? bias[k] : (FI_T)0;
+            int64_t i = 0;
+            for (; i + FI_W <= len; i += FI_W)
+                FI_VSTORE(zr + i, FI_VADD(FI_VLOAD(cr + i), FI_VSET1(bk)));
+            if (i < len)
+                FI_VMSTORE(zr + i, FI_VADD(FI_VMLOAD(cr + i, len - i), FI_VSET1(bk)), len - i);
+        }
+        j += len;
+    }
+}
+
+/* ---- forward: y[n, g*Kg + k, p] = sum_t W_g[k, t] X_g[t, (n, p)] + b ----
+ * Items are (group, pixel chunk, part of the output channels); per item, per block of kc taps,
+ * the block of X (kc x nj) is built in the thread's buffer and every panel of packed weights
+ * (FI_MR output channels, wpack) runs the tile over it into a block of y (the thread's cb),
+ * which is then written to y with the bias. */
+FI_ATTR static void FI_FN(fi_cv_forward_)(void *y_, const void *x_, const void *wpack_,
+                                          const void *bias_, const fi_cv *q, void *ws_,
+                                          int64_t per_thread)
+{
+    FI_T *y = y_, *ws = ws_;
+    const FI_T *x = x_, *wpack = wpack_, *bias = bias_;
+    const int64_t nchunk = q->chunks, ldc = fi_cv_ld(q->nc), mp = (q->J + FI_NR - 1) / FI_NR;
+    const int64_t npan = (q->Kg + FI_MR - 1) / FI_MR, items = q->G * nchunk * q->parts;
+#pragma omp parallel for schedule(static) num_threads(q->threads)
+    for (int64_t item = 0; item < items; item++) {
+        FI_T *col = ws + fi_cv_thread() * per_thread, *cb = col + q->kc * ldc;
+        const int64_t g = item / (nchunk * q->parts), ch = item / q->parts % nchunk;
+        /* chunks of whole tile widths (FI_NR pixels), as even as they come */
+        const int64_t part = item % q->parts, j0 = ch * mp / nchunk * FI_NR;
+        const int64_t j1 = (ch + 1) * mp / nchunk * FI_NR, nj = (j1 < q->J ? j1 : q->J) - j0;
+        const int64_t p0 = part * npan / q->parts, p1 = (part + 1) * npan / q->parts;
+        for (int64_t t0 = 0; t0 < q->T; t0 += q->kc) {
+            const int64_t kc = q->T - t0 < q->kc ? q->T - t0 : q->kc;
+            FI_FN(fi_cv_patches_)(col, FI_MR * ldc, ldc, 1, (FI_T *)x, q, g, t0, kc, j0, nj, 0);
+            for (int64_t pn = p0; pn < p1; pn++) {
+                const int64_t mv = q->Kg - pn * FI_MR < FI_MR ? q->Kg - pn * FI_MR : FI_MR;
+                const FI_T *ap = wpack + ((g * npan + pn) * q->T + t0) * FI_MR;
+                for (int64_t jb = 0; jb < nj; jb += FI_NR)
+                    FI_FN(fi_cv_tile_)(mv, kc, ap, col + jb, ldc,
+                                       cb + (pn - p0) * FI_MR * ldc + jb, ldc,
+                                       nj - jb < FI_NR ? nj - jb : FI_NR, t0 > 0);
+            }
+        }
+        const int64_t k0 = p0 * FI_MR, k1 = p1 * FI_MR < q->Kg ? p1 * FI_MR : q->Kg;
+        FI_FN(fi_cv_rows_)(y, q->K, g * q->Kg, cb, ldc, k0, k1, j0, nj, q->P,
+                           bias ? bias + g * q->Kg : NULL, 0);
+    }
+}
+
+/* wpack[((g*npan + pn)*T + t)*FI_MR + r] = w[g*Kg + pn*FI_MR + r, t] (zero past Kg): the
+ * weights as packed A panels of FI_MR output channels, k-major */
+FI_ATTR static void FI_FN(fi_cv_pack_w_)(void *wpack_, const void *w_, const fi_cv *q)
+{
+    FI_T *wpack = wpack_;
+    const FI_T *w = w_;
+    const int64_t npan = (q->Kg + FI_MR - 1) / FI_MR;
+#pragma omp parallel for schedule(static) num_threads(q->threads)
+    for (int64_t gp = 0; gp < q->G * npan; gp++) {
+        const int64_t g = gp / npan, pn = gp % npan;
+        FI_T *dst = wpack + gp * q->T * FI_MR;
+        for (int64_t r = 0; r < FI_MR; r++) {
+            const int64_t k = pn * FI_MR + r;
+            const FI_T *src = w + (g * q->Kg + (k < q->Kg ? k : 0)) * q->T;
+            for (int64_t t = 0; t < q->T; t++) dst[t * FI_MR + r] = k < q->Kg ? src[t] : (FI_T)0;
+        }
+    }
+}
+
+/* ---- backward data: dx = col2im(W_g^T dy_g) ----
+ * Items are (group, range of images, part of the input channels): nothing one item adds to
+ * dx is touched by another. Per pixel chunk of its images: the chunk of dy (Kg x nj) is
+ * copied into the thread's buffer; per block of tb taps (of its channels) the tile computes
+ * dcol = W_g^T[taps, :] @ dy chunk from the packed panels of W_g^T (fi_cv_pack_wt_), and dcol
+ * is added into dx. */
+FI_ATTR static void FI_FN(fi_cv_backward_data_)(void *dx_, const void *dy_, const void *wtp_,
+                                                const fi_cv *q, void *ws_, int64_t per_thread)
+{
+    FI_T *dx = dx_, *ws = ws_;
+    const FI_T *dy = dy_, *wtp = wtp_;
+    const int64_t ldc = fi_cv_ld(q->nc), nimg = q->imgs, parts = q->parts;
+    const int64_t items = q->G * nimg * parts, tmax = fi_cv_tmax(q, FI_MR);
+#pragma omp parallel for schedule(static) num_threads(q->threads)
+    for (int64_t item = 0; item < items; item++) {
+        FI_T *dyc = ws + fi_cv_thread() * per_thread, *dcol = dyc + q->Kg * ldc;
+        const int64_t g = item / (nimg * parts), ib = item / parts % nimg, part = item % parts;
+        const int64_t n0 = ib * q->N / nimg, n1 = (ib + 1) * q->N / nimg;
+        const int64_t c0 = part * q->Cg / parts, c1 = (part + 1) * q->Cg / parts;
+        const FI_T *wp = wtp + (g * parts + part) * tmax * q->Kg;
+        for (int64_t n = n0; n < n1; n++)
+            for (int64_t c = c0; c < c1; c++)
+                FI_FN(fi_cv_zero_)(dx + (n * q->C + g * q->Cg + c) * q->HW, q->HW);
+        for (int64_t j0 = n0 * q->P; j0 < n1 * q->P; j0 += q->nc) {
+            const int64_t nj = n1 * q->P - j0 < q->nc ? n1 * q->P - j0 : q->nc;
+            FI_FN(fi_cv_rows_)((FI_T *)dy, q->K, g * q->Kg, dyc, ldc, 0, q->Kg, j0, nj, q->P,
+                               NULL, 1);
+            for (int64_t tp = 0; tp < (c1 - c0) * q->RS; tp += q->tb) {
+                const int64_t nt = (c1 - c0) * q->RS - tp < q->tb ? (c1 - c0) * q->RS - tp : q->tb;
+                for (int64_t kb = 0; kb < q->Kg; kb += q->kc) {
+                    const int64_t kc = q->Kg - kb < q->kc ? q->Kg - kb : q->kc;
+                    for (int64_t t = 0; t < nt; t += FI_MR)
+                        for (int64_t jb = 0; jb < nj; jb += FI_NR)
+                            FI_FN(fi_cv_tile_)(nt - t < FI_MR ? nt - t : FI_MR, kc,
+                                               wp + ((tp + t) / FI_MR * q->Kg + kb) * FI_MR,
+                                               dyc + kb * ldc + jb, ldc, dcol + t * ldc + jb,
+                                               ldc, nj - jb < FI_NR ? nj - jb : FI_NR, kb > 0);
                 }
+                FI_FN(fi_cv_patches_)(dcol, FI_MR * ldc, ldc, 1, dx, q, g, c0 * q->RS + tp, nt,
+                                      j0, nj, 1);
             }
-}
-
-/* y2 (K, P) = wb (K, kc) @ col (kc, ld): output channels down the tile rows, pixels along
- * the vectors; kc = CRS, or CRS + 1 with the bias as the last column of wb and a row of ones */
-FI_ATTR FI_INLINE void FI_FN(fi_conv_small_fwd_img_)(FI_T *y2, const FI_T *wb, int64_t kc,
-                                                     const FI_T *col, int64_t ld, int64_t K,
-                                                     int64_t P, const int rows, const int nvec)
-{
-    const int64_t cols = nvec * FI_W;
-    for (int64_t k0 = 0; k0 < K; k0 += rows) {
-        const int64_t m = K - k0 < rows ? K - k0 : rows;
-        for (int64_t p0 = 0; p0 < P; p0 += cols)
-            FI_CAT(fi_tile_, FI_SFX)(rows, nvec, FI_A_STRIDED, FI_B_STRIDED, kc, wb + k0 * kc,
-                                     kc, 1, col + p0, ld, 0, y2 + k0 * P + p0, P, m,
-                                     P - p0 < cols ? P - p0 : cols, 0);
-    }
-}
-
-/* forward, groups 1: per image, col (kc x ld) = im2col (+ a row of ones), y[n] = wb @ col */
-FI_ATTR static void FI_FN(fi_conv_small_forward_)(FI_T *y, const FI_T *x, const FI_T *wb,
-                                                  int64_t kc, const int64_t *tab,
-                                                  const fi_conv_geo *g, int nvec, int64_t ld,
-                                                  FI_T *ws, int64_t per_thread)
-{
-    const int64_t CRS = g->C * g->R * g->S, P = g->OH * g->OW, OW = g->OW, Wq = g->Wq;
-#pragma omp parallel
-    {
-        FI_T *col = ws + (int64_t)fi_conv_thread_id() * per_thread;
-        FI_T *xq = col + kc * ld;
-        memset(col, 0, (size_t)(kc * ld) * sizeof(FI_T));
-        memset(xq, 0, (size_t)(g->C * g->chan) * sizeof(FI_T));
-        for (int64_t p = 0; p < P && kc > CRS; p++) col[CRS * ld + p] = 1;
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < g->N; n++) {
-            FI_FN(fi_conv_pad_small_)(xq, (FI_T *)(x + n * g->C * g->H * g->W), g->H, g->W, g->C,
-                                      g, 1);
-            FI_FN(fi_conv_im2col_)(col, ld, xq, tab, CRS, g->OH, OW, Wq);
-            FI_T *yn = y + n * g->K * P;
-            if (nvec == 1)
-                FI_FN(fi_conv_small_fwd_img_)(yn, wb, kc, col, ld, g->K, P, FI_CONV_TR1, 1);
-            else if (nvec == 2)
-                FI_FN(fi_conv_small_fwd_img_)(yn, wb, kc, col, ld, g->K, P, FI_CONV_TR2, 2);
-            else
-                FI_FN(fi_conv_small_fwd_img_)(yn, wb, kc, col, ld, g->K, P, FI_CONV_TR3, 3);
         }
     }
 }
 
-/* acc (nt, ldk) += col (nt taps, P) @ dyT (P, ldk): taps down the tile rows, output channels
- * along the vectors, reducing over the pixels of one image. The rows of the last panel are
- * split 8 + 4 + 2 (+ 2) so that no more than one tap row is computed and dropped. */
-FI_ATTR FI_INLINE void FI_FN(fi_conv_small_dw_img_)(FI_T *acc, const FI_T *col, int64_t ldp,
-                                                    int64_t nt, const FI_T *dyT, int64_t ldk,
-                                                    int64_t P, const int rows, const int nvec)
+/* W_g^T as packed A panels of FI_MR taps, per (group, part of the input channels), k-major
+ * over Kg: wtp[((g*parts + part)*tmax + t)*Kg... = w[g*Kg + k, c0*RS + t] (zero past the
+ * part's taps), so every part's taps start on a panel */
+FI_ATTR static void FI_FN(fi_cv_pack_wt_)(void *wtp_, const void *w_, const fi_cv *q)
 {
-    const int64_t cols = nvec * FI_W;
-#define FI_CONV_DW_TILE(R_)                                                                     \
-    for (int64_t kb = 0; kb < ldk; kb += cols)                                                  \
-        FI_CAT(fi_tile_, FI_SFX)((R_), nvec, FI_A_STRIDED, FI_B_STRIDED, P, col + t0 * ldp, ldp, \
-                                 1, dyT + kb, ldk, 0, acc + t0 * ldk + kb, ldk,                 \
-                                 nt - t0 < (R_) ? nt - t0 : (R_), cols, 1)
-    int64_t t0 = 0;
-    for (; t0 + rows <= nt; t0 += rows) FI_CONV_DW_TILE(rows);
-    if (rows > 8) for (; t0 + 8 <= nt; t0 += 8) FI_CONV_DW_TILE(8);
-    if (rows > 4) for (; t0 + 4 <= nt; t0 += 4) FI_CONV_DW_TILE(4);
-    for (; t0 < nt; t0 += 2) FI_CONV_DW_TILE(2);
-#undef FI_CONV_DW_TILE
-}
-
-/* dst (npix, ldk) = src (nk, P)^T for npix <= P pixels: 16 x 16 blocks in registers
- * (fi_transpose_; rows beyond nk repeat the last one), a scalar tail for a partial block (the
- * block loads would read past src) */
-FI_ATTR static void FI_FN(fi_conv_transpose_pix_)(FI_T *restrict dst, int64_t ldk,
-                                                  const FI_T *restrict src, int64_t nk,
-                                                  int64_t P)
-{
-    int64_t p0 = 0;
-    for (; p0 + FI_W <= P; p0 += FI_W)
-        for (int64_t k0 = 0; k0 < nk; k0 += FI_W)
-            FI_CAT(fi_transpose_, FI_SFX)(FI_W, src + k0 * P + p0, P, nk - k0,
-                                          dst + p0 * ldk + k0, ldk);
-    for (; p0 < P; p0++)
-        for (int64_t k = 0; k < nk; k++) dst[p0 * ldk + k] = src[k * P + p0];
-}
-
-/* weight gradient (and bias gradient when db), groups 1: per image, col (CRS x P) = im2col
- * (+ a row of ones at CRS for db) and dyT (P x K) = dy[n] transposed; per-thread partial
- * acc (CRS+1 x ldk) += col @ dyT; then the partials summed in thread order into dw (K, CRS)
- * and db (K,) */
-FI_ATTR static void FI_FN(fi_conv_small_weights_)(FI_T *dw, FI_T *db, const FI_T *dy,
-                                                  const FI_T *x, const int64_t *tab,
-                                                  const fi_conv_geo *g, int nvec, int64_t ldk,
-                                                  FI_T *ws, int64_t per_thread, FI_T *dwp,
-                                                  int64_t dwp_size)
-{
-    const int64_t CRS = g->C * g->R * g->S, P = g->OH * g->OW, K = g->K;
-    const int64_t nt = CRS + (db != NULL), ldp = (P + FI_W - 1) / FI_W * FI_W;
-#pragma omp parallel
-    {
-        const int tid = fi_conv_thread_id();
-        FI_T *dyT = ws + (int64_t)tid * per_thread;
-        FI_T *col = dyT + P * ldk;
-        FI_T *xq = col + nt * ldp;
-        FI_T *acc = dwp + (int64_t)tid * dwp_size;
-        memset(dyT, 0, (size_t)(P * ldk) * sizeof(FI_T));
-        memset(col, 0, (size_t)(nt * ldp) * sizeof(FI_T));
-        for (int64_t p = 0; p < P && db; p++) col[CRS * ldp + p] = 1;
-        memset(acc, 0, (size_t)(nt * ldk) * sizeof(FI_T));
-        memset(xq, 0, (size_t)(g->C * g->chan) * sizeof(FI_T));
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < g->N; n++) {
-            FI_FN(fi_conv_pad_small_)(xq, (FI_T *)(x + n * g->C * g->H * g->W), g->H, g->W, g->C,
-                                      g, 1);
-            FI_FN(fi_conv_im2col_)(col, ldp, xq, tab, CRS, g->OH, g->OW, g->Wq);
-            FI_FN(fi_conv_transpose_pix_)(dyT, ldk, dy + n * K * P, K, P);
-            if (nvec == 1)
-                FI_FN(fi_conv_small_dw_img_)(acc, col, ldp, nt, dyT, ldk, P, FI_CONV_TR1, 1);
-            else if (nvec == 2)
-                FI_FN(fi_conv_small_dw_img_)(acc, col, ldp, nt, dyT, ldk, P, FI_CONV_TR2, 2);
-            else
-                FI_FN(fi_conv_small_dw_img_)(acc, col, ldp, nt, dyT, ldk, P, FI_CONV_TR3, 3);
-        }
-        const int nth = fi_conv_team_size();
-#pragma omp for schedule(static)
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t t = 0; t < nt; t++) {
-                FI_T sum = dwp[t * ldk + k];
-                for (int i = 1; i < nth; i++) sum += dwp[i * dwp_size + t * ldk + k];
-                if (t < CRS)
-                    dw[k * CRS + t] = sum;
-                else
-                    db[k] = sum;
+    FI_T *wtp = wtp_;
+    const FI_T *w = w_;
+    const int64_t tmax = fi_cv_tmax(q, FI_MR), gp = q->G * q->parts;
+#pragma omp parallel for schedule(static) num_threads(q->threads)
+    for (int64_t i = 0; i < gp * (tmax / FI_MR); i++) {
+        const int64_t g = i / (tmax / FI_MR) / q->parts, part = i / (tmax / FI_MR) % q->parts;
+        const int64_t pn = i % (tmax / FI_MR);
+        const int64_t c0 = part * q->Cg / q->parts, c1 = (part + 1) * q->Cg / q->parts;
+        FI_T *dst = wtp + ((g * q->parts + part) * tmax + pn * FI_MR) * q->Kg;
+        for (int64_t k = 0; k < q->Kg; k++)
+            for (int64_t r = 0; r < FI_MR; r++) {
+                const int64_t t = pn * FI_MR + r;
+                dst[k * FI_MR + r] = t < (c1 - c0) * q->RS
+                    ? w[(g * q->Kg + k) * q->T + c0 * q->RS + t] : (FI_T)0;
             }
     }
 }
 
-/* dcol (CRS, ldp) = w^T (CRS, K) @ dyp (K, ldp): taps down the tile rows, pixels along the
- * vectors */
-FI_ATTR FI_INLINE void FI_FN(fi_conv_small_dx_img_)(FI_T *dcol, const FI_T *w, int64_t CRS,
-                                                    const FI_T *dyp, int64_t ldp, int64_t K,
-                                                    const int rows, const int nvec)
+/* dyt[(j - j0)*ldk + k] = dy[n, g*Kg + k, p] for the pixels j = n*P + p of a chunk: the chunk
+ * of dy transposed, 16 x 16 (8 x 8, ...) blocks in registers where a run of pixels allows */
+FI_ATTR static void FI_FN(fi_cv_dyt_)(FI_T *restrict dyt, int64_t ldk, const FI_T *restrict dy,
+                                      const fi_cv *q, int64_t g, int64_t j0, int64_t nj)
 {
-    const int64_t cols = nvec * FI_W;
-    for (int64_t t0 = 0; t0 < CRS; t0 += rows) {
-        const int64_t m = CRS - t0 < rows ? CRS - t0 : rows;
-        for (int64_t p0 = 0; p0 < ldp; p0 += cols)
-            FI_CAT(fi_tile_, FI_SFX)(rows, nvec, FI_A_STRIDED, FI_B_STRIDED, K, w + t0, 1, CRS,
-                                     dyp + p0, ldp, 0, dcol + t0 * ldp + p0, ldp, m, cols, 0);
+    for (int64_t j = j0; j < j0 + nj;) {
+        const int64_t n = j / q->P, p = j % q->P;
+        const int64_t len = q->P - p < j0 + nj - j ? q->P - p : j0 + nj - j;
+        const FI_T *src = dy + (n * q->K + g * q->Kg) * q->P + p;
+        FI_T *dst = dyt + (j - j0) * ldk;
+        int64_t i = 0;
+        for (; i + FI_W <= len; i += FI_W)
+            for (int64_t k0 = 0; k0 < q->Kg; k0 += FI_W)
+                FI_CAT(fi_transpose_, FI_SFX)(FI_W, src + k0 * q->P + i, q->P, q->Kg - k0,
+                                              dst + i * ldk + k0, ldk);
+        for (; i < len; i++)
+            for (int64_t k = 0; k < q->Kg; k++) dst[i * ldk + k] = src[k * q->P + i];
+        j += len;
     }
 }
 
-/* backward data, groups 1: per image dcol = w^T @ dy[n] (copied into rows of ldp), then
- * dx[n] = col2im(dcol) (the adjoint of fi_conv_im2col_) */
-FI_ATTR static void FI_FN(fi_conv_small_data_)(FI_T *dx, const FI_T *dy, const FI_T *w,
-                                               const int64_t *tab, const fi_conv_geo *g,
-                                               int nvec, int64_t ldp, FI_T *ws,
-                                               int64_t per_thread)
+/* ---- backward weights: dwt_g (T x Kg) = sum over pixels X_g[t, j] dy_g[k, j] ----
+ * Items are (group, part): a part is a range of pixels, its own partial sum at acc + part *
+ * per_acc (q->split 0: the parts are added afterwards, in order), or a range of taps over all
+ * pixels, written to acc directly (q->split 1). Per pixel chunk: dy transposed (dyt, nj x
+ * ldk), then per block of tb taps the patch block (tb x nj) and the tiles, which reduce over
+ * the chunk's pixels. */
+FI_ATTR static void FI_FN(fi_cv_backward_weights_)(void *acc_, int64_t per_acc,
+                                                   const void *dy_, const void *x_,
+                                                   const fi_cv *q, void *ws_, int64_t per_thread)
 {
-    const int64_t CRS = g->C * g->R * g->S, P = g->OH * g->OW, K = g->K;
-    const int64_t OW = g->OW, Wq = g->Wq, xq_size = g->C * g->chan;
-#pragma omp parallel
+    FI_T *acc = acc_, *ws = ws_;
+    const FI_T *dy = dy_, *x = x_;
+    const int64_t ldc = fi_cv_ld(q->nc), ldk = fi_cv_ld(q->Kg), items = q->G * q->parts;
+#pragma omp parallel for schedule(static) num_threads(q->threads)
+    for (int64_t item = 0; item < items; item++) {
+        FI_T *dyt = ws + fi_cv_thread() * per_thread, *col = dyt + q->nc * ldk;
+        const int64_t g = item / q->parts, part = item % q->parts;
+        int64_t ja = 0, jb = q->J, ta = 0, tz = q->T;
+        FI_T *out = acc + g * q->T * ldk;
+        if (q->split == 0) {
+            ja = part * q->J / q->parts;
+            jb = (part + 1) * q->J / q->parts;
+            out = acc + part * per_acc + g * q->T * ldk;
+        } else {
+            const int64_t npan = (q->T + FI_MR - 1) / FI_MR;
+            ta = part * npan / q->parts * FI_MR;
+            tz = (part + 1) * npan / q->parts * FI_MR;
+            if (tz > q->T) tz = q->T;
+        }
+        for (int64_t t = ta; t < tz; t++) FI_FN(fi_cv_zero_)(out + t * ldk, ldk);
+        for (int64_t j0 = ja; j0 < jb; j0 += q->nc) {
+            const int64_t nj = jb - j0 < q->nc ? jb - j0 : q->nc;
+            FI_FN(fi_cv_dyt_)(dyt, ldk, dy, q, g, j0, nj);
+            for (int64_t t0 = ta; t0 < tz; t0 += q->tb) {
+                const int64_t nt = tz - t0 < q->tb ? tz - t0 : q->tb;
+                FI_FN(fi_cv_patches_)(col, FI_MR * ldc, 1, FI_MR, (FI_T *)x, q, g, t0, nt, j0,
+                                      nj, 0);
+                for (int64_t t = 0; t < nt; t += FI_MR)
+                    for (int64_t kb = 0; kb < q->Kg; kb += FI_NR)
+                        FI_FN(fi_cv_tile_)(nt - t < FI_MR ? nt - t : FI_MR, nj, col + t * ldc,
+                                           dyt + kb, ldk, out + (t0 + t) * ldk + kb, ldk,
+                                           q->Kg - kb < FI_NR ? q->Kg - kb : FI_NR, 1);
+            }
+        }
+    }
+}
+
+/* dw[g*Kg + k, t] = sum over the nacc partial sums dwt (G*T x ldk each, per_acc apart), in
+ * order */
+FI_ATTR static void FI_FN(fi_cv_sum_dw_)(void *dw_, const void *acc_, int64_t per_acc,
+                                         int64_t nacc, const fi_cv *q)
+{
+    FI_T *dw = dw_;
+    const FI_T *acc = acc_;
+    const int64_t ldk = fi_cv_ld(q->Kg);
+#pragma omp parallel for schedule(static) num_threads(q->threads)
+    for (int64_t gt = 0; gt < q->G * q->T; gt++) {
+        const int64_t g = gt / q->T, t = gt % q->T;
+        for (int64_t k = 0; k < q->Kg; k++) {
+            FI_T s = acc[gt * ldk + k];
+            for (int64_t a = 1; a < nacc; a++) s += acc[a * per_acc + gt * ldk + k];
+            dw[(g * q->Kg + k) * q->T + t] = s;
+        }
+    }
+}
+
+/* db[k] = sum over images and pixels of dy (N, K, P), float64 sums in 8 lanes */
+FI_ATTR static void FI_FN(fi_cv_bias_grad_)(void *db_, const void *dy_, const fi_cv *q)
+{
+    FI_T *db = db_;
+    const FI_T *dy = dy_;
+#pragma omp parallel for schedule(static) num_threads(q->threads)
+    for (int64_t k = 0; k < q->K; k++) {
+        double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t n = 0; n < q->N; n++) {
+            const FI_T *row = dy + (n * q->K + k) * q->P;
+            int64_t j = 0;
+            for (; j + 8 <= q->P; j += 8)
+                for (int l = 0; l < 8; l++) part[l] += (double)row[j + l];
+            for (; j < q->P; j++) part[j & 7] += (double)row[j];
+        }
+        db[k] = (FI_T)(((part[0] + part[1]) + (part[2] + part[3])) +
+                       ((part[4] + part[5]) + (part[6] + part[7])));
+    }
+}
+
+/* ---- depthwise (Cg = Kg = 1): channels along the vectors ----
+ * One image and a block of FI_W channels at a time: the planes are transposed into a
+ * channel-interleaved, zero-padded buffer xi (Hp x Wp pixels of FI_W values, covering input
+ * rows -pt .. -pt + Hp - 1 and columns -pl .. -pl + Wp - 1), so every tap of every output
+ * pixel is one vector load; results are transposed back. Hp, Wp are what the outputs read:
+ * (OH-1)*sh + (R-1)*dh + 1 rows, whatever the stride. */
+
+/* between the planes z[v] (v < nch, n values each, ldz apart) and zi[p*FI_W + v] (the same
+ * values interleaved): dir 0 z -> zi, dir 1 zi -> z; FI_W x FI_W blocks in registers */
+FI_ATTR static void FI_FN(fi_dw_flat_)(FI_T *restrict z, int64_t ldz, int64_t n, int64_t nch,
+                                       FI_T *restrict zi, const int dir)
+{
+    int64_t p = 0;
+    if (nch == FI_W)
+        for (; p + FI_W <= n; p += FI_W) {
+            if (dir == 0) FI_CAT(fi_transpose_, FI_SFX)(FI_W, z + p, ldz, FI_W, zi + p * FI_W, FI_W);
+            else FI_CAT(fi_transpose_, FI_SFX)(FI_W, zi + p * FI_W, FI_W, FI_W, z + p, ldz);
+        }
+    for (; p < n; p++)
+        for (int64_t v = 0; v < nch; v++) {
+            if (dir == 0) zi[p * FI_W + v] = z[v * ldz + p];
+            else z[v * ldz + p] = zi[p * FI_W + v];
+        }
+}
+
+/* between the interleaved image zf (H x W pixels) and the padded buffer zi (Hp x Wp pixels,
+ * zf's (0, 0) at zi's (oy0, ox0)): dir 0 zf -> zi, dir 1 zi -> zf (zero where zi does not
+ * reach); only what lies inside both moves */
+FI_ATTR static void FI_FN(fi_dw_pad_)(FI_T *restrict zf, int64_t H, int64_t W,
+                                      FI_T *restrict zi, int64_t Hp, int64_t Wp, int64_t oy0,
+                                      int64_t ox0, const int dir)
+{
+    const int64_t ya = oy0 < 0 ? -oy0 : 0, yb = H < Hp - oy0 ? H : Hp - oy0;
+    const int64_t xa = ox0 < 0 ? -ox0 : 0, xb = W < Wp - ox0 ? W : Wp - ox0;
+    for (int64_t iy = 0; iy < H; iy++) {
+        FI_T *zr = zf + iy * W * FI_W;
+        if (iy < ya || iy >= yb || xa >= xb) {
+            if (dir == 1) FI_FN(fi_cv_zero_)(zr, W * FI_W);
+            continue;
+        }
+        FI_T *zir = zi + ((iy + oy0) * Wp + ox0) * FI_W;
+        if (dir == 0) {
+            FI_FN(fi_cv_move_)(zir + xa * FI_W, zr + xa * FI_W, (xb - xa) * FI_W, 1, 0);
+        } else {
+            FI_FN(fi_cv_zero_)(zr, xa * FI_W);
+            FI_FN(fi_cv_move_)(zr + xa * FI_W, zir + xa * FI_W, (xb - xa) * FI_W, 1, 0);
+            FI_FN(fi_cv_zero_)(zr + xb * FI_W, (W - xb) * FI_W);
+        }
+    }
+}
+
+/* acc[t] (+)= sum over the pixels of dyi[p] * xi[p's tap t], row by row (the input rows an
+ * output row reads stay in cache across the taps), 4 accumulators per tap */
+FI_ATTR static void FI_FN(fi_dw_wgrad_)(FI_T *restrict acc, const FI_T *restrict xi,
+                                        const FI_T *restrict dyi, const fi_cv *q, int64_t Wp,
+                                        const int64_t *toff)
+{
+    const int64_t st = q->sw * FI_W;
+    for (int64_t oy = 0; oy < q->OH; oy++) {
+        const FI_T *xrow = xi + oy * q->sh * Wp * FI_W, *dr = dyi + oy * q->OW * FI_W;
+        for (int64_t t = 0; t < q->RS; t++) {
+            const FI_T *xr = xrow + toff[t];
+            FI_V a0 = FI_VZERO(), a1 = FI_VZERO(), a2 = FI_VZERO(), a3 = FI_VZERO();
+            int64_t ox = 0;
+            for (; ox + 4 <= q->OW; ox += 4) {
+                a0 = FI_VFMA(FI_VLOAD(dr + ox * FI_W), FI_VLOAD(xr + ox * st), a0);
+                a1 = FI_VFMA(FI_VLOAD(dr + (ox + 1) * FI_W), FI_VLOAD(xr + (ox + 1) * st), a1);
+                a2 = FI_VFMA(FI_VLOAD(dr + (ox + 2) * FI_W), FI_VLOAD(xr + (ox + 2) * st), a2);
+                a3 = FI_VFMA(FI_VLOAD(dr + (ox + 3) * FI_W), FI_VLOAD(xr + (ox + 3) * st), a3);
+            }
+            for (; ox < q->OW; ox++)
+                a0 = FI_VFMA(FI_VLOAD(dr + ox * FI_W), FI_VLOAD(xr + ox * st), a0);
+            FI_VSTORE(acc + t * FI_W, FI_VADD(FI_VLOAD(acc + t * FI_W),
+                                              FI_VADD(FI_VADD(a0, a1), FI_VADD(a2, a3))));
+        }
+    }
+}
+
+/* pass 0 forward (out = y, a = x, b = w, bias), 1 dx (out = dx, a = dy, b = w), 2 dw (out =
+ * the partial sums: part p at out + p * C*RS, a = dy, b = x). Items: (part of the images,
+ * channel block); per image the block is moved into the interleaved buffers and back. */
+FI_ATTR static void FI_FN(fi_dw_run_)(void *out_, const void *a_, const void *b_,
+                                      const void *bias_, const fi_cv *q, void *ws_,
+                                      int64_t per_thread, const int pass)
+{
+    FI_T *out = out_, *ws = ws_;
+    const FI_T *a = a_, *b = b_, *bias = bias_;
+    const int64_t Hp = (q->OH - 1) * q->sh + (q->R - 1) * q->dh + 1;
+    const int64_t Wp = (q->OW - 1) * q->sw + (q->S - 1) * q->dw + 1;
+    const int64_t nblk = (q->C + FI_W - 1) / FI_W, items = q->parts * nblk, RS = q->RS;
+    const int64_t xst = q->sw * FI_W, yst = q->sh * Wp * FI_W;
+    const int64_t big = q->HW > q->P ? q->HW : q->P;
+#pragma omp parallel num_threads(q->threads)
     {
-        FI_T *dyp = ws + (int64_t)fi_conv_thread_id() * per_thread;
-        FI_T *dcol = dyp + K * ldp;
-        FI_T *xq = dcol + CRS * ldp;
-        memset(dyp, 0, (size_t)(K * ldp) * sizeof(FI_T));
+        FI_T *xi = ws + fi_cv_thread() * per_thread, *oi = xi + Hp * Wp * FI_W;
+        FI_T *fl = oi + q->P * FI_W, *wv = fl + big * FI_W, *bv = wv + RS * FI_W;
+        int64_t toff[RS];   /* the taps' offsets in xi */
+        for (int64_t t = 0; t < RS; t++)
+            toff[t] = ((t / q->S) * q->dh * Wp + t % q->S * q->dw) * FI_W;
+        FI_FN(fi_cv_zero_)(xi, Hp * Wp * FI_W);
 #pragma omp for schedule(static)
-        for (int64_t n = 0; n < g->N; n++) {
-            for (int64_t k = 0; k < K; k++)
-                FI_FN(fi_conv_copy_)(dyp + k * ldp, dy + (n * K + k) * P, P);
-            if (nvec == 1)
-                FI_FN(fi_conv_small_dx_img_)(dcol, w, CRS, dyp, ldp, K, FI_CONV_TR1, 1);
-            else if (nvec == 2)
-                FI_FN(fi_conv_small_dx_img_)(dcol, w, CRS, dyp, ldp, K, FI_CONV_TR2, 2);
-            else
-                FI_FN(fi_conv_small_dx_img_)(dcol, w, CRS, dyp, ldp, K, FI_CONV_TR3, 3);
-            /* col2im into the padded layout (the adjoint of the im2col), then its interior */
-            FI_FN(fi_conv_zero_)(xq, xq_size);
-            for (int64_t t = 0; t < CRS; t++)
-                for (int64_t oy = 0; oy < g->OH; oy++) {
-                    FI_T *d = xq + tab[t] + oy * Wq;
-                    const FI_T *sr = dcol + t * ldp + oy * OW;
+        for (int64_t item = 0; item < items; item++) {
+            const int64_t part = item / nblk, c0 = item % nblk * FI_W;
+            const int64_t nch = q->C - c0 < FI_W ? q->C - c0 : FI_W;
+            /* the block's weights (forward, dx) or its partial dw, and bias, as vectors */
+            for (int64_t v = 0; v < FI_W; v++) {
+                for (int64_t t = 0; t < RS; t++)
+                    wv[t * FI_W + v] = pass < 2 && v < nch ? b[(c0 + v) * RS + t] : (FI_T)0;
+                bv[v] = bias && v < nch ? bias[c0 + v] : (FI_T)0;
+            }
+            for (int64_t n = part * q->N / q->parts; n < (part + 1) * q->N / q->parts; n++) {
+                FI_T *zx = (FI_T *)(pass == 0 ? a : pass == 1 ? out : b) + (n * q->C + c0) * q->HW;
+                FI_T *zy = (FI_T *)(pass == 0 ? out : a) + (n * q->C + c0) * q->P;
+                if (pass > 0) FI_FN(fi_dw_flat_)(zy, q->P, q->P, nch, oi, 0);
+                if (pass == 1) {
+                    FI_FN(fi_cv_zero_)(xi, Hp * Wp * FI_W);
+                } else {
+                    FI_FN(fi_dw_flat_)(zx, q->HW, q->HW, nch, fl, 0);
+                    FI_FN(fi_dw_pad_)(fl, q->H, q->W, xi, Hp, Wp, q->pt, q->pl, 0);
+                }
+                if (pass == 2) {
+                    FI_FN(fi_dw_wgrad_)(wv, xi, oi, q, Wp, toff);
+                    continue;
+                }
+                for (int64_t oy = 0; oy < q->OH; oy++) {
+                    FI_T *xr = xi + oy * yst, *orow = oi + oy * q->OW * FI_W;
                     int64_t ox = 0;
-                    for (; ox + FI_W <= OW; ox += FI_W)
-                        FI_VSTORE(d + ox, FI_VADD(FI_VLOAD(d + ox), FI_VLOAD(sr + ox)));
-                    if (ox < OW)
-                        FI_VMSTORE(d + ox, FI_VADD(FI_VMLOAD(d + ox, OW - ox),
-                                                   FI_VMLOAD(sr + ox, OW - ox)), OW - ox);
+                    if (pass == 1) {   /* scatter dy into the padded dx */
+                        for (; ox < q->OW; ox++, xr += xst) {
+                            const FI_V d = FI_VLOAD(orow + ox * FI_W);
+                            for (int64_t t = 0; t < RS; t++)
+                                FI_VSTORE(xr + toff[t], FI_VFMA(d, FI_VLOAD(wv + t * FI_W),
+                                                                 FI_VLOAD(xr + toff[t])));
+                        }
+                        continue;
+                    }
+                    for (; ox + 4 <= q->OW; ox += 4, xr += 4 * xst) {   /* 4 pixels a step */
+                        FI_V a0 = FI_VLOAD(bv), a1 = a0, a2 = a0, a3 = a0;
+                        for (int64_t t = 0; t < RS; t++) {
+                            const FI_V wt = FI_VLOAD(wv + t * FI_W);
+                            const FI_T *xt = xr + toff[t];
+                            a0 = FI_VFMA(wt, FI_VLOAD(xt), a0);
+                            a1 = FI_VFMA(wt, FI_VLOAD(xt + xst), a1);
+                            a2 = FI_VFMA(wt, FI_VLOAD(xt + 2 * xst), a2);
+                            a3 = FI_VFMA(wt, FI_VLOAD(xt + 3 * xst), a3);
+                        }
+                        FI_VSTORE(orow + ox * FI_W, a0);
+                        FI_VSTORE(orow + (ox + 1) * FI_W, a1);
+                        FI_VSTORE(orow + (ox + 2) * FI_W, a2);
+                        FI_VSTORE(orow + (ox + 3) * FI_W, a3);
+                    }
+                    for (; ox < q->OW; ox++, xr += xst) {
+                        FI_V acc = FI_VLOAD(bv);
+                        for (int64_t t = 0; t < RS; t++)
+                            acc = FI_VFMA(FI_VLOAD(wv + t * FI_W), FI_VLOAD(xr + toff[t]), acc);
+                        FI_VSTORE(orow + ox * FI_W, acc);
+                    }
                 }
-            /* x pixels that no output reads (stride > 1, kernels narrower than the stride)
-             * are not in the padded layout: their dx is zero */
-            FI_FN(fi_conv_zero_)(dx + n * g->C * g->H * g->W, g->C * g->H * g->W);
-            FI_FN(fi_conv_pad_small_)(xq, dx + n * g->C * g->H * g->W, g->H, g->W, g->C, g, 2);
+                if (pass == 0) {
+                    FI_FN(fi_dw_flat_)(zy, q->P, q->P, nch, oi, 1);
+                } else {   /* dx: the padded buffer's inside (zero where no output reads) */
+                    FI_FN(fi_dw_pad_)(fl, q->H, q->W, xi, Hp, Wp, q->pt, q->pl, 1);
+                    FI_FN(fi_dw_flat_)(zx, q->HW, q->HW, nch, fl, 1);
+                }
+            }
+            if (pass == 2)
+                for (int64_t v = 0; v < nch; v++)
+                    for (int64_t t = 0; t < RS; t++)
+                        out[part * q->C * RS + (c0 + v) * RS + t] = wv[t * FI_W + v];
         }
     }
 }
 
+#undef FI_NR
 #undef FI_FN

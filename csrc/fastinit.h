@@ -64,44 +64,32 @@ int fi_column_sums_f64(double *out, const double *x, int64_t rows, int64_t cols,
 const char *fi_gemm_path(void);
 int fi_gemm_set_path(int path);
 
-/* ---- conv2d.c ---- */
-/* x (n, c, h, width), w (k, c/groups, r, s), b (k,) or NULL, y (n, k, oh, ow), all
- * C-contiguous; stride (sh, sw), zero padding top pt, bottom pb, left pl, right pr, dilation
- * (dh, dw). Arguments are checked by the caller. Return 0, or -1 when scratch memory ran out. */
-int fi_conv2d_forward_f32(float *y, const float *x, const float *w, const float *b, int64_t n,
-                          int64_t c, int64_t h, int64_t width, int64_t k, int64_t r, int64_t s,
-                          int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
-                          int64_t pr, int64_t dh, int64_t dw, int64_t groups);
-int fi_conv2d_forward_f64(double *y, const double *x, const double *w, const double *b,
-                          int64_t n, int64_t c, int64_t h, int64_t width, int64_t k, int64_t r,
-                          int64_t s, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
-                          int64_t pr, int64_t dh, int64_t dw, int64_t groups);
-/* dx like x, dw like w, db (k,) from dy (n, k, oh, ow); a NULL output is not computed. */
-int fi_conv2d_backward_f32(float *dx, float *dw, float *db, const float *dy, const float *x,
-                           const float *w, int64_t n, int64_t c, int64_t h, int64_t width,
-                           int64_t k, int64_t r, int64_t s, int64_t sh, int64_t sw, int64_t pt,
-                           int64_t pb, int64_t pl, int64_t pr, int64_t dh, int64_t dwl,
-                           int64_t groups);
-int fi_conv2d_backward_f64(double *dx, double *dw, double *db, const double *dy,
-                           const double *x, const double *w, int64_t n, int64_t c, int64_t h,
-                           int64_t width, int64_t k, int64_t r, int64_t s, int64_t sh,
-                           int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr,
-                           int64_t dh, int64_t dwl, int64_t groups);
+/* ---- conv2d.c: the general convolution engine ---- */
+/* A convolution and its plan (fastinit/ops/conv.py chooses the blocking): x (n, c, h, w),
+ * weights (k, c/groups, r, s), y (n, k, oh, ow); stride (sh, sw), top and left zero padding
+ * (pt, pl), dilation (dh, dw); bits 32 (float) or 64 (double). nc: pixels per chunk (at most);
+ * chunks: pixel chunks (forward); kc: taps per block (forward) or output channels per block
+ * (dx); tb: taps per block (dx, dw); parts:
+ * parts of the output channels per chunk (forward), of the input channels (dx), of the pixels
+ * (dw, split 0) or of the taps (dw, split 1), or of the images (depthwise); imgs: ranges of
+ * images (dx); threads. path: FI_CONV_IMPLICIT (the general engine) or FI_CONV_DEPTHWISE
+ * (groups = channels, one output channel per group: channels along the vectors). */
+enum { FI_CONV_IMPLICIT = 0, FI_CONV_DEPTHWISE = 1 };
+typedef struct {
+    int64_t n, c, h, w, k, r, s, sh, sw, pt, pl, dh, dw, groups, oh, ow;
+    int64_t path, nc, kc, tb, chunks, parts, imgs, split, threads, bits;
+} fi_conv_plan;
+/* y = conv(x, w) + b (b NULL: none); dx from dy and w; dw from dy and x; db from dy. All
+ * arrays C-contiguous of the plan's type. Return 0, or -1 when scratch memory ran out. */
+int fi_conv2d_forward(void *y, const void *x, const void *w, const void *b,
+                      const fi_conv_plan *p);
+int fi_conv2d_backward_data(void *dx, const void *dy, const void *w, const fi_conv_plan *p);
+int fi_conv2d_backward_weights(void *dw, const void *dy, const void *x, const fi_conv_plan *p);
+void fi_conv2d_bias_grad(void *db, const void *dy, const fi_conv_plan *p);
 /* The vector path ("avx512", "avx2+fma", "portable"); set_path caps it (1 portable, 2 avx2,
- * 3 avx512, 0 best: for tests) and returns the path used. tile: the register tile of `which`
- * (0 forward/dx, 1 weight gradient, 2 weight gradient of groups of <= 4 channels, 3 forward
- * with output channels along the vectors: large kernels). */
+ * 3 avx512, 0 best: for tests) and returns the path used. */
 const char *fi_conv2d_path(void);
 int fi_conv2d_set_path(int path);
-void fi_conv2d_tile(int which, int is_double, int *rows, int *nvec, int *lanes);
-/* 1 when the direct kernels take the small-image path (im2col of one image + GEMM tiles) for
- * kind 0 forward, 1 backward data, 2 backward weights (groups 1, few output pixels). */
-int fi_conv2d_small(int kind, int is_double, int64_t c, int64_t k, int64_t r, int64_t s,
-                    int64_t oh, int64_t ow, int64_t groups);
-/* The most output pixels per image of the small-image path (default 1024: weight gradient;
- * forward up to 144/1024 of it); pixels >= 0 sets it (0: never; for tests and tuning).
- * Returns the previous value. */
-int fi_conv2d_small_pixels(int64_t pixels);
 
 /* ---- conv2d_3x3.c: Winograd F(4x4,3x3), F(2x2,5x5) and F(2x2,7x7), stride 1 ---- */
 /* x (n, c, h, width) zero-padded by pt (top) and pl (left) -> y (n, k, oh, ow); w (k, c, r, r),

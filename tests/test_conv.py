@@ -223,51 +223,69 @@ def test_small_images_bias_gradient_beside_dw(fast_backend, cfg):
     np.testing.assert_array_equal(dw, dw_alone)
 
 
-def test_small_images_plan(fast_backend):
-    """plan names the kernels the tiny layers take: the small-image path for the first layer
-    (forward, dx, dw), Winograd for 16 -> 32 channels on 4x4 (one tile per image), the small
-    path for the weight gradient of 2x2 images, the transposed direct kernel for dx with many
-    taps, the usual kernels beyond the size limits."""
-    def plan(x, w, kind="forward", **kw):
-        return conv_ops.plan(x, w, kind=kind, backend=fast_backend, **kw)
+def _path(x, w, kind="forward", backend="c", **kw):
+    return conv_ops.plan(x, w, kind=kind, backend=backend, **kw).path
 
-    first, w1 = (64, 1, 8, 8), (16, 1, 3, 3)
+
+def test_planner_chooses_the_path(fast_backend):
+    """One planner for both fast backends: Winograd for 3x3 stride-1 layers with enough
+    channels, the depthwise path for one channel per group, the general engine for the rest
+    (strided, dilated, grouped, first layers, 1x1, tiny images); the reference plans itself."""
+    def path(x, w, kind="forward", **kw):
+        return _path(x, w, kind, fast_backend, **kw)
+
+    x, w3 = (4, 64, 56, 56), (64, 64, 3, 3)
     for kind in ("forward", "backward_data", "backward_weights"):
-        assert "small-image" in plan(first, w1, kind, padding=1)
-    second, w2 = (64, 16, 4, 4), (32, 16, 3, 3)
-    for kind in ("forward", "backward_data", "backward_weights"):
-        assert "winograd" in plan(second, w2, kind, padding=1)
-    assert "small-image" in plan((64, 16, 2, 2), w2, "backward_weights", padding=1)
-    assert "small-image" in plan((8, 16, 8, 8), w2, stride=2, padding=1)
-    assert "direct transposed" in plan((8, 16, 8, 8), w2, "backward_data", stride=2, padding=1)
-    assert "small-image" not in plan((8, 3, 13, 13), (16, 3, 3, 3), padding=1)   # 169 pixels
-    assert "small-image" not in plan((8, 3, 40, 40), (16, 3, 3, 3), "backward_weights",
-                                     padding=1)
-    assert "small-image" not in plan((8, 4, 8, 8), (8, 2, 3, 3), padding=1, groups=2)
+        assert path(x, w3, kind, padding=1) == "winograd"
+        assert path(x, (64, 1, 3, 3), kind, padding=1, groups=64) == "depthwise"
+        assert path(x, w3, kind, padding=1, stride=2) == "implicit"
+        assert path(x, w3, kind, padding=2, dilation=2) == "implicit"
+        assert path(x, (64, 8, 3, 3), kind, padding=1, groups=8) == "implicit"
+        assert path((8, 3, 224, 224), (64, 3, 7, 7), kind, padding=3, stride=2) == "implicit"
+        assert path(x, (128, 64, 1, 1), kind) == "implicit"
+        assert path((64, 1, 8, 8), (16, 1, 3, 3), kind, padding=1) == "implicit"
+    assert path(x, w3, "backward_data", padding=3) == "implicit"   # pad > R-1: no Winograd dx
+    assert path(x, (64, 64, 5, 5), padding=2) == "winograd"
+    assert path(x, (64, 64, 5, 5), "backward_weights", padding=2) == "implicit"
+    assert _path(x, w3, backend="numpy", padding=1) == "reference"
+    with pytest.raises(ValueError, match="kind"):
+        conv_ops.plan(x, w3, kind="sideways")
 
 
-def test_c_small_path_agrees_with_direct():
-    """The C small-image path and the general direct kernels (the path switched off) give the
-    same results to rounding."""
-    if _c.lib is None:
-        pytest.skip(f"C backend unavailable: {_c.reason}")
-    old = _c.lib.fi_conv2d_small_pixels(-1)
-    try:
-        for cfg in (SMALL[0], SMALL[2], SMALL[3], SMALL[4], SMALL[12]):
-            x, w, b, dy = make(cfg, np.float64, seed=2)
-            _, _, stride, padding, dilation, groups = cfg
-            kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                      backend="c")
-            _c.lib.fi_conv2d_small_pixels(old)
-            assert "small-image" in conv_ops.plan(x, w, **{k: v for k, v in kw.items()})
-            small = (fi.conv2d(x, w, b, **kw),) + fi.conv2d_backward(dy, x, w, **kw)
-            _c.lib.fi_conv2d_small_pixels(0)
-            assert "small-image" not in conv_ops.plan(x, w, **kw)
-            direct = (fi.conv2d(x, w, b, **kw),) + fi.conv2d_backward(dy, x, w, **kw)
-            for a, d in zip(small, direct):
-                np.testing.assert_allclose(a, d, rtol=1e-12, atol=1e-12)
-    finally:
-        _c.lib.fi_conv2d_small_pixels(old)
+def test_plan_says_why_and_ran(fast_backend):
+    """plan() gives the blocking and a one-line reason; conv_ops.last records the plan each
+    pass really ran (what a test of a path asserts)."""
+    x = np.ones((2, 8, 9, 9), np.float32)
+    w = np.ones((16, 8, 3, 3), np.float32)
+    p = conv_ops.plan(x, w, stride=2, padding=1, backend=fast_backend)
+    assert p.path == "implicit" and p.kind == "forward"
+    assert {"nc", "kc", "chunks", "parts"} <= set(p.blocking) and "\n" not in str(p)
+    assert "stride (2, 2)" in p.reason
+    y = fi.conv2d(x, w, stride=2, padding=1, backend=fast_backend)
+    assert conv_ops.last["forward"] == p
+    fi.conv2d_backward(np.ones_like(y), x, w, stride=2, padding=1, need=("dw",),
+                       backend=fast_backend)
+    assert conv_ops.last["backward_weights"].path == "implicit"
+    fi.conv2d(x, w[:8, :1], padding=1, groups=8, backend=fast_backend)
+    assert conv_ops.last["forward"].path == "depthwise"
+
+
+def test_plan_is_backend_neutral():
+    """Given the same CPU, thread count and geometry, the planner gives both fast backends the
+    same plan; the one exception it names (Numba has no F(2x2,7x7)) differs."""
+    for geo in [((4, 64, 56, 56), (64, 64, 3, 3), 1, 1), ((8, 3, 32, 32), (32, 3, 7, 7), 1, 3),
+                ((8, 256, 14, 14), (512, 256, 3, 3), 2, 1), ((8, 32, 112, 112), (32, 1, 3, 3),
+                                                             1, 1)]:
+        xs, ws, stride, pad = geo
+        g = conv_ops._geometry(xs, ws, stride, pad, 1, ws[0] if ws[1] == 1 else 1)
+        for kind in ("forward", "backward_data", "backward_weights"):
+            for isa in ("avx512", "avx2", "portable"):
+                a = conv_ops.make_plan(kind, g, 4, isa, 2, "c")
+                b = conv_ops.make_plan(kind, g, 4, isa, 2, "numba")
+                assert a == b
+    g7 = conv_ops._geometry((4, 64, 56, 56), (64, 64, 7, 7), 1, 3, 1, 1)
+    assert conv_ops.make_plan("forward", g7, 4, "avx512", 2, "c").path == "winograd"
+    assert conv_ops.make_plan("forward", g7, 4, "avx512", 2, "numba").path == "implicit"
 
 
 @pytest.mark.parametrize("cfg", FIXED[:4] + FIXED[5:8], ids=cid)
@@ -337,46 +355,18 @@ def test_winograd_error(fast_backend, dt, k):
     x = r.standard_normal((4, 64, 16, 16))
     w = r.standard_normal((64, 64, k, k)) * np.sqrt(2 / (64 * k * k))
     dy = r.standard_normal((4, 64, 16, 16))
-    assert "winograd" in conv_ops.plan(x, w, padding=p, dtype=dt, backend=fast_backend)
+    assert _path(x, w, padding=p, backend=fast_backend) == "winograd"
     want = fi.conv2d(x, w, padding=p, backend="numpy")
     want_dx, want_dw, _ = fi.conv2d_backward(dy, x, w, padding=p, need=("dx", "dw"),
                                              backend="numpy")
     got = fi.conv2d(x.astype(dt), w.astype(dt), padding=p, backend=fast_backend)
     got_dx, got_dw, _ = fi.conv2d_backward(dy.astype(dt), x.astype(dt), w.astype(dt), padding=p,
                                            need=("dx", "dw"), backend=fast_backend)
-    assert ("winograd" in conv_ops.plan(x, w, padding=p, dtype=dt, kind="backward_weights",
-                                        backend=fast_backend)) == (k == 3)
+    assert conv_ops.last["backward_weights"].path == ("winograd" if k == 3 else "implicit")
     errs = [np.abs(g - wt).max() / np.abs(wt).max()
             for g, wt in ((got, want), (got_dx, want_dx), (got_dw, want_dw))]
     limit = 1e-5 if dt == np.float32 else 1e-13
     assert max(errs) < limit, errs
-
-
-def test_plan_names_the_kernel_and_why(fast_backend):
-    x, w3, w5, w7 = (4, 64, 56, 56), (64, 64, 3, 3), (64, 64, 5, 5), (64, 64, 7, 7)
-    plan3 = conv_ops.plan(x, w3, padding=1, backend=fast_backend)
-    assert plan3.startswith(f"{fast_backend}: winograd F(4x4,3x3)") and "C=64" in plan3
-    assert "winograd F(2x2,5x5)" in conv_ops.plan(x, w5, padding=2, backend=fast_backend)
-    if fast_backend == "c":   # 7x7 Winograd (C only); stride 2 stays direct
-        assert "winograd F(2x2,7x7)" in conv_ops.plan(x, w7, padding=3, backend=fast_backend)
-        assert "channel-vector tile" in conv_ops.plan(x, w7, stride=2, padding=3,
-                                                      backend=fast_backend)
-    else:
-        assert "channel-vector tile" in conv_ops.plan(x, w7, padding=3, backend=fast_backend)
-    assert "direct" in conv_ops.plan(x, w5, padding=2, kind="backward_weights",
-                                     backend=fast_backend)
-    assert "direct" in conv_ops.plan((8, 3, 224, 224), (64, 3, 3, 3), padding=1,
-                                     backend=fast_backend)
-    dw = conv_ops.plan(x, (64, 1, 3, 3), padding=1, groups=64, kind="backward_weights",
-                       backend=fast_backend)
-    assert "dot tile" in dw
-    assert "winograd" in conv_ops.plan(x, w3, padding=1, kind="backward_data",
-                                       backend=fast_backend)
-    assert "direct" in conv_ops.plan(x, w3, stride=2, padding=1, kind="backward_data",
-                                     backend=fast_backend)
-    assert conv_ops.plan(x, w3, backend="numpy").startswith("numpy: reference")
-    with pytest.raises(ValueError, match="kind"):
-        conv_ops.plan(x, w3, kind="sideways")
 
 
 def test_c_vector_paths_agree():

@@ -1,7 +1,7 @@
 """The C backend's Winograd F(2x2,7x7) path for 7x7 stride-1 convolutions (forward, and the
 backward-data pass run as a forward with flipped, transposed weights): against the NumPy
 reference on ragged shapes, float32 error against float64, the portable and AVX2 builds, and
-which layers take it (the others fall back to direct convolution).
+which layers take it (the others run on the general engine).
 
 Tolerance as tests/test_conv.py: the elementwise bound 2 n eps * (the same convolution on
 |x|, |w| and |b|), times 8 for Winograd.
@@ -69,7 +69,7 @@ def check_forward_and_dx(x, w, b, padding):
                                         need=("dx",), backend="numpy")
     dx, dw, db = fi.conv2d_backward(dy.astype(dt), x, w, padding=padding, backend="c")
     assert_close(dx, want_dx, bound_dx, w.shape[0] * 49, dt, what="dx")
-    # dw, db stay on the direct kernels: plain agreement
+    # dw, db run on the general engine: plain agreement
     np.testing.assert_allclose(dw, want_dw, rtol=0, atol=1e-4 * np.abs(want_dw).max()
                                if dt == np.float32 else 1e-11 * np.abs(want_dw).max())
     np.testing.assert_allclose(db, want_db, rtol=1e-5 if dt == np.float32 else 1e-12)
@@ -81,7 +81,7 @@ def test_matches_reference(case, dtype):
     x_shape, k, padding = case
     x, w, b = make(x_shape, k, dtype)
     plan = conv_ops.plan(x, w, padding=padding, backend="c")
-    assert "winograd F(2x2,7x7)" in plan, plan
+    assert plan.path == "winograd" and "F(2x2,7x7)" in plan.reason, plan
     check_forward_and_dx(x, w, b, padding)
 
 
@@ -107,25 +107,26 @@ def test_path_is_taken(monkeypatch):
                                 dict(padding=3, k=8)],
                          ids=["stride2", "dilation2", "groups2", "C8", "K8"])
 def test_falls_back_where_it_does_not_apply(kw):
-    """Strided, dilated, grouped and narrow 7x7 layers run (correctly) on direct kernels."""
+    """Strided, dilated, grouped and narrow 7x7 layers run (correctly) on the general engine."""
     kw = dict(kw)
     C, K = kw.pop("c", 32), kw.pop("k", 32)
     g = kw.get("groups", 1)
     r = np.random.default_rng(3)
     x = r.standard_normal((2, C, 13, 11)).astype(np.float32)
     w = r.standard_normal((K, C // g, 7, 7)).astype(np.float32) * 0.05
-    assert "winograd" not in conv_ops.plan(x, w, backend="c", **kw)
-    assert "winograd" not in conv_ops.plan(x, w, backend="c", kind="backward_data", **kw)
+    assert conv_ops.plan(x, w, backend="c", **kw).path != "winograd"
+    assert conv_ops.plan(x, w, backend="c", kind="backward_data", **kw).path != "winograd"
     want = fi.conv2d(x.astype(np.float64), w.astype(np.float64), backend="numpy", **kw)
     got = fi.conv2d(x, w, backend="c", **kw)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
 def test_backward_data_needs_padding_within_the_kernel():
-    """dx runs as a forward padded by 6 - top / 6 - left: more than 6 leaves it direct."""
+    """dx runs as a forward padded by 6 - top / 6 - left: more than 6 leaves it to the general
+    engine."""
     x, w, b = make((1, 16, 4, 4), 16, np.float32)
-    assert "winograd" in conv_ops.plan(x, w, padding=6, backend="c")
-    assert "winograd" not in conv_ops.plan(x, w, padding=7, kind="backward_data", backend="c")
+    assert conv_ops.plan(x, w, padding=6, backend="c").path == "winograd"
+    assert conv_ops.plan(x, w, padding=7, kind="backward_data", backend="c").path != "winograd"
     check_forward_and_dx(x, w, b, 7)
 
 
@@ -133,13 +134,13 @@ def test_backward_data_needs_padding_within_the_kernel():
 def test_winograd_error(dt):
     """F(2x2,7x7) y and dx against a float64 reference: max error / max |result|, the measure
     of tests/test_conv.py::test_winograd_error (3x3, 5x5), with the same limits. Measured:
-    float32 y 5.6e-6, dx 6.1e-6 (3x3 and 5x5: 2e-6 - 7e-6; direct 7x7: 2.2e-6); float64
+    float32 y 5.6e-6, dx 6.1e-6 (3x3 and 5x5: 2e-6 - 7e-6; the general engine: 2.2e-6); float64
     about 1e-14."""
     r = np.random.default_rng([11, 7])
     x = r.standard_normal((4, 64, 16, 16))
     w = r.standard_normal((64, 64, 7, 7)) * np.sqrt(2 / (64 * 49))
     dy = r.standard_normal((4, 64, 16, 16))
-    assert "winograd F(2x2,7x7)" in conv_ops.plan(x, w, padding=3, dtype=dt, backend="c")
+    assert "F(2x2,7x7)" in conv_ops.plan(x, w, padding=3, dtype=dt, backend="c").reason
     want = fi.conv2d(x, w, padding=3, backend="numpy")
     want_dx, _, _ = fi.conv2d_backward(dy, x, w, padding=3, need=("dx",), backend="numpy")
     got = fi.conv2d(x.astype(dt), w.astype(dt), padding=3, backend="c")
@@ -163,7 +164,7 @@ def test_vector_paths(path):
             x_shape, k, padding = case
             x, w, b = make(x_shape, k, dtype, seed=path)
             plan = conv_ops.plan(x, w, padding=padding, backend="c")
-            assert "winograd F(2x2,7x7)" in plan and name in plan, plan
+            assert plan.path == "winograd" and "F(2x2,7x7)" in plan.reason, plan
             check_forward_and_dx(x, w, b, padding)
     finally:
         _c.lib.fi_conv2d_set_path(0)

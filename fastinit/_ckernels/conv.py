@@ -1,40 +1,44 @@
-"""C kernels of 2-D convolution (csrc/conv2d.c, csrc/conv2d_3x3.c): thin wrappers, same names
-and arguments as :mod:`fastinit.reference.conv`. Arrays arrive C-contiguous and checked.
-
-Which kernel runs is decided here (Winograd for 3x3, 5x5 and 7x7 stride-1 layers, see
-:mod:`fastinit._ckernels.conv3x3`) and in C
-(the direct kernels pick their path themselves: the small-image path via
-``fi_conv2d_small``, the channel-vector tile); :func:`plan` asks the same functions, so it
-says what a call really runs. These wrappers run once per layer call on tiny images too, so
-they avoid per-call work that costs microseconds (imports, repeated dtype look-ups).
+"""C kernels of 2-D convolution: thin calls that follow the planner's :class:`Plan`
+(:mod:`fastinit.ops.conv`): the general engine (csrc/conv2d.c) or Winograd (csrc/conv2d_3x3.c,
+:mod:`fastinit._ckernels.conv3x3`). Arrays arrive C-contiguous and checked.
 """
-import numpy as np
-
 from .. import _c
 from . import conv3x3 as _wino
 
-_CTYPE = {"f": "float[]", "d": "double[]"}
-_FNS = {}
+_ISA = {"avx512": "avx512", "avx2+fma": "avx2", "portable": "portable"}
+_STRUCTS = {}
 
 
-def _fns(char):
-    """(forward, backward) C functions of the data type with numpy character code ``char``."""
-    if char not in _FNS:
-        sfx = "f32" if char == "f" else "f64"
-        _FNS[char] = (getattr(_c.lib, "fi_conv2d_forward_" + sfx),
-                      getattr(_c.lib, "fi_conv2d_backward_" + sfx))
-    return _FNS[char]
+def isa():
+    """The vector ISA the C kernels run on here (the planner's tile shape)."""
+    return _ISA[_c.ffi.string(_c.lib.fi_conv2d_path()).decode()]
 
 
-def _p(a, ctype):
-    return _c.ffi.NULL if a is None else _c.ffi.from_buffer(ctype, a)
+def _struct(geo, plan, bits, threads):
+    """The fi_conv_plan of a call (cached per plan object: plans are cached by the planner)."""
+    hit = _STRUCTS.get(id(plan))
+    if hit is not None and hit[0] is plan and hit[1] == bits:
+        return hit[2]
+    N, C, H, W = geo.x_shape
+    K, _, R, S = geo.w_shape
+    b = plan.blocking
+    st = _c.ffi.new("fi_conv_plan *", dict(
+        n=N, c=C, h=H, w=W, k=K, r=R, s=S, sh=geo.stride[0], sw=geo.stride[1],
+        pt=geo.padding[0][0], pl=geo.padding[1][0], dh=geo.dilation[0], dw=geo.dilation[1],
+        groups=geo.groups, oh=geo.out_shape[2], ow=geo.out_shape[3],
+        path=_c.lib.FI_CONV_DEPTHWISE if plan.path == "depthwise" else _c.lib.FI_CONV_IMPLICIT,
+        nc=b.get("nc", 0),
+        kc=b.get("kc", 0), tb=b.get("tb", 0), chunks=b.get("chunks", 0),
+        parts=b.get("parts", 1), imgs=b.get("imgs", 1), split=b.get("split", 0),
+        threads=threads, bits=bits))
+    if len(_STRUCTS) > 1024:
+        _STRUCTS.clear()
+    _STRUCTS[id(plan)] = (plan, bits, st)
+    return st
 
 
-def _sizes(x_shape, w_shape, stride, padding, dilation, groups):
-    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
-    N, C, H, W = x_shape
-    K, _, R, S = w_shape
-    return (N, C, H, W, K, R, S, sh, sw, pt, pb, pl, pr, dh, dw, groups)
+def _p(a):
+    return _c.ffi.NULL if a is None else _c.ffi.from_buffer(a)
 
 
 def _check(status, what):
@@ -42,107 +46,35 @@ def _check(status, what):
         raise MemoryError(f"fastinit {what}: out of memory for its scratch buffers")
 
 
-def _maybe_winograd(w_shape, stride, dilation, groups):
-    """The cheap part of the Winograd rule (3x3, 5x5 or 7x7, stride 1, dilation 1, groups 1)."""
-    R = w_shape[2]
-    return (groups == 1 and (R == 3 or R == 5 or R == 7) and w_shape[3] == R and stride == (1, 1)
-            and dilation == (1, 1))
+def _threads():
+    return _c.lib.fi_get_num_threads()
 
 
-def conv2d(y, x, w, b, stride, padding, dilation, groups):
-    if (_maybe_winograd(w.shape, stride, dilation, groups)
-            and _wino.applies(x.shape, w.shape, stride, dilation, groups, x.dtype)):
-        return _wino.conv2d(y, x, w, b, padding)
-    char = x.dtype.char
-    ct = _CTYPE[char]
-    fb = _c.ffi.from_buffer
-    _check(_fns(char)[0](fb(ct, y), fb(ct, x), fb(ct, w), _p(b, ct),
-                         *_sizes(x.shape, w.shape, stride, padding, dilation, groups)),
-           "conv2d")
+def conv2d(y, x, w, b, geo, plan):
+    if plan.path == "winograd":
+        return _wino.conv2d(y, x, w, b, geo.padding)
+    st = _struct(geo, plan, 8 * x.itemsize, _threads())
+    _check(_c.lib.fi_conv2d_forward(_p(y), _p(x), _p(w), _p(b), st), "conv2d")
     return y
 
 
-def conv2d_backward(dx, dw, db, dy, x, w, stride, padding, dilation, groups):
-    dx_direct, dw_direct, db_direct = dx, dw, db
-    if _maybe_winograd(w.shape, stride, dilation, groups):
-        dt = dy.dtype
-        if dx is not None and _wino.applies_data(x.shape, w.shape, stride, padding, dilation,
-                                                 groups, dt):
-            _wino.backward_data(dx, dy, w, padding)
-            dx_direct = None
-        if dw is not None and _wino.applies_weights(x.shape, w.shape, dy.shape, stride,
-                                                    dilation, groups, dt):
-            _wino.backward_weights(dw, db, dy, x, padding)   # db rides along
-            dw_direct = db_direct = None
-    if dx_direct is not None or dw_direct is not None or db_direct is not None:
-        char = dy.dtype.char
-        ct = _CTYPE[char]
-        fb = _c.ffi.from_buffer
-        _check(_fns(char)[1](_p(dx_direct, ct), _p(dw_direct, ct), _p(db_direct, ct),
-                             fb(ct, dy), fb(ct, x), fb(ct, w),
-                             *_sizes(x.shape, w.shape, stride, padding, dilation, groups)),
-               "conv2d_backward")
+def conv2d_backward(dx, dw, db, dy, x, w, geo, plans):
+    plan_dx, plan_dw = plans
+    bits = 8 * dy.itemsize
+    if dx is not None:
+        if plan_dx.path == "winograd":
+            _wino.backward_data(dx, dy, w, geo.padding)
+        else:
+            st = _struct(geo, plan_dx, bits, _threads())
+            _check(_c.lib.fi_conv2d_backward_data(_p(dx), _p(dy), _p(w), st), "conv2d_backward")
+    if plan_dw is not None:
+        if plan_dw.path == "winograd" and dw is not None:
+            _wino.backward_weights(dw, db, dy, x, geo.padding)   # db rides along
+            db = None
+        elif dw is not None:
+            st = _struct(geo, plan_dw, bits, _threads())
+            _check(_c.lib.fi_conv2d_backward_weights(_p(dw), _p(dy), _p(x), st),
+                   "conv2d_backward")
+        if db is not None:
+            _c.lib.fi_conv2d_bias_grad(_p(db), _p(dy), _struct(geo, plan_dw, bits, _threads()))
     return dx, dw, db
-
-
-def _tile(which, dtype):
-    rows, nvec, lanes = (_c.ffi.new("int *") for _ in range(3))
-    _c.lib.fi_conv2d_tile(which, int(np.dtype(dtype) == np.float64), rows, nvec, lanes)
-    return rows[0], nvec[0] * lanes[0], lanes[0]
-
-
-def _small_plan(kind, dtype, x_shape, w_shape, out_hw, groups, why, path):
-    """The plan text of the small-image path, or None when the C kernels do not take it."""
-    C, K, R, S = x_shape[1], w_shape[0], w_shape[2], w_shape[3]
-    code = ("forward", "backward_data", "backward_weights").index(kind)
-    if not _c.lib.fi_conv2d_small(code, int(np.dtype(dtype) == np.float64), C, K, R, S,
-                                  out_hw[0], out_hw[1], groups):
-        return None
-    what = {"forward": "y[n] = [w | b] @ [im2col(x[n]); 1]",
-            "backward_data": "dcol = w^T @ dy[n], dx[n] = col2im(dcol)",
-            "backward_weights": "[dw | db] += [im2col(x[n]); 1] @ dy[n]^T per thread"}[kind]
-    return (f"direct small-image path (few output pixels per image: im2col of one image at a "
-            f"time, {what}, GEMM tile, {path}); {why}")
-
-
-def plan(kind, dtype, x_shape, w_shape, stride, padding, dilation, groups):
-    path = _c.ffi.string(_c.lib.fi_conv2d_path()).decode()
-    N, C, H, W = x_shape
-    K, Cg, R, S = w_shape
-    Kg = K // groups
-    why = f"{R}x{S}, stride {stride}, dilation {dilation}, groups {groups}, C={C}, K={K}"
-    OH = (H + padding[0][0] + padding[0][1] - dilation[0] * (R - 1) - 1) // stride[0] + 1
-    OW = (W + padding[1][0] + padding[1][1] - dilation[1] * (S - 1) - 1) // stride[1] + 1
-    if kind == "forward" and _wino.applies(x_shape, w_shape, stride, dilation, groups, dtype):
-        return _wino.describe("forward", x_shape, w_shape, dtype, (OH, OW))
-    if kind == "backward_data" and _wino.applies_data(x_shape, w_shape, stride, padding,
-                                                      dilation, groups, dtype):
-        return _wino.describe("backward_data", x_shape, w_shape, dtype, (H, W))
-    if kind == "backward_weights" and _wino.applies_weights(x_shape, w_shape, (N, K, OH, OW),
-                                                            stride, dilation, groups, dtype):
-        return _wino.describe("backward_weights", x_shape, w_shape, dtype, (OH, OW))
-    small = _small_plan(kind, dtype, x_shape, w_shape, (OH, OW), groups, why, path)
-    if small:
-        return small
-    if kind == "forward":
-        rows, cols, _ = _tile(3, dtype)
-        if R * S >= 25 and Kg % cols == 0:
-            return (f"direct, {rows}x{cols} channel-vector tile ({rows} pixels of a row x "
-                    f"{cols} output channels: no dropped columns, {path}), offset table into a "
-                    f"per-thread padded image; {why}")
-    if kind in ("forward", "backward_data"):
-        per_group = Kg if kind == "forward" else Cg
-        rows, cols, lanes = _tile(0, dtype)
-        if per_group == 1:
-            rows, cols = 1, 4 * lanes
-        what = "direct" if kind == "forward" else "direct transposed (per stride phase)"
-        return (f"{what}, {rows}x{cols} tile ({rows} channels x {cols} pixels, {path}), offset "
-                f"table into a per-thread padded image; {why}")
-    rows, cols, _ = _tile(1, dtype)
-    if 2 * Kg < cols:
-        return (f"direct weight gradient, dot tile (lane reduction: few output channels per "
-                f"group, {path}); {why}")
-    if Cg <= 4:
-        rows, cols, _ = _tile(2, dtype)
-    return (f"direct weight gradient, {rows}x{cols} tile (input channels x output channels, "
-            f"{path}) over blocks of output pixels, per-thread partial dw; {why}")

@@ -16,7 +16,8 @@ How the operands are addressed is chosen when the tile is made, so one factory s
 (packed panels), small GEMMs straight from the arrays, and direct convolution (offset table):
 
 ``a_mode``
-    ``"packed"``  A[r, k] = ``a[a_off + k*rows + r]`` (a packed micro-panel; a_rs, a_ks unused)
+    ``"packed"``  A[r, k] = ``a[a_off + k*rows + r]`` (a packed micro-panel; a_rs, a_ks unused;
+                  ``panel`` rows tall instead when made with ``panel``)
     ``"strided"`` A[r, k] = ``a[a_off + r*a_rs + k*a_ks]`` (any strides, in elements); rows
                   r >= m are not read (row m-1 stands in), so A needs only m rows
 ``b_mode``
@@ -42,7 +43,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["VECTOR_BYTES", "Tile", "make_tile", "make_transpose", "lanes"]
+__all__ = ["VECTOR_BYTES", "Tile", "make_tile", "make_transpose", "make_lanes", "lanes"]
 
 
 #: Named LLVM CPUs (NUMBA_CPU_NAME without NUMBA_CPU_FEATURES) and their vector bytes.
@@ -127,8 +128,10 @@ def _masked(module, name, vecty, store):
     return _declare(module, f"llvm.masked.{name}.v{vecty.count}f{bits}.p0", fnty)
 
 
-def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None):
-    """Make a register tile of ``rows`` x ``nvec`` vectors (see the module docstring)."""
+def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, panel=None):
+    """Make a register tile of ``rows`` x ``nvec`` vectors (see the module docstring);
+    ``panel``: a packed A's panel height when the tile reads only its first ``rows`` rows
+    (A[r, k] = a[a_off + k*panel + r])."""
     if a_mode not in ("packed", "strided"):
         raise ValueError(f"a_mode must be 'packed' or 'strided', got {a_mode!r}")
     if b_mode not in ("packed", "strided", "table"):
@@ -227,7 +230,7 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None):
                                                    vptr), align=align)
                       for v in range(nvec)]
                 if a_mode == "packed":
-                    acol = builder.gep(a0, [builder.mul(k, ir.Constant(i64, rows))])
+                    acol = builder.gep(a0, [builder.mul(k, ir.Constant(i64, panel or rows))])
                 else:
                     koff = builder.mul(k, a_ks_v)
                 for r in range(rows):
@@ -311,6 +314,109 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None):
         return sig, codegen
 
     return Tile(tile, rows, nvec, a_mode, b_mode, vbytes)
+
+
+def make_lanes(rows, table=False, vector_bytes=None):
+    """Make a lane-wise product tile: ``rows`` accumulator vectors, each lane its own sum (the
+    depthwise convolution, channels along the vectors)::
+
+        lanes(kc, a, a_off, a_step, b, b_off, b_step, b_rs, c, c_off, c_rs, beta)
+        C[r] (+)= sum_k A[k] * B[r, k]   (elementwise over the lanes), r < rows
+
+    with A[k] = ``a[a_off + k*a_step : +lanes]``, B[r, k] = ``b[b_off + k*b_step + r*b_rs :
+    +lanes]`` (``table``: ``b_step`` is an integer array, B[r, k] = ``b[b_off + b_step[k] +
+    r*b_rs : +lanes]``) and C[r] = ``c[c_off + r*c_rs : +lanes]``; ``beta`` 0 overwrites C, else
+    adds to it. One row sums in four interleaved chains (the FMAs of one chain wait on each
+    other). Whole vectors only: every offset names ``lanes`` values that exist.
+    """
+    vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
+    chains = 4 if rows == 1 else 1
+
+    @intrinsic
+    def lanes_tile(typingctx, kc, a, a_off, a_step, b, b_off, b_step, b_rs, c, c_off, c_rs,
+                   beta):
+        if not all(isinstance(t, types.Array) for t in (a, b, c)):
+            return None
+        dt = c.dtype
+        if dt not in (types.float32, types.float64) or a.dtype != dt or b.dtype != dt:
+            return None
+        ints = (kc, a_off, a_step, b_off, b_rs, c_off, c_rs, beta)
+        if not all(isinstance(t, types.Integer) for t in ints):
+            return None
+        if table != (isinstance(b_step, types.Array) and isinstance(b_step.dtype, types.Integer)):
+            return None
+        if not table and not isinstance(b_step, types.Integer):
+            return None
+        sig = types.void(kc, a, a_off, a_step, b, b_off, b_step, b_rs, c, c_off, c_rs, beta)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            i64 = ir.IntType(64)
+            vals = [context.cast(builder, v, t, types.intp) if isinstance(t, types.Integer) and
+                    i != 6 else v for i, (v, t) in enumerate(zip(args, tys))]
+            kc_v, a_v, a_off_v, a_step_v, b_v, b_off_v, b_step_v, b_rs_v, c_v, c_off_v, \
+                c_rs_v, beta_v = vals
+            if not table:
+                b_step_v = context.cast(builder, args[6], tys[6], types.intp)
+            elt = context.get_value_type(dt)
+            align = dt.bitwidth // 8
+            width = vbytes // align
+            vecty = ir.VectorType(elt, width)
+            vptr = vecty.as_pointer()
+            fma = _declare(builder.module, f"llvm.fma.v{width}f{dt.bitwidth}",
+                           ir.FunctionType(vecty, [vecty] * 3))
+
+            def data(ty, value):
+                return context.make_array(ty)(context, builder, value).data
+
+            a0 = builder.gep(data(tys[1], a_v), [a_off_v])
+            b0 = builder.gep(data(tys[4], b_v), [b_off_v])
+            c0 = builder.gep(data(tys[8], c_v), [c_off_v])
+            if table:
+                tab = data(tys[6], b_step_v)
+                tab_ty = tys[6].dtype
+
+            def vload(p):
+                return builder.load(builder.bitcast(p, vptr), align=align)
+
+            zero = ir.Constant(vecty, None)
+            slots = [cgutils.alloca_once_value(builder, zero) for _ in range(rows * chains)]
+
+            def step(k, chain):
+                av = vload(builder.gep(a0, [builder.mul(k, a_step_v)]))
+                if table:
+                    off = context.cast(builder, builder.load(builder.gep(tab, [k])), tab_ty,
+                                       types.intp)
+                else:
+                    off = builder.mul(k, b_step_v)
+                for r in range(rows):
+                    p = builder.gep(b0, [builder.add(off, builder.mul(b_rs_v, ir.Constant(i64, r)))])
+                    slot = slots[r * chains + chain]
+                    builder.store(builder.call(fma, [av, vload(p), builder.load(slot)]), slot)
+
+            n_main = builder.sdiv(kc_v, ir.Constant(i64, chains))
+            with cgutils.for_range(builder, n_main, intp=i64) as loop:
+                base = builder.mul(loop.index, ir.Constant(i64, chains))
+                for ch in range(chains):
+                    step(builder.add(base, ir.Constant(i64, ch)), ch)
+            done = builder.mul(n_main, ir.Constant(i64, chains))
+            with cgutils.for_range(builder, builder.sub(kc_v, done), intp=i64) as loop:
+                step(builder.add(done, loop.index), 0)
+            accumulate = builder.icmp_signed("!=", beta_v, ir.Constant(i64, 0))
+            for r in range(rows):
+                total = builder.load(slots[r * chains])
+                for ch in range(1, chains):
+                    total = builder.fadd(total, builder.load(slots[r * chains + ch]))
+                p = builder.bitcast(builder.gep(c0, [builder.mul(c_rs_v, ir.Constant(i64, r))]),
+                                    vptr)
+                old = builder.load(p, align=align)
+                total = builder.select(accumulate, builder.fadd(total, old), total)
+                builder.store(total, p, align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return lanes_tile
 
 
 def make_transpose(rows=None, nvec=None, vector_bytes=None):

@@ -192,11 +192,11 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, backend=None
     b = _bias(b, w)
     geo = _checked_geometry(x.shape, w.shape, stride, padding, dilation, groups)
     y = _alloc.empty(geo.out_shape, x.dtype)
-    fn, _ = backends.kernel("conv", "conv2d", backend)
+    fn, name = backends.kernel("conv", "conv2d", backend)
     if y.size == 0:
         return y
-    fn(y, _validate.contiguous(x), _validate.contiguous(w), b, geo.stride, geo.padding,
-       geo.dilation, geo.groups)
+    p = _plan_for("forward", geo, x.dtype, name)
+    fn(y, _validate.contiguous(x), _validate.contiguous(w), b, geo, p)
     return y
 
 
@@ -234,7 +234,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, has_bia
     dx = _alloc.empty(x.shape, dt) if want_dx else None
     dw = _alloc.empty(w.shape, dt) if want_dw else None
     db = np.empty(w.shape[0], dt) if want_db else None
-    fn, _ = backends.kernel("conv", "conv2d_backward", backend)
+    fn, name = backends.kernel("conv", "conv2d_backward", backend)
     if dy.size == 0:  # no images: nothing flows back
         for a in (dx, dw, db):
             if a is not None:
@@ -242,16 +242,168 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, has_bia
         return dx, dw, db
     if dx is None and dw is None and db is None:
         return dx, dw, db
+    plans = (_plan_for("backward_data", geo, dt, name) if want_dx else None,
+             _plan_for("backward_weights", geo, dt, name) if want_dw or want_db else None)
     fn(dx, dw, db, _validate.contiguous(dy), _validate.contiguous(x), _validate.contiguous(w),
-       geo.stride, geo.padding, geo.dilation, geo.groups)
+       geo, plans)
     return dx, dw, db
+
+
+# ---- the planner -----------------------------------------------------------------------------
+class Plan(collections.namedtuple("Plan", "path kind blocking reason")):
+    """What one convolution pass runs: ``path`` ("implicit", "winograd", "depthwise" or
+    "reference"), ``kind`` ("forward", "backward_data", "backward_weights"), ``blocking`` (a
+    dict: the chunk and block sizes and the parallel split the kernels follow) and ``reason``
+    (one line: why this path and this blocking)."""
+
+    def __str__(self):
+        blk = ", ".join(f"{k}={v}" for k, v in self.blocking.items())
+        return f"{self.path} ({blk}): {self.reason}" if blk else f"{self.path}: {self.reason}"
+
+
+#: Register tile per vector ISA: (rows, float32 lanes); a tile is 2 vectors wide.
+TILES = {"avx512": (12, 16), "avx2": (6, 8), "portable": (4, 4)}
+#: Values of scratch a thread's blocks may take: they stay in its L2 (1 MB on this Zen 5).
+BLOCK_BYTES = 512 * 1024
+#: Longest reduction block (taps or channels) one tile call runs over.
+MAX_KC = 512
+
+_PLANS = {}
+#: The plan each pass ran last (kind -> Plan): what tests and benchmarks assert.
+last = {}
+
+
+def _plan_for(kind, geo, dtype, backend):
+    """The plan of a call (cached: a training loop repeats the same geometry)."""
+    isa_of = backends.kernel("conv", "isa", backend)[0]
+    key = (kind, geo, dtype.itemsize, backend, isa_of(), backends.get_num_threads())
+    p = _PLANS.get(key)
+    if p is None:
+        if len(_PLANS) >= 1024:
+            _PLANS.clear()
+        p = _PLANS[key] = make_plan(kind, geo, dtype.itemsize, key[4], key[5], backend)
+    last[kind] = p
+    return p
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+#: Winograd algorithms per kernel size (Lavin & Gray 2016): F(m x m, r x r) computes m x m outputs
+#: from (m + r - 1)^2 products per channel pair instead of m^2 r^2.
+WINOGRAD = {3: "F(4x4,3x3)", 5: "F(2x2,5x5)", 7: "F(2x2,7x7)"}
+#: Fewest input and output channels for Winograd: below, its transforms cost more than the
+#: products save.
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def _winograd(kind, geo, backend):
+    """Why the pass runs Winograd, or None (stride 1, dilation 1, groups 1, square 3x3, 5x5 or
+    7x7 kernels, enough channels; dx also needs top and left padding <= R-1; dw only 3x3, by
+    F(3x3,4x4), with >= 64 tiles, K*C <= 8192 and more than 2x2 output pixels)."""
+    N = geo.x_shape[0]
+    K, Cg, R, S = geo.w_shape
+    OH, OW = geo.out_shape[2:]
+    if not (R == S and R in WINOGRAD and geo.stride == (1, 1) and geo.dilation == (1, 1)
+            and geo.groups == 1 and min(Cg, K) >= WINOGRAD_MIN_CHANNELS):
+        return None
+    if R == 7 and backend == "numba":
+        return None   # the Numba backend has no F(2x2,7x7) (yet)
+    if kind == "backward_data":
+        if geo.padding[0][0] > R - 1 or geo.padding[1][0] > R - 1:
+            return None
+        return f"winograd {WINOGRAD[R]} on dy with the weights flipped and transposed"
+    if kind == "backward_weights":
+        if not (R == 3 and N * _ceil(OH, 4) * _ceil(OW, 4) >= 64 and K * Cg <= 8192
+                and OH * OW > 4):
+            return None
+        return "winograd F(3x3,4x4) (weight gradient), summed over tiles"
+    return f"winograd {WINOGRAD[R]}"
+
+
+def make_plan(kind, geo, itemsize, isa, threads, backend="c"):
+    """The plan of one pass (``kind``) of the convolution ``geo`` (a :class:`Geometry`) for
+    elements of ``itemsize`` bytes on a CPU with vector ISA ``isa`` ("avx512", "avx2",
+    "portable") and ``threads`` threads. Backend-neutral: both fast backends implement every
+    path and follow the blocking; ``backend`` only tells the reference apart."""
+    if backend == "numpy":
+        return Plan("reference", kind, {}, "im2col + matmul in NumPy (the oracle)")
+    N, C, H, W = geo.x_shape
+    K, Cg, R, S = geo.w_shape
+    _, _, OH, OW = geo.out_shape
+    G = geo.groups
+    Kg, T, J = K // G, Cg * R * S, N * OH * OW
+    mr, lanes = TILES[isa]
+    lanes = lanes * 4 // itemsize
+    nr = 2 * lanes
+    values = BLOCK_BYTES // itemsize
+    shape = f"{R}x{S}, stride {geo.stride}, dilation {geo.dilation}, groups {G}, Cg={Cg}, Kg={Kg}"
+    wino = _winograd(kind, geo, backend)
+    if wino:
+        return Plan("winograd", kind, {}, wino + "; " + shape)
+    if Cg == 1 and Kg == 1:
+        nblk = _ceil(C, lanes)
+        parts = N if kind != "backward_weights" else min(N, max(threads, _ceil(4 * threads, nblk)))
+        why = (f"depthwise: {lanes} channels along the vectors, each image's planes moved into a "
+               f"padded channel-interleaved buffer and back, {parts} part(s) of the batch; {shape}")
+        return Plan("depthwise", kind, dict(parts=parts), why)
+    if kind == "forward":
+        kc = T if T <= MAX_KC else _ceil(T, _ceil(T, MAX_KC))
+        npan = _ceil(Kg, mr)
+        mp = _ceil(J, nr)                       # pixel vectors-of-tiles (micro-panels)
+        per_mp = max(1, values // ((kc + npan * mr) * nr))
+        chunks = _ceil(mp, per_mp)
+        parts = 1
+        if G * chunks < 4 * threads:
+            chunks = min(mp, _ceil(max(G * chunks, threads), threads) * threads // G or 1)
+            if G * chunks < 2 * threads:
+                parts = min(npan, _ceil(2 * threads, G * chunks))
+        nc = _ceil(mp, chunks) * nr
+        blk = dict(nc=nc, kc=kc, chunks=chunks, parts=parts)
+        why = (f"implicit GEMM: Y_g (Kg x N*OH*OW) = W_g @ patches, {chunks} chunk(s) of <= {nc}"
+               f" pixels x {parts} part(s) of Kg per group, taps in blocks of {kc}; {shape}")
+        return Plan("implicit", kind, blk, why)
+    if kind == "backward_data":
+        kc = Kg if Kg <= MAX_KC else _ceil(Kg, _ceil(Kg, MAX_KC))
+        P = OH * OW
+        tb = min(_ceil(T, mr) * mr, 16 * mr)
+        per_pix = max(nr, (values // (Kg + tb)) // nr * nr)
+        nc = min(per_pix, _ceil(J, nr) * nr)
+        imgs = N
+        if N >= threads:
+            imgs = min(N, max(threads, _ceil(J, threads * nc) * threads))
+            imgs = max(1, imgs - imgs % threads) if imgs >= threads else imgs
+        parts = 1
+        if (G * imgs) % threads and G * imgs < 4 * threads:
+            parts = min(Cg, threads)
+        nc = min(nc, _ceil(_ceil(N, imgs) * P, nr) * nr)
+        blk = dict(nc=nc, kc=kc, tb=tb, imgs=imgs, parts=parts)
+        why = (f"implicit GEMM: dX_g = W_g^T @ dY_g added back (col2im), {imgs} image range(s) x"
+               f" {parts} channel part(s), chunks of <= {nc} pixels, {tb} taps at a time; {shape}")
+        return Plan("implicit", kind, blk, why)
+    # backward_weights
+    ldk = _ceil(Kg, 32) * 32
+    split = 0 if G * T * ldk * itemsize <= (1 << 20) else 1
+    tpan = _ceil(T, mr)
+    if split == 1 and tpan * G < 2 * threads:
+        split = 0
+    parts = threads if split == 0 else min(tpan, threads)
+    tb = min(tpan * mr, 16 * mr)
+    nc = max(nr, min((values // (ldk + tb)) // nr * nr, 1024))
+    blk = dict(nc=nc, tb=tb, parts=parts, split=split)
+    how = (f"{parts} pixel range(s), partial sums added in order" if split == 0 else
+           f"{parts} tap range(s)")
+    why = (f"implicit GEMM: dW_g^T = patches @ dY_g^T reducing over N*OH*OW in chunks of {nc}, "
+           f"{how}, {tb} taps at a time; {shape}")
+    return Plan("implicit", kind, blk, why)
 
 
 def plan(x, w, stride=1, padding=0, dilation=1, groups=1, kind="forward", dtype=None,
          backend=None):
-    """Which kernel ``conv2d`` (kind "forward") or ``conv2d_backward`` (kinds "backward_data",
-    "backward_weights") runs for these inputs, and why: a string such as
-    ``"c: winograd F(4x4,3x3), 6x6 tiles ... (3x3, stride 1, C=64, K=64)"``.
+    """The :class:`Plan` ``conv2d`` (kind "forward") or ``conv2d_backward`` (kinds
+    "backward_data", "backward_weights") follows for these inputs: the path, its blocking and
+    why (``str(plan)`` is one line).
 
     ``x`` and ``w`` are arrays or shapes; with shapes, ``dtype`` (default float32) names the
     data type."""
@@ -260,6 +412,11 @@ def plan(x, w, stride=1, padding=0, dilation=1, groups=1, kind="forward", dtype=
         dtype = x.dtype if isinstance(x, np.ndarray) else np.float32
     dt = _validate.float_dtype(dtype)
     geo = _geometry(_shape4(x, "x"), _shape4(w, "w"), stride, padding, dilation, groups)
-    fn, name = backends.kernel("conv", "plan", backend)
-    return f"{name}: " + fn(kind, dt, geo.x_shape, geo.w_shape, geo.stride, geo.padding,
-                            geo.dilation, geo.groups)
+    _, name = backends.kernel("conv", "conv2d", backend)
+    saved = last.get(kind)
+    p = _plan_for(kind, geo, dt, name)
+    if saved is None:
+        last.pop(kind, None)
+    else:
+        last[kind] = saved
+    return p

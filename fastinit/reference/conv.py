@@ -56,7 +56,14 @@ def _col2im(dcols, padded_shape, stride, dilation):
     return dxp
 
 
-def conv2d(y, x, w, b, stride, padding, dilation, groups):
+def isa():
+    """The reference runs no vector kernels of its own (the planner gives it its own plan)."""
+    return "portable"
+
+
+def conv2d(y, x, w, b, geo, plan=None):
+    """Fill y (N, K, OH, OW) from x, w and b (``geo`` is ``fastinit.ops.conv.Geometry``)."""
+    stride, padding, dilation, groups = geo.stride, geo.padding, geo.dilation, geo.groups
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     OH, OW = y.shape[2:]
@@ -72,8 +79,9 @@ def conv2d(y, x, w, b, stride, padding, dilation, groups):
     return y
 
 
-def conv2d_backward(dx, dw, db, dy, x, w, stride, padding, dilation, groups):
+def conv2d_backward(dx, dw, db, dy, x, w, geo, plans=None):
     """Fill whichever of dx (like x), dw (like w), db (K,) is not None."""
+    stride, padding, dilation, groups = geo.stride, geo.padding, geo.dilation, geo.groups
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     OH, OW = dy.shape[2:]
@@ -98,8 +106,3 @@ def conv2d_backward(dx, dw, db, dy, x, w, stride, padding, dilation, groups):
     if db is not None:
         db[...] = dy.sum(axis=(0, 2, 3), dtype=np.float64)
     return dx, dw, db
-
-
-def plan(kind, dtype, x_shape, w_shape, stride, padding, dilation, groups):
-    """What this backend runs for a call (see fastinit.ops.conv.plan)."""
-    return "reference: im2col + matmul (NumPy/BLAS)"

@@ -1,0 +1,95 @@
+/* Instantiates a per-ISA body once per (element type, ISA): include this file with FI_BODY
+ * naming the body header (e.g. #define FI_BODY "conv2d_isa.h").
+ *
+ * For each of float and double on the portable, AVX2+FMA and AVX-512 builds it defines FI_T,
+ * FI_T_IS_DOUBLE, FI_ISA, FI_SFX (a name suffix: f32_avx512, ...) and the register tile's
+ * shape FI_MR rows x FI_NVEC vectors, includes gemm_tile.h (the tile and the vector macros of
+ * that instantiation) and then FI_BODY, and undefines them again. Tiles: 12 x 2 vectors on
+ * AVX-512 (24 of 32 registers accumulate; at 14 x 2 the compilers spill), 6 x 2 on AVX2 (12 of
+ * 16), 4 x 2 portable.
+ */
+#define FI_ISA FI_ISA_BASE
+#define FI_MR 4
+#define FI_NVEC 2
+#define FI_T float
+#define FI_T_IS_DOUBLE 0
+#define FI_SFX f32_base
+#include "gemm_tile.h"
+#include FI_BODY
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#define FI_T double
+#define FI_T_IS_DOUBLE 1
+#define FI_SFX f64_base
+#include "gemm_tile.h"
+#include FI_BODY
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#undef FI_ISA
+#undef FI_MR
+#undef FI_NVEC
+
+#if FI_X86
+#define FI_ISA FI_ISA_AVX2
+#define FI_MR 6
+#define FI_NVEC 2
+#define FI_T float
+#define FI_T_IS_DOUBLE 0
+#define FI_SFX f32_avx2
+#include "gemm_tile.h"
+#include FI_BODY
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#define FI_T double
+#define FI_T_IS_DOUBLE 1
+#define FI_SFX f64_avx2
+#include "gemm_tile.h"
+#include FI_BODY
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#undef FI_ISA
+#undef FI_MR
+#undef FI_NVEC
+
+#define FI_ISA FI_ISA_AVX512
+#define FI_MR 12
+#define FI_NVEC 2
+#define FI_T float
+#define FI_T_IS_DOUBLE 0
+#define FI_SFX f32_avx512
+#include "gemm_tile.h"
+#include FI_BODY
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#define FI_T double
+#define FI_T_IS_DOUBLE 1
+#define FI_SFX f64_avx512
+#include "gemm_tile.h"
+#include FI_BODY
+#undef FI_T
+#undef FI_T_IS_DOUBLE
+#undef FI_SFX
+#undef FI_ISA
+#undef FI_MR
+#undef FI_NVEC
+#endif
+
+/* FI_ISA_CALL: FN##TS##_<isa> ARGS for the ISA `isa` (FI_ISA_*), e.g.
+ * FI_ISA_CALL(isa, fi_cv_forward_, f32, (y, x, ...)) */
+#undef FI_ISA_CALL
+#if FI_X86
+#define FI_ISA_CALL(isa, FN, TS, ARGS)                                                         \
+    do {                                                                                       \
+        if ((isa) == FI_ISA_AVX512) FN##TS##_avx512 ARGS;                                     \
+        else if ((isa) == FI_ISA_AVX2) FN##TS##_avx2 ARGS;                                    \
+        else FN##TS##_base ARGS;                                                               \
+    } while (0)
+#else
+#define FI_ISA_CALL(isa, FN, TS, ARGS) FN##TS##_base ARGS
+#endif
+#undef FI_BODY
