@@ -314,11 +314,13 @@ FI_ATTR static void FI_FN(fi_cv_backward_weights_)(void *acc_, int64_t per_acc,
                 const int64_t nt = tz - t0 < q->tb ? tz - t0 : q->tb;
                 FI_FN(fi_cv_patches_)(col, FI_MR * ldc, 1, FI_MR, (FI_T *)x, q, g, t0, nt, j0,
                                       nj, 0);
-                for (int64_t t = 0; t < nt; t += FI_MR)
-                    for (int64_t kb = 0; kb < q->Kg; kb += FI_NR)
-                        FI_FN(fi_cv_tile_)(nt - t < FI_MR ? nt - t : FI_MR, nj, col + t * ldc,
-                                           dyt + kb, ldk, out + (t0 + t) * ldk + kb, ldk,
-                                           q->Kg - kb < FI_NR ? q->Kg - kb : FI_NR, 1);
+                for (int64_t k0 = 0; k0 < q->Kg; k0 += q->kc)   /* dyt's block in L2 */
+                    for (int64_t t = 0; t < nt; t += FI_MR)
+                        for (int64_t kb = k0; kb < k0 + q->kc && kb < q->Kg; kb += FI_NR)
+                            FI_FN(fi_cv_tile_)(nt - t < FI_MR ? nt - t : FI_MR, nj,
+                                               col + t * ldc, dyt + kb, ldk,
+                                               out + (t0 + t) * ldk + kb, ldk,
+                                               q->Kg - kb < FI_NR ? q->Kg - kb : FI_NR, 1);
             }
         }
     }

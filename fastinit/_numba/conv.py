@@ -267,7 +267,7 @@ def _backward_weights(acc, per_acc, dy, x, geo, blk, ws):
     with its own partial sum (split 0) or a tap range over all pixels (split 1); see
     csrc/conv2d_isa.h, fi_cv_backward_weights_."""
     N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = geo
-    nc, tb, parts, split = blk
+    nc, kc, tb, parts, split = blk
     Kg, T, J = K // G, C // G * R * S, N * OH * OW
     ldc, ldk, NR = _ld(nc), _ld(Kg), NVEC * (VECTOR_BYTES // dy.itemsize)
     for item in prange(G * parts):
@@ -290,10 +290,11 @@ def _backward_weights(acc, per_acc, dy, x, geo, blk, ws):
             for t0 in range(ta, tz, tb):
                 nt = min(tb, tz - t0)
                 _patches(buf, colo, MR * ldc, 1, MR, x, geo, g, t0, nt, j0, nj, 0)
-                for t in range(0, nt, MR):
-                    for kb in range(0, Kg, NR):
-                        _tile(min(MR, nt - t), nj, buf, colo + t * ldc, buf, kb, ldk, acc,
-                              out + (t0 + t) * ldk + kb, ldk, min(NR, Kg - kb), 1)
+                for k0 in range(0, Kg, kc):      # dyt's block in L2
+                    for t in range(0, nt, MR):
+                        for kb in range(k0, min(k0 + kc, Kg), NR):
+                            _tile(min(MR, nt - t), nj, buf, colo + t * ldc, buf, kb, ldk, acc,
+                                  out + (t0 + t) * ldk + kb, ldk, min(NR, Kg - kb), 1)
 
 
 @pjit
@@ -539,7 +540,7 @@ def conv2d_backward(dx, dw, db, dy, x, w, geo, plans):
             acc = _workspace("dwacc", per_acc * nacc, dy.dtype)[:per_acc * nacc]
             per = b["nc"] * ldk + -(-b["tb"] // MR) * MR * _ld(b["nc"]) + 64
             _backward_weights(acc, per_acc, dy.reshape(-1), x.reshape(-1), g,
-                              (b["nc"], b["tb"], b["parts"], b["split"]),
+                              (b["nc"], b["kc"], b["tb"], b["parts"], b["split"]),
                               _ws("conv", per, dy.dtype))
             _sum_dw(dw.reshape(-1), acc, per_acc, nacc, G, Kg, T)
     if db is not None:

@@ -267,6 +267,8 @@ TILES = {"avx512": (12, 16), "avx2": (6, 8), "portable": (4, 4)}
 BLOCK_BYTES = 512 * 1024
 #: Longest reduction block (taps or channels) one tile call runs over.
 MAX_KC = 512
+#: Most pixels per chunk (a chunk's block of outputs lives in the thread's scratch).
+MAX_PIXELS = 1024
 
 _PLANS = {}
 #: The plan each pass ran last (kind -> Plan): what tests and benchmarks assert.
@@ -352,7 +354,9 @@ def make_plan(kind, geo, itemsize, isa, threads, backend="c"):
         kc = T if T <= MAX_KC else _ceil(T, _ceil(T, MAX_KC))
         npan = _ceil(Kg, mr)
         mp = _ceil(J, nr)                       # pixel vectors-of-tiles (micro-panels)
-        per_mp = max(1, values // ((kc + npan * mr) * nr))
+        # the patch block (kc x nc) stays in L2 while every weight panel runs over it; the
+        # block of y it makes is written once per block of taps
+        per_mp = max(1, min(values // (kc * nr), MAX_PIXELS // nr))
         chunks = _ceil(mp, per_mp)
         parts = 1
         if G * chunks < 4 * threads:
@@ -368,7 +372,8 @@ def make_plan(kind, geo, itemsize, isa, threads, backend="c"):
         kc = Kg if Kg <= MAX_KC else _ceil(Kg, _ceil(Kg, MAX_KC))
         P = OH * OW
         tb = min(_ceil(T, mr) * mr, 16 * mr)
-        per_pix = max(nr, (values // (Kg + tb)) // nr * nr)
+        # a block of dy (kc x nc) stays in L2 while every panel of taps runs over it
+        per_pix = max(nr, min(values // (kc + tb), MAX_PIXELS) // nr * nr)
         nc = min(per_pix, _ceil(J, nr) * nr)
         imgs = N
         if N >= threads:
@@ -390,8 +395,11 @@ def make_plan(kind, geo, itemsize, isa, threads, backend="c"):
         split = 0
     parts = threads if split == 0 else min(tpan, threads)
     tb = min(tpan * mr, 16 * mr)
-    nc = max(nr, min((values // (ldk + tb)) // nr * nr, 1024))
-    blk = dict(nc=nc, tb=tb, parts=parts, split=split)
+    # per chunk of pixels, a block of dy^T (nc x kc output channels) stays in L2 while every
+    # panel of taps runs over it; the partial dW tiles are read and written once per chunk
+    kc = min(ldk, 8 * nr)
+    nc = max(nr, min(values // (kc + tb), MAX_PIXELS) // nr * nr)
+    blk = dict(nc=nc, kc=kc, tb=tb, parts=parts, split=split)
     how = (f"{parts} pixel range(s), partial sums added in order" if split == 0 else
            f"{parts} tap range(s)")
     why = (f"implicit GEMM: dW_g^T = patches @ dY_g^T reducing over N*OH*OW in chunks of {nc}, "
