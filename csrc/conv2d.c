@@ -70,6 +70,11 @@ static int64_t fi_cv_ld(int64_t n) {
     return ld % 1024 ? ld : ld + 32;
 }
 
+/* tb taps in whole panels of mr (and one more panel: transposes spill past the last) */
+static int64_t fi_cv_tpad(int64_t tb, int64_t mr) {
+    return (tb + mr - 1) / mr * mr + mr;
+}
+
 /* taps of the largest part of the input channels (dx), in whole panels of mr */
 static int64_t fi_cv_tmax(const fi_cv *q, int64_t mr) {
     const int64_t taps = (q->Cg + q->parts - 1) / q->parts * q->RS;
@@ -213,8 +218,8 @@ int fi_conv2d_backward_data(void *dx, const void *dy, const void *w, const fi_co
 int fi_conv2d_backward_weights(void *dw, const void *dy, const void *x, const fi_conv_plan *p) {
     if (p->path == FI_CONV_DEPTHWISE) return fi_conv2d_depthwise(dw, dy, x, NULL, p, 2);
     const fi_cv q = fi_cv_make(p);
-    const int64_t tpad = (q.tb + fi_cv_mr() - 1) / fi_cv_mr() * fi_cv_mr();   /* whole panels */
-    const int64_t ldk = fi_cv_ld(q.Kg), per = q.nc * ldk + tpad * fi_cv_ld(q.nc) + 64;
+    const int64_t tpad = fi_cv_tpad(q.tb, fi_cv_mr());
+    const int64_t ldk = fi_cv_ld(q.Kg), per = q.nc * ldk + 2 * tpad * fi_cv_ld(q.nc) + 64;
     const int64_t per_acc = q.G * q.T * ldk, nacc = q.split == 0 ? q.parts : 1;
     char *ws = fi_cv_scratch((size_t)(per_acc * nacc + per * q.threads) * q.bits / 8);
     if (!ws) return -1;

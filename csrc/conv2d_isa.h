@@ -256,6 +256,25 @@ FI_ATTR static void FI_FN(fi_cv_pack_wt_)(void *wtp_, const void *w_, const fi_c
     }
 }
 
+/* ap[q*FI_MR*ld + k*FI_MR + r] = col[(q*FI_MR + r)*ld + k] for the nt rows and nk columns of
+ * a row-major block: packed A panels of FI_MR rows, FI_W x FI_W blocks in registers (rows
+ * past nt repeat the last: their sums are never stored) */
+FI_ATTR static void FI_FN(fi_cv_panels_)(FI_T *restrict ap, const FI_T *restrict col,
+                                         int64_t ld, int64_t nt, int64_t nk)
+{
+    for (int64_t t = 0; t < nt; t += FI_MR) {
+        const int64_t rows = nt - t < FI_MR ? nt - t : FI_MR;
+        FI_T *panel = ap + t * ld;
+        int64_t k = 0;
+        for (; k + FI_W <= nk; k += FI_W)
+            FI_CAT(fi_transpose_, FI_SFX)(FI_MR, col + t * ld + k, ld, rows, panel + k * FI_MR,
+                                          FI_MR);
+        for (; k < nk; k++)
+            for (int64_t r = 0; r < FI_MR; r++)
+                panel[k * FI_MR + r] = col[(t + (r < rows ? r : rows - 1)) * ld + k];
+    }
+}
+
 /* dyt[(j - j0)*ldk + k] = dy[n, g*Kg + k, p] for the pixels j = n*P + p of a chunk: the chunk
  * of dy transposed, 16 x 16 (8 x 8, ...) blocks in registers where a run of pixels allows */
 FI_ATTR static void FI_FN(fi_cv_dyt_)(FI_T *restrict dyt, int64_t ldk, const FI_T *restrict dy,
@@ -293,6 +312,7 @@ FI_ATTR static void FI_FN(fi_cv_backward_weights_)(void *acc_, int64_t per_acc,
 #pragma omp parallel for schedule(static) num_threads(q->threads)
     for (int64_t item = 0; item < items; item++) {
         FI_T *dyt = ws + fi_cv_thread() * per_thread, *col = dyt + q->nc * ldk;
+        FI_T *ap = col + fi_cv_tpad(q->tb, FI_MR) * ldc;
         const int64_t g = item / q->parts, part = item % q->parts;
         int64_t ja = 0, jb = q->J, ta = 0, tz = q->T;
         FI_T *out = acc + g * q->T * ldk;
@@ -312,13 +332,14 @@ FI_ATTR static void FI_FN(fi_cv_backward_weights_)(void *acc_, int64_t per_acc,
             FI_FN(fi_cv_dyt_)(dyt, ldk, dy, q, g, j0, nj);
             for (int64_t t0 = ta; t0 < tz; t0 += q->tb) {
                 const int64_t nt = tz - t0 < q->tb ? tz - t0 : q->tb;
-                FI_FN(fi_cv_patches_)(col, FI_MR * ldc, 1, FI_MR, (FI_T *)x, q, g, t0, nt, j0,
-                                      nj, 0);
+                FI_FN(fi_cv_patches_)(col, FI_MR * ldc, ldc, 1, (FI_T *)x, q, g, t0, nt, j0, nj,
+                                      0);
+                FI_FN(fi_cv_panels_)(ap, col, ldc, nt, nj);
                 for (int64_t k0 = 0; k0 < q->Kg; k0 += q->kc)   /* dyt's block in L2 */
                     for (int64_t t = 0; t < nt; t += FI_MR)
                         for (int64_t kb = k0; kb < k0 + q->kc && kb < q->Kg; kb += FI_NR)
                             FI_FN(fi_cv_tile_)(nt - t < FI_MR ? nt - t : FI_MR, nj,
-                                               col + t * ldc, dyt + kb, ldk,
+                                               ap + t * ldc, dyt + kb, ldk,
                                                out + (t0 + t) * ldk + kb, ldk,
                                                q->Kg - kb < FI_NR ? q->Kg - kb : FI_NR, 1);
             }

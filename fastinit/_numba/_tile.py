@@ -20,6 +20,7 @@ How the operands are addressed is chosen when the tile is made, so one factory s
                   ``panel`` rows tall instead when made with ``panel``)
     ``"strided"`` A[r, k] = ``a[a_off + r*a_rs + k*a_ks]`` (any strides, in elements); rows
                   r >= m are not read (row m-1 stands in), so A needs only m rows
+    ``"rows"``    the same with a_ks = 1 (rows lying a_rs apart), known when the tile is made
 ``b_mode``
     ``"packed"``  B[k, j] = ``b[b_off + k*cols + j]`` (a packed micro-panel; b_step unused)
     ``"strided"`` B[k, j] = ``b[b_off + k*b_step + j]`` (rows of B contiguous along j; all
@@ -132,8 +133,8 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
     """Make a register tile of ``rows`` x ``nvec`` vectors (see the module docstring);
     ``panel``: a packed A's panel height when the tile reads only its first ``rows`` rows
     (A[r, k] = a[a_off + k*panel + r])."""
-    if a_mode not in ("packed", "strided"):
-        raise ValueError(f"a_mode must be 'packed' or 'strided', got {a_mode!r}")
+    if a_mode not in ("packed", "strided", "rows"):
+        raise ValueError(f"a_mode must be 'packed', 'strided' or 'rows', got {a_mode!r}")
     if b_mode not in ("packed", "strided", "table"):
         raise ValueError(f"b_mode must be 'packed', 'strided' or 'table', got {b_mode!r}")
     vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
@@ -190,7 +191,7 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
                 table_ty = tys[7].dtype
             else:
                 b_step_v = as_i64(b_step_v, tys[7])
-            if a_mode == "strided":
+            if a_mode in ("strided", "rows"):
                 # Rows past m read row m-1 instead (their sums are never stored): a strided A
                 # is the caller's array itself, and must not be read past its end.
                 last = builder.sub(m_v, ir.Constant(i64, 1))
@@ -231,8 +232,8 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
                       for v in range(nvec)]
                 if a_mode == "packed":
                     acol = builder.gep(a0, [builder.mul(k, ir.Constant(i64, panel or rows))])
-                else:
-                    koff = builder.mul(k, a_ks_v)
+                else:   # "rows": unit steps along k, no multiply in the loop
+                    koff = k if a_mode == "rows" else builder.mul(k, a_ks_v)
                 for r in range(rows):
                     if a_mode == "packed":
                         ap = builder.gep(acol, [ir.Constant(i64, r)])

@@ -23,6 +23,7 @@ _TILE = make_tile(MR, NVEC, "packed", "strided").fn          # packed A panels, 
 _TILE8 = make_tile(8, NVEC, "packed", "strided", panel=MR).fn  # the first rows of a panel
 _TILE4 = make_tile(4, NVEC, "packed", "strided", panel=MR).fn
 _transpose = make_transpose(nvec=1)
+_transpose_mr = make_transpose(rows=MR)
 _LANES4 = make_lanes(4, table=True)     # depthwise: 4 pixels x the taps, lane by lane
 _LANES1T = make_lanes(1, table=True)
 _LANES1 = make_lanes(1)
@@ -94,7 +95,26 @@ def _patches(col, c0, pq, pr, pc, x, geo, g, t0, nt, j0, nj, mode):
                 if a < b:
                     for i in range(b, ox + ln):
                         col[np.uint64(d + i * pc)] = 0
-            if a < b:
+            if a < b and pc == 1 and sw <= 2:
+                # a row segment: strides 1 and 2 spelt out, so that LLVM vectorises them
+                dst = col[d + a:d + b]
+                if sw == 1:
+                    xs = x[src + a:src + b]
+                    if mode == 0:
+                        for i in range(b - a):
+                            dst[i] = xs[i]
+                    else:
+                        for i in range(b - a):
+                            xs[i] += dst[i]
+                else:
+                    xs = x[src + 2 * a:src + 2 * b]
+                    if mode == 0:
+                        for i in range(b - a):
+                            dst[i] = xs[2 * i]
+                    else:
+                        for i in range(b - a):
+                            xs[2 * i] += dst[i]
+            elif a < b:
                 if mode == 0:
                     for i in range(a, b):
                         col[np.uint64(d + i * pc)] = x[np.uint64(src + i * sw)]
@@ -261,6 +281,23 @@ def _dy_transposed(dyt, ldk, dy, geo, g, j0, nj):
         j += ln
 
 
+@njit
+def _panels(ap, a0, col, c0, ld, nt, nk):
+    """ap[a0 + q*MR*ld + k*MR + r] = col[c0 + (q*MR + r)*ld + k] for the nt rows and nk
+    columns of a row-major block: packed A panels of MR rows, lanes x lanes blocks in
+    registers (rows past nt repeat the last: their sums are never stored)."""
+    L = VECTOR_BYTES // col.itemsize
+    for t in range(0, nt, MR):
+        rows = min(MR, nt - t)
+        k = 0
+        while k + L <= nk:
+            _transpose_mr(col, c0 + t * ld + k, ld, rows, ap, a0 + t * ld + k * MR, MR)
+            k += L
+        for k2 in range(k, nk):
+            for r in range(MR):
+                ap[a0 + t * ld + k2 * MR + r] = col[c0 + (t + min(r, rows - 1)) * ld + k2]
+
+
 @pjit
 def _backward_weights(acc, per_acc, dy, x, geo, blk, ws):
     """dW_g^T (T x Kg) = X_g dY_g^T over the pixels: items (group, part), a part a pixel range
@@ -284,16 +321,18 @@ def _backward_weights(acc, per_acc, dy, x, geo, blk, ws):
             tz = min((part + 1) * npan // parts * MR, T)
         _zero(acc[out + ta * ldk:out + tz * ldk])
         colo = nc * ldk
+        apo = colo + (-(-tb // MR) + 1) * MR * ldc
         for j0 in range(ja, jb_, nc):
             nj = min(nc, jb_ - j0)
             _dy_transposed(buf, ldk, dy, geo, g, j0, nj)
             for t0 in range(ta, tz, tb):
                 nt = min(tb, tz - t0)
-                _patches(buf, colo, MR * ldc, 1, MR, x, geo, g, t0, nt, j0, nj, 0)
+                _patches(buf, colo, MR * ldc, ldc, 1, x, geo, g, t0, nt, j0, nj, 0)
+                _panels(buf, apo, buf, colo, ldc, nt, nj)
                 for k0 in range(0, Kg, kc):      # dyt's block in L2
                     for t in range(0, nt, MR):
                         for kb in range(k0, min(k0 + kc, Kg), NR):
-                            _tile(min(MR, nt - t), nj, buf, colo + t * ldc, buf, kb, ldk, acc,
+                            _tile(min(MR, nt - t), nj, buf, apo + t * ldc, buf, kb, ldk, acc,
                                   out + (t0 + t) * ldk + kb, ldk, min(NR, Kg - kb), 1)
 
 
@@ -538,7 +577,7 @@ def conv2d_backward(dx, dw, db, dy, x, w, geo, plans):
             per_acc = G * T * ldk
             nacc = b["parts"] if b["split"] == 0 else 1
             acc = _workspace("dwacc", per_acc * nacc, dy.dtype)[:per_acc * nacc]
-            per = b["nc"] * ldk + -(-b["tb"] // MR) * MR * _ld(b["nc"]) + 64
+            per = b["nc"] * ldk + 2 * (-(-b["tb"] // MR) + 1) * MR * _ld(b["nc"]) + 64
             _backward_weights(acc, per_acc, dy.reshape(-1), x.reshape(-1), g,
                               (b["nc"], b["kc"], b["tb"], b["parts"], b["split"]),
                               _ws("conv", per, dy.dtype))

@@ -398,7 +398,7 @@ def make_plan(kind, geo, itemsize, isa, threads, backend="c"):
     # per chunk of pixels, a block of dy^T (nc x kc output channels) stays in L2 while every
     # panel of taps runs over it; the partial dW tiles are read and written once per chunk
     kc = min(ldk, 8 * nr)
-    nc = max(nr, min(values // (kc + tb), MAX_PIXELS) // nr * nr)
+    nc = max(nr, min(values // kc, MAX_PIXELS, _ceil(J, nr) * nr) // nr * nr)
     blk = dict(nc=nc, kc=kc, tb=tb, parts=parts, split=split)
     how = (f"{parts} pixel range(s), partial sums added in order" if split == 0 else
            f"{parts} tap range(s)")
