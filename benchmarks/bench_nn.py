@@ -1,12 +1,17 @@
-"""One SGD step (forward, backward, update) of the teaching networks, fastinit.nn on each
-backend beside the same network in PyTorch CPU with the same weights:
+"""One SGD step with momentum (forward, backward, update) of small networks, fastinit.nn on
+each backend beside the same network in PyTorch CPU with the same weights:
 
 * the small CNN of ``fastinit train --model cnn`` on digits (batch 64, 1x8x8 images);
-* an MLP 784-256-256-10 on random data (batch 128).
+* an MLP 784-256-256-10 on random data (batch 128);
+* the cs231n three-layer convnet (conv 7x7 3->32 pad 3, ReLU, 2x2 max pool, affine 8192->100,
+  ReLU, affine 100->10) on random 3x32x32 images (batch 50);
+* the VGG-style CIFAR net of the layer sweep (fastinit.lab.layers.VGG_CIFAR: 3x3 convs
+  3-64-64 | 128-128 | 256-256 with ReLU and a 2x2 max pool after each pair, affine
+  4096->256, ReLU, affine 256->10) on random 3x32x32 images (batch 64).
 
     python benchmarks/bench_nn.py           # median times and per-round ratios (alternating)
     pytest --benchmark benchmarks/bench_nn.py
-Target: >= 2x PyTorch per step on both.
+Target: >= 2x PyTorch per step on each.
 """
 import statistics
 import time
@@ -55,12 +60,38 @@ def _torch_copy(net):
     return torch.nn.Sequential(*layers)
 
 
+def _cs231n():
+    return nn.Sequential(nn.Conv2d(3, 32, 7, padding=3, init="he_normal"), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(32 * 16 * 16, 100, init="he_normal"), nn.ReLU(),
+                         nn.Linear(100, 10, init="xavier_normal"), seed=0, input_grad=False)
+
+
+def _vgg():
+    from fastinit.lab.layers import VGG_CIFAR
+    layers, size, c = [], 32, 3
+    for item in VGG_CIFAR:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        else:
+            layers += [nn.Conv2d(item[0], item[1], 3, padding=1, init="he_normal"), nn.ReLU()]
+            c = item[1]
+    layers += [nn.Flatten(), nn.Linear(c * size * size, 256, init="he_normal"), nn.ReLU(),
+               nn.Linear(256, 10, init="xavier_normal")]
+    return nn.Sequential(*layers, seed=0, input_grad=False)
+
+
 def cases():
     r = np.random.default_rng(0)
     xtr, ytr, _, _ = nn.data.digits(image=True)
     data = {"cnn digits b64": (xtr[:64], ytr[:64], lambda: train.build("cnn", "he_normal", 0)),
             "mlp 784-256-256-10 b128": (r.random((128, 784), dtype=np.float32),
-                                        r.integers(0, 10, 128), _mlp)}
+                                        r.integers(0, 10, 128), _mlp),
+            "cs231n convnet b50": (r.standard_normal((50, 3, 32, 32)).astype(np.float32),
+                                   r.integers(0, 10, 50), _cs231n),
+            "vgg cifar b64": (r.standard_normal((64, 3, 32, 32)).astype(np.float32),
+                              r.integers(0, 10, 64), _vgg)}
     out = {}
     for name, (x, y, make) in data.items():
         libs = {}

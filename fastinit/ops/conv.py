@@ -148,6 +148,9 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, groups, xname="x"):
                                xname)
     OH = output_size(H, pad[0], R, stride[0], dilation[0])
     OW = output_size(W, pad[1], S, stride[1], dilation[1])
+    # Along an axis with one output the stride is never used (oy*sh = 0): 1 stands in, so that
+    # any stride, 2**63 too, reaches the kernels as a small number
+    stride = (stride[0] if OH > 1 else 1, stride[1] if OW > 1 else 1)
     return Geometry(tuple(x_shape), tuple(w_shape), (N, K, OH, OW), stride, pad, dilation,
                     groups)
 
