@@ -133,10 +133,27 @@ const char *fi_conv2d_path(void) {
     }
 }
 
-/* rows of the register tile on the current path */
+/* rows and columns (two vectors of `bits`-bit values) of the register tile on the current
+ * path */
 static int64_t fi_cv_mr(void) {
     const int isa = fi_conv_isa();
     return isa == FI_ISA_AVX512 ? 12 : isa == FI_ISA_AVX2 ? 6 : 4;
+}
+static int64_t fi_cv_nr(int bits) {
+    const int isa = fi_conv_isa();
+    return 2 * (isa == FI_ISA_AVX512 ? 512 : isa == FI_ISA_AVX2 ? 256 : 128) / bits;
+}
+
+/* The direct path's padded extent (Hp, Wp) and tap table tab[t] = offset of tap (c, r, s) in
+ * the padded planes; NULL when out of memory (the caller frees it) */
+static int64_t *fi_cv_taps(const fi_cv *q, int64_t *Hp, int64_t *Wp) {
+    *Hp = (q->OH - 1) * q->sh + (q->R - 1) * q->dh + 1;
+    *Wp = (q->OW - 1) * q->sw + (q->S - 1) * q->dw + 1;
+    int64_t *tab = malloc((size_t)q->T * sizeof(int64_t));
+    if (tab)
+        for (int64_t t = 0; t < q->T; t++)
+            tab[t] = ((t / q->RS) * *Hp + t / q->S % q->R * q->dh) * *Wp + t % q->S * q->dw;
+    return tab;
 }
 
 /* FN##f32/f64##_<isa> ARGS for the plan's element type, on the current path */
@@ -192,6 +209,20 @@ int fi_conv2d_forward(void *y, const void *x, const void *w, const void *b,
                       const fi_conv_plan *p) {
     if (p->path == FI_CONV_DEPTHWISE) return fi_conv2d_depthwise(y, x, w, b, p, 0);
     const fi_cv q = fi_cv_make(p);
+    if (p->path == FI_CONV_DIRECT) {
+        int64_t Hp, Wp;
+        const int64_t nr = fi_cv_nr(q.bits), npan = (q.Kg + nr - 1) / nr;
+        int64_t *tab = fi_cv_taps(&q, &Hp, &Wp);
+        const int64_t per = q.Cg * Hp * Wp + fi_cv_mr() * nr + 64;
+        const int64_t wsize = (q.G * npan * q.T * nr + 15) & ~(int64_t)15;
+        char *ws = tab ? fi_cv_scratch((size_t)(wsize + per * q.threads) * q.bits / 8) : NULL;
+        if (ws) {
+            FI_CV_CALL(q, fi_dp_pack_, (ws, w, &q));
+            FI_CV_CALL(q, fi_dp_forward_, (y, x, ws, b, &q, tab, ws + wsize * q.bits / 8, per));
+        }
+        free(tab);
+        return ws ? 0 : -1;
+    }
     const int64_t mr = fi_cv_mr(), npan = (q.Kg + mr - 1) / mr, ldc = fi_cv_ld(q.nc);
     const int64_t per = (q.kc + (npan + q.parts - 1) / q.parts * mr) * ldc + 64;
     const int64_t wsize = (q.G * npan * q.T * mr + 15) & ~(int64_t)15;
@@ -218,6 +249,21 @@ int fi_conv2d_backward_data(void *dx, const void *dy, const void *w, const fi_co
 int fi_conv2d_backward_weights(void *dw, const void *dy, const void *x, const fi_conv_plan *p) {
     if (p->path == FI_CONV_DEPTHWISE) return fi_conv2d_depthwise(dw, dy, x, NULL, p, 2);
     const fi_cv q = fi_cv_make(p);
+    if (p->path == FI_CONV_DIRECT) {
+        int64_t Hp, Wp;
+        const int64_t ldk = fi_cv_ld(q.Kg), per_acc = q.G * q.T * ldk;
+        int64_t *tab = fi_cv_taps(&q, &Hp, &Wp);
+        const int64_t per = q.Cg * Hp * Wp + q.OW * ldk + 64;
+        char *ws = tab ? fi_cv_scratch((size_t)(per_acc * q.parts + per * q.threads) *
+                                       q.bits / 8) : NULL;
+        if (ws) {
+            FI_CV_CALL(q, fi_dp_weights_, (ws, per_acc, dy, x, &q, tab,
+                                            ws + per_acc * q.parts * q.bits / 8, per));
+            FI_CV_CALL(q, fi_cv_sum_dw_, (dw, ws, per_acc, q.parts, &q));
+        }
+        free(tab);
+        return ws ? 0 : -1;
+    }
     const int64_t tpad = fi_cv_tpad(q.tb, fi_cv_mr());
     const int64_t ldk = fi_cv_ld(q.Kg), per = q.nc * ldk + 2 * tpad * fi_cv_ld(q.nc) + 64;
     const int64_t per_acc = q.G * q.T * ldk, nacc = q.split == 0 ? q.parts : 1;

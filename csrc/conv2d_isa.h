@@ -559,5 +559,141 @@ FI_ATTR static void FI_FN(fi_dw_run_)(void *out_, const void *a_, const void *b_
     }
 }
 
+/* ---- direct (few output channels per group): no patch matrix at all ----
+ * Per (image, group) the input planes are copied zero-padded to Hp x Wp (the extent the
+ * outputs read: (OH-1)*sh + (R-1)*dh + 1 rows, likewise columns; never more than the image and
+ * its padding), and the tile reads them where they lie:
+ *   forward  per output row, per block of FI_MR pixels: rows = pixels, vectors = output
+ *            channels, over all T taps: A[r, k] = xp[oy*sh*Wp + (ox0 + r)*sw + tab[k]] (tab:
+ *            each tap's offset), B = the weights packed as panels of FI_NR output channels;
+ *            the tile lands in a small buffer and goes to y transposed, with the bias.
+ *   dw       per output row, per panel of FI_MR taps: dW^T[taps, :] += the row's sum over
+ *            its pixels of xp[oy*sh*Wp + tab[t] + ox*sw] * dy[:, oy, ox]: A the padded input
+ *            read where it lies through the tap table (one row per tap), B the output row of
+ *            dy transposed; each part of the batch its own partial sums, added in order. */
+
+/* xp[(c*Hp + i)*Wp + j] = x[n, g*Cg + c, i - pt, j - pl], zero outside x */
+FI_ATTR static void FI_FN(fi_dp_pad_)(FI_T *restrict xp, const FI_T *restrict x, const fi_cv *q,
+                                      int64_t n, int64_t g, int64_t Hp, int64_t Wp)
+{
+    const int64_t ja = q->pl < Wp ? q->pl : Wp;
+    const int64_t jb = q->pl + q->W < Wp ? q->pl + q->W : Wp;
+    for (int64_t c = 0; c < q->Cg; c++)
+        for (int64_t i = 0; i < Hp; i++) {
+            FI_T *row = xp + (c * Hp + i) * Wp;
+            const int64_t iy = i - q->pt;
+            if (iy < 0 || iy >= q->H || jb <= ja) {
+                FI_FN(fi_cv_zero_)(row, Wp);
+                continue;
+            }
+            FI_FN(fi_cv_zero_)(row, ja);
+            FI_FN(fi_cv_move_)(row + ja, x + ((n * q->C + g * q->Cg + c) * q->H + iy) * q->W,
+                               jb - ja, 1, 0);
+            FI_FN(fi_cv_zero_)(row + jb, Wp - jb);
+        }
+}
+
+/* wt[((g*npan + pn)*T + t)*FI_NR + j] = w[g*Kg + pn*FI_NR + j, t], zero past Kg: the weights
+ * as packed B panels of FI_NR output channels */
+FI_ATTR static void FI_FN(fi_dp_pack_)(void *wt_, const void *w_, const fi_cv *q)
+{
+    FI_T *wt = wt_;
+    const FI_T *w = w_;
+    const int64_t npan = (q->Kg + FI_NR - 1) / FI_NR;
+#pragma omp parallel for schedule(static) num_threads(q->threads)
+    for (int64_t gp = 0; gp < q->G * npan; gp++)
+        for (int64_t t = 0; t < q->T; t++)
+            for (int64_t j = 0; j < FI_NR; j++) {
+                const int64_t k = gp % npan * FI_NR + j;
+                wt[(gp * q->T + t) * FI_NR + j] =
+                    k < q->Kg ? w[(gp / npan * q->Kg + k) * q->T + t] : (FI_T)0;
+            }
+}
+
+/* A tile of at most FI_MR rows (mv; 8 or 4 rows for fewer), A and B as amode, bmode say */
+FI_ATTR FI_INLINE void FI_FN(fi_dp_tile_)(int64_t mv, const int amode, const int bmode,
+                                          int64_t kc, const FI_T *a, int64_t a_rs, int64_t a_ks,
+                                          const FI_T *b, int64_t bstep, const int64_t *tab,
+                                          FI_T *c, int64_t ldc, int64_t nv, int beta)
+{
+    if (mv > (FI_MR > 8 ? 8 : 4))
+        FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, amode, bmode, kc, a, a_rs, a_ks, b, bstep, tab,
+                                 c, ldc, mv, nv, beta);
+#if FI_MR > 8
+    else if (mv > 4)
+        FI_CAT(fi_tile_, FI_SFX)(8, FI_NVEC, amode, bmode, kc, a, a_rs, a_ks, b, bstep, tab, c,
+                                 ldc, mv, nv, beta);
+#endif
+    else
+        FI_CAT(fi_tile_, FI_SFX)(4, FI_NVEC, amode, bmode, kc, a, a_rs, a_ks, b, bstep, tab, c,
+                                 ldc, mv, nv, beta);
+}
+
+FI_ATTR static void FI_FN(fi_dp_forward_)(void *y_, const void *x_, const void *wt_,
+                                          const void *bias_, const fi_cv *q,
+                                          const int64_t *tab, void *ws_, int64_t per_thread)
+{
+    FI_T *y = y_, *ws = ws_;
+    const FI_T *x = x_, *wt = wt_, *bias = bias_;
+    const int64_t Hp = (q->OH - 1) * q->sh + (q->R - 1) * q->dh + 1;
+    const int64_t Wp = (q->OW - 1) * q->sw + (q->S - 1) * q->dw + 1;
+    const int64_t npan = (q->Kg + FI_NR - 1) / FI_NR, parts = q->parts;
+#pragma omp parallel for schedule(static) num_threads(q->threads)
+    for (int64_t item = 0; item < q->N * q->G * parts; item++) {
+        FI_T *xp = ws + fi_cv_thread() * per_thread, *tbuf = xp + q->Cg * Hp * Wp;
+        const int64_t n = item / (q->G * parts), g = item / parts % q->G, part = item % parts;
+        FI_FN(fi_dp_pad_)(xp, x, q, n, g, Hp, Wp);
+        for (int64_t oy = part * q->OH / parts; oy < (part + 1) * q->OH / parts; oy++)
+            for (int64_t ox0 = 0; ox0 < q->OW; ox0 += FI_MR) {
+                const int64_t mv = q->OW - ox0 < FI_MR ? q->OW - ox0 : FI_MR;
+                const FI_T *a = xp + oy * q->sh * Wp + ox0 * q->sw;
+                for (int64_t pn = 0; pn < npan; pn++) {
+                    const FI_T *b = wt + (g * npan + pn) * q->T * FI_NR;
+                    const int64_t nv = q->Kg - pn * FI_NR < FI_NR ? q->Kg - pn * FI_NR : FI_NR;
+                    FI_FN(fi_dp_tile_)(mv, FI_A_TABLE, FI_B_PACKED, q->T, a, q->sw, 0, b, 0,
+                                       tab, tbuf, FI_NR, nv, 0);
+                    for (int64_t j = 0; j < nv; j++) {   /* to y, transposed, with the bias */
+                        const int64_t k = g * q->Kg + pn * FI_NR + j;
+                        FI_T *yr = y + ((n * q->K + k) * q->OH + oy) * q->OW + ox0;
+                        const FI_T bk = bias ? bias[k] : (FI_T)0;
+                        for (int64_t r = 0; r < mv; r++) yr[r] = tbuf[r * FI_NR + j] + bk;
+                    }
+                }
+            }
+    }
+}
+
+FI_ATTR static void FI_FN(fi_dp_weights_)(void *acc_, int64_t per_acc, const void *dy_,
+                                          const void *x_, const fi_cv *q, const int64_t *tab,
+                                          void *ws_, int64_t per_thread)
+{
+    FI_T *acc = acc_, *ws = ws_;
+    const FI_T *dy = dy_, *x = x_;
+    const int64_t Hp = (q->OH - 1) * q->sh + (q->R - 1) * q->dh + 1;
+    const int64_t Wp = (q->OW - 1) * q->sw + (q->S - 1) * q->dw + 1;
+    const int64_t ldk = fi_cv_ld(q->Kg);
+#pragma omp parallel for schedule(static) num_threads(q->threads)
+    for (int64_t part = 0; part < q->parts; part++) {
+        FI_T *xp = ws + fi_cv_thread() * per_thread, *dyt = xp + q->Cg * Hp * Wp;
+        FI_T *out = acc + part * per_acc;
+        for (int64_t i = 0; i < q->G * q->T; i++) FI_FN(fi_cv_zero_)(out + i * ldk, ldk);
+        for (int64_t n = part * q->N / q->parts; n < (part + 1) * q->N / q->parts; n++)
+            for (int64_t g = 0; g < q->G; g++) {
+                FI_FN(fi_dp_pad_)(xp, x, q, n, g, Hp, Wp);
+                for (int64_t oy = 0; oy < q->OH; oy++) {
+                    FI_FN(fi_cv_dyt_)(dyt, ldk, dy, q, g, (n * q->OH + oy) * q->OW, q->OW);
+                    const FI_T *a = xp + oy * q->sh * Wp;
+                    for (int64_t t0 = 0; t0 < q->T; t0 += FI_MR)
+                        for (int64_t kb = 0; kb < q->Kg; kb += FI_NR)
+                            FI_FN(fi_dp_tile_)(q->T - t0 < FI_MR ? q->T - t0 : FI_MR,
+                                               FI_A_ROWS, FI_B_STRIDED, q->OW, a, 0, q->sw,
+                                               dyt + kb, ldk, tab + t0,
+                                               out + (g * q->T + t0) * ldk + kb, ldk,
+                                               q->Kg - kb < FI_NR ? q->Kg - kb : FI_NR, 1);
+                }
+            }
+    }
+}
+
 #undef FI_NR
 #undef FI_FN

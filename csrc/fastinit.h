@@ -72,9 +72,11 @@ int fi_gemm_set_path(int path);
  * (dx); tb: taps per block (dx, dw); parts:
  * parts of the output channels per chunk (forward), of the input channels (dx), of the pixels
  * (dw, split 0) or of the taps (dw, split 1), or of the images (depthwise); imgs: ranges of
- * images (dx); threads. path: FI_CONV_IMPLICIT (the general engine) or FI_CONV_DEPTHWISE
- * (groups = channels, one output channel per group: channels along the vectors). */
-enum { FI_CONV_IMPLICIT = 0, FI_CONV_DEPTHWISE = 1 };
+ * images (dx) or of the batch (direct dw) or of the output rows (direct forward); threads.
+ * path: FI_CONV_IMPLICIT (the general engine), FI_CONV_DEPTHWISE (groups = channels, one
+ * output channel per group: channels along the vectors) or FI_CONV_DIRECT (few output
+ * channels: the tile reads a padded copy of each image, no patch matrix; forward and dw). */
+enum { FI_CONV_IMPLICIT = 0, FI_CONV_DEPTHWISE = 1, FI_CONV_DIRECT = 2 };
 typedef struct {
     int64_t n, c, h, w, k, r, s, sh, sw, pt, pl, dh, dw, groups, oh, ow;
     int64_t path, nc, kc, tb, chunks, parts, imgs, split, threads, bits;

@@ -9,6 +9,10 @@
  *
  *   amode FI_A_PACKED   A[r, k] = a[k*rows + r]                 (a packed micro-panel)
  *         FI_A_STRIDED  A[r, k] = a[r*a_rs + k*a_ks]            (rows >= m read row m-1)
+ *         FI_A_TABLE    A[r, k] = a[r*a_rs + b_tab[k]]          (rows >= m read row m-1: an
+ *                                                                 offset table, convolution)
+ *         FI_A_ROWS     A[r, k] = a[b_tab[r] + k*a_ks]          (rows >= m read row m-1: a
+ *                                                                 table of row offsets)
  *         FI_A_PANEL    A[r, k] = a[k*a_ks + r]                 (the first rows of a packed
  *                                                                 micro-panel a_ks rows tall)
  *   bmode FI_B_PACKED   B[k, j] = b[k*cols + j]                 (a packed micro-panel)
@@ -37,6 +41,8 @@
 #define FI_A_PACKED 0
 #define FI_A_STRIDED 1
 #define FI_A_PANEL 2
+#define FI_A_TABLE 3
+#define FI_A_ROWS 4
 #define FI_B_PACKED 0
 #define FI_B_STRIDED 1
 #define FI_B_TABLE 2
@@ -163,7 +169,8 @@ FI_ATTR FI_INLINE void FI_CAT(fi_tile_bias_, FI_SFX)(
     for (int r = 0; r < rows; r++) {
 #pragma GCC unroll 4
         for (int v = 0; v < nvec; v++) acc[r][v] = FI_VZERO();
-        if (amode == FI_A_STRIDED) arow[r] = a + (r < m ? r : m - 1) * a_rs;
+        if (amode == FI_A_STRIDED || amode == FI_A_TABLE) arow[r] = a + (r < m ? r : m - 1) * a_rs;
+        if (amode == FI_A_ROWS) arow[r] = a + b_tab[r < m ? r : m - 1];
     }
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++) {
@@ -175,7 +182,8 @@ FI_ATTR FI_INLINE void FI_CAT(fi_tile_bias_, FI_SFX)(
 #pragma GCC unroll 16
         for (int r = 0; r < rows; r++) {
             const FI_V s = FI_VSET1(amode == FI_A_PACKED ? a[k * rows + r]
-                                   : amode == FI_A_PANEL ? a[k * a_ks + r] : arow[r][k * a_ks]);
+                                   : amode == FI_A_PANEL ? a[k * a_ks + r]
+                                   : amode == FI_A_TABLE ? arow[r][b_tab[k]] : arow[r][k * a_ks]);
 #pragma GCC unroll 4
             for (int v = 0; v < nvec; v++) acc[r][v] = FI_VFMA(s, bv[v], acc[r][v]);
         }

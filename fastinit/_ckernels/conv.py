@@ -7,6 +7,12 @@ from . import conv3x3 as _wino
 
 _ISA = {"avx512": "avx512", "avx2+fma": "avx2", "portable": "portable"}
 _STRUCTS = {}
+_PATHS = {}
+
+
+def _paths():
+    return {"implicit": _c.lib.FI_CONV_IMPLICIT, "depthwise": _c.lib.FI_CONV_DEPTHWISE,
+            "direct": _c.lib.FI_CONV_DIRECT}
 
 
 def isa():
@@ -19,6 +25,8 @@ def _struct(geo, plan, bits, threads):
     hit = _STRUCTS.get(id(plan))
     if hit is not None and hit[0] is plan and hit[1] == bits:
         return hit[2]
+    if not _PATHS:
+        _PATHS.update(_paths())
     N, C, H, W = geo.x_shape
     K, _, R, S = geo.w_shape
     b = plan.blocking
@@ -26,7 +34,7 @@ def _struct(geo, plan, bits, threads):
         n=N, c=C, h=H, w=W, k=K, r=R, s=S, sh=geo.stride[0], sw=geo.stride[1],
         pt=geo.padding[0][0], pl=geo.padding[1][0], dh=geo.dilation[0], dw=geo.dilation[1],
         groups=geo.groups, oh=geo.out_shape[2], ow=geo.out_shape[3],
-        path=_c.lib.FI_CONV_DEPTHWISE if plan.path == "depthwise" else _c.lib.FI_CONV_IMPLICIT,
+        path=_PATHS[plan.path],
         nc=b.get("nc", 0),
         kc=b.get("kc", 0), tb=b.get("tb", 0), chunks=b.get("chunks", 0),
         parts=b.get("parts", 1), imgs=b.get("imgs", 1), split=b.get("split", 0),

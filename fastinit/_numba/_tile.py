@@ -20,7 +20,10 @@ How the operands are addressed is chosen when the tile is made, so one factory s
                   ``panel`` rows tall instead when made with ``panel``)
     ``"strided"`` A[r, k] = ``a[a_off + r*a_rs + k*a_ks]`` (any strides, in elements); rows
                   r >= m are not read (row m-1 stands in), so A needs only m rows
-    ``"rows"``    the same with a_ks = 1 (rows lying a_rs apart), known when the tile is made
+    ``"table"``   A[r, k] = ``a[a_off + r*a_rs + a_ks[k]]`` (a_ks: an integer array, e.g. the
+                  taps of a convolution; rows >= m read row m-1)
+    ``"rowtable"`` A[r, k] = ``a[a_off + a_rs[r] + k*a_ks]`` (a_rs: an integer array of row
+                  offsets; rows >= m read row m-1)
 ``b_mode``
     ``"packed"``  B[k, j] = ``b[b_off + k*cols + j]`` (a packed micro-panel; b_step unused)
     ``"strided"`` B[k, j] = ``b[b_off + k*b_step + j]`` (rows of B contiguous along j; all
@@ -129,12 +132,15 @@ def _masked(module, name, vecty, store):
     return _declare(module, f"llvm.masked.{name}.v{vecty.count}f{bits}.p0", fnty)
 
 
-def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, panel=None):
+def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, panel=None,
+              row_step=None):
     """Make a register tile of ``rows`` x ``nvec`` vectors (see the module docstring);
     ``panel``: a packed A's panel height when the tile reads only its first ``rows`` rows
-    (A[r, k] = a[a_off + k*panel + r])."""
-    if a_mode not in ("packed", "strided", "rows"):
-        raise ValueError(f"a_mode must be 'packed', 'strided' or 'rows', got {a_mode!r}")
+    (A[r, k] = a[a_off + k*panel + r]); ``row_step``: a strided or table A's a_rs, fixed
+    when the tile is made (one base pointer instead of one per row)."""
+    if a_mode not in ("packed", "strided", "table", "rowtable"):
+        raise ValueError(f"a_mode must be 'packed', 'strided', 'table' or 'rowtable', "
+                         f"got {a_mode!r}")
     if b_mode not in ("packed", "strided", "table"):
         raise ValueError(f"b_mode must be 'packed', 'strided' or 'table', got {b_mode!r}")
     vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
@@ -147,8 +153,14 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
         dt = c.dtype
         if dt not in (types.float32, types.float64) or a.dtype != dt or b.dtype != dt:
             return None
-        ints = (kc, a_off, a_rs, a_ks, b_off, c_off, ldc, m, n, beta)
+        ints = (kc, a_off, b_off, c_off, ldc, m, n, beta)
+        ints += (a_rs,) if a_mode != "rowtable" else ()
+        ints += (a_ks,) if a_mode != "table" else ()
         if not all(isinstance(t, types.Integer) for t in ints):
+            return None
+        tabs = (a_ks,) if a_mode == "table" else (a_rs,) if a_mode == "rowtable" else ()
+        if not all(isinstance(t, types.Array) and isinstance(t.dtype, types.Integer)
+                   for t in tabs):
             return None
         if b_mode == "table":
             if not (isinstance(b_step, types.Array) and isinstance(b_step.dtype, types.Integer)):
@@ -166,11 +178,18 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
             def as_i64(value, ty):
                 return context.cast(builder, value, ty, types.intp)
 
-            kc_v, a_off_v, a_rs_v, a_ks_v, b_off_v, c_off_v, ldc_v, m_v, n_v, beta_v = (
+            kc_v, a_off_v, b_off_v, c_off_v, ldc_v, m_v, n_v, beta_v = (
                 as_i64(v, t) for v, t in zip(
-                    (kc_v, a_off_v, a_rs_v, a_ks_v, b_off_v, c_off_v, ldc_v, m_v, n_v, beta_v),
-                    (tys[0], tys[2], tys[3], tys[4], tys[6], tys[9], tys[10], tys[11], tys[12],
-                     tys[13])))
+                    (kc_v, a_off_v, b_off_v, c_off_v, ldc_v, m_v, n_v, beta_v),
+                    (tys[0], tys[2], tys[6], tys[9], tys[10], tys[11], tys[12], tys[13])))
+            if a_mode == "table":        # a_ks: the offset of each k (a tap table)
+                a_tab, a_tab_ty = context.make_array(tys[4])(context, builder, a_ks_v).data, tys[4].dtype
+            else:
+                a_ks_v = as_i64(a_ks_v, tys[4])
+            if a_mode == "rowtable":     # a_rs: the offset of each row
+                a_tab, a_tab_ty = context.make_array(tys[3])(context, builder, a_rs_v).data, tys[3].dtype
+            else:
+                a_rs_v = as_i64(a_rs_v, tys[3])
             elt = context.get_value_type(dt)
             width = vbytes // (dt.bitwidth // 8)
             cols = nvec * width
@@ -191,7 +210,7 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
                 table_ty = tys[7].dtype
             else:
                 b_step_v = as_i64(b_step_v, tys[7])
-            if a_mode in ("strided", "rows"):
+            if a_mode != "packed":
                 # Rows past m read row m-1 instead (their sums are never stored): a strided A
                 # is the caller's array itself, and must not be read past its end.
                 last = builder.sub(m_v, ir.Constant(i64, 1))
@@ -199,7 +218,14 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
                 for r in range(rows):
                     rr = ir.Constant(i64, r)
                     rr = builder.select(builder.icmp_signed("<", rr, m_v), rr, last)
-                    a_rows.append(builder.gep(a0, [builder.mul(a_rs_v, rr)]))
+                    if a_mode == "rowtable":
+                        off = builder.load(builder.gep(a_tab, [rr]))
+                        a_rows.append(builder.gep(a0, [context.cast(builder, off, a_tab_ty,
+                                                                    types.intp)]))
+                    elif row_step is not None:
+                        a_rows.append(builder.mul(ir.Constant(i64, row_step), rr))
+                    else:
+                        a_rows.append(builder.gep(a0, [builder.mul(a_rs_v, rr)]))
 
             # Prefetch the C tile for writing: its rows are ldc apart and, in a large product,
             # out of cache; the loads of the update would otherwise stall after the k loop.
@@ -232,11 +258,18 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
                       for v in range(nvec)]
                 if a_mode == "packed":
                     acol = builder.gep(a0, [builder.mul(k, ir.Constant(i64, panel or rows))])
-                else:   # "rows": unit steps along k, no multiply in the loop
-                    koff = k if a_mode == "rows" else builder.mul(k, a_ks_v)
+                elif a_mode == "table":
+                    koff = context.cast(builder, builder.load(builder.gep(a_tab, [k])), a_tab_ty,
+                                        types.intp)
+                else:
+                    koff = builder.mul(k, a_ks_v)
+                if row_step is not None and a_mode != "packed":
+                    akb = builder.gep(a0, [koff])
                 for r in range(rows):
                     if a_mode == "packed":
                         ap = builder.gep(acol, [ir.Constant(i64, r)])
+                    elif row_step is not None:   # a_rows[r]: the row's offset from a0
+                        ap = builder.gep(akb, [a_rows[r]])
                     else:
                         ap = builder.gep(a_rows[r], [koff])
                     s = _splat(builder, vecty, builder.load(ap, align=align))

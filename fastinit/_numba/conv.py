@@ -22,6 +22,12 @@ from ._tile import VECTOR_BYTES, make_lanes, make_tile, make_transpose
 _TILE = make_tile(MR, NVEC, "packed", "strided").fn          # packed A panels, B rows
 _TILE8 = make_tile(8, NVEC, "packed", "strided", panel=MR).fn  # the first rows of a panel
 _TILE4 = make_tile(4, NVEC, "packed", "strided", panel=MR).fn
+_DIR = make_tile(MR, NVEC, "table", "packed", row_step=1).fn   # direct forward, stride 1
+_DIR8 = make_tile(8, NVEC, "table", "packed", row_step=1).fn
+_DIR4 = make_tile(4, NVEC, "table", "packed", row_step=1).fn
+_DROWS = make_tile(MR, NVEC, "rowtable", "strided").fn  # direct dw: a row per tap
+_DROWS8 = make_tile(8, NVEC, "rowtable", "strided").fn
+_DROWS4 = make_tile(4, NVEC, "rowtable", "strided").fn
 _transpose = make_transpose(nvec=1)
 _transpose_mr = make_transpose(rows=MR)
 _LANES4 = make_lanes(4, table=True)     # depthwise: 4 pixels x the taps, lane by lane
@@ -482,6 +488,122 @@ def _depthwise(out, a, b, bias, has_bias, geo, parts, ws, toff, pass_):
                     out[part * C * RS + (c0 + v) * RS + t] = buf[wv0 + t * L + v]
 
 
+# ---- direct (few output channels per group): no patch matrix (csrc/conv2d_isa.h, fi_dp_*) --
+@njit
+def _dp_pad(xp, x, geo, n, g, Hp, Wp):
+    """xp[(c*Hp + i)*Wp + j] = x[n, g*Cg + c, i - pt, j - pl], zero outside x."""
+    N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = geo
+    Cg = C // G
+    ja, jb = min(pl, Wp), min(pl + W, Wp)
+    for c in range(Cg):
+        for i in range(Hp):
+            row = xp[(c * Hp + i) * Wp:(c * Hp + i + 1) * Wp]
+            iy = i - pt
+            if iy < 0 or iy >= H or jb <= ja:
+                _zero(row)
+                continue
+            _zero(row[:ja])
+            _zero(row[jb:])
+            src = x[((n * C + g * Cg + c) * H + iy) * W:((n * C + g * Cg + c) * H + iy) * W + jb - ja]
+            dst = row[ja:jb]
+            for j in range(jb - ja):
+                dst[j] = src[j]
+
+
+@pjit
+def _dp_pack(wt, w, G, Kg, T, NR):
+    """wt[((g*npan + pn)*T + t)*NR + j] = w[g*Kg + pn*NR + j, t] (zero past Kg)."""
+    npan = (Kg + NR - 1) // NR
+    for gp in prange(G * npan):
+        for t in range(T):
+            for j in range(NR):
+                k = gp % npan * NR + j
+                wt[(gp * T + t) * NR + j] = w[(gp // npan * Kg + k) * T + t] if k < Kg else 0
+
+
+@njit(inline="always")
+def _dp_tile(mv, kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, nv, beta, fwd):
+    if fwd:
+        if mv > 8:
+            _DIR(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+        elif mv > 4:
+            _DIR8(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+        else:
+            _DIR4(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+    else:
+        if mv > 8:
+            _DROWS(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+        elif mv > 4:
+            _DROWS8(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+        else:
+            _DROWS4(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+
+
+@pjit
+def _dp_forward(y, x, wt, bias, has_bias, geo, parts, tab, ws):
+    """Per output row, per block of MR pixels: MR pixels x NR output channels over all taps,
+    A read from the padded image through the tap table; to y transposed, with the bias."""
+    N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = geo
+    Cg, Kg, T = C // G, K // G, C // G * R * S
+    NR = NVEC * (VECTOR_BYTES // y.itemsize)
+    Hp, Wp = (OH - 1) * sh + (R - 1) * dh + 1, (OW - 1) * sw + (S - 1) * dw + 1
+    npan = (Kg + NR - 1) // NR
+    tbo = Cg * Hp * Wp
+    for item in prange(N * G * parts):
+        buf = ws[numba.get_thread_id()]
+        n, g, part = item // (G * parts), item // parts % G, item % parts
+        _dp_pad(buf, x, geo, n, g, Hp, Wp)
+        for oy in range(part * OH // parts, (part + 1) * OH // parts):
+            for ox0 in range(0, OW, MR):
+                mv = min(MR, OW - ox0)
+                for pn in range(npan):
+                    nv = min(NR, Kg - pn * NR)
+                    _dp_tile(mv, T, buf, oy * sh * Wp + ox0 * sw, sw, tab, wt,
+                             (g * npan + pn) * T * NR, 0, buf, tbo, NR, nv, 0, True)
+                    for j in range(nv):       # to y, transposed, with the bias
+                        k = g * Kg + pn * NR + j
+                        y0 = ((n * K + k) * OH + oy) * OW + ox0
+                        bk = bias[k] if has_bias else 0
+                        for r in range(mv):
+                            y[np.uint64(y0 + r)] = buf[np.uint64(tbo + r * NR + j)] + bk
+
+
+@pjit
+def _dp_weights(acc, per_acc, dy, x, geo, parts, tab, ws):
+    """Per output row, per panel of MR taps: dW^T[taps, :] += the row's sum over its pixels,
+    A read from the padded image (a row per tap), B the row of dy transposed; a partial sum
+    per part of the batch."""
+    N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = geo
+    Cg, Kg, T = C // G, K // G, C // G * R * S
+    NR = NVEC * (VECTOR_BYTES // dy.itemsize)
+    Hp, Wp = (OH - 1) * sh + (R - 1) * dh + 1, (OW - 1) * sw + (S - 1) * dw + 1
+    ldk = _ld(Kg)
+    dto = Cg * Hp * Wp
+    for part in prange(parts):
+        buf = ws[numba.get_thread_id()]
+        out = part * per_acc
+        _zero(acc[out:out + G * T * ldk])
+        for n in range(part * N // parts, (part + 1) * N // parts):
+            for g in range(G):
+                _dp_pad(buf, x, geo, n, g, Hp, Wp)
+                for oy in range(OH):
+                    _dy_transposed(buf[dto:], ldk, dy, geo, g, (n * OH + oy) * OW, OW)
+                    for t0 in range(0, T, MR):
+                        for kb in range(0, Kg, NR):
+                            _dp_tile(min(MR, T - t0), OW, buf, oy * sh * Wp, tab[t0:], sw, buf,
+                                     dto + kb, ldk, acc, out + (g * T + t0) * ldk + kb, ldk,
+                                     min(NR, Kg - kb), 1, False)
+
+
+def _dp_taps(g, dtype):
+    """(Hp, Wp, tab): the padded extent and each tap's offset in the padded planes."""
+    N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = g
+    Hp, Wp = (OH - 1) * sh + (R - 1) * dh + 1, (OW - 1) * sw + (S - 1) * dw + 1
+    t = np.arange(C // G * R * S)
+    tab = (((t // (R * S)) * Hp + t // S % R * dh) * Wp + t % S * dw).astype(np.int64)
+    return Hp, Wp, tab
+
+
 # ---- entry points -----------------------------------------------------------------------------
 def _geo(geo):
     N, C, H, W = geo.x_shape
@@ -527,6 +649,17 @@ def conv2d(y, x, w, b, geo, plan):
         _run_depthwise(y, x, w, b, geo, plan, 0)
         return y
     g = _geo(geo)
+    if plan.path == "direct":
+        K, Cg, R, S = w.shape
+        G, NR = geo.groups, NVEC * (VECTOR_BYTES // y.itemsize)
+        Hp, Wp, tab = _dp_taps(g, y.dtype)
+        npan = -(-(K // G) // NR)
+        wt = _workspace("wt", G * npan * Cg * R * S * NR, w.dtype)[:G * npan * Cg * R * S * NR]
+        _dp_pack(wt, w.reshape(-1), G, K // G, Cg * R * S, NR)
+        _dp_forward(y.reshape(-1), x.reshape(-1), wt, y.reshape(-1) if b is None else b,
+                    b is not None, g, plan.blocking["parts"], tab,
+                    _ws("conv", Cg * Hp * Wp + MR * NR + 64, y.dtype))
+        return y
     blk = plan.blocking
     K, Cg, R, S = w.shape
     G = geo.groups
@@ -572,6 +705,13 @@ def conv2d_backward(dx, dw, db, dy, x, w, geo, plans):
             return dx, dw, db
         if plan_dw.path == "depthwise":
             _run_depthwise(dw, dy, x, None, geo, plan_dw, 2)
+        elif plan_dw.path == "direct":
+            Hp, Wp, tab = _dp_taps(g, dy.dtype)
+            ldk, parts = _ld(Kg), b["parts"]
+            acc = _workspace("dwacc", parts * G * T * ldk, dy.dtype)[:parts * G * T * ldk]
+            _dp_weights(acc, G * T * ldk, dy.reshape(-1), x.reshape(-1), g, parts, tab,
+                        _ws("conv", Cg * Hp * Wp + g[15] * ldk + 64, dy.dtype))
+            _sum_dw(dw.reshape(-1), acc, G * T * ldk, parts, G, Kg, T)
         else:
             ldk = _ld(Kg)
             per_acc = G * T * ldk

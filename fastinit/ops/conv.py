@@ -327,6 +327,28 @@ def _winograd(kind, geo, backend):
     return f"winograd {WINOGRAD[R]}"
 
 
+#: Most output channels per group for the direct path (forward and dw): with few, building
+#: the patch matrix costs as much as the products it feeds.
+DIRECT_MAX_KG = 32
+
+
+#: ... and at most this many input channels per group (first layers: few taps per pixel).
+DIRECT_MAX_CG = 8
+
+
+def _direct(kind, geo, lanes):
+    """Whether the forward or dw pass runs the direct path: few input channels per group (a
+    first layer: the patch matrix is cheap to read but costs as much to build as its
+    products), few output channels (forward: 8..DIRECT_MAX_KG, enough to fill a vector; dw: up
+    to twice that), and output rows at least a vector long (the tile's rows are pixels)."""
+    K, Cg, R, S = geo.w_shape
+    Kg = K // geo.groups
+    if kind == "forward" and not lanes // 2 <= Kg <= DIRECT_MAX_KG:
+        return False
+    return (kind != "backward_data" and Cg <= DIRECT_MAX_CG and Kg <= 2 * DIRECT_MAX_KG
+            and geo.out_shape[3] >= lanes)
+
+
 def make_plan(kind, geo, itemsize, isa, threads, backend="c"):
     """The plan of one pass (``kind``) of the convolution ``geo`` (a :class:`Geometry`) for
     elements of ``itemsize`` bytes on a CPU with vector ISA ``isa`` ("avx512", "avx2",
@@ -353,6 +375,18 @@ def make_plan(kind, geo, itemsize, isa, threads, backend="c"):
         why = (f"depthwise: {lanes} channels along the vectors, each image's planes moved into a "
                f"padded channel-interleaved buffer and back, {parts} part(s) of the batch; {shape}")
         return Plan("depthwise", kind, dict(parts=parts), why)
+    if _direct(kind, geo, lanes):
+        if kind == "forward":
+            parts = 1 if N * G >= 2 * threads else min(OH, _ceil(2 * threads, N * G))
+            why = (f"direct: rows of {mr} output pixels x {nr} output channels over all {T} "
+                   f"taps, read from a padded copy of each image through a tap table (no patch "
+                   f"matrix), {parts} part(s) of the rows; {shape}")
+        else:
+            parts = min(N, threads)
+            why = (f"direct: per output row, panels of {mr} taps x {nr} output channels reduce "
+                   f"over the row's pixels, read from a padded copy of each image; {parts} "
+                   f"part(s) of the batch, partial sums added in order; {shape}")
+        return Plan("direct", kind, dict(parts=parts), why)
     if kind == "forward":
         kc = T if T <= MAX_KC else _ceil(T, _ceil(T, MAX_KC))
         npan = _ceil(Kg, mr)
