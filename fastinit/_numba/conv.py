@@ -542,7 +542,8 @@ def _dp_tile(mv, kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, nv, b
 @pjit
 def _dp_forward(y, x, wt, bias, has_bias, geo, parts, tab, ws):
     """Per output row, per block of MR pixels: MR pixels x NR output channels over all taps,
-    A read from the padded image through the tap table; to y transposed, with the bias."""
+    A read from the padded image through the tap table; to y transposed, with the bias. The
+    planner sends only layers with stride 1 along the rows here (the tiles' rows step 1)."""
     N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = geo
     Cg, Kg, T = C // G, K // G, C // G * R * S
     NR = NVEC * (VECTOR_BYTES // y.itemsize)

@@ -339,12 +339,13 @@ DIRECT_MAX_CG = 8
 def _direct(kind, geo, lanes):
     """Whether the forward or dw pass runs the direct path: few input channels per group (a
     first layer: the patch matrix is cheap to read but costs as much to build as its
-    products), few output channels (forward: 8..DIRECT_MAX_KG, enough to fill a vector; dw: up
-    to twice that), and output rows at least a vector long (the tile's rows are pixels)."""
+    products), few output channels (forward: lanes/2..DIRECT_MAX_KG, and stride 1 along the
+    rows; dw: up to twice that), and output rows at least a vector long (the tile's rows are
+    pixels)."""
     K, Cg, R, S = geo.w_shape
     Kg = K // geo.groups
-    if kind == "forward" and not lanes // 2 <= Kg <= DIRECT_MAX_KG:
-        return False
+    if kind == "forward" and not (lanes // 2 <= Kg <= DIRECT_MAX_KG and geo.stride[1] == 1):
+        return False   # (strided rows: as fast on the general engine, measured)
     return (kind != "backward_data" and Cg <= DIRECT_MAX_CG and Kg <= 2 * DIRECT_MAX_KG
             and geo.out_shape[3] >= lanes)
 
