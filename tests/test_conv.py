@@ -229,8 +229,9 @@ def _path(x, w, kind="forward", backend="c", **kw):
 
 def test_planner_chooses_the_path(fast_backend):
     """One planner for both fast backends: Winograd for 3x3 stride-1 layers with enough
-    channels, the depthwise path for one channel per group, the general engine for the rest
-    (strided, dilated, grouped, first layers, 1x1, tiny images); the reference plans itself."""
+    channels, the depthwise path for one channel per group, the direct path for first layers,
+    the general engine for the rest (strided, dilated, grouped, 1x1, tiny images); the
+    reference plans itself."""
     def path(x, w, kind="forward", **kw):
         return _path(x, w, kind, fast_backend, **kw)
 
@@ -240,10 +241,17 @@ def test_planner_chooses_the_path(fast_backend):
         assert path(x, (64, 1, 3, 3), kind, padding=1, groups=64) == "depthwise"
         assert path(x, w3, kind, padding=1, stride=2) == "implicit"
         assert path(x, w3, kind, padding=2, dilation=2) == "implicit"
-        assert path(x, (64, 8, 3, 3), kind, padding=1, groups=8) == "implicit"
-        assert path((8, 3, 224, 224), (64, 3, 7, 7), kind, padding=3, stride=2) == "implicit"
+        assert path(x, (64, 16, 3, 3), kind, padding=1, groups=4) == "implicit"
         assert path(x, (128, 64, 1, 1), kind) == "implicit"
-        assert path((64, 1, 8, 8), (16, 1, 3, 3), kind, padding=1) == "implicit"
+        assert path((64, 1, 8, 8), (16, 1, 3, 3), kind, padding=1) == "implicit"   # 8 wide
+        # a first layer (3 input channels, 32 output channels, rows of 32 pixels): forward and
+        # dw read the image directly, dx stays on the general engine
+        first = path((50, 3, 32, 32), (32, 3, 7, 7), kind, padding=3)
+        assert first == ("implicit" if kind == "backward_data" else "direct")
+    # strided rows and many output channels: the forward on the general engine, dw direct
+    assert path((8, 3, 224, 224), (64, 3, 7, 7), padding=3, stride=2) == "implicit"
+    assert path((8, 3, 224, 224), (64, 3, 7, 7), "backward_weights", padding=3,
+                stride=2) == "direct"
     assert path(x, w3, "backward_data", padding=3) == "implicit"   # pad > R-1: no Winograd dx
     assert path(x, (64, 64, 5, 5), padding=2) == "winograd"
     assert path(x, (64, 64, 5, 5), "backward_weights", padding=2) == "implicit"
@@ -408,7 +416,8 @@ def test_reference_matches_torch(cfg):
     _, _, stride, padding, dilation, groups = cfg
     geo = conv_ops._geometry(x.shape, w.shape, stride, padding, dilation, groups)
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    ty = torch_conv(tx, tw, tb, geo.stride, geo.padding, geo.dilation, groups)
+    stride2 = (stride, stride) if isinstance(stride, int) else tuple(stride)   # (geo's is 1
+    ty = torch_conv(tx, tw, tb, stride2, geo.padding, geo.dilation, groups)   # on 1-out axes)
     ty.backward(torch.tensor(dy))
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, backend="numpy")
     y = fi.conv2d(x, w, b, **kw)

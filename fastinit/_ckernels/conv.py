@@ -34,7 +34,7 @@ def _struct(geo, plan, bits, threads):
         n=N, c=C, h=H, w=W, k=K, r=R, s=S, sh=geo.stride[0], sw=geo.stride[1],
         pt=geo.padding[0][0], pl=geo.padding[1][0], dh=geo.dilation[0], dw=geo.dilation[1],
         groups=geo.groups, oh=geo.out_shape[2], ow=geo.out_shape[3],
-        path=_PATHS[plan.path],
+        path=_PATHS.get(plan.path, _PATHS["implicit"]),   # (db alone: any path's geometry)
         nc=b.get("nc", 0),
         kc=b.get("kc", 0), tb=b.get("tb", 0), chunks=b.get("chunks", 0),
         parts=b.get("parts", 1), imgs=b.get("imgs", 1), split=b.get("split", 0),
