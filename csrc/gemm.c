@@ -13,7 +13,8 @@
  *
  * with a deep KC; a B that is not transposed is read where it lies unless its row stride would
  * thrash the caches (fi_gemm_b_rows_direct). Small and medium products (m*n*k <=
- * FI_GEMM_DIRECT_MAX_MACS, or K in one block and A of at most FI_GEMM_DIRECT_MAX_A_BYTES) take
+ * FI_GEMM_DIRECT_MAX_MACS, a C of at most one row block, or K in one block and A of at most
+ * FI_GEMM_DIRECT_MAX_A_BYTES) take
  * K in one block (blocks of FI_GEMM_DIRECT_KB past that) and read A and B where they lie (a B
  * panel is copied only when B comes transposed), on one thread or, from
  * FI_GEMM_PARALLEL_MIN_MACS on, split over the threads (nothing one thread writes is read by

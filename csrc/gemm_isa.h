@@ -321,11 +321,12 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
     /* K in one block and all of A small enough to stay in L2 while the B panels stream by:
      * the direct path (each thread copies only the B panels it uses, when B comes transposed)
      * beats sharing a packed B, which pays only with several row blocks per thread; e.g. a
-     * linear layer's 128 x 784 @ 784 x 256 */
-    if (m * n * k <= FI_GEMM_DIRECT_MAX_MACS ||
+     * linear layer's 128 x 784 @ 784 x 256. So does a C of at most one row block (MC rows):
+     * every thread would pack the same A, e.g. a batch of 50 through 8192 -> 100 */
+    const int64_t MC = FI_MR * FI_GEMM_MC_PANELS;
+    if (m * n * k <= FI_GEMM_DIRECT_MAX_MACS || m <= MC ||
         (k <= KC && m * k * (int64_t)sizeof(FI_T) <= FI_GEMM_DIRECT_MAX_A_BYTES))
         return FI_FN(fi_gemm_direct_)(c, a, ta, b, tb, bias, m, n, k, beta);
-    const int64_t MC = FI_MR * FI_GEMM_MC_PANELS;
     const int64_t NC = FI_T_IS_DOUBLE ? FI_GEMM_NC_F64 : FI_GEMM_NC_F32;
     /* K in equal blocks (a multiple of the vector width) rather than KC and a stub */
     const int64_t nkb = (k + KC - 1) / KC;

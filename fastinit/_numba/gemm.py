@@ -17,8 +17,9 @@ and on this Zen 5 both micro-panels stream from L2 fast enough (see :func:`block
 is not transposed is read where it lies unless its row stride would thrash the caches
 (:func:`b_rows_direct`); only a partial last panel is packed then.
 
-Small and medium products (:func:`gemm_direct`: up to DIRECT_MAX_MACS multiply-adds, or K in
-one block and A of at most DIRECT_MAX_A_BYTES) take K in one block (blocks of DIRECT_KB past
+Small and medium products (:func:`gemm_direct`: up to DIRECT_MAX_MACS multiply-adds, a C of
+at most one row block (MC rows: every thread would pack the same A), or K in one block and A of
+at most DIRECT_MAX_A_BYTES) take K in one block (blocks of DIRECT_KB past
 that) and read A and B where they lie (B copied only when it comes transposed), on one thread
 or, from PARALLEL_MIN_MACS on, split over the threads in a single parallel launch. A C of at most
 DOTS_MAX_OUT values over a long K is a few dot products (:func:`gemm_dots`). A narrow C
@@ -482,7 +483,7 @@ def gemm(a, ta, b, tb, c, beta=0, bias=None):
     tile_bias = bias if has_bias else c.reshape(-1)
     macs = m * n * k
     kc, mc, nc = _BLOCKING[dt]
-    if macs <= DIRECT_MAX_MACS or (k <= kc and m * k * dt.itemsize <= DIRECT_MAX_A_BYTES):
+    if macs <= DIRECT_MAX_MACS or m <= mc or (k <= kc and m * k * dt.itemsize <= DIRECT_MAX_A_BYTES):
         if m and n:
             chunks = 1
             if macs >= PARALLEL_MIN_MACS:
