@@ -354,13 +354,13 @@ def make_lanes(rows, table=False, vector_bytes=None):
     """Make a lane-wise product tile: ``rows`` accumulator vectors, each lane its own sum (the
     depthwise convolution, channels along the vectors)::
 
-        lanes(kc, a, a_off, a_step, b, b_off, b_step, b_rs, c, c_off, c_rs, beta)
-        C[r] (+)= sum_k A[k] * B[r, k]   (elementwise over the lanes), r < rows
+        lanes(kc, a, a_off, a_step, b, b_off, b_step, b_rs, c, c_off, c_rs, beta, i0)
+        C[r] = [C[r] or a start vector] + sum_k A[k] * B[r, k]   (lane by lane), r < rows
 
     with A[k] = ``a[a_off + k*a_step : +lanes]``, B[r, k] = ``b[b_off + k*b_step + r*b_rs :
     +lanes]`` (``table``: ``b_step`` is an integer array, B[r, k] = ``b[b_off + b_step[k] +
-    r*b_rs : +lanes]``) and C[r] = ``c[c_off + r*c_rs : +lanes]``; ``beta`` 0 overwrites C, else
-    adds to it. One row sums in four interleaved chains (the FMAs of one chain wait on each
+    r*b_rs : +lanes]``) and C[r] = ``c[c_off + r*c_rs : +lanes]``; ``beta`` 0 overwrites C, 1
+    adds to it, 2 starts every row from ``c[i0 : +lanes]`` (a bias). One row sums in four interleaved chains (the FMAs of one chain wait on each
     other). Whole vectors only: every offset names ``lanes`` values that exist.
     """
     vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
@@ -368,20 +368,20 @@ def make_lanes(rows, table=False, vector_bytes=None):
 
     @intrinsic
     def lanes_tile(typingctx, kc, a, a_off, a_step, b, b_off, b_step, b_rs, c, c_off, c_rs,
-                   beta):
+                   beta, i0):
         if not all(isinstance(t, types.Array) for t in (a, b, c)):
             return None
         dt = c.dtype
         if dt not in (types.float32, types.float64) or a.dtype != dt or b.dtype != dt:
             return None
-        ints = (kc, a_off, a_step, b_off, b_rs, c_off, c_rs, beta)
+        ints = (kc, a_off, a_step, b_off, b_rs, c_off, c_rs, beta, i0)
         if not all(isinstance(t, types.Integer) for t in ints):
             return None
         if table != (isinstance(b_step, types.Array) and isinstance(b_step.dtype, types.Integer)):
             return None
         if not table and not isinstance(b_step, types.Integer):
             return None
-        sig = types.void(kc, a, a_off, a_step, b, b_off, b_step, b_rs, c, c_off, c_rs, beta)
+        sig = types.void(kc, a, a_off, a_step, b, b_off, b_step, b_rs, c, c_off, c_rs, beta, i0)
 
         def codegen(context, builder, signature, args):
             tys = signature.args
@@ -389,7 +389,7 @@ def make_lanes(rows, table=False, vector_bytes=None):
             vals = [context.cast(builder, v, t, types.intp) if isinstance(t, types.Integer) and
                     i != 6 else v for i, (v, t) in enumerate(zip(args, tys))]
             kc_v, a_v, a_off_v, a_step_v, b_v, b_off_v, b_step_v, b_rs_v, c_v, c_off_v, \
-                c_rs_v, beta_v = vals
+                c_rs_v, beta_v, i0_v = vals
             if not table:
                 b_step_v = context.cast(builder, args[6], tys[6], types.intp)
             elt = context.get_value_type(dt)
@@ -436,15 +436,18 @@ def make_lanes(rows, table=False, vector_bytes=None):
             done = builder.mul(n_main, ir.Constant(i64, chains))
             with cgutils.for_range(builder, builder.sub(kc_v, done), intp=i64) as loop:
                 step(builder.add(done, loop.index), 0)
-            accumulate = builder.icmp_signed("!=", beta_v, ir.Constant(i64, 0))
+            accumulate = builder.icmp_signed("==", beta_v, ir.Constant(i64, 1))
+            start = builder.icmp_signed("==", beta_v, ir.Constant(i64, 2))
+            init = vload(builder.gep(data(tys[8], c_v), [builder.select(start, i0_v, c_off_v)]))
             for r in range(rows):
                 total = builder.load(slots[r * chains])
                 for ch in range(1, chains):
                     total = builder.fadd(total, builder.load(slots[r * chains + ch]))
                 p = builder.bitcast(builder.gep(c0, [builder.mul(c_rs_v, ir.Constant(i64, r))]),
                                     vptr)
-                old = builder.load(p, align=align)
-                total = builder.select(accumulate, builder.fadd(total, old), total)
+                old = builder.select(start, init, builder.load(p, align=align))
+                total = builder.select(builder.or_(accumulate, start), builder.fadd(total, old),
+                                       total)
                 builder.store(total, p, align=align)
             return context.get_dummy_value()
 

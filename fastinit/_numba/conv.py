@@ -455,28 +455,24 @@ def _depthwise(out, a, b, bias, has_bias, geo, parts, ws, toff, pass_):
                 if pass_ == 2:       # dw[t] += sum over the row of dy * x at tap t
                     for t in range(RS):
                         _LANES1(OW, oi, oy * OW * L, L, buf, xr + toff[t], xst, 0, buf,
-                                wv0 + t * L, 0, 1)
-                    continue
-                for ox in range(OW):
-                    o = oi[(oy * OW + ox) * L:(oy * OW + ox + 1) * L]
-                    if pass_ == 1:   # scatter dy into the padded dx (strided layers)
+                                wv0 + t * L, 0, 1, 0)
+                elif pass_ == 1:     # scatter dy into the padded dx (strided layers)
+                    for ox in range(OW):
+                        o = oi[(oy * OW + ox) * L:(oy * OW + ox + 1) * L]
                         for t in range(RS):
                             xv = buf[xr + ox * xst + toff[t]:xr + ox * xst + toff[t] + L]
                             wt = buf[wv0 + t * L:wv0 + (t + 1) * L]
                             for v in range(L):
                                 xv[v] += wt[v] * o[v]
-                    else:
-                        for v in range(L):
-                            o[v] = buf[bv0 + v]
-                if pass_ == 0:       # 4 pixels a step, then one at a time
+                else:                # 4 pixels a step, then one at a time, from the bias
                     ox = 0
                     while ox + 4 <= OW:
-                        _LANES4(RS, buf, wv0, L, buf, xr + ox * xst, toff, xst, oi,
-                                (oy * OW + ox) * L, L, 1)
+                        _LANES4(RS, buf, wv0, L, buf, xr + ox * xst, toff, xst, buf,
+                                oi0 + (oy * OW + ox) * L, L, 2, bv0)
                         ox += 4
                     for ox2 in range(ox, OW):
-                        _LANES1T(RS, buf, wv0, L, buf, xr + ox2 * xst, toff, 0, oi,
-                                 (oy * OW + ox2) * L, 0, 1)
+                        _LANES1T(RS, buf, wv0, L, buf, xr + ox2 * xst, toff, 0, buf,
+                                 oi0 + (oy * OW + ox2) * L, 0, 2, bv0)
             if pass_ == 0:
                 _dw_flat(out, zy, P, P, nch, oi, L, True)
             elif pass_ == 1:
