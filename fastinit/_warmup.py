@@ -42,13 +42,13 @@ def _exercises():
         yield "dense", dense
     if hasattr(fi, "conv2d"):
         def conv(dtype, backend):
-            # small direct kernels; then C=K=32 for Winograd (3x3, 5x5) and the channel tile
-            # (7x7); then depthwise and a strided case; each on 12x12 images (the small-image
-            # paths) and 24x24 ones (per-image Winograd, the general direct kernels)
+            # every path the planner has: the general engine (narrow rows), the direct path
+            # (a first layer with rows of 24), Winograd (C=K=32: 3x3, 5x5, 7x7), depthwise
+            # (stride 1 and 2), a strided layer; on 12x12 and 24x24 images
             cases = [(4, 6, k, 1, 1) for k in (1, 3, 5)] + [(32, 32, k, 1, 1) for k in (3, 5, 7)]
-            cases += [(8, 8, 3, 1, 8), (4, 6, 3, 2, 1)]
+            cases += [(3, 16, 3, 1, 1), (8, 8, 3, 1, 8), (8, 8, 3, 2, 8), (4, 6, 3, 2, 1)]
             for c, kout, k, stride, groups in cases:
-                for size in (12, 24):  # small-image paths, then the per-image ones
+                for size in (12, 24):
                     x = r.standard_normal((2, c, size, size)).astype(dtype)
                     w = r.standard_normal((kout, c // groups, k, k)).astype(dtype)
                     y = fi.conv2d(x, w, stride=stride, padding="same", groups=groups,

@@ -518,21 +518,25 @@ def _dp_pack(wt, w, G, Kg, T, NR):
 
 
 @njit(inline="always")
-def _dp_tile(mv, kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, nv, beta, fwd):
-    if fwd:
-        if mv > 8:
-            _DIR(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
-        elif mv > 4:
-            _DIR8(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
-        else:
-            _DIR4(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+def _dp_tile(mv, kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, nv, beta):
+    """The forward's tile (A through the tap table) of at most MR rows (mv)."""
+    if mv > 8:
+        _DIR(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+    elif mv > 4:
+        _DIR8(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
     else:
-        if mv > 8:
-            _DROWS(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
-        elif mv > 4:
-            _DROWS8(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
-        else:
-            _DROWS4(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+        _DIR4(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+
+
+@njit(inline="always")
+def _dp_rows_tile(mv, kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, nv, beta):
+    """dw's tile (a row of A per tap, through the table) of at most MR rows (mv)."""
+    if mv > 8:
+        _DROWS(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+    elif mv > 4:
+        _DROWS8(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+    else:
+        _DROWS4(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
 
 
 @pjit
@@ -556,7 +560,7 @@ def _dp_forward(y, x, wt, bias, has_bias, geo, parts, tab, ws):
                 for pn in range(npan):
                     nv = min(NR, Kg - pn * NR)
                     _dp_tile(mv, T, buf, oy * sh * Wp + ox0 * sw, sw, tab, wt,
-                             (g * npan + pn) * T * NR, 0, buf, tbo, NR, nv, 0, True)
+                             (g * npan + pn) * T * NR, 0, buf, tbo, NR, nv, 0)
                     for j in range(nv):       # to y, transposed, with the bias
                         k = g * Kg + pn * NR + j
                         y0 = ((n * K + k) * OH + oy) * OW + ox0
@@ -587,9 +591,9 @@ def _dp_weights(acc, per_acc, dy, x, geo, parts, tab, ws):
                     _dy_transposed(buf[dto:], ldk, dy, geo, g, (n * OH + oy) * OW, OW)
                     for t0 in range(0, T, MR):
                         for kb in range(0, Kg, NR):
-                            _dp_tile(min(MR, T - t0), OW, buf, oy * sh * Wp, tab[t0:], sw, buf,
-                                     dto + kb, ldk, acc, out + (g * T + t0) * ldk + kb, ldk,
-                                     min(NR, Kg - kb), 1, False)
+                            _dp_rows_tile(min(MR, T - t0), OW, buf, oy * sh * Wp, tab[t0:], sw,
+                                          buf, dto + kb, ldk, acc,
+                                          out + (g * T + t0) * ldk + kb, ldk, min(NR, Kg - kb), 1)
 
 
 def _dp_taps(g, dtype):

@@ -8,9 +8,9 @@
     the gradients of ``y`` with respect to x, w and b in one call; only those named in ``need``
     are computed, the others are None (db is also None when ``has_bias`` is False).
 ``conv2d_output_shape(x_shape, w_shape, stride, padding, dilation, groups)`` -> (N, K, OH, OW)
-``plan(x, w, stride, padding, dilation, groups, kind="forward")`` -> which kernel a call runs,
-    and why (e.g. ``"c: winograd F(4x4,3x3) ..."``); ``kind`` is "forward", "backward_data" or
-    "backward_weights".
+``plan(x, w, stride, padding, dilation, groups, kind="forward")`` -> the :class:`Plan` a call
+    follows: its path, blocking and a one-line reason; ``kind`` is "forward", "backward_data"
+    or "backward_weights". ``last[kind]`` is the plan the latest call of that pass ran.
 
 Arguments
 ---------
@@ -27,17 +27,23 @@ fastinit then follows TensorFlow's "SAME" (ceil(H / stride), extra at the bottom
 float32 or float64, every array of one dtype. Inputs are never modified; non-contiguous ones are
 copied once. Outputs are fresh C-contiguous arrays.
 
-Kernels: ``numpy`` is im2col + matmul (the oracle, :mod:`fastinit.reference.conv`); ``numba``
-and ``c`` run direct convolution (no im2col: a zero-padded copy of one image per thread, an
-offset table of the taps and a register tile of output channels x output pixels), and
-Winograd F(4x4,3x3) (F(3x3,4x4) for the weight gradient) for 3x3 stride-1 layers with enough
-channels (F(2x2,5x5) for 5x5; on ``c`` also F(2x2,7x7) for 7x7, forward and dx); its float32
-error is a few times direct convolution's (measured in :mod:`fastinit._numba.conv3x3` and
-:mod:`fastinit._ckernels.conv3x3`). On tiny images (the teaching CNN's 8x8 and 4x4 maps) a
-Winograd block holds whole images, and layers with few output pixels take a small-image path:
-one image at a time is unrolled (im2col) into a per-thread buffer of bounded size and the GEMM
-tile runs over it, the bias and its gradient riding along. :func:`plan` says which kernel runs
-and why.
+Kernels: ``numpy`` is im2col + matmul (the oracle, :mod:`fastinit.reference.conv`). ``numba``
+and ``c`` follow one planner (:func:`make_plan`, backend-neutral: the geometry, the data type,
+the CPU's vector width and the thread count decide) and implement the same paths:
+
+* ``implicit``, the general engine: per group, ``Y = W @ X`` with X the patch matrix (taps x
+  pixels of the whole batch) built a block at a time and fed to the GEMM's register tile; dx
+  as ``W^T @ dY`` added back into dx; dw as ``X @ dY^T`` reducing over the pixels. Any
+  stride, padding, dilation and groups; 1x1 layers too (measured faster than a GEMM call per
+  image, whose pixel count per call is only an image's).
+* ``direct``, first layers (few input channels per group, few output channels): forward and
+  dw read a padded copy of each image through a tap table, building no patch matrix.
+* ``depthwise`` (one input and one output channel per group): channels along the vectors.
+* ``winograd``, 3x3 / 5x5 / 7x7 stride-1 layers with enough channels; its float32 error is a
+  few times the direct sum's (tests/test_conv.py measures it).
+
+Per-thread scratch is a few blocks: bounded by the channels and the blocking, never by the
+stride. :func:`plan` says which path runs and why.
 
 Not here: transposed convolution as a forward op, padding modes other than zeros, NHWC,
 float16, 1-D or 3-D convolution.
