@@ -1,4 +1,6 @@
 """Register-tile microkernels for Numba, emitted as LLVM vector IR: one factory, many tiles.
+This is the one module of hand-written LLVM IR: the tile, the block transpose, the lane-wise
+tile of the depthwise path and two bit casts; every other Numba kernel is plain Numba.
 
 A *tile* computes ``C[0:m, 0:n] (+)= A[0:rows, 0:kc] @ B[0:kc, 0:cols]`` for one block of C
 that fits in vector registers: ``rows x nvec`` accumulators of ``lanes`` floats each
@@ -47,7 +49,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["VECTOR_BYTES", "Tile", "make_tile", "make_transpose", "make_lanes", "lanes"]
+__all__ = ["VECTOR_BYTES", "Tile", "make_tile", "make_transpose", "make_lanes", "lanes",
+           "f32_as_u32", "u32_as_f32"]
 
 
 #: Named LLVM CPUs (NUMBA_CPU_NAME without NUMBA_CPU_FEATURES) and their vector bytes.
@@ -536,3 +539,30 @@ def make_transpose(rows=None, nvec=None, vector_bytes=None):
         return sig, codegen
 
     return transpose
+
+
+# ---- bit casts --------------------------------------------------------------------------------
+@intrinsic
+def f32_as_u32(typingctx, x):
+    """The bits of float32 ``x`` as a uint32 (an LLVM ``bitcast``, no conversion: the float32
+    logarithm of the random stream reads the exponent from the bits; a bitcast vectorises, a
+    round trip through a 1-element array view would not)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def u32_as_f32(typingctx, x):
+    """The float32 whose bits are uint32 ``x``."""
+    if x != types.uint32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.uint32), codegen

@@ -30,7 +30,7 @@ from numba.extending import overload
 
 from .. import _config
 from .._config import njit, pjit
-from ._intrinsics import u32_as_f32
+from ._tile import u32_as_f32
 
 #: Elements per parallel chunk.
 CHUNK = 1 << 14  # at least two chunks from PARALLEL_MIN_ELEMENTS on, so both threads work

@@ -21,7 +21,7 @@ from numba.extending import overload
 
 from .. import _config
 from .._config import njit, pjit
-from ._intrinsics import f32_as_u32
+from ._tile import f32_as_u32
 from ._reductions import abs_max, abs_sum, address, pointer_like, shifted_sums
 
 #: Elements per partial sum (fixed, never derived from the thread count).

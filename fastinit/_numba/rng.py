@@ -26,7 +26,7 @@ from numba import prange
 
 from .. import _config
 from .._config import njit, pjit
-from ._intrinsics import f32_as_u32, u32_as_f32
+from ._tile import f32_as_u32, u32_as_f32
 
 #: Elements per parallel chunk (a multiple of 4: every chunk starts on a Philox block).
 CHUNK = 1 << 16
