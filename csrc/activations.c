@@ -658,7 +658,7 @@ static const act_chunk_f64 act_f64_portable[ACT_COUNT] = ACT_TABLE(f64, portable
             /* a copy: stream it straight from the source (no stack block, whose small       \
              * memcpy gcc emits as rep movs, slow to start 32 000 times) */                   \
             const T *src = op == FI_ACT_IDENTITY ? x : dy;                                    \
-            _Pragma("omp parallel for schedule(static)")                                     \
+            _Pragma("omp parallel for num_threads(fi_threads()) schedule(static)")                 \
             for (int64_t c = 0; c < nchunks; c++) {                                           \
                 int64_t lo = c * ACT_CHUNK, m = n - lo < ACT_CHUNK ? n - lo : ACT_CHUNK;      \
                 stream_copy_##F(out + lo, src + lo, m);                                       \
@@ -666,7 +666,7 @@ static const act_chunk_f64 act_f64_portable[ACT_COUNT] = ACT_TABLE(f64, portable
             }                                                                                 \
             return 0;                                                                         \
         }                                                                                     \
-        _Pragma("omp parallel for schedule(static) if (n >= ACT_PARALLEL_MIN)")              \
+        _Pragma("omp parallel for num_threads(fi_threads()) schedule(static) if (n >= ACT_PARALLEL_MIN)") \
         for (int64_t c = 0; c < nchunks; c++) {                                               \
             int64_t lo = c * ACT_CHUNK, m = n - lo < ACT_CHUNK ? n - lo : ACT_CHUNK;          \
             fn(out + lo, x + lo, dy ? dy + lo : NULL, m, p, stream);                          \
@@ -783,7 +783,7 @@ ACT_AVX512 static double ce_rows_f32_avx512(float *restrict d, const float *rest
         T inv_n = (T)(1.0 / (double)n);                                                       \
         double (*rows)(T *, const T *, const int64_t *, int64_t, int64_t, int64_t, T) =       \
             CE_ROWS_##SUF;                                                                    \
-        _Pragma("omp parallel for schedule(static) if (n * k >= ACT_PARALLEL_MIN)")          \
+        _Pragma("omp parallel for num_threads(fi_threads()) schedule(static) if (n * k >= ACT_PARALLEL_MIN)") \
         for (int64_t b = 0; b < nb; b++) {                                                    \
             int64_t hi = (b + 1) * LOSS_ROWS < n ? (b + 1) * LOSS_ROWS : n;                   \
             part[b] = rows(dlogits, logits, labels, b * LOSS_ROWS, hi, k, inv_n);             \
@@ -799,7 +799,7 @@ ACT_AVX512 static double ce_rows_f32_avx512(float *restrict d, const float *rest
         double *part = malloc(sizeof(double) * (nc > 0 ? nc : 1));                            \
         if (!part) return -1;                                                                 \
         T two_n = (T)(2.0 / (double)n);                                                       \
-        _Pragma("omp parallel for schedule(static) if (n >= ACT_PARALLEL_MIN)")              \
+        _Pragma("omp parallel for num_threads(fi_threads()) schedule(static) if (n >= ACT_PARALLEL_MIN)") \
         for (int64_t c = 0; c < nc; c++) {                                                    \
             int64_t lo = c * LOSS_CHUNK, hi = lo + LOSS_CHUNK < n ? lo + LOSS_CHUNK : n;      \
             double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;                                    \
