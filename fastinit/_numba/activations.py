@@ -18,9 +18,11 @@ no SVML here: a libm call per element is several times slower than memory):
           gelu is x or 0 in float32, returned exactly), so x**3 never overflows.
   erf     the rational approximation of Eigen / XLA (odd degree-13 over even degree-8) on
           |x| < 4, exactly +-1 beyond; within 4.2e-7 absolute of erf.
+  Phi     the normal CDF of gelu: (1 + erf(x / sqrt 2)) / 2, but through erfc in the left
+          tail, where 1 + erf cancels (see ncdf_f32); within 4e-6 relative there.
   sigmoid 1 / (1 + e) or e / (1 + e) with e = exp(-|x|) (never overflows); its derivative as
           e / (1 + e)**2 (no 1 - s cancellation).
-float64 calls libm through LLVM (math.exp, math.tanh, math.erf, math.expm1): accurate, scalar.
+float64 calls libm through LLVM (math.exp, math.tanh, math.erfc, math.expm1): accurate, scalar.
 """
 import math
 
@@ -57,6 +59,11 @@ ERF_B = tuple(_f(v) for v in (-1.45660718464996e-05, -2.13374055278905e-04,
                               -1.68282697438203e-03, -7.37332916720468e-03,
                               -1.42647390514189e-02))
 SQRT1_2_64 = math.sqrt(0.5)
+SQRT1_2 = _f(SQRT1_2_64)
+NEG_SQRT1_2 = _f(-SQRT1_2_64)
+NCDF_TAIL = (_f(1.0), _f(9.5))  # the a range of the erfc form of Phi (see ncdf_f32)
+NCDF_H = tuple(_f(v) for v in (2.24186644e-1, -3.92750263e-1, -2.19361056e-2, 8.99038315e-2,
+                               3.68248522e-1, 1.00127959, -1.26559258))
 SQRT_2_OVER_PI_64 = math.sqrt(2.0 / math.pi)
 INV_SQRT_2PI_64 = 1.0 / math.sqrt(2.0 * math.pi)
 U127 = np.uint32(127)
@@ -145,6 +152,32 @@ def erf_f32(x):
     return (ONE if x > ZERO else -ONE) if abs(x) >= ERF_CLAMP else r
 
 
+@njit(specials=True, inline="always")
+def ncdf_f32(x):
+    """Phi(x) as csrc/activations.c computes it: 0.5 + 0.5 erf(x / sqrt 2), or in the left
+    tail (a = -x / sqrt 2 > 1, where 1 + erf cancels) 0.5 erfc(a) = 0.5 t exp(h(t) - a**2),
+    t = 1 / (1 + a/2), h the fitted degree-6 polynomial (within 4e-6 relative). Both sides
+    are computed and one selected, so the loop vectorises; NaN gives NaN."""
+    a = x * NEG_SQRT1_2
+    c = NCDF_TAIL[0] if a < NCDF_TAIL[0] else (NCDF_TAIL[1] if a > NCDF_TAIL[1] else a)
+    t = ONE / (ONE + HALF * c)
+    h = NCDF_H[0]
+    h = h * t + NCDF_H[1]
+    h = h * t + NCDF_H[2]
+    h = h * t + NCDF_H[3]
+    h = h * t + NCDF_H[4]
+    h = h * t + NCDF_H[5]
+    h = h * t + NCDF_H[6]
+    tail = HALF * t * exp_f32(h - c * c)
+    head = HALF + HALF * erf_f32(x * SQRT1_2)
+    return tail if a > ONE else head
+
+
+@njit(specials=True, inline="always")
+def _ncdf_f64(x):
+    return 0.5 * math.erfc(x * -SQRT1_2_64)  # erfc: no cancellation in the left tail
+
+
 # ---- per-element functions chosen by dtype at typing time (only one is compiled) ----------------
 
 def _choose(f32_impl, f64_impl):
@@ -186,11 +219,6 @@ def _tanh_grad_f64(x):
 
 
 @njit(specials=True, inline="always")
-def _erf_f64(x):
-    return math.erf(x)
-
-
-@njit(specials=True, inline="always")
 def _exp_f64(x):
     return math.exp(x)
 
@@ -225,7 +253,7 @@ tanh_ = _choose(tanh_f32, _tanh_f64)
 tanh_grad_ = _choose(tanh_grad_f32, _tanh_grad_f64)
 sigmoid_ = _choose(sigmoid_f32, _sigmoid_f64)
 sigmoid_grad_ = _choose(sigmoid_grad_f32, _sigmoid_grad_f64)
-erf_ = _choose(erf_f32, _erf_f64)
+ncdf_ = _choose(ncdf_f32, _ncdf_f64)
 
 
 # ---- elementwise bodies over whole (chunk) views; p is a scalar of the data dtype ---------------
@@ -302,16 +330,13 @@ def _sigmoid_backward(dx, dy, x, p):
         dx[i] = dy[i] * sigmoid_grad_(x[i])
 
 
-# gelu: p is 1 for the tanh form, 0 for the exact (erf) form; constants in the data dtype.
+# gelu: p is 1 for the tanh form, 0 for the exact (Phi) form; constants in the data dtype.
 
 @njit(specials=True)
 def _gelu(y, x, p):
     zero = like(p, 0.0)
-    one = like(p, 1.0)
-    half = like(p, 0.5)
     c = like(p, SQRT_2_OVER_PI_64)
     k = like(p, 0.044715)
-    r = like(p, SQRT1_2_64)
     lim = like(p, GELU_CLAMP)
     c2 = c + c
     if p != zero:  # x sigmoid(2u): see the module docstring
@@ -323,7 +348,7 @@ def _gelu(y, x, p):
     else:
         for i in range(x.shape[0]):
             v = x[i]
-            y[i] = zero if v == -np.inf else half * v * (one + erf_(v * r))  # the limit at -inf
+            y[i] = zero if v == -np.inf else v * ncdf_(v)  # the limit at -inf
 
 
 @njit(specials=True)
@@ -334,7 +359,6 @@ def _gelu_backward(dx, dy, x, p):
     c = like(p, SQRT_2_OVER_PI_64)
     k = like(p, 0.044715)
     k3 = like(p, 3.0 * 0.044715)
-    r = like(p, SQRT1_2_64)
     inv = like(p, INV_SQRT_2PI_64)
     lim = like(p, GELU_CLAMP)
     c2 = c + c
@@ -349,7 +373,7 @@ def _gelu_backward(dx, dy, x, p):
     else:
         for i in range(x.shape[0]):
             v = x[i]
-            cdf = half * (one + erf_(v * r))
+            cdf = ncdf_(v)
             d = cdf if abs(v) == np.inf else cdf + v * inv * exp_(-half * v * v)  # the limits
             dx[i] = dy[i] * d
 
