@@ -40,13 +40,13 @@ FASTMATH_SPECIALS = frozenset({"contract", "nsz", "arcp"})
 #: LLVM's, fixed for a build (and independent of the thread count: callers chunk the work).
 FASTMATH_REDUCE = FASTMATH | {"reassoc"}
 
-#: Threading layer priority. OpenMP (GNU libgomp, the runtime the C kernels use too, so both
-#: backends share one pool of workers) has the cheapest launch of the layers Numba ships with
-#: here; workqueue's is an order of magnitude dearer and it refuses concurrent calls from two
-#: Python threads; tbb needs Intel's TBB library, which pip installs where the loader of a
-#: virtual environment does not look. The omp layer is not fork-safe (Numba kills a child that
-#: launches a parallel kernel, and libgomp would wait forever there for the parent's workers),
-#: so a forked child runs serial twins of the parallel kernels instead (see _serial_in_child).
+#: Threading layer priority. OpenMP is GNU libgomp, the runtime the C kernels use, so the two
+#: backends share one pool of worker threads instead of competing for the cores; tbb needs
+#: Intel's TBB library, which pip installs where a virtual environment's loader does not look;
+#: workqueue aborts the process when two Python threads launch kernels at once. The omp layer
+#: is not fork-safe (Numba kills a child that launches a parallel kernel, and libgomp would
+#: wait forever there for the parent's workers), so a forked child runs serial twins of the
+#: parallel kernels instead (see _serial_in_child).
 numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 #: Below this many elements a kernel runs serially: a parallel launch costs more than it saves.
