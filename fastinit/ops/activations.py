@@ -36,7 +36,10 @@ def _unaliased(a, out):
     """``a``, or a copy of it when it overlaps ``out`` other than exactly: the kernels read
     element i before they write element i, so out=x is safe, but out shifted against x would
     read elements already written (a and out are C-contiguous of one shape and dtype, so the
-    same start address means the same memory)."""
+    same start address means the same memory). Two distinct arrays that own their data never
+    overlap: that common case skips numpy's test."""
+    if a is out or (a.base is None and out.base is None):
+        return a
     if (np.may_share_memory(a, out)
             and a.__array_interface__["data"][0] != out.__array_interface__["data"][0]):
         return a.copy()
