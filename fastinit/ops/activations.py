@@ -5,8 +5,10 @@ identity. Every backward takes the forward's *input* x (not its output) and retu
 dx = dy * f'(x). Formulas and the values at kinks follow PyTorch; they are listed in
 :mod:`fastinit.reference.activations`.
 
-float32 kernels evaluate exp, tanh and erf with fastinit's own branch-free polynomials (a few
-ulp; they vectorise, libm calls do not); float64 kernels call libm. ``out=`` (a writable,
+float32 kernels evaluate exp and tanh with fastinit's own branch-free polynomials (a few ulp;
+they vectorise, libm calls do not), and gelu's normal CDF through a fitted erfc (exact gelu
+within 2.2e-6 relative of float64 on [-10, 10], 9 ulp on [-4, 4], the sign always right);
+float64 kernels call libm (erfc for gelu). ``out=`` (a writable,
 C-contiguous array of x's shape and dtype; may be ``x`` itself) receives the result instead of
 a fresh array; an ``out`` that overlaps an input other than exactly gets the result computed
 from a copy of that input.
