@@ -392,16 +392,12 @@ BN_VARIANTS(fwd_eval_range_double)
 static void run_channels(bn_range_fn avx2, bn_range_fn portable, const bn_args *a) {
     bn_range_fn fn = fi_use_avx2 ? avx2 : portable;
     int64_t total = a->n * a->c * a->s;
-#pragma omp parallel for schedule(dynamic, 1) if (total >= BN_PARALLEL_MIN)
+#pragma omp parallel for num_threads(fi_threads()) schedule(dynamic, 1) if (total >= BN_PARALLEL_MIN)
     for (int64_t ch = 0; ch < a->c; ch++) fn(a, ch, ch + 1);
 }
 
 static int bn_max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
+    return fi_threads();
 }
 static int bn_thread_num(void) {
 #ifdef _OPENMP
@@ -718,7 +714,7 @@ BN_GROUP_BODIES(double, double, sums_double, gsums_double, affine_double, affine
         int64_t per = (2 * nb + (int64_t)(sizeof(bn_coef_##T) + 7) / 8 + 7) / 8 * 8;          \
         double *work = aligned_alloc(64, sizeof(double) * per * nt);                          \
         if (!work) return -1;                                                                 \
-        _Pragma("omp parallel if (par)")                                                      \
+        _Pragma("omp parallel num_threads(nt) if (par)")                                           \
         {                                                                                     \
             int64_t t = bn_thread_num(), tn = bn_num_threads();                               \
             int64_t lo = c * t / tn, hi = c * (t + 1) / tn;                                   \
@@ -760,7 +756,7 @@ static int64_t rows_per_block(int64_t length) {
     static void row_sums_##T(double *p1, double *p2, const T *x, const T *dy,                \
                              const double *shift, int64_t rows, int64_t length) {             \
         int64_t per = rows_per_block(length), nb = (rows + per - 1) / per;                   \
-        _Pragma("omp parallel for schedule(static) if (rows * length >= BN_PARALLEL_MIN)")   \
+        _Pragma("omp parallel for num_threads(fi_threads()) schedule(static) if (rows * length >= BN_PARALLEL_MIN)") \
         for (int64_t b = 0; b < nb; b++) {                                                    \
             double *q1 = p1 + b * length, *q2 = p2 + b * length;                              \
             memset(q1, 0, sizeof(double) * length);                                           \
@@ -788,7 +784,7 @@ static int64_t rows_per_block(int64_t length) {
     /* out = k * dy + (x - mh) * p + q per element j (dy NULL: k unused), rows in parallel */ \
     static void row_apply_##T(T *out, const T *x, const T *dy, const T *k, const T *mh,      \
                               const T *p, const T *q, int64_t rows, int64_t length) {         \
-        _Pragma("omp parallel for schedule(static) if (rows * length >= BN_PARALLEL_MIN)")   \
+        _Pragma("omp parallel for num_threads(fi_threads()) schedule(static) if (rows * length >= BN_PARALLEL_MIN)") \
         for (int64_t i = 0; i < rows; i++) {                                                  \
             const T *xr = x + i * length;                                                     \
             T *o = out + i * length;                                                          \
@@ -1038,7 +1034,7 @@ typedef double bn_d8u __attribute__((vector_size(64), aligned(8)));
             for (int64_t ch = 0; ch < c; ch++)                                                \
                 k[ch] = kind == 2 ? a->mean[ch] : (double)x[ch * s];                          \
             if (par) {                                                                        \
-                _Pragma("omp parallel for schedule(static) reduction(| : status)")            \
+                _Pragma("omp parallel for num_threads(fi_threads()) schedule(static) reduction(| : status)") \
                 for (int64_t b = 0; b < nb; b++)                                              \
                     status |= seg_sums_block_##TAG(kind, p, a, k, b, rb);                     \
             } else {                                                                          \
@@ -1060,7 +1056,7 @@ typedef double bn_d8u __attribute__((vector_size(64), aligned(8)));
             }                                                                                 \
         }                                                                                     \
         if (par) {                                                                            \
-            _Pragma("omp parallel for schedule(static)")                                      \
+            _Pragma("omp parallel for num_threads(fi_threads()) schedule(static)")                 \
             for (int64_t b = 0; b < nb; b++) seg_apply_block_##TAG(kind, cf, a, b, rb);       \
         } else {                                                                              \
             for (int64_t b = 0; b < nb; b++) seg_apply_block_##TAG(kind, cf, a, b, rb);       \

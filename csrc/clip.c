@@ -304,7 +304,7 @@ int fi_grad_norm(double *total, void **addrs, const int64_t *sizes, int64_t coun
     clip_partial_fn fn = partial_for(bits);
     int64_t es = elem_size(bits), n_all = 0;
     for (int64_t i = 0; i < count; i++) n_all += sizes[i];
-#pragma omp parallel for schedule(static) if (n_all >= CLIP_PARALLEL_MIN)
+#pragma omp parallel for num_threads(fi_threads()) schedule(static) if (n_all >= CLIP_PARALLEL_MIN)
     for (int64_t k = 0; k < t.count; k++) {
         const char *p = (const char *)addrs[t.which[k]] + t.start[k] * es;
         part[k] = fn(p, chunk_len(&t, sizes, k), kind, norm_type, &nans[k], es);
@@ -333,7 +333,7 @@ static int clip_update(clip_update_fn fn, void **addrs, const int64_t *sizes, in
     if (make_chunks(&t, sizes, count) != 0) return -1;
     int64_t es = elem_size(bits), n_all = 0;
     for (int64_t i = 0; i < count; i++) n_all += sizes[i];
-#pragma omp parallel for schedule(static) if (n_all >= CLIP_PARALLEL_MIN)
+#pragma omp parallel for num_threads(fi_threads()) schedule(static) if (n_all >= CLIP_PARALLEL_MIN)
     for (int64_t k = 0; k < t.count; k++) {
         char *p = (char *)addrs[t.which[k]] + t.start[k] * es;
         fn(p, chunk_len(&t, sizes, k), value);

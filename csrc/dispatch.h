@@ -21,4 +21,12 @@ extern int fi_use_avx2;
 /* 1 when it also has AVX-512 F, VL, DQ and BW (the set every AVX-512 kernel here assumes). */
 extern int fi_use_avx512;
 
+/* The threads a parallel region may use: omp_get_max_threads(), but 1 in a child of fork().
+ * libgomp keeps the worker pool of the thread that forked, and in the child those workers do
+ * not exist: a region of more than one thread there waits for them forever, while a region of
+ * one thread never touches the pool. So every `#pragma omp parallel` carries
+ * num_threads(fi_threads()) (or a count capped by it), and a forked child runs every kernel on
+ * its calling thread, with the right result. */
+int fi_threads(void);
+
 #endif

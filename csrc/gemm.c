@@ -33,6 +33,7 @@
 #include <string.h>
 #include "fastinit.h"
 #include "dispatch.h"
+#include "scratch.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -62,38 +63,12 @@
 #define FI_GEMM_DIRECT_MAX_A_BYTES (512 * 1024)
 
 /* ---- scratch: one growing buffer per calling thread, reused (a fresh multi-megabyte buffer
- * costs a page fault per 4 KB on first touch) ---- */
-static _Thread_local void *fi_gemm_buf = NULL;
-static _Thread_local size_t fi_gemm_buf_size = 0;
-
-static void *fi_gemm_scratch(size_t bytes) {
-    if (bytes > fi_gemm_buf_size) {
-        size_t size = (bytes + 4095) & ~(size_t)4095;
-        void *p = aligned_alloc(64, size);
-        if (!p) return NULL;
-        free(fi_gemm_buf);
-        fi_gemm_buf = p;
-        fi_gemm_buf_size = size;
-    }
-    return fi_gemm_buf;
-}
+ * costs a page fault per 4 KB on first touch); freed when the thread exits (scratch.h) ---- */
+static void *fi_gemm_scratch(size_t bytes) { return fi_scratch(FI_SCRATCH_GEMM, bytes); }
 
 /* a second buffer, for the transposed result of a narrow product (fi_gemm_ then runs again
  * and uses the first) */
-static _Thread_local void *fi_gemm_buf2 = NULL;
-static _Thread_local size_t fi_gemm_buf2_size = 0;
-
-static void *fi_gemm_scratch2(size_t bytes) {
-    if (bytes > fi_gemm_buf2_size) {
-        size_t size = (bytes + 4095) & ~(size_t)4095;
-        void *p = aligned_alloc(64, size);
-        if (!p) return NULL;
-        free(fi_gemm_buf2);
-        fi_gemm_buf2 = p;
-        fi_gemm_buf2_size = size;
-    }
-    return fi_gemm_buf2;
-}
+static void *fi_gemm_scratch2(size_t bytes) { return fi_scratch(FI_SCRATCH_GEMM_T, bytes); }
 
 /* Whether the tile may read B's rows where they lie (no packing) at this row stride: a tile
  * re-reads a KC x NR strip of B for every row panel of A, and rows whose stride is a multiple
@@ -104,11 +79,7 @@ static int fi_gemm_b_rows_direct(int64_t row_bytes) {
 }
 
 static int fi_gemm_max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
+    return fi_threads(); /* 1 in a forked child: see dispatch.h */
 }
 static int fi_gemm_team_size(void) {
 #ifdef _OPENMP

@@ -69,7 +69,7 @@ void fi_sgd_step(void **p, void **g, void **v, const int64_t *sizes, int64_t cou
                  double lr, double momentum, double weight_decay) {
     int64_t total = 0;
     for (int64_t i = 0; i < count; i++) total += sizes[i];
-    #pragma omp parallel if(total >= OPT_PARALLEL_MIN)
+    #pragma omp parallel num_threads(fi_threads()) if(total >= OPT_PARALLEL_MIN)
     {
 #ifdef _OPENMP
         int part = omp_get_thread_num(), parts = omp_get_num_threads();

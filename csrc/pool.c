@@ -384,7 +384,7 @@ int fi_pool_set_path(int path) {
             return;                                                                            \
         }                                                                                      \
         int64_t nb = (p + POOL_PLANE_BLOCK - 1) / POOL_PLANE_BLOCK;                            \
-        _Pragma("omp parallel for schedule(static)")                                           \
+        _Pragma("omp parallel for num_threads(fi_threads()) schedule(static)")                     \
         for (int64_t i = 0; i < nb; i++)                                                       \
             fn(y, dx, dy, x, i * POOL_PLANE_BLOCK, FI_MIN(p, (i + 1) * POOL_PLANE_BLOCK), h, w, \
                oh, ow, k_h, k_w);                                                              \
@@ -416,7 +416,7 @@ void fi_max_pool2d_##SUF(T *y, const T *x, int64_t p, int64_t h, int64_t w, int6
         mp_nonoverlap_##T(y, NULL, NULL, x, p, h, w, oh, ow, kh, kw);                          \
         return;                                                                                \
     }                                                                                          \
-    _Pragma("omp parallel for schedule(static) if(p * oh * ow > 32768)")                       \
+    _Pragma("omp parallel for num_threads(fi_threads()) schedule(static) if(p * oh * ow > 32768)") \
     for (int64_t q = 0; q < p; q++)                                                            \
         for (int64_t a = 0; a < oh; a++)                                                       \
             for (int64_t b = 0; b < ow; b++)                                                   \
@@ -430,7 +430,7 @@ void fi_max_pool2d_backward_##SUF(T *dx, const T *dy, const T *x, int64_t p, int
         mp_nonoverlap_##T(NULL, dx, dy, x, p, h, w, oh, ow, kh, kw);                           \
         return;                                                                                \
     }                                                                                          \
-    _Pragma("omp parallel for schedule(static) if(p * h * w > 32768)")                         \
+    _Pragma("omp parallel for num_threads(fi_threads()) schedule(static) if(p * h * w > 32768)")   \
     for (int64_t q = 0; q < p; q++) {                                                          \
         T *d = dx + q * h * w;                                                                 \
         memset(d, 0, (size_t)(h * w) * sizeof(T));                                             \
@@ -452,7 +452,7 @@ static T avg_count_##SUF(int64_t r0, int64_t c0, int64_t h, int64_t w, int64_t k
 void fi_avg_pool2d_##SUF(T *y, const T *x, int64_t p, int64_t h, int64_t w, int64_t oh,        \
                          int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,           \
                          int64_t ph, int64_t pw, int include_pad) {                            \
-    _Pragma("omp parallel for schedule(static) if(p * oh * ow > 32768)")                       \
+    _Pragma("omp parallel for num_threads(fi_threads()) schedule(static) if(p * oh * ow > 32768)") \
     for (int64_t q = 0; q < p; q++)                                                            \
         for (int64_t a = 0; a < oh; a++)                                                       \
             for (int64_t b = 0; b < ow; b++) {                                                 \
@@ -468,7 +468,7 @@ void fi_avg_pool2d_##SUF(T *y, const T *x, int64_t p, int64_t h, int64_t w, int6
 void fi_avg_pool2d_backward_##SUF(T *dx, const T *dy, int64_t p, int64_t h, int64_t w,         \
                                   int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh,  \
                                   int64_t sw, int64_t ph, int64_t pw, int include_pad) {       \
-    _Pragma("omp parallel for schedule(static) if(p * h * w > 32768)")                         \
+    _Pragma("omp parallel for num_threads(fi_threads()) schedule(static) if(p * h * w > 32768)")   \
     for (int64_t q = 0; q < p; q++) {                                                          \
         T *d = dx + q * h * w;                                                                 \
         memset(d, 0, (size_t)(h * w) * sizeof(T));                                             \

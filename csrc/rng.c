@@ -702,7 +702,7 @@ static void rng_run(const fi_rng_run runs[3], char *out, size_t elem_size, int64
     if (rng_path < 0) fi_rng_set_path(-1);
     fi_rng_run run = runs[rng_path];
     int64_t nchunks = (n + FI_RNG_CHUNK - 1) / FI_RNG_CHUNK;
-#pragma omp parallel for schedule(dynamic) if (n >= FI_RNG_PARALLEL_MIN)
+#pragma omp parallel for num_threads(fi_threads()) schedule(dynamic) if (n >= FI_RNG_PARALLEL_MIN)
     for (int64_t c = 0; c < nchunks; c++) {
         int64_t start = c * FI_RNG_CHUNK;
         int64_t len = n - start < FI_RNG_CHUNK ? n - start : FI_RNG_CHUNK;

@@ -29,6 +29,12 @@ def _cdef():
     return "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("#"))
 
 
+# FASTINIT_SANITIZE=1: build for the sanitizer pass of .ci/run (AddressSanitizer and UBSan,
+# any report aborts the process; load with LD_PRELOAD of libasan). Never for an install.
+_SANITIZE = (["-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+              "-fno-omit-frame-pointer", "-g"]
+             if os.environ.get("FASTINIT_SANITIZE", "0").strip() not in ("", "0") else [])
+
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
@@ -39,8 +45,8 @@ ffibuilder.set_source(
     # the headers (fastinit.h, dispatch.h, the per-ISA *_isa.h bodies): a change rebuilds
     depends=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(CSRC, "*.h"))),
     extra_compile_args=["-std=gnu11", "-O3", "-fno-wrapv", "-ffp-contract=off", "-fopenmp",
-                        "-fno-strict-aliasing", "-fno-math-errno"],
-    extra_link_args=["-fopenmp"],
+                        "-fno-strict-aliasing", "-fno-math-errno"] + _SANITIZE,
+    extra_link_args=["-fopenmp"] + _SANITIZE,
     libraries=["m"],
 )
 

@@ -12,6 +12,8 @@ Environment variables
 ``NUMBA_CACHE_DIR``      where Numba keeps compiled kernels (Numba's own variable).
 """
 import os
+import sys
+import types
 
 import numba
 
@@ -38,7 +40,13 @@ FASTMATH_SPECIALS = frozenset({"contract", "nsz", "arcp"})
 #: LLVM's, fixed for a build (and independent of the thread count: callers chunk the work).
 FASTMATH_REDUCE = FASTMATH | {"reassoc"}
 
-#: Threading layer priority: OpenMP costs ~3 us per parallel call here, workqueue ~54 us.
+#: Threading layer priority. OpenMP is GNU libgomp, the runtime the C kernels use, so the two
+#: backends share one pool of worker threads instead of competing for the cores; tbb needs
+#: Intel's TBB library, which pip installs where a virtual environment's loader does not look;
+#: workqueue aborts the process when two Python threads launch kernels at once. The omp layer
+#: is not fork-safe (Numba kills a child that launches a parallel kernel, and libgomp would
+#: wait forever there for the parent's workers), so a forked child runs serial twins of the
+#: parallel kernels instead (see _serial_in_child).
 numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 #: Below this many elements a kernel runs serially: a parallel launch costs more than it saves.
@@ -56,8 +64,63 @@ def njit(*args, exact=False, specials=False, **kwargs):
 
 
 def pjit(*args, exact=False, specials=False, **kwargs):
-    """``numba.njit(parallel=True)`` with fastinit's flags (kernel with ``prange``)."""
-    return njit(*args, exact=exact, specials=specials, parallel=True, **kwargs)
+    """``numba.njit(parallel=True)`` with fastinit's flags (kernel with ``prange``).
+
+    Parallel kernels are called from Python (through their module's global name), never from
+    another jitted function: in a forked child that name is rebound to a serial twin."""
+    if not (args and callable(args[0])):
+        return lambda fn: pjit(fn, *args, exact=exact, specials=specials, **kwargs)
+    if IN_FORKED_CHILD:  # a module first imported in a forked child
+        return _serial_twin(args[0], exact, specials, kwargs)
+    kernel = njit(*args, exact=exact, specials=specials, parallel=True, **kwargs)
+    _parallel_kernels[id(kernel)] = (kernel, exact, specials, kwargs)
+    return kernel
+
+
+# ---- fork --------------------------------------------------------------------------------
+#: id -> (parallel kernel, its flags): every kernel pjit made, for _serial_in_child.
+_parallel_kernels = {}
+#: True in a child of os.fork(): kernels run on the calling thread there (see below).
+IN_FORKED_CHILD = False
+
+
+def _serial_twin(f, exact, specials, kwargs):
+    """Python function ``f`` of a parallel kernel compiled without ``parallel`` (prange runs
+    as range). The copy gets its own qualified name: Numba's disk cache does not key entries by
+    the parallel flag, so under the same name the twin would load the parallel code (or
+    overwrite it)."""
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__,
+                              f.__closure__)
+    twin.__qualname__ = f.__qualname__ + "__serial"
+    twin.__module__ = f.__module__
+    return njit(twin, exact=exact, specials=specials, **kwargs)
+
+
+def _serial_in_child():
+    """After os.fork(), in the child: rebind every parallel kernel's module-level name to its
+    serial twin. With Numba's omp layer a child that launches a parallel kernel is terminated
+    by Numba (GNU OpenMP is not fork-safe), and libgomp would otherwise wait forever for the
+    parent's worker threads, which the child does not have. Twins compile on first use in a
+    child (then come from the disk cache); the C kernels make the same choice (csrc/dispatch.h)."""
+    global IN_FORKED_CHILD
+    IN_FORKED_CHILD = True
+    twins = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "fastinit" or name.startswith("fastinit.")):
+            continue
+        namespace = vars(module)
+        for attr, value in list(namespace.items()):
+            entry = _parallel_kernels.get(id(value))
+            if entry is None or entry[0] is not value:
+                continue
+            if id(value) not in twins:
+                kernel, exact, specials, kwargs = entry
+                twins[id(value)] = _serial_twin(kernel.py_func, exact, specials, kwargs)
+            namespace[attr] = twins[id(value)]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_serial_in_child)
 
 
 def env_flag(name, default=False):

@@ -78,10 +78,22 @@ def shape(value, argname="shape"):
     return dims
 
 
+def plain_ndarray(a, argname, what="numpy.ndarray"):
+    """``a`` is an ndarray, and not of a subclass whose indexing or mask the kernels would
+    ignore (np.matrix, masked arrays): TypeError naming the argument otherwise."""
+    if type(a) is np.ndarray:
+        return a
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{argname} must be a {what}, got {type(a).__name__}")
+    if isinstance(a, (np.matrix, np.ma.MaskedArray)):
+        raise TypeError(f"{argname} must be a plain numpy.ndarray, got {type(a).__name__} "
+                        f"(its own semantics would be ignored); pass np.asarray({argname})")
+    return a
+
+
 def float_array(a, argname):
     """A float32/float64 ndarray (not converted): TypeError for anything else."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{argname} must be a numpy.ndarray, got {type(a).__name__}")
+    plain_ndarray(a, argname)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{argname} must have dtype float32 or float64, got {a.dtype}; "
                         f"convert with {argname}.astype(np.float32)")
@@ -107,7 +119,7 @@ def sample_out(shape_, dtype, out):
         out = np.empty(dims, float_dtype(dtype))
         return out, out.reshape(-1)
     writable_array(out, "out")
-    if out.flags.c_contiguous:
+    if out.flags.c_contiguous and out.flags.aligned:
         return out, out.reshape(-1)
     return out, np.empty(out.size, out.dtype)
 
@@ -178,14 +190,53 @@ def channel_vector(a, argname, channels, ref, refname="x"):
 
 
 def contiguous(a):
-    """``a`` itself when C-contiguous, else a C-contiguous copy (inputs are copied once)."""
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    """``a`` itself when C-contiguous and aligned, else a C-contiguous copy (inputs are copied
+    once). Aligned: the data at a multiple of the itemsize, as the kernels' loads assume (an
+    array made from a byte buffer at an odd offset is not)."""
+    flags = a.flags
+    return a if flags.c_contiguous and flags.aligned else np.array(a, order="C")
+
+
+def gradients(need, names):
+    """The gradients a backward should compute, as a tuple: ``need`` is one name of ``names``
+    (a string) or a collection of them."""
+    try:
+        items = (need,) if isinstance(need, str) else tuple(need)
+    except TypeError:
+        raise TypeError(f"need must be one of {names} or a collection of them, got "
+                        f"{need!r}") from None
+    for item in items:
+        if not isinstance(item, str) or item not in names:
+            raise ValueError(f"need must name gradients among {names}, got {need!r}")
+    return items
+
+
+def disjoint(a, b):
+    """a and b share no memory: two distinct arrays that own their data never do (the cheap
+    test that settles the usual case), else numpy's exact test."""
+    if a is b:
+        return False
+    if a.base is None and b.base is None:
+        return True
+    return not np.shares_memory(a, b)
+
+
+def no_overlap(arrays, argname):
+    """ValueError naming the first two of ``arrays`` (``argname[i]``) that share memory."""
+    if len({id(a) for a in arrays}) == len(arrays) and all(a.base is None for a in arrays):
+        return
+    for i, a in enumerate(arrays):
+        for j in range(i + 1, len(arrays)):
+            if not disjoint(a, arrays[j]):
+                raise ValueError(f"{argname}[{i}] and {argname}[{j}] share memory; every array "
+                                 "must be one of its own (each is updated in place, in "
+                                 "parallel: a repeated or overlapping array would be updated "
+                                 "more than once)")
 
 
 def integer_array(a, argname):
     """An ndarray of an integer dtype (not bool)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{argname} must be a numpy.ndarray of integers, got {type(a).__name__}")
+    plain_ndarray(a, argname, "numpy.ndarray of integers")
     if a.dtype.kind not in "iu":
         raise TypeError(f"{argname} must have an integer dtype (class indices), got {a.dtype}; "
                         f"convert with {argname}.astype(np.int64)")
@@ -201,6 +252,9 @@ def out_array(out, argname, shape_, dtype):
         raise TypeError(f"{argname} must have dtype {dtype}, got {out.dtype}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{argname} must be C-contiguous; pass np.empty_like(...) or omit it")
+    if not out.flags.aligned:
+        raise ValueError(f"{argname} must be aligned (its data at a multiple of its itemsize); "
+                         "pass np.empty_like(...) or omit it")
     return out
 
 

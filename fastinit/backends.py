@@ -159,20 +159,24 @@ def kernel(module, func, backend=None):
 
 
 def set_num_threads(n):
-    """Threads for Numba and C kernels alike (1 .. the number Numba was started with)."""
+    """Threads for Numba and C kernels alike (1 .. the number Numba was started with; any
+    integer type). In a forked child kernels run on one thread whatever is set here."""
+    import numbers
+
     import numba
     from . import _c
 
     limit = numba.config.NUMBA_NUM_THREADS
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= limit:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= limit:
         raise ValueError(f"n must be an integer in 1..{limit} (NUMBA_NUM_THREADS), got {n!r}")
+    n = int(n)
     numba.set_num_threads(n)
     if _c.lib is not None:
         _c.lib.fi_set_num_threads(n)
 
 
 def get_num_threads():
-    """The thread count Numba kernels use in this thread."""
+    """The thread count Numba and C kernels use in this thread (1 in a forked child)."""
     import numba
 
-    return numba.get_num_threads()
+    return 1 if _config.IN_FORKED_CHILD else numba.get_num_threads()

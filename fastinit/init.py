@@ -268,6 +268,15 @@ def _target(shape, dtype, out):
     return _validate.shape(shape), _validate.float_dtype(dtype)
 
 
+def _in_range(value, argname, dtype):
+    """``value``, or a ValueError when it is beyond the largest finite number of ``dtype``."""
+    big = float(np.finfo(dtype).max)
+    if abs(value) > big:
+        raise ValueError(f"{argname} = {value!r} is beyond the largest {np.dtype(dtype)} "
+                         f"({big:.6g}): the weights would be inf")
+    return value
+
+
 class _Described(Exception):
     """Carries an InitInfo out of an initializer called by describe() (nothing is drawn)."""
 
@@ -540,7 +549,7 @@ def orthogonal(shape, gain=1.0, *, seed=None, rng=None, dtype=np.float32, out=No
     shape, dtype = _target(shape, dtype, out)
     if len(shape) < 2:
         raise ValueError(f"orthogonal needs at least 2 dimensions, got shape {shape}")
-    gain = _validate.finite_number(gain, "gain")
+    gain = _in_range(_validate.finite_number(gain, "gain"), "gain", dtype)  # entries of Q <= 1
     info = InitInfo(name="orthogonal", shape=shape, distribution="orthogonal", gain=gain,
                     formula="W = gain * Q, Q from the QR of a normal matrix")
     return _draw(info, seed, rng, dtype, out, backend)
@@ -550,6 +559,8 @@ def constant(shape, value, *, dtype=np.float32, out=None):
     """Every element equal to ``value``."""
     shape, dtype = _target(shape, dtype, out)
     value = _validate.number(value, "value")
+    if not math.isinf(value):  # inf given is inf wanted; a finite value must stay finite
+        _in_range(value, "value", dtype)
     info = InitInfo(name="constant", shape=shape, distribution="constant", value=value)
     return _draw(info, None, None, dtype, out, None)
 

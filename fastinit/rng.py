@@ -66,6 +66,10 @@ from . import _validate, backends
 
 _MASK = 0xFFFFFFFF
 _SPAWN_WORD = 0xFFFFFFFF  # counter words 2 and 3 reserved for deriving child keys
+_LAST_DRAW = 2 ** 64 - 1  # no draw has this index (it is (_SPAWN_WORD, _SPAWN_WORD))
+#: Largest |z| each sampler can produce, a little rounded up: float32 u1 >= 2**-24 gives
+#: sqrt(-2 ln 2**-24) = 5.77, float64 u1 >= 2**-53 gives 8.57 (truncated normal stays below).
+_Z_MAX = {np.dtype(np.float32): 5.78, np.dtype(np.float64): 8.58}
 #: Below this p or q, Giles' float32 erfinv is no longer accurate (w = -ln 4pq > 17).
 _F32_MIN_TAIL = 1e-8
 _F32_MIN_SPAN = 2.0 ** -96  # keeps every p, q a normal float32 number
@@ -118,8 +122,14 @@ class Stream:
 
     # -- draws ------------------------------------------------------------------------------
     def _next(self):
+        """The key and counter words of the next draw; advances the stream (every draw, empty
+        ones too). Draw index 2**64 - 1 is reserved for child keys, so the stream ends there."""
         d = self.position
-        self.position += 1
+        if d >= _LAST_DRAW:
+            raise ValueError(f"this stream is exhausted: draw index {d} would reach the counter "
+                             "reserved for child keys (2**64 - 1); use a child stream "
+                             "(s.child(i)) or another seed")
+        self.position = d + 1
         return self.key[0], self.key[1], d & _MASK, d >> 32
 
     def uniform(self, shape=(), low=0.0, high=1.0, *, dtype=np.float32, out=None, backend=None):
@@ -129,11 +139,11 @@ class Stream:
         if not low <= high:
             raise ValueError(f"low must be <= high, got low={low!r}, high={high!r}")
         out, flat = _validate.sample_out(shape, dtype, out)
+        _uniform_fits(flat.dtype, low, high)
         fn, _ = backends.kernel("rng", "uniform", backend)
+        words = self._next()
         if flat.size:
-            fn(flat, *self._next(), low, high)
-        else:
-            self.position += 1
+            fn(flat, *words, low, high)
         return _validate.finish_out(out, flat)
 
     def normal(self, shape=(), mean=0.0, std=1.0, *, dtype=np.float32, out=None, backend=None):
@@ -141,11 +151,11 @@ class Stream:
         mean = _validate.finite_number(mean, "mean")
         std = _validate.non_negative(std, "std")
         out, flat = _validate.sample_out(shape, dtype, out)
+        _normal_fits(flat.dtype, mean, std, _Z_MAX[flat.dtype])
         fn, _ = backends.kernel("rng", "normal", backend)
+        words = self._next()
         if flat.size:
-            fn(flat, *self._next(), mean, std)
-        else:
-            self.position += 1
+            fn(flat, *words, mean, std)
         return _validate.finish_out(out, flat)
 
     def truncated_normal(self, shape=(), mean=0.0, std=1.0, a=-2.0, b=2.0, *,
@@ -161,6 +171,7 @@ class Stream:
         if math.isnan(a) or math.isnan(b) or not a < b:
             raise ValueError(f"the bounds must satisfy a < b, got a={a!r}, b={b!r}")
         out, flat = _validate.sample_out(shape, dtype, out)
+        _normal_fits(flat.dtype, mean, std, min(max(abs(a), abs(b)), _Z_MAX[flat.dtype]))
         pa, qb = _phi(a), _phi(-b)
         if pa + qb < 0.5:
             span = 1.0 - pa - qb
@@ -181,15 +192,38 @@ class Stream:
         else:
             target = flat
         fn, _ = backends.kernel("rng", "truncated_normal", backend)
+        words = self._next()
         if flat.size:
-            fn(target, *self._next(), mean, std, a, b, pa, qb, span,
+            fn(target, *words, mean, std, a, b, pa, qb, span,
                max(lo, -np.inf), min(hi, np.inf))
             if target is not flat:
                 flat[:] = np.clip(target, np.float32(lo) if np.isfinite(lo) else -np.inf,
                                   np.float32(hi) if np.isfinite(hi) else np.inf)
-        else:
-            self.position += 1
         return _validate.finish_out(out, flat)
+
+
+def _uniform_fits(dtype, low, high):
+    """ValueError unless low, high and high - low (the kernels' span) are finite in dtype."""
+    big = float(np.finfo(dtype).max)
+    for name, v in (("low", low), ("high", high)):
+        if abs(v) > big:
+            raise ValueError(f"{name} = {v!r} is beyond the largest {dtype} ({big:.6g})")
+    with np.errstate(over="ignore"):
+        span = dtype.type(high) - dtype.type(low)
+    if not np.isfinite(span):
+        raise ValueError(f"high - low = {high - low:.6g} overflows {dtype} (largest "
+                         f"{big:.6g}); samples are low + (high - low) * u: narrow [low, high]")
+
+
+def _normal_fits(dtype, mean, std, z_max):
+    """ValueError unless mean + std * z stays finite in dtype for every |z| <= z_max."""
+    big = float(np.finfo(dtype).max)
+    if abs(mean) > big:
+        raise ValueError(f"mean = {mean!r} is beyond the largest {dtype} ({big:.6g})")
+    if abs(mean) + std * z_max * (1 + 2.0 ** -20) > big:
+        raise ValueError(f"std = {std!r} (with mean = {mean!r}) would give samples beyond the "
+                         f"largest {dtype} ({big:.6g}): |mean| + {z_max} * std must stay "
+                         "below it")
 
 
 def _phi(x):

@@ -1,10 +1,16 @@
 """Shared fixtures: the backends to test and seeds."""
+import os
+
 import numpy as np
 import pytest
 
 import fastinit as fi
 
 AVAILABLE = [name for name, why in fi.backends.available().items() if why is None]
+#: FASTINIT_TEST_BACKENDS=numpy,c keeps only those (the sanitizer pass of .ci/run tests the C
+#: kernels beside the reference, without compiling Numba's kernels under AddressSanitizer)
+if os.environ.get("FASTINIT_TEST_BACKENDS"):
+    AVAILABLE = [n for n in AVAILABLE if n in os.environ["FASTINIT_TEST_BACKENDS"].split(",")]
 FAST = [name for name in AVAILABLE if name != "numpy"]
 
 

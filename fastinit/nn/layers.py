@@ -7,6 +7,8 @@ a ``(name, kwargs)`` pair such as ``("kaiming_normal", {"nonlinearity": "relu"})
 ``f(shape, rng=stream, dtype=dtype) -> array`` - and ``seed=``/``rng=``. Without either, the
 layer waits for ``initialize(seed=...)`` of the network that holds it.
 """
+import math
+
 import numpy as np
 
 import fastinit as fi
@@ -244,7 +246,7 @@ class Flatten(Module):
 
     def forward(self, x):
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # -1 is ambiguous when N = 0
 
     def backward(self, dy):
         return dy.reshape(self._shape)

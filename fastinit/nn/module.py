@@ -49,6 +49,10 @@ def zero_grads(params, set_to_none=True):
             p.grad[...] = 0
 
 
+#: Attributes a layer's forward stores for its backward.
+_FORWARD_CACHE = frozenset({"_x", "_shape", "_saved"})
+
+
 class Module:
     """Base class: parameters, train/eval mode, probes, and the call protocol."""
 
@@ -111,6 +115,13 @@ class Module:
 
     def backward(self, dy):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must define backward(dy)")
+
+    def __getattr__(self, name):
+        # only for attributes not found the normal way: what forward caches for backward
+        if name in _FORWARD_CACHE:
+            raise RuntimeError(f"{type(self).__name__}.backward() was called before forward(): "
+                               "call the module on an input (module(x)) first")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _backward_probed(self, dy):
         dx = self.backward(dy)

@@ -5,10 +5,13 @@ identity. Every backward takes the forward's *input* x (not its output) and retu
 dx = dy * f'(x). Formulas and the values at kinks follow PyTorch; they are listed in
 :mod:`fastinit.reference.activations`.
 
-float32 kernels evaluate exp, tanh and erf with fastinit's own branch-free polynomials (a few
-ulp; they vectorise, libm calls do not); float64 kernels call libm. ``out=`` (a writable,
+float32 kernels evaluate exp and tanh with fastinit's own branch-free polynomials (a few ulp;
+they vectorise, libm calls do not), and gelu's normal CDF through a fitted erfc (exact gelu
+within 2.2e-6 relative of float64 on [-10, 10], 9 ulp on [-4, 4], the sign always right);
+float64 kernels call libm (erfc for gelu). ``out=`` (a writable,
 C-contiguous array of x's shape and dtype; may be ``x`` itself) receives the result instead of
-a fresh array.
+a fresh array; an ``out`` that overlaps an input other than exactly gets the result computed
+from a copy of that input.
 """
 import numpy as np
 
@@ -25,8 +28,24 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _plain(a):
-    """A C-contiguous float32/float64 ndarray (the common case, tested cheaply)."""
-    return type(a) is np.ndarray and (a.dtype is _F32 or a.dtype is _F64) and a.flags.c_contiguous
+    """A C-contiguous, aligned, writable float32/float64 ndarray (the common case, tested
+    cheaply: carray is C-contiguous, aligned and writable in one flag; a read-only x takes the
+    full checks)."""
+    return type(a) is np.ndarray and (a.dtype is _F32 or a.dtype is _F64) and a.flags.carray
+
+
+def _unaliased(a, out):
+    """``a``, or a copy of it when it overlaps ``out`` other than exactly: the kernels read
+    element i before they write element i, so out=x is safe, but out shifted against x would
+    read elements already written (a and out are C-contiguous of one shape and dtype, so the
+    same start address means the same memory). Two distinct arrays that own their data never
+    overlap: that common case skips numpy's test."""
+    if a is out or (a.base is None and out.base is None):
+        return a
+    if (np.may_share_memory(a, out)
+            and a.__array_interface__["data"][0] != out.__array_interface__["data"][0]):
+        return a.copy()
+    return a
 
 
 def _forward(name, x, out, backend, *args):
@@ -39,6 +58,7 @@ def _forward(name, x, out, backend, *args):
         y = _alloc.empty(x.shape, x.dtype)
     else:
         y = _validate.out_array(out, "out", x.shape, x.dtype)
+        xc = _unaliased(xc, y)
     if x.size:
         fn, _ = backends.kernel("activations", name, backend)
         fn(y.reshape(-1), xc.reshape(-1), *args)
@@ -59,6 +79,7 @@ def _backward(name, dy, x, out, backend, *args):
         dx = _alloc.empty(x.shape, x.dtype)
     else:
         dx = _validate.out_array(out, "out", x.shape, x.dtype)
+        xc, dyc = _unaliased(xc, dx), _unaliased(dyc, dx)
     if x.size:
         fn, _ = backends.kernel("activations", name, backend)
         fn(dx.reshape(-1), dyc.reshape(-1), xc.reshape(-1), *args)

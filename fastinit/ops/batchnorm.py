@@ -182,6 +182,18 @@ def _output(out, x, shape3):
     return out.reshape(shape3)
 
 
+def _saved_statistic(a, argname, channels):
+    """A (channels,) float array of ``saved`` as the C-contiguous float64 the kernels take."""
+    if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+        raise TypeError(f"{argname} must be a float numpy array (batch_norm makes it float64), "
+                        f"got {type(a).__name__} {getattr(a, 'dtype', '')}")
+    if a.shape != (channels,):
+        raise ValueError(f"saved holds statistics for {a.size} channels in {argname} (shape "
+                         f"{a.shape}) but x has {channels} channels; pass the saved object of "
+                         "this x's forward")
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
 def batch_norm_backward(dy, x, gamma, saved, *, out=None, backend=None):
     """Gradient of :func:`batch_norm`: ``(dx, dgamma, dbeta)`` from ``dy`` and ``saved``.
 
@@ -199,9 +211,8 @@ def batch_norm_backward(dy, x, gamma, saved, *, out=None, backend=None):
         raise TypeError(f"saved must be the BatchNormSaved returned by batch_norm, got "
                         f"{type(saved).__name__}")
     channels = x.shape[1]
-    if saved.mean.shape != (channels,) or saved.invstd.shape != (channels,):
-        raise ValueError(f"saved holds statistics for {saved.mean.shape[0]} channels but x has "
-                         f"{channels}; pass the saved object of this x's forward")
+    mean = _saved_statistic(saved.mean, "saved.mean", channels)
+    invstd = _saved_statistic(saved.invstd, "saved.invstd", channels)
     if gamma is None:
         if saved.has_gamma:
             raise ValueError("gamma is None but the forward had a gamma; pass the same gamma")
@@ -221,7 +232,6 @@ def batch_norm_backward(dy, x, gamma, saved, *, out=None, backend=None):
     if x3.size:
         name = "batch_norm_backward_train" if saved.batch_stats else "batch_norm_backward_eval"
         fn, _ = backends.kernel("batchnorm", name, backend)
-        fn(dx3, dgamma, dbeta, dy3, x3, g, _validate.contiguous(saved.mean),
-           _validate.contiguous(saved.invstd))
+        fn(dx3, dgamma, dbeta, dy3, x3, g, mean, invstd)
     return (dx3.reshape(x.shape) if out is None else out, dgamma if saved.has_gamma else None,
             dbeta if saved.has_beta else None)

@@ -18,6 +18,8 @@ Where this differs from ``torch.nn.utils``
       would overflow (|g| of a few hundred over a million elements) get the right total.
     * The total is the same for any thread count: fixed-size chunks, combined in list order.
     * All arrays must share one dtype (float16, float32 or float64).
+    * clip_grad_norm_ refuses a repeated or overlapping array (ValueError): its elements would
+      be scaled more than once (PyTorch scales them twice, in parallel kernels a race).
 """
 import math
 import numbers
@@ -35,7 +37,7 @@ _NONFINITE = ("propagate", "raise", "skip")
 def _grad_list(grads):
     """(arrays, flats): the caller's arrays and C-contiguous 1-D buffers the kernels work on.
 
-    A flat is a view of its array when the array is C-contiguous, else a copy that
+    A flat is a view of its array when the array is C-contiguous and aligned, else a copy that
     :func:`_write_back` copies back after an in-place kernel.
     """
     if isinstance(grads, np.ndarray):
@@ -48,8 +50,7 @@ def _grad_list(grads):
     dtype = None
     for i, g in enumerate(arrays):
         name = f"grads[{i}]"
-        if not isinstance(g, np.ndarray):
-            raise TypeError(f"{name} must be a numpy.ndarray, got {type(g).__name__}")
+        _validate.plain_ndarray(g, name)
         if g.dtype not in _GRAD_DTYPES:
             raise TypeError(f"{name} must have dtype float16, float32 or float64, got {g.dtype}; "
                             f"convert with {name}.astype(np.float32)")
@@ -60,8 +61,7 @@ def _grad_list(grads):
                             f"must share one dtype: convert with {name}.astype(np.{dtype})")
         if not g.flags.writeable:
             raise ValueError(f"{name} is read-only; clipping works in place: pass writable arrays")
-    flats = [g.reshape(-1) if g.flags.c_contiguous else np.ascontiguousarray(g).reshape(-1)
-             for g in arrays]
+    flats = [_validate.contiguous(g).reshape(-1) for g in arrays]
     return arrays, flats
 
 
@@ -112,6 +112,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, *,
         if error_if_nonfinite and nonfinite != "raise":
             raise ValueError(f"error_if_nonfinite=True contradicts nonfinite={nonfinite!r}; "
                              "pass only one of them")
+    _validate.no_overlap(arrays, "grads")  # the scale pass would scale a shared element twice
     pairs = [(g, f) for g, f in zip(arrays, flats) if f.size]
     if not pairs:
         return 0.0

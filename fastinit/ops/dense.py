@@ -30,8 +30,8 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 def _operand(a, argname, ndims):
     """A float array with ndim in ``ndims`` (checks only; cheap when it passes)."""
-    if not isinstance(a, np.ndarray) or a.dtype not in _FLOATS:
-        _validate.float_array(a, argname)
+    if type(a) is not np.ndarray or a.dtype not in _FLOATS:
+        _validate.float_array(a, argname)  # (subclasses: np.matrix is refused there)
     if a.ndim not in ndims:
         _validate.ndim_in(a, argname, ndims)
     return a
@@ -44,7 +44,10 @@ def _same_dtype(a, aname, ref, refname):
 
 def _layout(a):
     """``a`` when each of its matrices is C- or F-contiguous (the kernels read both layouts,
-    so a transposed operand is not copied), else a C-contiguous copy."""
+    so a transposed operand is not copied), else a C-contiguous copy; a copy too when ``a`` is
+    not aligned to its itemsize (see _validate.contiguous)."""
+    if not a.flags.aligned:
+        return np.array(a, order="C")
     if a.flags.c_contiguous:
         return a
     if a.ndim == 2:
@@ -63,7 +66,8 @@ def _fast_pair(a, b):
 
 
 def _as_operand(a):
-    return a if a.flags.c_contiguous or a.flags.f_contiguous else _layout(a)
+    flags = a.flags
+    return a if (flags.c_contiguous or flags.f_contiguous) and flags.aligned else _layout(a)
 
 
 def matmul(a, b, out=None, backend=None):
@@ -78,7 +82,7 @@ def matmul(a, b, out=None, backend=None):
             out = _alloc.empty(shape, a.dtype)
         else:
             if not (type(out) is np.ndarray and out.dtype is a.dtype and out.shape == shape
-                    and out.flags.c_contiguous and out.flags.writeable):
+                    and out.flags.carray):  # C-contiguous, aligned, writable
                 _validate.out_array(out, "out", shape, a.dtype)
             if np.may_share_memory(out, a) or np.may_share_memory(out, b):
                 return _into(out, matmul(a, b, backend=backend))
@@ -110,7 +114,7 @@ def _matmul_checked(a, b, out, backend):
         if ba != bb and ba != 1 and bb != 1:
             raise ValueError(f"batch sizes of a {a.shape} and b {b.shape} do not match: they must "
                              "be equal, or one of them 1 (or a 2-D operand)")
-        shape = (max(ba, bb), m, n)
+        shape = (bb if ba == 1 else ba, m, n)  # a batch of 1 broadcasts, to 0 too (numpy's rule)
     if out is None:
         out = _alloc.empty(shape, a.dtype)
     else:
@@ -118,6 +122,9 @@ def _matmul_checked(a, b, out, backend):
         if np.may_share_memory(out, a) or np.may_share_memory(out, b):
             return _into(out, _matmul_checked(a, b, None, backend))
     fn, _ = backends.kernel("dense", "matmul", backend)
+    if out.size == 0 or a.shape[-1] == 0:  # an empty batch or product: no kernel call
+        out[...] = 0
+        return out
     a = _layout(a)
     b = _layout(b)
     if out.ndim == 2:
@@ -138,7 +145,7 @@ def linear(x, w, b=None, backend=None):
     """``x @ w.T + b``: x (N, in), w (out, in) (PyTorch's layout), b (out,) or None."""
     if not (_fast_pair(x, w) and x.shape[1] == w.shape[1] and
             (b is None or (type(b) is np.ndarray and b.dtype is x.dtype and b.shape == w.shape[:1]
-                           and b.flags.c_contiguous))):
+                           and b.flags.carray))):
         _operand(x, "x", (2,))
         _operand(w, "w", (2,))
         _same_dtype(w, "w", x, "x")
@@ -169,8 +176,9 @@ def linear_backward(dy, x, w, has_bias=True, backend=None, need=_NEEDS):
     """Gradients of ``y = x @ w.T + b``: ``(dx, dw, db)`` with dx = dy @ w (N, in),
     dw = dy.T @ x (out, in), db = dy.sum(0) (out,), or None when ``has_bias`` is False.
 
-    ``need``: which of "dx", "dw", "db" to compute; the others are returned as None (a first
-    layer needs no dx: skipping it saves a third of the backward's work)."""
+    ``need``: which of "dx", "dw", "db" to compute (one name, or a collection of them); the
+    others are returned as None (a first layer needs no dx: skipping it saves a third of the
+    backward's work)."""
     if not (_fast_pair(dy, x) and _fast_pair(x, w) and dy.shape[0] == x.shape[0]
             and dy.shape[1] == w.shape[0] and x.shape[1] == w.shape[1]
             and (has_bias is True or has_bias is False)):
@@ -184,9 +192,8 @@ def linear_backward(dy, x, w, has_bias=True, backend=None, need=_NEEDS):
         _validate.dims_match(x, "x", 1, w, "w", 1, "in_features of x and w")
         has_bias = _validate.boolean(has_bias, "has_bias")
     if need is not _NEEDS and not _need_checked(need):
-        if isinstance(need, str) or any(n not in _NEEDS for n in need):
-            raise ValueError(f"need must be a collection of {_NEEDS}, got {need!r}")
-        if type(need) is tuple and len(need) <= len(_NEEDS):
+        need = _validate.gradients(need, _NEEDS)
+        if len(need) <= len(_NEEDS):
             _needs_seen.add(need)
     dt = dy.dtype
     dx = _alloc.empty(x.shape, dt) if "dx" in need else None

@@ -31,7 +31,7 @@ def softmax_cross_entropy(logits, labels, *, backend=None):
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},) (one class index per row of logits), "
                          f"got {labels.shape}")
-    lab = np.ascontiguousarray(labels, dtype=np.int64)
+    lab = _validate.contiguous(np.ascontiguousarray(labels, dtype=np.int64))
     if int(lab.view(np.uint64).max()) >= k:  # one pass: a negative label is huge as uint64
         lo, hi = int(labels.min()), int(labels.max())  # the caller's values, not the int64 cast
         bad = lo if lo < 0 else hi

@@ -48,6 +48,9 @@ def _check(arrays, argname, params, writable):
             _validate.writable_array(a, name)
             if not a.flags.c_contiguous:
                 raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
+            if not a.flags.aligned:
+                raise ValueError(f"{name} must be aligned (its data at a multiple of its "
+                                 "itemsize; it is updated in place)")
 
 
 def _check_disjoint(params, grads, velocities):
@@ -58,20 +61,10 @@ def _check_disjoint(params, grads, velocities):
     others = written + [(f"grads[{i}]", g) for i, g in enumerate(grads)]
     for j, (name, a) in enumerate(written):
         for name2, b in others[j + 1:]:
-            if not _disjoint(a, b):
+            if not _validate.disjoint(a, b):
                 raise ValueError(f"{name} and {name2} share memory; every parameter and velocity "
                                  "must be an array of its own (gradients may share with each "
                                  "other)")
-
-
-def _disjoint(a, b):
-    """a and b share no memory: two distinct arrays that own their data never do (the cheap
-    test that settles the usual case: parameters, velocities and fresh gradients)."""
-    if a is b:
-        return False
-    if a.base is None and b.base is None:
-        return True
-    return not np.shares_memory(a, b)
 
 
 def sgd_step_(params, grads, lr, velocities=None, momentum=0.0, weight_decay=0.0, *,
@@ -98,7 +91,7 @@ def sgd_step_(params, grads, lr, velocities=None, momentum=0.0, weight_decay=0.0
     dtype = params[0].dtype if n and type(params[0]) is np.ndarray else None
     fine = dtype in _validate.FLOAT_DTYPES and len(grads) == n and (
         not use_v or len(velocities) == n)
-    if fine:  # the cheap test of everything _check checks, and of overlaps (see _disjoint)
+    if fine:  # the cheap test of everything _check checks, and of overlaps (_check_disjoint)
         nd = np.ndarray
         for p, g, v in zip(params, grads, velocities if use_v else params):
             if not (type(p) is nd and type(g) is nd and type(v) is nd and p.dtype is dtype

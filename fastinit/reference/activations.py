@@ -26,7 +26,13 @@ import numpy as np
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 GELU_C = 0.044715
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def _ncdf(x64):
+    """Phi(x) = erfc(-x / sqrt 2) / 2: accurate in the left tail, where 1 + erf(x / sqrt 2)
+    cancels (at x = -10 it gives 0, not 7.6e-24)."""
+    return 0.5 * _erfc(-x64 / math.sqrt(2.0))
 
 
 def _f64(a):
@@ -92,7 +98,7 @@ def gelu(y, x, approximate):
         if approximate:
             g = 0.5 * x64 * (1.0 + np.tanh(SQRT_2_OVER_PI * (x64 + GELU_C * x64 ** 3)))
         else:
-            g = 0.5 * x64 * (1.0 + _erf(x64 / math.sqrt(2.0)))
+            g = x64 * _ncdf(x64)
     y[...] = np.where(x64 == -np.inf, 0.0, g)
 
 
@@ -106,7 +112,7 @@ def gelu_backward(dx, dy, x, approximate):
             d = 0.5 * (1.0 + np.tanh(u)) + 0.5 * x64 * sech2 * SQRT_2_OVER_PI * (
                 1.0 + 3.0 * GELU_C * x64 * x64)
         else:
-            cdf = 0.5 * (1.0 + _erf(x64 / math.sqrt(2.0)))
+            cdf = _ncdf(x64)
             d = cdf + x64 * INV_SQRT_2PI * np.exp(-0.5 * x64 * x64)
         if approximate:  # x**3 overflowed (|x| > 5.6e102) or x = +-inf: u = +-inf, 0 * inf
             d = np.where(np.isinf(u), (x64 > 0).astype(np.float64), d)
