@@ -29,6 +29,7 @@
 #include <string.h>
 #include "fastinit.h"
 #include "dispatch.h"
+#include "scratch.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -89,21 +90,11 @@ static int fi_cv_thread(void) {
 #endif
 }
 
-/* Scratch: one growing buffer per calling thread, reused (a fresh multi-megabyte buffer costs
- * a page fault per 4 KB on first touch) */
-static _Thread_local void *fi_cv_buf = NULL;
-static _Thread_local size_t fi_cv_buf_size = 0;
-
+/* Scratch: the calling thread's buffer (scratch.h), reused call after call (a fresh
+ * multi-megabyte buffer costs a page fault per 4 KB on first touch); every thread's blocks are
+ * cut from it */
 static void *fi_cv_scratch(size_t bytes) {
-    if (bytes > fi_cv_buf_size) {
-        const size_t size = (bytes + 4095) & ~(size_t)4095;
-        void *p = aligned_alloc(64, size);
-        if (!p) return NULL;
-        free(fi_cv_buf);
-        fi_cv_buf = p;
-        fi_cv_buf_size = size;
-    }
-    return fi_cv_buf;
+    return fi_scratch(FI_SCRATCH_CONV, bytes);
 }
 
 #define FI_BODY "conv2d_isa.h"

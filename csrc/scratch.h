@@ -17,7 +17,8 @@
 enum {
     FI_SCRATCH_GEMM = 0,   /* gemm.c: packed panels of A and B */
     FI_SCRATCH_GEMM_T = 1, /* gemm.c: the transposed result of a narrow product */
-    FI_SCRATCH_SLOTS = 8   /* slots 2..7 free */
+    FI_SCRATCH_CONV = 2,   /* conv2d.c: packed weights and every thread's blocks */
+    FI_SCRATCH_SLOTS = 8   /* slots 3..7 free */
 };
 
 void *fi_scratch(int slot, size_t bytes);

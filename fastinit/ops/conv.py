@@ -210,15 +210,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, backend=None
 
 
 def _need(need, has_bias):
-    if isinstance(need, str):
-        need = (need,)
-    try:
-        items = tuple(need)
-    except TypeError:
-        raise TypeError(f"need must be a subset of {_NEEDS}, got {need!r}") from None
-    for item in items:
-        if not isinstance(item, str) or item not in _NEEDS:
-            raise ValueError(f"need must name gradients among {_NEEDS}, got {need!r}")
+    items = _validate.gradients(need, _NEEDS)
     has_bias = _validate.boolean(has_bias, "has_bias")
     return "dx" in items, "dw" in items, "db" in items and has_bias
 
