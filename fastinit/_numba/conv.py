@@ -623,9 +623,10 @@ def _ws(name, per, dtype):
 def _run_depthwise(out, a, b, bias, geo, plan, pass_):
     g = _geo(geo)
     N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = g
-    if pass_ == 1 and sh == 1 and sw == 1:
+    if pass_ == 1 and sh == 1 and sw == 1 and np.isfinite(b).all():
         # stride 1: dx is the correlation of dy, padded by (R-1)*dh - pt / (S-1)*dw - pl, with
-        # the kernels turned by 180 degrees (a forward pass; see csrc/conv2d.c)
+        # the kernels turned by 180 degrees (a forward pass; see csrc/conv2d.c; not with an
+        # inf or NaN weight, which would meet the padding's zeros)
         g = (N, C, OH, OW, K, R, S, 1, 1, (R - 1) * dh - pt, (S - 1) * dw - pl, dh, dw, G, H, W)
         b, pass_ = np.ascontiguousarray(b[:, :, ::-1, ::-1]), 0
         N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = g
