@@ -10,6 +10,8 @@ dx (col2im), dw as X_g dY_g^T reducing over the pixels. Depthwise layers run wit
 along the vectors instead. Arrays reach the kernels flat (1-D views) with the geometry as a
 tuple; every thread works in its own row of a scratch array.
 """
+import functools
+
 import numba
 import numpy as np
 from numba import prange
@@ -596,8 +598,11 @@ def _dp_weights(acc, per_acc, dy, x, geo, parts, tab, ws):
                                           out + (g * T + t0) * ldk + kb, ldk, min(NR, Kg - kb), 1)
 
 
+@functools.lru_cache(maxsize=256)
 def _dp_taps(g, dtype):
-    """(Hp, Wp, tab): the padded extent and each tap's offset in the padded planes."""
+    """(Hp, Wp, tab): the padded extent and each tap's offset in the padded planes (cached:
+    a training loop repeats the geometry, and on tiny images this NumPy work was half the
+    call)."""
     N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = g
     Hp, Wp = (OH - 1) * sh + (R - 1) * dh + 1, (OW - 1) * sw + (S - 1) * dw + 1
     t = np.arange(C // G * R * S)
