@@ -148,8 +148,9 @@ class _Formatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if ("default" in text or action.default in (None, False, argparse.SUPPRESS)
-                or action.nargs == 0 or not action.option_strings):
+        if ("default" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or action.nargs == 0
+                or not action.option_strings):
             return text
         return text + " (default: %(default)s)"
 
