@@ -222,7 +222,7 @@ def _width(med, low, high):
 
 
 def measure(fns, pairs, budget=20.0, precision=0.03, min_rounds=MIN_ROUNDS, max_rounds=10_000,
-            best_of=3, pause=0.005, min_sample=2e-3, short=2e-4, progress=None):
+            best_of=1, pause=0.005, min_sample=2e-3, short=2e-4, progress=None):
     """Time the callables ``fns`` ({name: fn}) so that the time ratio of every pair in
     ``pairs`` ([(a, b)]: a / b) is known to ``precision`` (the 95% interval within
     +-precision of the median, after at least ``min_rounds`` rounds) or ``budget`` seconds of

@@ -165,27 +165,47 @@ def format_table(result):
     return "\n".join(lines)
 
 
+STYLES = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "v"), ("-", "D"), ("--", "x"),
+          ("-.", "P"), (":", "*")]
+
+
 def plot(result, path):
-    """Loss and test-accuracy curves, one line per init."""
+    """Training loss and test accuracy per epoch, one line per init (each with its own line
+    style and marker, so lines that coincide - zeros and too_large at chance - stay visible)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for r in result["runs"]:
-        ep = np.arange(1, len(r["loss"]) + 1)
-        a.plot(ep, r["loss"], label=r["init"])
-        b.plot(ep, r["test_acc"], label=r["init"])
-    a.set_yscale("log")
-    a.set_xlabel("epoch")
-    a.set_ylabel("training loss")
-    b.set_xlabel("epoch")
-    b.set_ylabel("test accuracy")
-    b.set_ylim(0, 1)
-    b.legend(fontsize=8)
     cfg = result["config"]
-    fig.suptitle(f"{cfg['model'].upper()} on the digits: one network per initialization")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for k, r in enumerate(result["runs"]):
+        ls, mk = STYLES[k % len(STYLES)]
+        ep = np.arange(1, len(r["loss"]) + 1)
+        every = max(len(ep) // 8, 1)   # markers staggered per init: coinciding lines show both
+        style = dict(ls=ls, marker=mk, ms=5, markevery=(k % every, every), lw=1.4,
+                     color=f"C{k % 10}", mfc="none")
+        a.plot(ep, r["loss"], **style)
+        b.plot(ep, 100 * np.asarray(r["test_acc"]), **style,
+               label=f"{r['init']} ({100 * r['test_acc'][-1]:.1f}%)")
+    a.set_yscale("log")
+    a.set_title("training loss (mean cross-entropy of the epoch)", fontsize=10)
+    a.set_ylabel("loss (log scale)")
+    b.set_title("test accuracy after each epoch", fontsize=10)
+    b.set_ylabel("test accuracy (%)")
+    b.set_ylim(0, 100)
+    b.axhline(10, color="0.6", lw=0.8, ls=":")
+    b.text(1, 11, "chance (10 classes)", fontsize=7, color="0.4")
+    for ax in (a, b):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    b.legend(title="init (final test accuracy)", fontsize=8, title_fontsize=8,
+             loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.suptitle(f"{cfg['model'].upper()} on the digits ({cfg['activation']}, SGD lr {cfg['lr']} "
+                 f"momentum {cfg['momentum']}, batch {cfg['batch']}, seed {cfg['seed']}): "
+                 f"one network per initialization", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -210,18 +230,24 @@ def toy(kind="moons", inits=("zeros", "too_large", "he_normal"), epochs=300, lr=
         with np.errstate(all="ignore"):
             hist = fit(net, (x, y, x, y), epochs, len(x), lr, 0.9, seed)
         runs.append(dict(init=init, net=net, accuracy=hist["test_acc"][-1], loss=hist["loss"][-1]))
-    return dict(config=dict(kind=kind, n=n, seed=seed, epochs=epochs), data=(x, y), runs=runs)
+    return dict(config=dict(kind=kind, n=n, seed=seed, epochs=epochs, hidden=tuple(hidden)),
+                data=(x, y), runs=runs)
 
 
 def plot_toy(result, path):
+    """The decision regions of each network over the 2-D plane, with the training points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
 
     x, y = result["data"]
     runs = result["runs"]
-    fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 4), squeeze=False)
+    cfg = result["config"]
+    colors = ["#3b6fb6", "#d1495b"]
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.7), squeeze=False)
     lo, hi = x.min(0) - 0.3, x.max(0) + 0.3
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
     grid = np.c_[gx.ravel(), gy.ravel()].astype(x.dtype)
@@ -229,10 +255,22 @@ def plot_toy(result, path):
         net = r["net"].eval()
         with np.errstate(all="ignore"):
             z = net(grid).argmax(1).reshape(gx.shape)
-        ax.contourf(gx, gy, z, alpha=0.3, cmap="coolwarm")
-        ax.scatter(x[:, 0], x[:, 1], c=y, s=6, cmap="coolwarm")
-        ax.set_title(f"{r['init']}: accuracy {r['accuracy']:.0%}", fontsize=10)
-    fig.tight_layout()
+        ax.contourf(gx, gy, z, levels=[-0.5, 0.5, 1.5], alpha=0.25, cmap=ListedColormap(colors))
+        for c in (0, 1):
+            ax.scatter(x[y == c, 0], x[y == c, 1], s=7, color=colors[c])
+        ax.set_title(f"{r['init']}: training accuracy {r['accuracy']:.0%}", fontsize=10)
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+        ax.set_aspect("equal", adjustable="box")
+    handles = [Line2D([], [], ls="", marker="o", color=colors[c], label=f"class {c}")
+               for c in (0, 1)]
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.25,
+                                 label="shaded: the class the network predicts there"))
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    sizes = "-".join(str(h) for h in (2, *cfg["hidden"], 2))
+    fig.suptitle(f"{cfg['kind']} ({cfg['n']} points, seed {cfg['seed']}): a {sizes} ReLU MLP "
+                 f"after {cfg['epochs']} full-batch epochs, one per initialization", fontsize=11)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
