@@ -284,6 +284,7 @@ def cmd_kernels(args):
         torch_too = False
 
     def progress(rounds, seconds, widest):
+        watch.finish()    # compilation happens in the warm-up, before the first round
         w = "unknown" if widest == float("inf") else f"+-{widest:.0%}"
         status.update(f"timing: round {rounds}, {seconds:.0f} s of at most {args.budget:g} s, "
                       f"widest 95% interval {w} (target +-{args.precision:.0%})")
@@ -291,7 +292,7 @@ def cmd_kernels(args):
     status.line("measuring: 3x3 stacks against one 5x5 and one 7x7, in alternating rounds "
                 f"until every time ratio is known to +-{args.precision:.0%} "
                 f"(at most {args.budget:g} s)")
-    with _compiling(status):
+    with _compiling(status) as watch:
         result = kernels.compare(batch=args.batch, channels=args.channels, size=args.size,
                                  channels_mid=args.channels_mid, relu=args.relu,
                                  backends=args.backend, dtype=np.dtype(args.dtype).type,

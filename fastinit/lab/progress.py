@@ -89,6 +89,7 @@ class CompileWatch(_event.Listener):
         self.seconds = 0.0
         self._depth = 0
         self._first = None
+        self._count0 = 0
         self._current = ""
         self._stop = threading.Event()
         self._ticker = None
@@ -105,6 +106,7 @@ class CompileWatch(_event.Listener):
         if start:
             if self._first is None:
                 self._first = time.monotonic()
+                self._count0 = self.count
                 self.status.line(f"compiling Numba kernels ({self.hint}) ...")
                 if self.status.tty:
                     self._ticker = threading.Thread(target=self._tick, daemon=True)
@@ -118,10 +120,12 @@ class CompileWatch(_event.Listener):
             self._show()
 
     def _show(self):
-        if self._first is None:
+        first = self._first          # the ticker thread may race finish()
+        if first is None:
             return
-        self.seconds = time.monotonic() - self._first
-        self.status.update(f"  compiled {self.count} kernels in {self.seconds:.0f} s "
+        self.seconds = time.monotonic() - first
+        self.status.update(f"  compiled {self.count - self._count0} kernels in "
+                           f"{self.seconds:.0f} s "
                            f"(now: {self._current})")
 
     def _tick(self):
@@ -132,13 +136,21 @@ class CompileWatch(_event.Listener):
         _event.register("numba:compile", self)
         return self
 
-    def __exit__(self, *exc):
-        _event.unregister("numba:compile", self)
+    def finish(self):
+        """Say what was compiled (once; later compilations start a new report)."""
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()
+            self._ticker = None
         if self._first is not None:
             self.seconds = time.monotonic() - self._first
-            self.status.line(f"compiled {self.count} Numba kernels in {self.seconds:.0f} s; "
+            self.status.line(f"compiled {self.count - self._count0} Numba kernels in "
+                             f"{self.seconds:.0f} s; "
                              "later runs load them from Numba's cache")
+            self._first = None
+            self._stop = threading.Event()
+
+    def __exit__(self, *exc):
+        _event.unregister("numba:compile", self)
+        self.finish()
         return False

@@ -1,0 +1,134 @@
+"""Regenerate the README's command outputs and the pictures in docs/ from real runs.
+
+    python docs/generate.py                 # every cheap part: machine, shrink, signal, train,
+                                            # moons, kernels (about a minute once compiled)
+    python docs/generate.py train kernels   # only these parts
+    python docs/generate.py warmup          # also time a cold Numba compile (minutes; it uses
+                                            # a fresh, temporary NUMBA_CACHE_DIR)
+
+Each part runs the `fastinit` command exactly as the README shows it, in a subprocess, and
+writes its output between the README's ``<!-- readme_PART:begin -->`` and
+``<!-- readme_PART:end -->`` markers (pictures go to docs/PART.png). The long benchmarks
+(`benchmarks/`, the README's Performance section) are not run here.
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+README = os.path.join(ROOT, "README.md")
+
+#: part -> the command as the README shows it (``fastinit`` is run as ``python -m fastinit``)
+COMMANDS = {
+    "shrink": "fastinit kernels --shrink 199",
+    "signal": "fastinit signal --plot docs/signal.png",
+    "train": "fastinit train --plot docs/train.png",
+    "moons": "fastinit train --toy moons --plot docs/moons.png",
+    "kernels": "fastinit kernels --plot docs/kernels.png",
+}
+CHEAP = ("machine",) + tuple(COMMANDS)
+PARTS = CHEAP + ("warmup",)
+
+
+def machine():
+    """One line naming the machine the outputs were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import fastinit as fi
+
+    versions = []
+    for dist in ("numpy", "numba", "torch"):
+        try:
+            from importlib.metadata import version
+            versions.append(f"{dist} {version(dist)}")
+        except Exception:
+            pass
+    return (f"{cpu}, {os.cpu_count()} CPUs, {fi.get_num_threads()} threads, "
+            f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, "
+            + ", ".join(versions) + f"; generated {datetime.date.today().isoformat()}")
+
+
+def run(command, env=None):
+    """Run a README command; returns (stdout, seconds)."""
+    argv = [sys.executable, "-m", "fastinit"] + command.split()[1:]
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"`{command}` failed ({proc.returncode}):\n{proc.stderr}")
+    return proc.stdout.rstrip("\n"), seconds, proc.stderr
+
+
+def block(command, out, seconds, note=""):
+    return (f"```\n$ {command}\n{out}\n```\n\n_{note}`{command.split(' --plot')[0]}` took "
+            f"{seconds:.0f} s on the machine above._")
+
+
+def signal_excerpt(out):
+    """The per-network headers, each run's description and summary, and the closing notes."""
+    keep = []
+    for line in out.splitlines():
+        if (re.match(r"^\d+-layer", line) or re.match(r"^\w+: ", line)
+                or line.startswith("  activation std first") or " have the same dead units" in line
+                or line.startswith("act std:")):
+            keep.append(line)
+    return "\n".join(keep)
+
+
+def part(name):
+    if name == "machine":
+        return machine()
+    if name == "warmup":
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            _, cold, _ = run("fastinit warmup", env)
+            _, warm, _ = run("fastinit warmup", env)
+        return (f"`fastinit warmup` on an empty Numba cache: {cold:.0f} s "
+                f"({cold / 60:.1f} min) on the machine above; again with the cache filled: "
+                f"{warm:.0f} s.")
+    command = COMMANDS[name]
+    out, seconds, _ = run(command)
+    if name == "signal":
+        return block(command, signal_excerpt(out), seconds,
+                     "An excerpt (the summary lines; the command prints every layer). ")
+    return block(command, out, seconds)
+
+
+def write(parts):
+    with open(README) as f:
+        text = f.read()
+    for name in parts:
+        begin, end = f"<!-- readme_{name}:begin -->", f"<!-- readme_{name}:end -->"
+        if begin not in text or end not in text:
+            raise SystemExit(f"README.md has no {begin} ... {end} section")
+        print(f"generating {name} ...", file=sys.stderr, flush=True)
+        body = f"{begin}\n{part(name)}\n{end}"
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: body, text, flags=re.S)
+        with open(README, "w") as f:   # after each part, so a failure keeps the others
+            f.write(text)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("parts", nargs="*", metavar="PART", help=f"parts to regenerate (default: {' '.join(CHEAP)}; "
+                                         f"also: warmup)")
+    args = ap.parse_args(argv)
+    unknown = [p for p in args.parts if p not in PARTS]
+    if unknown:
+        ap.error(f"unknown part(s) {unknown}; choose from {' '.join(PARTS)}")
+    write(args.parts or CHEAP)
+
+
+if __name__ == "__main__":
+    main()
