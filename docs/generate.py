@@ -77,12 +77,17 @@ def block(command, out, seconds, note=""):
 
 def signal_excerpt(out):
     """The per-network headers, each run's description and summary, and the closing notes."""
-    keep = []
+    keep, follow = [], False
     for line in out.splitlines():
+        if follow and line.startswith("  ") and line.strip():
+            keep.append(line)          # a wrapped note goes on
+            continue
+        follow = False
         if (re.match(r"^\d+-layer", line) or re.match(r"^\w+: ", line)
                 or line.startswith("  activation std first") or " have the same dead units" in line
                 or line.startswith("act std:")):
             keep.append(line)
+            follow = not line.startswith("  ")
     return "\n".join(keep)
 
 

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import sys
+import textwrap
 import time
 
 LAB_HINT = 'pip install "fastinit[lab]"'
@@ -266,7 +267,8 @@ def cmd_kernels(args):
                   + (f", {args.pool}x{args.pool} max pool" if args.pool > 1 else "")
                   + f": {args.shrink} -> {sz[-1]} in {len(sz) - 1} steps")
             print("  " + kernels.shrink_formula(args.shrink, k, args.stride, args.pool))
-            print("  " + " -> ".join(map(str, sz)))
+            print(textwrap.fill(" -> ".join(map(str, sz)), 100, initial_indent="  ",
+                                subsequent_indent="  ", break_on_hyphens=False))
         return 0
     import fastinit as fi
 

@@ -245,3 +245,18 @@ def test_compile_watch_reports_a_cold_compile():
     with CompileWatch(Status(stream=log2)) as watch:
         fresh(2)                         # already compiled: nothing to say
     assert watch.count == 0 and log2.getvalue() == ""
+
+
+def test_bench_command_reports_ratios_in_words():
+    proc = run("bench", "activations", "--budget", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    row = data["rows"][0]
+    assert row["op"] == "activations" and data["backend"] in row["ratios"]
+    for peer, r in row["ratios"][data["backend"]].items():
+        assert peer in ("numpy", "torch") and set(r) == {"ratio", "low", "high", "words"}
+        assert any(w in r["words"] for w in ("faster", "slower", "no clear difference",
+                                             "not known"))
+    assert row["measurement"]["rounds"] >= 1
+    proc = run("bench", "activations", "--budget", "1")
+    assert proc.returncode == 0 and "against each peer" in proc.stdout

@@ -16,6 +16,7 @@ Defaults show the two classic cases: a 10-layer tanh network with the "standard"
 Xavier's, and a 30-layer ReLU network with Xavier against He's.
 """
 import math
+import textwrap
 
 import numpy as np
 
@@ -197,17 +198,19 @@ def format_table(result):
     what = ("dead = units that are 0 for every input of the batch" if relu_like else
             "saturated = outputs with |tanh| > 0.97" if cfg["activation"] == "tanh" else
             "saturated = outputs below 0.03 or above 0.97")
-    lines.append(f"\nact std: std of each hidden layer's output over the batch; grad std: std of "
-                 f"d loss / d output; predicted: the variance recursion's value; {what}")
+    lines.append("")
+    lines += textwrap.wrap(f"act std: std of each hidden layer's output over the batch; grad std: "
+                           f"std of d loss / d output; predicted: the variance recursion's "
+                           f"value; {what}", 100, subsequent_indent="  ")
     runs = result["runs"]
     for i in range(len(runs)):
         for j in range(i + 1, len(runs)):
             if relu_like and runs[i]["saturated"] == runs[j]["saturated"]:
-                lines.append(
+                lines += textwrap.wrap(
                     f"{runs[i]['init']} and {runs[j]['init']} have the same dead units: from one "
                     f"seed both draw the same numbers, each layer scaled by its own constant "
                     f"(zero biases), and relu(c*z) = c*relu(z) for c > 0, so the same units are "
-                    f"0; only the scale differs")
+                    f"0; only the scale differs", 100, subsequent_indent="  ")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ accuracy per epoch; ``toy()`` trains a small MLP on a 2-D set (moons, circles, s
 draws its decision boundary, as in the deeplearning.ai notes on initialization.
 Same seed, same numbers.
 """
+import textwrap
 import time
 
 import numpy as np
@@ -159,9 +160,10 @@ def format_table(result):
         lines.append(f"{r['init']:15s} {loss:9.4g} {r['train_acc'][-1]:9.1%} "
                      f"{r['test_acc'][-1]:9.1%} {ett:>16s} {r['train_seconds']:6.2f}s"
                      + (f"  (diverged at epoch {len(r['loss'])})" if r["diverged"] else ""))
-    lines.append(f"loss: mean cross-entropy over the last epoch; acc: accuracy after the last "
-                 f"epoch; epochs to {target}: first epoch with test accuracy >= {target}; "
-                 f"time: the SGD steps (compilation excluded)")
+    lines += textwrap.wrap(f"loss: mean cross-entropy over the last epoch; acc: accuracy after "
+                           f"the last epoch; epochs to {target}: first epoch with test accuracy "
+                           f">= {target}; time: the SGD steps of all epochs (compilation "
+                           f"excluded)", 100, subsequent_indent="  ")
     return "\n".join(lines)
 
 
