@@ -46,7 +46,15 @@ def machine():
     except (OSError, StopIteration):
         pass
     import fastinit as fi
+    from fastinit import _c
 
+    try:
+        import llvmlite.binding as llvm
+        cpu += f" (LLVM: {llvm.get_host_cpu_name()})"
+    except Exception:
+        pass
+    if _c.lib is not None:
+        cpu += f", C kernels' vector path {_c.cpu_features()}"
     versions = []
     for dist in ("numpy", "numba", "torch"):
         try:

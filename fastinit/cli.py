@@ -348,11 +348,17 @@ def cmd_train(args):
         with _compiling(status):
             res = train.toy(args.toy, inits=args.inits or ("zeros", "too_large", "he_normal"),
                             seed=args.seed)
+        if args.plot:
+            train.plot_toy(res, args.plot)
+        if args.json:
+            print(json.dumps(dict(config=res["config"], runs=[
+                dict(init=r["init"], training_accuracy=r["accuracy"], loss=r["loss"])
+                for r in res["runs"]])))
+            return 0
         for r in res["runs"]:
             print(f"{args.toy} {r['init']:12s} training accuracy {r['accuracy']:.1%} "
                   f"loss {r['loss']:.4g}")
         if args.plot:
-            train.plot_toy(res, args.plot)
             print(f"decision boundaries written to {args.plot}")
         return 0
     with _compiling(status):
