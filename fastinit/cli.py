@@ -292,7 +292,7 @@ def cmd_kernels(args):
                       f"widest 95% interval {w} (target +-{args.precision:.0%})")
 
     status.line("measuring: 3x3 stacks against one 5x5 and one 7x7, in alternating rounds "
-                f"until every time ratio is known to +-{args.precision:.0%} "
+                f"until the verdict's time ratios are known to +-{args.precision:.0%} "
                 f"(at most {args.budget:g} s)")
     with _compiling(status) as watch:
         result = kernels.compare(batch=args.batch, channels=args.channels, size=args.size,
@@ -436,8 +436,8 @@ def build_parser():
              description="A stack of 3x3 convolutions against one 5x5 or 7x7 with the same "
                          "receptive field: parameters, multiply-adds, activation memory, and "
                          "time on each backend and PyTorch, measured in alternating rounds "
-                         "until every time ratio's 95% interval is tight or the time budget "
-                         "runs out.")
+                         "until the verdict's time ratios have tight 95% intervals or the time "
+                         "budget runs out.")
     s.add_argument("--batch", type=positive_int, default=8, metavar="N", help="images per batch")
     s.add_argument("--channels", type=positive_int, default=64, metavar="C",
                    help="input and output channels")
@@ -455,8 +455,8 @@ def build_parser():
     s.add_argument("--budget", type=positive_float, default=20.0, metavar="SECONDS",
                    help="stop timing after this long even if an interval is still wide")
     s.add_argument("--precision", type=percent, default=0.03, metavar="PERCENT",
-                   help="stop timing once every ratio's 95%% interval is within +-PERCENT "
-                        "(default: 3)")
+                   help="stop timing once the verdict's ratios have 95%% intervals within "
+                        "+-PERCENT (default: 3)")
     s.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
     s.add_argument("--plot", type=plot_path, metavar="FILE.png",
                    help="also draw the comparison into this image (default: no plot)")
@@ -532,7 +532,7 @@ def build_parser():
     s.add_argument("--budget", type=positive_float, default=5.0, metavar="SECONDS",
                    help="time budget per op")
     s.add_argument("--precision", type=percent, default=0.03, metavar="PERCENT",
-                   help="stop an op once every ratio's 95%% interval is within +-PERCENT "
+                   help="stop an op once the default backend's ratios have 95%% intervals within +-PERCENT "
                         "(default: 3)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -105,7 +105,7 @@ def test_measure_stops_at_the_budget_and_says_so(clock):
            "b": clock.work("b", 0.02)}
     m = timing.measure(fns, [("a", "b")], budget=3.0, best_of=1, precision=0.03)
     assert not m.converged and m.rounds > timing.MIN_ROUNDS and 3.0 <= m.seconds < 3.2
-    assert any("unstable" in w for w in m.warnings)
+    assert any("precision not reached" in w for w in m.warnings)
     med, lo, hi = m.ratios[("a", "b")]
     assert lo < 1 < hi and timing.in_words(med, lo, hi).startswith("no clear difference")
 
@@ -159,3 +159,13 @@ def test_cpu_watch_measures_a_share():
 def test_json_safe():
     assert timing.json_safe({"a": [1.0, math.inf], "b": (math.nan,)}) == {"a": [1.0, None],
                                                                            "b": [None]}
+
+
+def test_only_the_deciding_pairs_decide(clock):
+    fns = {"a": clock.work("a", 0.01), "b": clock.work("b", 0.02),
+           "c": clock.work("c", lambda k: 0.01 if (k // 3) % 2 else 0.04)}
+    m = timing.measure(fns, [("a", "b"), ("c", "b")], budget=100, best_of=1,
+                       decide=[("a", "b")])
+    assert m.converged and m.rounds == timing.MIN_ROUNDS and m.warnings == []
+    with pytest.raises(ValueError, match="subset"):
+        timing.measure(fns, [("a", "b")], decide=[("c", "b")])

@@ -202,7 +202,8 @@ def run(ops=OPS, budget=5.0, precision=0.03, backend=None, progress=None):
 
         if progress:
             progress(f"{label}: warming up")
-        m = timing.measure(libs, pairs, budget=budget, precision=precision, progress=show)
+        m = timing.measure(libs, pairs, budget=budget, precision=precision, progress=show,
+                           decide=[(backend, p) for p in peers])
         ratios = {}
         for be in fast:
             ratios[be] = {}

@@ -212,8 +212,8 @@ def compare(batch=8, channels=64, size=56, channels_mid=None, relu=False, backen
     ``backends``: fastinit backends to time (default: every available one but the NumPy
     reference, which is the oracle, not a contender). Timing follows
     :func:`fastinit.lab.timing.measure`: alternating rounds, each pair (3x3 stack, big kernel)
-    on the same library and pass timed back to back, until every time ratio's 95% interval is
-    within ``precision`` or ``budget`` seconds have passed. ``progress(round, seconds, widest)``
+    on the same library and pass timed back to back, until the verdict backend's time ratios
+    have 95% intervals within ``precision`` or ``budget`` seconds have passed. ``progress(round, seconds, widest)``
     is called after each round. ``verdict_backend``: the backend the verdict speaks for
     (default: the first of ``backends`` that fastinit would pick by itself, else the first).
     """
@@ -261,7 +261,11 @@ def compare(batch=8, channels=64, size=56, channels_mid=None, relu=False, backen
     couples = ((records[1], records[0]), (records[3], records[2]))   # (stack, big)
     wanted = [((lib, s["name"], ph), (lib, b["name"], ph))
               for s, b in couples for lib in libs for ph in PHASES]
-    m = timing.measure(fns, wanted, budget=budget, precision=precision, progress=progress)
+    # the verdict's backend decides when the intervals are tight enough; the other libraries
+    # are timed in the same rounds and shown with the intervals they reach
+    deciding = [p for p in wanted if p[0][0] == verdict_backend]
+    m = timing.measure(fns, wanted, budget=budget, precision=precision, progress=progress,
+                       decide=deciding)
     for rec in records:
         rec["time"] = {lib: {f"{ph}_s": m.median((lib, rec["name"], ph)) for ph in PHASES}
                        for lib in libs}
