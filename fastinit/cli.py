@@ -532,8 +532,8 @@ def build_parser():
     s.add_argument("--budget", type=positive_float, default=5.0, metavar="SECONDS",
                    help="time budget per op")
     s.add_argument("--precision", type=percent, default=0.03, metavar="PERCENT",
-                   help="stop an op once the default backend's ratios have 95%% intervals within +-PERCENT "
-                        "(default: 3)")
+                   help="stop an op once the default backend's ratios have 95%% intervals "
+                        "within +-PERCENT (default: 3)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(func=cmd_bench)
