@@ -134,8 +134,8 @@ def write(parts):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("parts", nargs="*", metavar="PART", help=f"parts to regenerate (default: {' '.join(CHEAP)}; "
-                                         f"also: warmup)")
+    ap.add_argument("parts", nargs="*", metavar="PART",
+                    help=f"parts to regenerate (default: {' '.join(CHEAP)}; also: warmup)")
     args = ap.parse_args(argv)
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:

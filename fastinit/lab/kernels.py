@@ -128,7 +128,8 @@ def shrink_formula(size, kernel, stride=1, pool=1):
     if stride == 1 and pool == 1:
         exact = (size - 1) % (kernel - 1) == 0 if kernel > 1 else False
         return (f"out = H - (k - 1) per step; steps to 1x1 = (H - 1)/(k - 1) = "
-                f"({size} - 1)/{kernel - 1}" + ("" if exact else " (not an integer: stops above 1)"))
+                f"({size} - 1)/{kernel - 1}"
+                + ("" if exact else " (not an integer: stops above 1)"))
     return (f"out = floor((H - k)/s) + 1 = floor((H - {kernel})/{stride}) + 1"
             + (f", then floor(out/{pool}) for the {pool}x{pool} pool" if pool > 1 else ""))
 
@@ -213,9 +214,10 @@ def compare(batch=8, channels=64, size=56, channels_mid=None, relu=False, backen
     reference, which is the oracle, not a contender). Timing follows
     :func:`fastinit.lab.timing.measure`: alternating rounds, each pair (3x3 stack, big kernel)
     on the same library and pass timed back to back, until the verdict backend's time ratios
-    have 95% intervals within ``precision`` or ``budget`` seconds have passed. ``progress(round, seconds, widest)``
-    is called after each round. ``verdict_backend``: the backend the verdict speaks for
-    (default: the first of ``backends`` that fastinit would pick by itself, else the first).
+    have 95% intervals within ``precision`` or ``budget`` seconds have passed.
+    ``progress(round, seconds, widest)`` is called after each round. ``verdict_backend``: the
+    backend the verdict speaks for (default: fastinit's default backend when it is among
+    ``backends``, else the first of them).
     """
     import fastinit as fi
 
@@ -414,7 +416,8 @@ def plot(result, path):
     recs = result["records"]
     cfg = result["config"]
     libs = result["libraries"]
-    groups = [f"{recs[1]['name']}\nvs {recs[0]['name']}", f"{recs[3]['name']}\nvs {recs[2]['name']}"]
+    groups = [f"{recs[1]['name']}\nvs {recs[0]['name']}",
+              f"{recs[3]['name']}\nvs {recs[2]['name']}"]
     fig, axes = plt.subplots(2, 3, figsize=(12, 7.2))
     x = np.arange(2)
     wd = 0.36

@@ -9,14 +9,15 @@ meaningful between times taken close together. The method:
    sample (the sample is their mean), since a microsecond call cannot be timed alone.
 2. **Alternating rounds.** Each round times every pair (a, b) whose ratio is wanted, the two
    right after each other, in an order that rotates from round to round, so neither side always
-   runs first and a drift in the machine's speed hits both alike. A side's sample is the best
-   of a few back-to-back timings: another process can only add time, never take it away. ``pause`` seconds of sleep go
-   before each sample of a long call: an OpenMP runtime keeps its threads spinning for a while
-   after a parallel region, and that spinning would slow the next library's call.
+   runs first and a drift in the machine's speed hits both alike. A side's sample may be the
+   best of a few back-to-back timings (``best_of``): another process can only add time, never
+   take it away. ``pause`` seconds of sleep go before each sample of a long call: an OpenMP
+   runtime keeps its threads spinning for a while after a parallel region, and that spinning
+   would slow the next library's call.
 3. **A ratio per round, and its confidence interval.** The ratio a/b is taken within each round;
    its summary is the median over rounds with a distribution-free 95% confidence interval from
    the order statistics (no assumption of normal noise: one stalled round moves nothing).
-4. **Stop when it is known.** Rounds go on until every pair's interval lies within
+4. **Stop when it is known.** Rounds go on until every deciding pair's interval lies within
    ``precision`` of its median (after at least ``MIN_ROUNDS``, the fewest whose order
    statistics give a 95% interval) or the time ``budget`` runs out.
 5. **Say when the machine was busy.** Other processes' share of the CPUs during the rounds
@@ -227,7 +228,8 @@ def measure(fns, pairs, budget=20.0, precision=0.03, min_rounds=MIN_ROUNDS, max_
     ``pairs`` ([(a, b)]: a / b) is known to ``precision`` (the 95% interval within
     +-precision of the median, after at least ``min_rounds`` rounds) or ``budget`` seconds of
     rounds have passed (the budget wins: with fewer than :data:`MIN_ROUNDS` rounds the
-    intervals are (0, inf), "not known"). With no pairs, every callable is timed ``min_rounds`` times.
+    intervals are (0, inf), "not known"). With no pairs, every callable is timed
+    ``min_rounds`` times.
     A callable's sample in a round is the best of ``best_of`` timings taken back to back: being
     descheduled only ever adds time, so the least is the one least disturbed by other work.
     ``decide``: the pairs whose intervals decide when to stop (default: all of ``pairs``; the
