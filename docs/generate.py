@@ -105,13 +105,22 @@ def part(name):
     if name == "warmup":
         with tempfile.TemporaryDirectory() as cache:
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            _, _, log = run("fastinit kernels --budget 1 --no-torch --json", env)
+        m = re.search(r"compiled (\d+) Numba kernels in (\d+) s", log)
+        first = (f"the first `fastinit kernels` compiled {m.group(1)} kernels in {m.group(2)} s "
+                 f"before measuring" if m else "the first `fastinit kernels` compiled nothing")
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
             _, cold, _ = run("fastinit warmup", env)
             _, warm, _ = run("fastinit warmup", env)
-        return (f"`fastinit warmup` on an empty Numba cache: {cold:.0f} s "
-                f"({cold / 60:.1f} min) on the machine above; again with the cache filled: "
-                f"{warm:.0f} s.")
+        return (f"On an empty Numba cache, on the machine named below: {first}; `fastinit "
+                f"warmup` took {cold:.0f} s ({cold / 60:.1f} min), and {warm:.0f} s again with "
+                f"the cache filled.")
     command = COMMANDS[name]
-    out, seconds, _ = run(command)
+    out, seconds, log = run(command)
+    for line in log.splitlines():     # say when a part compiled or met a busy machine
+        if line.startswith(("compiled ", "note:")):
+            print(f"  {name}: {line}", file=sys.stderr)
     if name == "signal":
         return block(command, signal_excerpt(out), seconds,
                      "An excerpt (the summary lines; the command prints every layer). ")
