@@ -411,6 +411,7 @@ def plot(result, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     from matplotlib.patches import Patch
 
     recs = result["records"]
@@ -449,22 +450,40 @@ def plot(result, path):
         ax.set_title(title + " (median)", fontsize=10)
         ax.set_ylabel("ms", fontsize=9)
     ax = axes[1, 2]
-    labels, vals, los, his = [], [], [], []
+    labels, vals, los, his, colors = [], [], [], [], []
     for p in result["pairs"]:
         for lib in libs:
             for ph, short in (("forward", "fwd"), ("forward_backward", "f+b")):
                 t = p["time_ratio"][lib][ph]
+                # an unknown bound (0 or inf: too few rounds) is drawn as a factor of 2
+                lo = t["low"] if t["low"] > 0 else t["ratio"] / 2
                 hi = t["high"] if math.isfinite(t["high"]) else 2 * t["ratio"]
-                labels.append(f"{p['big'].split()[-1]} {_lib_label(lib)} {short}")
+                labels.append(f"{p['stack']} / {p['big'].split()[-1]}, {_lib_label(lib)}, "
+                              f"{short}")
                 vals.append(t["ratio"])
-                los.append(t["ratio"] - t["low"])
+                los.append(t["ratio"] - lo)
                 his.append(hi - t["ratio"])
+                colors.append(STACK_COLOR if lib == result["verdict_backend"] else "0.55")
     y = np.arange(len(vals))[::-1]
-    ax.errorbar(vals, y, xerr=[los, his], fmt="o", color=STACK_COLOR, ms=4, capsize=2)
+    for yi, v, lo, hi, c in zip(y, vals, los, his, colors):
+        ax.errorbar([v], [yi], xerr=[[lo], [hi]], fmt="o", color=c, ms=4, capsize=2)
     ax.axvline(1.0, color="0.4", lw=1, ls="--")
+    ax.set_xscale("log")   # 2x faster and 2x slower lie equally far from 1
+    lows = [v - d for v, d in zip(vals, los)]
+    highs = [v + d for v, d in zip(vals, his)]
+    ax.set_xlim(min(min(lows) / 1.2, 0.4), max(max(highs) * 1.2, 2.5))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_yticks(y, labels, fontsize=7)
+    for tick, c in zip(ax.get_yticklabels(), colors):
+        tick.set_color("black" if c == STACK_COLOR else "0.4")
     ax.set_xlabel("3x3 stack time / big kernel time\n(left of 1: the stack is faster)", fontsize=9)
-    ax.set_title("time ratio, 95% interval", fontsize=10)
+    ax.set_title(f"time ratio, 95% interval (verdict: {result['verdict_backend']})",
+                 fontsize=10)
+    if result["measurement"].get("busy"):
+        share = result["measurement"].get("others_cpu_share") or 0
+        fig.text(0.5, 0.935, f"the machine was busy while timing (other processes used "
+                             f"{share:.0%} of the CPUs): the times describe a loaded machine",
+                 ha="center", color="#b22222", fontsize=9)
     fig.legend(handles=[Patch(color=BIG_COLOR, label="one big kernel (5x5 or 7x7)"),
                         Patch(color=STACK_COLOR, label="stack of 3x3 (same receptive field)")],
                loc="lower center", ncol=2, fontsize=9, frameon=False)
@@ -473,7 +492,7 @@ def plot(result, path):
     fig.suptitle(f"3x3 stacks vs one large kernel: N={cfg['batch']} C={cfg['channels']} "
                  f"{cfg['size']}x{cfg['size']} {cfg['dtype']}{mid}"
                  + (", ReLU between" if cfg["relu"] else ""), fontsize=11)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95 if result["measurement"].get("busy") else 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
