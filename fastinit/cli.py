@@ -160,18 +160,15 @@ def _missing(*modules):
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
-class _Checks:
-    """What a command needs before it starts: optional packages and their install hint."""
+PACKAGES = {"matplotlib": "matplotlib", "sklearn": "scikit-learn", "torch": "torch"}
 
-    PACKAGES = {"matplotlib": "matplotlib", "sklearn": "scikit-learn", "torch": "torch"}
 
-    @classmethod
-    def require(cls, parser, why, *modules):
-        missing = _missing(*modules)
-        if missing:
-            names = " ".join(cls.PACKAGES.get(m, m) for m in missing)
-            parser.error(f"{why} needs {' and '.join(cls.PACKAGES.get(m, m) for m in missing)}, "
-                         f"which is not installed: {LAB_HINT} (or pip install {names})")
+def _require(parser, why, *modules):
+    """A usage error naming what is missing and how to install it, before any work."""
+    missing = [PACKAGES.get(m, m) for m in _missing(*modules)]
+    if missing:
+        parser.error(f"{why} needs {' and '.join(missing)}, which is not installed: "
+                     f"{LAB_HINT} (or pip install {' '.join(missing)})")
 
 
 def _status(args):
@@ -544,16 +541,18 @@ def _check_before_work(args):
     """Optional packages a command needs, checked before it starts."""
     parser = args.parser
     if getattr(args, "plot", None):
-        _Checks.require(parser, f"fastinit {args.command} --plot", "matplotlib")
+        _require(parser, f"fastinit {args.command} --plot", "matplotlib")
     if args.command == "signal" or (args.command == "train" and not args.toy):
-        _Checks.require(parser, f"fastinit {args.command} (scikit-learn's digits)", "sklearn")
+        _require(parser, f"fastinit {args.command} (scikit-learn's digits)", "sklearn")
 
 
 def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         _check_before_work(args)
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()   # inside the try: a closed pipe surfaces here, not at exit
+        return code
     except KeyboardInterrupt:
         print("\nfastinit: interrupted", file=sys.stderr)
         return 130

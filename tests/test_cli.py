@@ -165,8 +165,9 @@ def test_every_option_has_help_with_its_default():
 
 
 def test_closed_pipe_ends_quietly():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user has it
     for argv in (["info"], ["kernels", "--shrink", "199"]):
-        proc = subprocess.Popen([sys.executable, "-m", "fastinit", *argv],
+        proc = subprocess.Popen([sys.executable, "-m", "fastinit", *argv], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         proc.stdout.close()              # the reader is gone before the first line
         err = proc.stderr.read().decode()
