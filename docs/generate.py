@@ -128,14 +128,17 @@ def part(name):
 
 
 def write(parts):
-    with open(README) as f:
-        text = f.read()
     for name in parts:
         begin, end = f"<!-- readme_{name}:begin -->", f"<!-- readme_{name}:end -->"
-        if begin not in text or end not in text:
-            raise SystemExit(f"README.md has no {begin} ... {end} section")
+        with open(README) as f:
+            if begin not in f.read():
+                raise SystemExit(f"README.md has no {begin} ... {end} section")
         print(f"generating {name} ...", file=sys.stderr, flush=True)
         body = f"{begin}\n{part(name)}\n{end}"
+        with open(README) as f:        # read again: the README may have changed meanwhile
+            text = f.read()
+        if end not in text:
+            raise SystemExit(f"README.md has no {end} marker")
         text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: body, text, flags=re.S)
         with open(README, "w") as f:   # after each part, so a failure keeps the others
             f.write(text)
