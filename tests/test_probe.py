@@ -57,7 +57,7 @@ def test_table_by_step_and_backward():
     crit = nn.SoftmaxCrossEntropy()
     x, y = np.ones((5, 8), np.float32), np.arange(5) % 4
     for _ in range(2):
-        loss = crit(net(x), y)
+        crit(net(x), y)
         net.backward(crit.backward())
         probe.next_step()
     assert [layer for layer, _ in probe.table(step=0)] == ["0:Linear", "1:ReLU", "2:Linear",
