@@ -2,6 +2,7 @@
 measure()'s stopping rules, busy warning and alternation - on a fake clock, so nothing here
 depends on how fast or how loaded this machine is."""
 import math
+import os
 
 import pytest
 
@@ -154,6 +155,41 @@ def test_cpu_watch_measures_a_share():
     sum(i * i for i in range(200_000))
     share = w.stop()
     assert share is None or 0.0 <= share <= 1.0
+
+
+def _stat(pid, comm, ticks, nice, policy):
+    """A /proc/PID/stat line: utime = ticks, stime = cutime = cstime = 0."""
+    fields = ["S"] + ["0"] * 40                 # fields 3..43
+    fields[14 - 3] = str(ticks)
+    fields[19 - 3] = str(nice)
+    fields[41 - 3] = str(policy)
+    return f"{pid} ({comm}) " + " ".join(fields) + "\n"
+
+
+def test_cpu_watch_counts_only_competing_processes(tmp_path, monkeypatch):
+    hz = os.sysconf("SC_CLK_TCK")
+    procs = {101: ("build job", 0, 0), 102: ("idle job", 0, 5), 103: ("nice 19", 19, 0),
+             104: ("batch", 2, 3)}
+
+    def write(ticks):
+        for pid, (comm, nice, policy) in procs.items():
+            d = tmp_path / str(pid)
+            d.mkdir(exist_ok=True)
+            (d / "stat").write_text(_stat(pid, comm, ticks[pid], nice, policy))
+
+    monkeypatch.setattr(timing.CpuWatch, "PROC", str(tmp_path))
+    monkeypatch.setattr(timing.os, "getpriority", lambda *a: 0, raising=False)
+    monkeypatch.setattr(timing.os, "cpu_count", lambda: 2)
+    clock = FakeClock()
+    monkeypatch.setattr(timing, "time", clock)
+    write({101: 0, 102: 0, 103: 0, 104: 0})
+    w = timing.CpuWatch().start()
+    clock.t += 10.0                                   # 10 s of wall time, 20 CPU-seconds
+    write({101: 5 * hz, 102: 10 * hz, 103: 10 * hz, 104: 3 * hz})
+    (tmp_path / "105").mkdir()                        # started during the window
+    (tmp_path / "105" / "stat").write_text(_stat(105, "new (x)", 2 * hz, 0, 0))
+    # counted: the build job (5 s), the batch job at nice 2 (3 s) and the new one (2 s)
+    assert w.stop() == pytest.approx(10 / 20)
 
 
 def test_json_safe():

@@ -20,8 +20,9 @@ meaningful between times taken close together. The method:
 4. **Stop when it is known.** Rounds go on until every deciding pair's interval lies within
    ``precision`` of its median (after at least ``MIN_ROUNDS``, the fewest whose order
    statistics give a 95% interval) or the time ``budget`` runs out.
-5. **Say when the machine was busy.** Other processes' share of the CPUs during the rounds
-   (from ``/proc/stat``, minus this process's own time) above :data:`BUSY_SHARE` marks the
+5. **Say when the machine was busy.** The share of the CPUs that other processes competing
+   with this one used during the rounds (from ``/proc``; background work niced far below us
+   does not count, see :class:`CpuWatch`) above :data:`BUSY_SHARE` marks the
    measurement ``busy``: kernels that use every core lose their threads to the other work
    unequally (a parallel kernel waits at each barrier for its slowest thread), so a busy
    machine shifts ratios in ways no interval shows, and a verdict should not be drawn from it.
@@ -144,46 +145,64 @@ def in_words(ratio, low, high, digits=2):
 
 
 class CpuWatch:
-    """Share of the machine's CPU time that *other* processes used between :meth:`start` and
-    :meth:`stop` (Linux ``/proc/stat``; None elsewhere). This process's own threads (ours,
-    Numba's, OpenMP's, PyTorch's) are subtracted, so a busy verdict never blames ourselves."""
+    """Share of the machine's CPU time that other processes *competing* with this one used
+    between :meth:`start` and :meth:`stop`; None where ``/proc`` cannot tell (not Linux).
+
+    Each process's CPU time (its own and its reaped children's) comes from ``/proc/PID/stat``.
+    A process competes unless the scheduler would give it a CPU only when we do not want one:
+    ``SCHED_IDLE`` processes and those niced :data:`COMPETE_NICE` or more above us do not count
+    (a background build at ``nice 19`` barely slows a kernel at ``nice 0``). This process is
+    left out, so a busy verdict never blames ourselves."""
+
+    #: Processes this much nicer than us get a third of our CPU weight or less: they do not count.
+    COMPETE_NICE = 5
+    PROC = "/proc"
 
     def __init__(self):
         self.share = None
         self._start = None
-
-    @staticmethod
-    def _busy_seconds():
         try:
-            with open("/proc/stat") as f:
-                fields = f.readline().split()
+            self._nice = os.getpriority(os.PRIO_PROCESS, 0)
+        except (AttributeError, OSError):
+            self._nice = 0
+
+    def _competing(self):
+        """{pid: CPU seconds so far} of the processes that compete with us, or None."""
+        try:
+            names = os.listdir(self.PROC)
         except OSError:
             return None
-        if not fields or fields[0] != "cpu":
-            return None
-        # user nice system idle iowait irq softirq steal (guest is inside user)
-        vals = [int(v) for v in fields[1:9]]
-        busy = vals[0] + vals[1] + vals[2] + vals[5] + vals[6] + vals[7]
-        return busy / os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _own_seconds():
-        t = os.times()
-        return t.user + t.system
+        me, hz, out = os.getpid(), os.sysconf("SC_CLK_TCK"), {}
+        for name in names:
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                with open(os.path.join(self.PROC, name, "stat")) as f:
+                    data = f.read()
+                rest = data[data.rindex(")") + 2:].split()   # field k of stat(5) is rest[k - 3]
+                ticks = sum(int(rest[i]) for i in (11, 12, 13, 14))   # utime stime cutime cstime
+                nice, policy = int(rest[16]), int(rest[38])
+            except (OSError, ValueError, IndexError):
+                continue           # gone meanwhile, or unreadable
+            if policy == 5 or (policy in (0, 3) and nice >= self._nice + self.COMPETE_NICE):
+                continue           # SCHED_IDLE, or niced far below us
+            out[int(name)] = ticks / hz
+        return out or None
 
     def start(self):
-        self._start = (time.perf_counter(), self._busy_seconds(), self._own_seconds())
+        self._start = (time.perf_counter(), self._competing())
         return self
 
     def stop(self):
-        wall0, busy0, own0 = self._start
-        busy1 = self._busy_seconds()
+        wall0, before = self._start
+        after = self._competing()
         wall = time.perf_counter() - wall0
-        if busy0 is None or busy1 is None or wall <= 0:
+        if before is None or after is None or wall <= 0:
             self.share = None
-        else:
-            others = (busy1 - busy0) - (self._own_seconds() - own0)
-            self.share = min(max(others / (wall * (os.cpu_count() or 1)), 0.0), 1.0)
+        else:   # a process new since start() spent all its time in the window
+            used = sum(t - before.get(pid, 0.0) for pid, t in after.items()
+                       if t >= before.get(pid, 0.0))
+            self.share = min(max(used / (wall * (os.cpu_count() or 1)), 0.0), 1.0)
         return self.share
 
 
