@@ -67,20 +67,33 @@ def machine():
             + ", ".join(versions) + f"; generated {datetime.date.today().isoformat()}")
 
 
+LOAD = []   # other processes' share of the CPUs during each run (fastinit.lab.timing.CpuWatch)
+
+
 def run(command, env=None):
-    """Run a README command; returns (stdout, seconds)."""
+    """Run a README command; returns (stdout, seconds, stderr)."""
+    from fastinit.lab.timing import CpuWatch
+
     argv = [sys.executable, "-m", "fastinit"] + command.split()[1:]
+    watch = CpuWatch().start()     # the child is reaped before stop(): it never counts
     t0 = time.perf_counter()
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - t0
+    LOAD.append(watch.stop())
     if proc.returncode != 0:
         raise SystemExit(f"`{command}` failed ({proc.returncode}):\n{proc.stderr}")
     return proc.stdout.rstrip("\n"), seconds, proc.stderr
 
 
+def _load():
+    share = LOAD[-1] if LOAD else None
+    return ("" if share is None else
+            f", while other processes used {share:.0%} of its CPUs")
+
+
 def block(command, out, seconds, note=""):
     return (f"```\n$ {command}\n{out}\n```\n\n_{note}`{command.split(' --plot')[0]}` took "
-            f"{seconds:.0f} s on the machine above._")
+            f"{seconds:.0f} s on the machine named below{_load()}._")
 
 
 def signal_excerpt(out):
@@ -109,13 +122,15 @@ def part(name):
         m = re.search(r"compiled (\d+) Numba kernels in (\d+) s", log)
         first = (f"the first `fastinit kernels` compiled {m.group(1)} kernels in {m.group(2)} s "
                  f"before measuring" if m else "the first `fastinit kernels` compiled nothing")
+        first += _load()
         with tempfile.TemporaryDirectory() as cache:
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)
             _, cold, _ = run("fastinit warmup", env)
+            cold_load = _load()
             _, warm, _ = run("fastinit warmup", env)
         return (f"On an empty Numba cache, on the machine named below: {first}; `fastinit "
-                f"warmup` took {cold:.0f} s ({cold / 60:.1f} min), and {warm:.0f} s again with "
-                f"the cache filled.")
+                f"warmup` took {cold:.0f} s ({cold / 60:.1f} min){cold_load}, and {warm:.0f} s "
+                f"again with the cache filled.")
     command = COMMANDS[name]
     out, seconds, log = run(command)
     for line in log.splitlines():     # say when a part compiled or met a busy machine
