@@ -92,8 +92,9 @@ def _load():
 
 
 def block(command, out, seconds, note=""):
+    took = f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}"
     return (f"```\n$ {command}\n{out}\n```\n\n_{note}`{command.split(' --plot')[0]}` took "
-            f"{seconds:.0f} s on the machine named below{_load()}._")
+            f"{took} s on the machine named below{_load()}._")
 
 
 def signal_excerpt(out):
