@@ -449,7 +449,7 @@ def build_parser():
                         "default backend)")
     s.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="data type")
-    s.add_argument("--budget", type=positive_float, default=20.0, metavar="SECONDS",
+    s.add_argument("--budget", type=positive_float, default=30.0, metavar="SECONDS",
                    help="stop timing after this long even if an interval is still wide")
     s.add_argument("--precision", type=percent, default=0.03, metavar="PERCENT",
                    help="stop timing once the verdict's ratios have 95%% intervals within "

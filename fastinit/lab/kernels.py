@@ -206,7 +206,7 @@ CONVENTION = ("every ratio is the 3x3 stack's value divided by the big kernel's:
 
 
 def compare(batch=8, channels=64, size=56, channels_mid=None, relu=False, backends=None,
-            dtype=np.float32, budget=20.0, precision=0.03, torch_too=True, progress=None, seed=0,
+            dtype=np.float32, budget=30.0, precision=0.03, torch_too=True, progress=None, seed=0,
             verdict_backend=None):
     """Measure the four contenders; returns a dict of records (see ``fastinit kernels --json``).
 
@@ -471,8 +471,14 @@ def plot(result, path):
     ax.set_xscale("log")   # 2x faster and 2x slower lie equally far from 1
     lows = [v - d for v, d in zip(vals, los)]
     highs = [v + d for v, d in zip(vals, his)]
-    ax.set_xlim(min(min(lows) / 1.2, 0.4), max(max(highs) * 1.2, 2.5))
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    lo_x, hi_x = min(min(lows) / 1.2, 0.4), max(max(highs) * 1.2, 2.5)
+    ax.set_xlim(lo_x, hi_x)
+    exps = [e for e in range(-10, 11) if lo_x <= 2.0 ** e <= hi_x]
+    step = max(-(-len(exps) // 5), 1)        # at most ~5 labels, 1 always among them
+    ax.set_xticks([2.0 ** e for e in exps if e % step == 0])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _: f"{v:g}" if v >= 1 else f"1/{1 / v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_yticks(y, labels, fontsize=7)
     for tick, c in zip(ax.get_yticklabels(), colors):
         tick.set_color("black" if c == STACK_COLOR else "0.4")
