@@ -15,8 +15,6 @@ import torch.nn.functional as F
 
 import fastinit as fi
 from fastinit import _c
-from fastinit._ckernels import conv3x3 as c_wino
-from fastinit._numba import conv3x3 as wino_rule
 from fastinit.ops import conv as conv_ops
 
 SEED = 20241125
@@ -114,18 +112,11 @@ def make(cfg, dtype, seed=0):
 
 
 def is_winograd(cfg, backend, kind="forward"):
+    """Whether the planner sends this pass (forward, "data" or "weights") to Winograd."""
     x_shape, w_shape, stride, padding, dilation, groups = cfg
-    geo = conv_ops._geometry(x_shape, w_shape, stride, padding, dilation, groups)
-    least = wino_rule.MIN_CHANNELS if backend == "c" else None   # None: the Numba rule
-    sizes = c_wino.KERNELS if backend == "c" else None   # the C backend adds 7x7
-    if kind == "forward":
-        return wino_rule.applies(x_shape, w_shape, geo.stride, geo.dilation, groups, None, least,
-                                 sizes)
-    if kind == "weights":
-        return wino_rule.applies_weights(x_shape, w_shape, geo.out_shape, geo.stride,
-                                         geo.dilation, groups, None, least)
-    return wino_rule.applies_data(x_shape, w_shape, geo.stride, geo.padding, geo.dilation, groups,
-                                  None, least, sizes)
+    kind = {"forward": "forward", "data": "backward_data", "weights": "backward_weights"}[kind]
+    return conv_ops.plan(x_shape, w_shape, stride, padding, dilation, groups, kind=kind,
+                         backend=backend).path == "winograd"
 
 
 def assert_close(got, want, bound, n, dtype, factor=1.0, what=""):
@@ -280,10 +271,11 @@ def test_plan_says_why_and_ran(fast_backend):
 
 def test_plan_is_backend_neutral():
     """Given the same CPU, thread count and geometry, the planner gives both fast backends the
-    same plan; the one exception it names (Numba has no F(2x2,7x7)) differs."""
+    same plan, Winograd F(2x2,7x7) included."""
     for geo in [((4, 64, 56, 56), (64, 64, 3, 3), 1, 1), ((8, 3, 32, 32), (32, 3, 7, 7), 1, 3),
                 ((8, 256, 14, 14), (512, 256, 3, 3), 2, 1), ((8, 32, 112, 112), (32, 1, 3, 3),
-                                                             1, 1)]:
+                                                             1, 1),
+                ((4, 64, 56, 56), (64, 64, 7, 7), 1, 3)]:
         xs, ws, stride, pad = geo
         g = conv_ops._geometry(xs, ws, stride, pad, 1, ws[0] if ws[1] == 1 else 1)
         for kind in ("forward", "backward_data", "backward_weights"):
@@ -292,8 +284,7 @@ def test_plan_is_backend_neutral():
                 b = conv_ops.make_plan(kind, g, 4, isa, 2, "numba")
                 assert a == b
     g7 = conv_ops._geometry((4, 64, 56, 56), (64, 64, 7, 7), 1, 3, 1, 1)
-    assert conv_ops.make_plan("forward", g7, 4, "avx512", 2, "c").path == "winograd"
-    assert conv_ops.make_plan("forward", g7, 4, "avx512", 2, "numba").path == "implicit"
+    assert conv_ops.make_plan("forward", g7, 4, "avx512", 2, "numba").path == "winograd"
 
 
 @pytest.mark.parametrize("cfg", FIXED[:4] + FIXED[5:8], ids=cid)

@@ -49,8 +49,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["VECTOR_BYTES", "Tile", "make_tile", "make_transpose", "make_lanes", "lanes",
-           "f32_as_u32", "u32_as_f32"]
+__all__ = ["VECTOR_BYTES", "Tile", "make_tile", "make_transpose", "make_lanes",
+           "make_transform", "lanes", "f32_as_u32", "u32_as_f32"]
 
 
 #: Named LLVM CPUs (NUMBA_CPU_NAME without NUMBA_CPU_FEATURES) and their vector bytes.
@@ -566,3 +566,77 @@ def u32_as_f32(typingctx, x):
         return builder.bitcast(args[0], ir.FloatType())
 
     return types.float32(types.uint32), codegen
+
+
+def make_transform(t, vector_bytes=None):
+    """Make a two-sided transform by the constant p x n matrix ``t`` (a Winograd table) over a
+    grid of vectors::
+
+        transform(x, x_off, xr, xc, o, o_off, o_r, o_c)
+        o[o_off + i*o_r + j*o_c : +lanes] = sum_{k,l} t[i, k] X[k, l] t[j, l],  i, j < p,
+        X[k, l] = x[x_off + k*xr + l*xc : +lanes]                              k, l < n
+
+    lane by lane: columns first (t X), then rows, in registers. The entries of ``t`` are
+    constants of the code: zero terms are left out, ones are additions, the others fused
+    multiply-adds (at the element type's precision). Whole vectors only.
+    """
+    t = np.asarray(t, dtype=float)
+    p, n = t.shape
+    vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
+
+    @intrinsic
+    def transform(typingctx, x, x_off, xr, xc, o, o_off, o_r, o_c):
+        if not (isinstance(x, types.Array) and isinstance(o, types.Array)):
+            return None
+        dt = o.dtype
+        if dt not in (types.float32, types.float64) or x.dtype != dt:
+            return None
+        if not all(isinstance(v, types.Integer) for v in (x_off, xr, xc, o_off, o_r, o_c)):
+            return None
+        sig = types.void(x, x_off, xr, xc, o, o_off, o_r, o_c)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            x_v, x_off_v, xr_v, xc_v, o_v, o_off_v, o_r_v, o_c_v = (
+                context.cast(builder, v, ty, types.intp) if isinstance(ty, types.Integer) else v
+                for v, ty in zip(args, tys))
+            elt = context.get_value_type(dt)
+            align = dt.bitwidth // 8
+            width = vbytes // align
+            vecty = ir.VectorType(elt, width)
+            vptr = vecty.as_pointer()
+            i64 = ir.IntType(64)
+            fma = _declare(builder.module, f"llvm.fma.v{width}f{dt.bitwidth}",
+                           ir.FunctionType(vecty, [vecty] * 3))
+            x0 = builder.gep(context.make_array(tys[0])(context, builder, x_v).data, [x_off_v])
+            o0 = builder.gep(context.make_array(tys[4])(context, builder, o_v).data, [o_off_v])
+
+            def at(base, i, j, rs, cs):
+                off = builder.add(builder.mul(rs, ir.Constant(i64, i)),
+                                  builder.mul(cs, ir.Constant(i64, j)))
+                return builder.bitcast(builder.gep(base, [off]), vptr)
+
+            def dot(coefs, vals):
+                s = None
+                for c, v in zip(coefs, vals):
+                    if c == 0:
+                        continue
+                    if c == 1:
+                        s = v if s is None else builder.fadd(s, v)
+                    else:
+                        cv = ir.Constant(vecty, [ir.Constant(elt, float(c))] * width)
+                        s = builder.call(fma, [cv, v, ir.Constant(vecty, None) if s is None
+                                               else s])
+                return ir.Constant(vecty, None) if s is None else s
+
+            X = [[builder.load(at(x0, k, l, xr_v, xc_v), align=align) for l in range(n)]
+                 for k in range(n)]
+            Y = [[dot(t[i], [X[k][l] for k in range(n)]) for l in range(n)] for i in range(p)]
+            for i in range(p):
+                for j in range(p):
+                    builder.store(dot(t[j], Y[i]), at(o0, i, j, o_r_v, o_c_v), align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return transform

@@ -317,8 +317,6 @@ def _winograd(kind, geo, backend):
     if not (R == S and R in WINOGRAD and geo.stride == (1, 1) and geo.dilation == (1, 1)
             and geo.groups == 1 and min(Cg, K) >= WINOGRAD_MIN_CHANNELS):
         return None
-    if R == 7 and backend == "numba":
-        return None   # the Numba backend has no F(2x2,7x7) (yet)
     if kind == "backward_data":
         if geo.padding[0][0] > R - 1 or geo.padding[1][0] > R - 1:
             return None
