@@ -149,8 +149,8 @@ int fi_conv2d_winograd(void *y, const void *x, const void *w, const void *b,
                        const fi_wino_plan *p) {
     const int64_t m = p->r == 3 ? 4 : 2, a = m + p->r - 1, es = p->bits / 8;
     const fi_wn q = fi_wn_make(p, m);
-    const int64_t per = (q.tb * a * a * (q.Cp + q.Kl) + m * m * 16 + a * (m * q.tb + a) * q.Cp
-                         + 64 + 15) & ~(int64_t)15;
+    const int64_t per = (q.tb * a * a * (q.Cp + q.Kl) + 64 * 16 + a * (m * q.tb + a) * q.Cp
+                         + 16 * q.Cp + 64 + 15) & ~(int64_t)15;
     const int64_t usize = (a * a * q.C * q.Kp + 15) & ~(int64_t)15;
     char *ws = fi_wn_scratch((size_t)(usize + per * q.threads) * es);
     if (!ws) return -1;
@@ -164,7 +164,7 @@ int fi_conv2d_winograd_dw(void *dw, void *db, const void *dy, const void *x,
     const int64_t es = p->bits / 8;
     const fi_wn q = fi_wn_make(p, 4);
     const int64_t per = (q.tb * 36 * (q.Cp + q.Kp) + 16 * q.Kp + 6 * (4 * q.tb + 6) * q.Cp
-                         + 64 + 15) & ~(int64_t)15;
+                         + 16 * q.Cp + 64 + 15) & ~(int64_t)15;
     const int64_t per_acc = (36 * q.K * q.Cp + q.Kp + 15) & ~(int64_t)15;
     char *ws = fi_wn_scratch((size_t)((per + per_acc) * q.threads) * es);
     if (!ws) return -1;

@@ -65,9 +65,21 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_filter_)(FI_T *U, const FI_T *w, const fi_wn 
                      U + c * Kp + k0, a * C * Kp, C * Kp);
 }
 
+/* d[kk*d_ld + i] = s[min(i, valid-1)*s_ld + kk] for kk, i < FI_W, zero for kk >= nl: a
+ * transpose (gemm_tile.h) of rows of which only nl values may be read */
+FI_ATTR FI_INLINE void FI_FN(fi_wn_tr_)(const FI_T *s, int64_t s_ld, int64_t valid, int64_t nl,
+                                        FI_T *d, int64_t d_ld)
+{
+    FI_T t[FI_W * FI_W] __attribute__((aligned(64)));
+    for (int64_t i = 0; i < FI_W; i++)
+        FI_VSTORE(t + i * FI_W, FI_VMLOAD(s + (i < valid ? i : valid - 1) * s_ld, nl));
+    FI_CAT(fi_transpose_, FI_SFX)(FI_W, t, FI_W, FI_W, d, d_ld);
+}
+
 /* xb[(i*bw + j)*Cp + c] = x[n, c, y0 + i, x0 + j] for i < a, j < bw, zero outside the image:
  * the a rows under a run of tiles, channels last. Channels C..Cp-1 hold copies or zeros (no
- * product reads them). Whole FI_W x FI_W blocks are transposed in registers. */
+ * product reads them). FI_W x FI_W blocks are transposed in registers; the last block of a
+ * row writes up to FI_W pixels past it (zeros: the band has room, the next row follows). */
 FI_ATTR static void FI_FN(fi_wn_band_)(FI_T *restrict xb, const FI_T *restrict x,
                                        const fi_wn *q, int64_t n, int64_t y0, int64_t x0,
                                        int a, int64_t bw)
@@ -83,17 +95,16 @@ FI_ATTR static void FI_FN(fi_wn_band_)(FI_T *restrict xb, const FI_T *restrict x
             continue;
         }
         FI_FN(fi_wn_zero_)(row, j0 * Cp);
-        FI_FN(fi_wn_zero_)(row + j1 * Cp, (bw - j1) * Cp);
         const FI_T *src = x + (n * C * q->H + iy) * q->W + x0;   /* src[c*HW + j] */
         int64_t j = j0;
         for (; j + FI_W <= j1; j += FI_W)
             for (int64_t c0 = 0; c0 < C; c0 += FI_W)
                 FI_CAT(fi_transpose_, FI_SFX)(FI_W, src + c0 * HW + j, HW, C - c0,
                                               row + j * Cp + c0, Cp);
-        for (; j < j1; j++) {
-            for (int64_t c = 0; c < C; c++) row[j * Cp + c] = src[c * HW + j];
-            FI_FN(fi_wn_zero_)(row + j * Cp + C, Cp - C);
-        }
+        if (j < j1)   /* the last pixels: zeros past them, into the padding and next row */
+            for (int64_t c0 = 0; c0 < C; c0 += FI_W)
+                FI_FN(fi_wn_tr_)(src + c0 * HW + j, HW, C - c0, j1 - j, row + j * Cp + c0, Cp);
+        FI_FN(fi_wn_zero_)(row + j1 * Cp, (bw - j1) * Cp);
     }
 }
 
@@ -129,7 +140,8 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_item_)(FI_T *y, const FI_T *x, const FI_T *U,
     const double *AT = r == 3 ? fi_wn_AT4 : r == 5 ? fi_wn_AT2 : fi_wn_AT2_8;
     const int64_t C = q->C, K = q->K, Kp = q->Kp, npan = Kp / FI_NR, Kl = q->Kl;
     const int64_t vts = a * a * q->Cp, mts = a * a * Kl;
-    FI_T *V = ws, *M = V + q->tb * vts, *o = M + q->tb * mts, *xb = o + m * m * FI_W;
+    FI_T *V = ws, *M = V + q->tb * vts, *o = M + q->tb * mts, *o2 = o + 32 * FI_W;
+    FI_T *xb = o2 + 32 * FI_W;
     const int64_t g0 = blk * q->tiles / q->blocks, g1 = (blk + 1) * q->tiles / q->blocks;
     const int64_t kb = part * npan / q->kparts * FI_NR;
     const int64_t ke_ = (part + 1) * npan / q->kparts * FI_NR, ke = ke_ < K ? ke_ : K;
@@ -147,14 +159,18 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_item_)(FI_T *y, const FI_T *x, const FI_T *U,
         const int64_t rows = q->OH - oy < m ? q->OH - oy : m;
         const int64_t cols = q->OW - ox < m ? q->OW - ox : m;
         for (int64_t k0 = kb; k0 < ke; k0 += FI_W) {
+            /* A^T M A pixel-major into o, transposed to channel-major rows of FI_W into o2 */
             FI_FN(fi_wn_2d_)(AT, m, a, M + (g - g0) * mts + k0 - kb, a * Kl, Kl, o, m * FI_W,
                              FI_W);
+            for (int64_t p0 = 0; p0 < m * m; p0 += FI_W)
+                FI_CAT(fi_transpose_, FI_SFX)(FI_W, o + p0 * FI_W, FI_W, m * m - p0, o2 + p0,
+                                              FI_W * ((m * m + FI_W - 1) / FI_W));
             for (int64_t l = 0; l < FI_W && k0 + l < ke; l++) {
-                const FI_T bk = bias ? bias[k0 + l] : 0;
+                const FI_V bk = FI_VSET1(bias ? bias[k0 + l] : 0);
                 FI_T *yk = y + ((n * K + k0 + l) * q->OH + oy) * q->OW + ox;
+                const FI_T *ok = o2 + l * FI_W * ((m * m + FI_W - 1) / FI_W);
                 for (int64_t i = 0; i < rows; i++)
-                    for (int64_t j = 0; j < cols; j++)
-                        yk[i * q->OW + j] = o[(i * m + j) * FI_W + l] + bk;
+                    FI_VMSTORE(yk + i * q->OW, FI_VADD(FI_VLOAD(ok + i * m), bk), cols);
             }
         }
     }

@@ -50,7 +50,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["VECTOR_BYTES", "Tile", "make_tile", "make_transpose", "make_lanes",
-           "make_transform", "lanes", "f32_as_u32", "u32_as_f32"]
+           "make_transform", "make_copy_add", "lanes", "f32_as_u32", "u32_as_f32"]
 
 
 #: Named LLVM CPUs (NUMBA_CPU_NAME without NUMBA_CPU_FEATURES) and their vector bytes.
@@ -640,3 +640,60 @@ def make_transform(t, vector_bytes=None):
         return sig, codegen
 
     return transform
+
+
+def make_copy_add(vector_bytes=None):
+    """Make a masked block copy that adds a scalar::
+
+        copy_add(src, s_off, s_ld, dst, d_off, d_ld, rows, n, value)
+        dst[d_off + i*d_ld + j] = src[s_off + i*s_ld + j] + value,   i < rows, j < n <= lanes
+
+    one masked vector load and store per row (the rows of an output tile and its bias)."""
+    vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
+
+    @intrinsic
+    def copy_add(typingctx, src, s_off, s_ld, dst, d_off, d_ld, rows, n, value):
+        if not (isinstance(src, types.Array) and isinstance(dst, types.Array)):
+            return None
+        dt = dst.dtype
+        if dt not in (types.float32, types.float64) or src.dtype != dt:
+            return None
+        if not all(isinstance(v, types.Integer) for v in (s_off, s_ld, d_off, d_ld, rows, n)):
+            return None
+        if not isinstance(value, (types.Float, types.Integer)):
+            return None
+        sig = types.void(src, s_off, s_ld, dst, d_off, d_ld, rows, n, value)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            src_v, s_off_v, s_ld_v, dst_v, d_off_v, d_ld_v, rows_v, n_v, value_v = (
+                context.cast(builder, v, ty, types.intp) if isinstance(ty, types.Integer) and
+                i != 8 else v for i, (v, ty) in enumerate(zip(args, tys)))
+            value_v = context.cast(builder, args[8], tys[8], dt)
+            elt = context.get_value_type(dt)
+            align = dt.bitwidth // 8
+            width = vbytes // align
+            vecty = ir.VectorType(elt, width)
+            i64 = ir.IntType(64)
+            s0 = builder.gep(context.make_array(tys[0])(context, builder, src_v).data, [s_off_v])
+            d0 = builder.gep(context.make_array(tys[3])(context, builder, dst_v).data, [d_off_v])
+            lane_ids = ir.Constant(ir.VectorType(i64, width), [ir.Constant(i64, j)
+                                                               for j in range(width)])
+            mask = builder.icmp_signed("<", lane_ids, _splat(builder, ir.VectorType(i64, width),
+                                                             n_v))
+            mload = _masked(builder.module, "load", vecty, False)
+            mstore = _masked(builder.module, "store", vecty, True)
+            align32 = ir.Constant(ir.IntType(32), align)
+            add = _splat(builder, vecty, value_v)
+            with cgutils.for_range(builder, rows_v, intp=i64) as loop:
+                sp = builder.bitcast(builder.gep(s0, [builder.mul(loop.index, s_ld_v)]),
+                                     vecty.as_pointer())
+                dp = builder.bitcast(builder.gep(d0, [builder.mul(loop.index, d_ld_v)]),
+                                     vecty.as_pointer())
+                v = builder.call(mload, [sp, align32, mask, ir.Constant(vecty, None)])
+                builder.call(mstore, [builder.fadd(v, add), dp, align32, mask])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return copy_add

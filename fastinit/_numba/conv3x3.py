@@ -20,7 +20,7 @@ import numpy as np
 from numba import prange
 
 from .._config import njit, pjit
-from ._tile import VECTOR_BYTES, make_tile, make_transform, make_transpose
+from ._tile import VECTOR_BYTES, make_copy_add, make_tile, make_transform, make_transpose
 
 #: The points of each algorithm (infinity is the last, implied): F(4x4,3x3), F(2x2,5x5) and
 #: F(3x3,4x4) on 0, +-1, +-2; F(2x2,7x7) adds +-1/2 (the points of F(6x6,3x3)), which keeps its
@@ -85,8 +85,10 @@ def blocking(N, C, K, OH, OW, r, itemsize, vector_bytes, rows, threads, weights=
 # ---- kernels --------------------------------------------------------------------------------
 from .gemm import MR, NVEC, _workspace  # noqa: E402
 
-_GEMM = make_tile(MR, NVEC, "strided", "strided").fn   # rows: tiles (forward) or channels (dw)
+ROWS = 8 if VECTOR_BYTES >= 64 else MR
+_GEMM = make_tile(ROWS, NVEC, "strided", "strided").fn   # rows: tiles (forward) or channels (dw)
 _transpose = make_transpose(nvec=1)
+_copy_add = make_copy_add()
 _P, _P7 = POINTS[3], POINTS[7]
 _BT6, _G3, _AT4 = (make_transform(t) for t in transforms(4, 3, _P))
 _, _G5, _AT2 = (make_transform(t) for t in transforms(2, 5, _P))
@@ -110,10 +112,11 @@ def _band(xb, x, n, geo, y0, x0, a, bw):
             xb[row:row + bw * Cp] = 0
             continue
         xb[row:row + j0 * Cp] = 0
-        xb[row + j1 * Cp:row + bw * Cp] = 0
         src = (n * C * H + iy) * W + x0
+        # whole blocks, and a last one that reads past j1 while x has the values (the pixels
+        # past j1 land in the padding, zeroed below, or in the next row, written after)
         j = j0
-        while j + L <= j1:
+        while j + L <= j1 or (j < j1 and src + (C - 1) * HW + j + L <= x.shape[0]):
             for c0 in range(0, C, L):
                 _transpose(x, src + c0 * HW + j, HW, C - c0, xb, row + j * Cp + c0, Cp)
             j += L
@@ -122,6 +125,7 @@ def _band(xb, x, n, geo, y0, x0, a, bw):
             for c in range(C):
                 xb[d + c] = x[src + c * HW + jj]
             xb[d + C:d + Cp] = 0
+        xb[row + j1 * Cp:row + bw * Cp] = 0
 
 
 @njit
@@ -146,7 +150,7 @@ def _input(V, xb, x, geo, g0, g1, m, a):
 
 
 @njit
-def _item(y, x, U, bias, has_bias, geo, r, blk, part, ws):
+def _item(y, x, U, bias, geo, r, blk, part, ws):
     """One item of the forward: block blk of tiles, part of the output channels: V of its
     tiles, the a*a products M[:, xi] = V[:, xi] @ U[xi] on the register tile, A^T M A of each
     tile and output vector into y with the bias (csrc/winograd_isa.h, fi_wn_item_)."""
@@ -155,22 +159,25 @@ def _item(y, x, U, bias, has_bias, geo, r, blk, part, ws):
     a = m + r - 1
     npan = Kp // (NVEC * L)
     vts, mts = a * a * Cp, a * a * Kl
-    M, o, xb = tb * vts, tb * (vts + mts), tb * (vts + mts) + m * m * L   # offsets in ws
+    M, o = tb * vts, tb * (vts + mts)   # offsets in ws: M, o, o2 (32 L values each), xb
+    o2, xb = o + 32 * L, o + 64 * L
     g0, g1 = blk * tiles // blocks, (blk + 1) * tiles // blocks
     kb = part * npan // kparts * NVEC * L
     ke = min(K, (part + 1) * npan // kparts * NVEC * L)
     nt = g1 - g0
     _input(ws, ws[xb:], x, geo, g0, g1, m, a)
     for xi in range(a * a):
-        for t0 in range(0, nt, MR):
+        for t0 in range(0, nt, ROWS):
             for k0 in range(kb, ke, NVEC * L):
                 _GEMM(C, ws, t0 * vts + xi * Cp, vts, 1, U, xi * C * Kp + k0, Kp, ws,
-                      M + t0 * mts + xi * Kl + k0 - kb, mts, min(MR, nt - t0),
+                      M + t0 * mts + xi * Kl + k0 - kb, mts, min(ROWS, nt - t0),
                       min(NVEC * L, ke - k0), 0)
+    ld2 = -(-m * m // L) * L
     for g in range(g0, g1):
         n, oy, ox = g // T, g % T // TW * m, g % TW * m
         rows, cols = min(m, OH - oy), min(m, OW - ox)
         for k0 in range(kb, ke, L):
+            # A^T M A pixel-major into o, transposed into channel rows (ld2 apart) at o2
             src = M + (g - g0) * mts + k0 - kb
             if r == 3:
                 _AT4(ws, src, a * Kl, Kl, ws, o, m * L, L)
@@ -178,12 +185,11 @@ def _item(y, x, U, bias, has_bias, geo, r, blk, part, ws):
                 _AT2(ws, src, a * Kl, Kl, ws, o, m * L, L)
             else:
                 _AT2_8(ws, src, a * Kl, Kl, ws, o, m * L, L)
+            for p0 in range(0, m * m, L):
+                _transpose(ws, o + p0 * L, L, m * m - p0, ws, o2 + p0, ld2)
             for k in range(k0, min(k0 + L, ke)):
-                bk = bias[k] if has_bias else 0
-                dst = ((n * K + k) * OH + oy) * OW + ox
-                for i in range(rows):
-                    for j in range(cols):
-                        y[dst + i * OW + j] = ws[o + (i * m + j) * L + k - k0] + bk
+                _copy_add(ws, o2 + (k - k0) * ld2, m, y, ((n * K + k) * OH + oy) * OW + ox, OW,
+                          rows, cols, bias[k])
 
 
 @njit
@@ -212,15 +218,14 @@ def _filter(U, w, geo, r, c, k0, transposed, st):
 
 
 @pjit
-def _forward(y, x, w, bias, has_bias, geo, r, U, ws, transposed):
+def _forward(y, x, w, bias, geo, r, U, ws, transposed):
     """y = x (*) w + bias by F(m x m, r x r): the filter transform into U, then the items."""
     N, C, Cp, H, W, K, Kp, Kl, pt, pl, OH, OW, TW, T, tiles, tb, blocks, kparts, L = geo
     nkv = Kp // L
     for i in prange(C * nkv):
         _filter(U, w, geo, r, i // nkv, i % nkv * L, transposed, ws[numba.get_thread_id()])
     for i in prange(blocks * kparts):
-        _item(y, x, U, bias, has_bias, geo, r, i // kparts, i % kparts,
-              ws[numba.get_thread_id()])
+        _item(y, x, U, bias, geo, r, i // kparts, i % kparts, ws[numba.get_thread_id()])
 
 
 @pjit
@@ -254,10 +259,10 @@ def _weights(dw, db, has_db, dy, x, geo, acc, ws):
                         for k in range(K):
                             A[36 * K * Cp + k] += wk[g + p * Kp + k]
             for xi in range(36):
-                for k0 in range(0, K, MR):
+                for k0 in range(0, K, ROWS):
                     for c0 in range(0, C, NVEC * L):
                         _GEMM(g1 - g0, wk, D + xi * Kp + k0, 1, dts, wk, xi * Cp + c0, vts, A,
-                              (xi * K + k0) * Cp + c0, Cp, min(MR, K - k0),
+                              (xi * K + k0) * Cp + c0, Cp, min(ROWS, K - k0),
                               min(NVEC * L, C - c0), 0 if fresh else 1)
             fresh = False
         if fresh:
@@ -291,7 +296,7 @@ def _geo(x_shape, K, out_hw, r, pt, pl, dtype, weights=False):
     OH, OW = out_hw
     L = VECTOR_BYTES // dtype.itemsize
     threads = numba.get_num_threads()
-    tb, kparts = blocking(N, C, K, OH, OW, r, dtype.itemsize, VECTOR_BYTES, MR, threads, weights)
+    tb, kparts = blocking(N, C, K, OH, OW, r, dtype.itemsize, VECTOR_BYTES, ROWS, threads, weights)
     m = 4 if weights else TILE[r]
     a = 6 if weights else m + r - 1
     Cp, Kp = -(-C // L) * L, -(-K // (NVEC * L)) * NVEC * L
@@ -301,11 +306,11 @@ def _geo(x_shape, K, out_hw, r, pt, pl, dtype, weights=False):
     tiles = N * T
     blocks = -(-tiles // tb)
     geo = (N, C, Cp, H, W, K, Kp, Kl, pt, pl, OH, OW, TW, T, tiles, tb, blocks, kparts, L)
-    band = a * (m * tb + a) * Cp
+    band = a * (m * tb + a) * Cp + L * Cp   # a last block writes up to L pixels past it
     if weights:
         per = tb * 36 * (Cp + Kp) + 16 * Kp + band + 64
     else:
-        per = max(tb * a * a * (Cp + Kl) + m * m * L + band, 49 * L) + 64
+        per = max(tb * a * a * (Cp + Kl) + 64 * L + band, 49 * L) + 64
     return geo, per
 
 
@@ -319,8 +324,10 @@ def _run(y, x, w, b, pt, pl, transposed):
     a = 8 if r == 7 else 6
     U = _workspace("wino_u", a * a * geo[1] * geo[6], x.dtype)
     ws = _scratch("wino", numba.config.NUMBA_NUM_THREADS, per, x.dtype)
-    _forward(y.reshape(-1), x.reshape(-1), w.reshape(-1), y.reshape(-1) if b is None else b,
-             b is not None, geo, r, U, ws, transposed)
+    if b is None:
+        b = _workspace("wino_zeros", y.shape[1], x.dtype)[:y.shape[1]]
+        b[:] = 0
+    _forward(y.reshape(-1), x.reshape(-1), w.reshape(-1), b, geo, r, U, ws, transposed)
     return y
 
 
