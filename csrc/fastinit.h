@@ -93,12 +93,14 @@ void fi_conv2d_bias_grad(void *db, const void *dy, const fi_conv_plan *p);
 const char *fi_conv2d_path(void);
 int fi_conv2d_set_path(int path);
 
-/* ---- winograd.c: Winograd F(4x4,3x3), F(2x2,5x5), F(2x2,7x7) and the 3x3 weight gradient ---- */
-/* x (n, c, h, w) zero-padded by pt (top) and pl (left), stride 1. forward: y (n, k, oh, ow) =
- * x (*) w + b, w (k, c, r, r), or, when transposed, (c, k, r, r) used flipped (the dx pass: x is
- * dy, y is dx); b (k,) or NULL; r 3, 5 or 7. weights: y is dw (k, c, 3, 3) from x and dy (n, k,
- * oh, ow) passed as w, and db (k,) unless b is NULL. Blocking: tb tiles per block, the output
- * channels in kparts parts; bits 32 or 64. Return 0, or -1 when scratch memory ran out. */
+/* ---- winograd.c: Winograd F(4x4,3x3), F(2x2,5x5), F(2x2,7x7); F(3x3,4x4) for 3x3 dw ---- */
+/* A stride-1 call: x (n, c, h, w) zero-padded by pt (top) and pl (left), k output channels of
+ * oh x ow, r x r kernels (3, 5 or 7; dw: 3); blocking: tb tiles per block, the output channels
+ * in kparts parts (fastinit/_numba/conv3x3.py, blocking); threads; bits 32 or 64.
+ * fi_conv2d_winograd: y (n, k, oh, ow) = x (*) w + b, w (k, c, r, r), or when transposed
+ * (c, k, r, r) used turned by 180 degrees (the dx pass: x is dy, y is dx); b (k,) or NULL.
+ * fi_conv2d_winograd_dw: dw (k, c, 3, 3) from dy (n, k, oh, ow) and x, and db (k,) unless
+ * NULL. Return 0, or -1 when scratch memory ran out. */
 typedef struct {
     int64_t n, c, h, w, k, r, pt, pl, oh, ow, tb, kparts, transposed, threads, bits;
 } fi_wino_plan;

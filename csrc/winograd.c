@@ -163,9 +163,9 @@ int fi_conv2d_winograd_dw(void *dw, void *db, const void *dy, const void *x,
                           const fi_wino_plan *p) {
     const int64_t es = p->bits / 8;
     const fi_wn q = fi_wn_make(p, 4);
-    const int64_t per = (q.tb * 36 * (q.Cp + q.Kp) + 16 * q.Kp + 6 * (4 * q.tb + 6) * q.Cp
+    const int64_t per = (q.tb * 36 * (q.Cp + q.Kp) + (16 * q.tb + 16) * q.Kp + 6 * (4 * q.tb + 6) * q.Cp
                          + 16 * q.Cp + 64 + 15) & ~(int64_t)15;
-    const int64_t per_acc = (36 * q.K * q.Cp + q.Kp + 15) & ~(int64_t)15;
+    const int64_t per_acc = (36 * (q.K + 12) * q.Cp + q.Kp + 15) & ~(int64_t)15;
     char *ws = fi_wn_scratch((size_t)((per + per_acc) * q.threads) * es);
     if (!ws) return -1;
     char *acc = ws + per * q.threads * es;

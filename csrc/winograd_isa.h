@@ -44,6 +44,25 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_2d_)(const double *T, const int p, const int 
             FI_VSTORE(o + i * os + j * oc, FI_FN(fi_wn_dot_)(T + j * n, n, Y + i * n, 1));
 }
 
+/* c (+)= A B on the register tile, A[r, k] = a[r*a_rs + k*a_ks] for all the tile's rows (those
+ * past mv read and write values no one uses: the buffers have room), so the compiler knows
+ * every row's address; a tail of at most 8 (4) rows takes an 8- (4-) row tile */
+FI_ATTR FI_INLINE void FI_FN(fi_wn_tile_)(int64_t mv, int64_t kc, const FI_T *a, int64_t a_rs,
+                                          int64_t a_ks, const FI_T *b, int64_t bstep, FI_T *c,
+                                          int64_t ldc, int64_t nv, int beta)
+{
+    const int rows = mv > 8 || FI_MR <= 4 ? FI_MR : mv > 4 ? (FI_MR > 8 ? 8 : FI_MR) : 4;
+    if (rows == FI_MR)
+        FI_CAT(fi_tile_bias_, FI_SFX)(FI_MR, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc, a, a_rs,
+                                      a_ks, b, bstep, NULL, c, ldc, FI_MR, nv, beta, NULL);
+    else if (rows == 8)
+        FI_CAT(fi_tile_bias_, FI_SFX)(8, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc, a, a_rs, a_ks,
+                                      b, bstep, NULL, c, ldc, 8, nv, beta, NULL);
+    else
+        FI_CAT(fi_tile_bias_, FI_SFX)(4, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc, a, a_rs, a_ks,
+                                      b, bstep, NULL, c, ldc, 4, nv, beta, NULL);
+}
+
 FI_ATTR FI_INLINE void FI_FN(fi_wn_zero_)(FI_T *d, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) d[i] = 0;
@@ -76,26 +95,26 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_tr_)(const FI_T *s, int64_t s_ld, int64_t val
     FI_CAT(fi_transpose_, FI_SFX)(FI_W, t, FI_W, FI_W, d, d_ld);
 }
 
-/* xb[(i*bw + j)*Cp + c] = x[n, c, y0 + i, x0 + j] for i < a, j < bw, zero outside the image:
- * the a rows under a run of tiles, channels last. Channels C..Cp-1 hold copies or zeros (no
+/* xb[(i*bw + j)*Cp + c] = x[n, c, y0 + i, x0 + j] for i < a, j < bw, x (N, C, H, W), zero
+ * outside the image: the a rows under a run of tiles, channels last. Channels C..Cp-1 hold copies or zeros (no
  * product reads them). FI_W x FI_W blocks are transposed in registers; the last block of a
  * row writes up to FI_W pixels past it (zeros: the band has room, the next row follows). */
-FI_ATTR static void FI_FN(fi_wn_band_)(FI_T *restrict xb, const FI_T *restrict x,
-                                       const fi_wn *q, int64_t n, int64_t y0, int64_t x0,
-                                       int a, int64_t bw)
+FI_ATTR static void FI_FN(fi_wn_band_)(FI_T *restrict xb, const FI_T *restrict x, int64_t C,
+                                       int64_t Cp, int64_t H, int64_t W, int64_t n,
+                                       int64_t y0, int64_t x0, int a, int64_t bw)
 {
-    const int64_t C = q->C, Cp = q->Cp, HW = q->H * q->W;
+    const int64_t HW = H * W;
     const int64_t j0 = x0 < 0 ? (-x0 < bw ? -x0 : bw) : 0;
-    const int64_t j1 = q->W - x0 < bw ? (q->W - x0 > j0 ? q->W - x0 : j0) : bw;
+    const int64_t j1 = W - x0 < bw ? (W - x0 > j0 ? W - x0 : j0) : bw;
     for (int i = 0; i < a; i++) {
         FI_T *row = xb + i * bw * Cp;
         const int64_t iy = y0 + i;
-        if (iy < 0 || iy >= q->H) {
+        if (iy < 0 || iy >= H) {
             FI_FN(fi_wn_zero_)(row, bw * Cp);
             continue;
         }
         FI_FN(fi_wn_zero_)(row, j0 * Cp);
-        const FI_T *src = x + (n * C * q->H + iy) * q->W + x0;   /* src[c*HW + j] */
+        const FI_T *src = x + (n * C * H + iy) * W + x0;   /* src[c*HW + j] */
         int64_t j = j0;
         for (; j + FI_W <= j1; j += FI_W)
             for (int64_t c0 = 0; c0 < C; c0 += FI_W)
@@ -118,7 +137,8 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_input_)(FI_T *V, FI_T *xb, const FI_T *x, con
     for (int64_t g = g0; g < g1;) {
         const int64_t n = g / q->T, ty = g % q->T / q->TW, tx = g % q->TW;
         const int64_t len = q->TW - tx < g1 - g ? q->TW - tx : g1 - g, bw = m * len + a - m;
-        FI_FN(fi_wn_band_)(xb, x, q, n, m * ty - q->pt, m * tx - q->pl, a, bw);
+        FI_FN(fi_wn_band_)(xb, x, q->C, Cp, q->H, q->W, n, m * ty - q->pt, m * tx - q->pl, a,
+                           bw);
         for (int64_t s = 0; s < len; s++)
             for (int64_t c0 = 0; c0 < Cp; c0 += FI_W)
                 FI_FN(fi_wn_2d_)(BT, a, a, xb + m * s * Cp + c0, bw * Cp, Cp,
@@ -150,10 +170,9 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_item_)(FI_T *y, const FI_T *x, const FI_T *U,
     for (int64_t xi = 0; xi < a * a; xi++)
         for (int64_t t0 = 0; t0 < nt; t0 += FI_MR)
             for (int64_t k0 = kb; k0 < ke; k0 += FI_NR)
-                FI_CAT(fi_tile_bias_, FI_SFX)(
-                    FI_MR, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, C, V + t0 * vts + xi * q->Cp, vts,
-                    1, U + xi * C * Kp + k0, Kp, NULL, M + t0 * mts + xi * Kl + k0 - kb, mts,
-                    nt - t0 < FI_MR ? nt - t0 : FI_MR, ke - k0 < FI_NR ? ke - k0 : FI_NR, 0, NULL);
+                FI_FN(fi_wn_tile_)(nt - t0, C, V + t0 * vts + xi * q->Cp, vts, 1,
+                                   U + xi * C * Kp + k0, Kp, M + t0 * mts + xi * Kl + k0 - kb, mts,
+                                   ke - k0 < FI_NR ? ke - k0 : FI_NR, 0);
     for (int64_t g = g0; g < g1; g++) {
         const int64_t n = g / q->T, oy = g % q->T / q->TW * m, ox = g % q->TW * m;
         const int64_t rows = q->OH - oy < m ? q->OH - oy : m;
@@ -200,7 +219,7 @@ FI_ATTR static void FI_FN(fi_wn_conv_)(void *y_, const void *x_, const void *w_,
 }
 
 /* ---- the 3x3 weight gradient: dw = A'^T [ sum over tiles (G' dy G'^T) (.) (B^T d B) ] A' ----
- * Threads take runs of blocks and sum into their own acc[xi][k][c] (36 x K x Cp; the bias
+ * Threads take runs of blocks and sum into their own acc[xi][k][c] (36 x Kr x Cp; the bias
  * gradient after it), the tiles of a block being the product's reduction; the threads' sums
  * are then added in thread order and transformed, FI_W input channels at a time. */
 FI_ATTR static void FI_FN(fi_wn_dw_)(FI_T *dw, FI_T *db, const FI_T *dy, const FI_T *x,
@@ -208,42 +227,43 @@ FI_ATTR static void FI_FN(fi_wn_dw_)(FI_T *dw, FI_T *db, const FI_T *dy, const F
                                      int64_t per)
 {
     const int64_t C = q->C, Cp = q->Cp, K = q->K, Kp = q->Kp, vts = 36 * Cp, dts = 36 * Kp;
+    const int64_t Kr = (K + FI_MR - 1) / FI_MR * FI_MR;   /* acc's rows: whole tiles */
 #pragma omp parallel num_threads(q->threads)
     {
         const int tid = fi_wn_thread(), nth = fi_wn_team();
-        FI_T *V = ws + tid * per, *D = V + q->tb * vts, *g = D + q->tb * dts, *xb = g + 16 * Kp;
-        FI_T *A = acc + tid * per_acc, *dbs = A + 36 * K * Cp;
+        FI_T *V = ws + tid * per, *D = V + q->tb * vts, *g = D + q->tb * dts;
+        FI_T *xb = g + (16 * q->tb + FI_W) * Kp;
+        FI_T *A = acc + tid * per_acc, *dbs = A + 36 * Kr * Cp;
         int fresh = 1;
         FI_FN(fi_wn_zero_)(dbs, Kp);
         for (int64_t blk = tid * q->blocks / nth; blk < (tid + 1) * q->blocks / nth; blk++) {
             const int64_t g0 = blk * q->tiles / q->blocks, g1 = (blk + 1) * q->tiles / q->blocks;
             FI_FN(fi_wn_input_)(V, xb, x, q, g0, g1, fi_wn_BT6, 4, 6);
-            for (int64_t t = g0; t < g1; t++) {   /* the 4x4 dy tile, channels last */
-                const int64_t n = t / q->T, oy = t % q->T / q->TW * 4, ox = t % q->TW * 4;
-                for (int64_t k = 0; k < Kp; k++)
-                    for (int64_t p = 0; p < 16; p++)
-                        g[p * Kp + k] = k < K && oy + p / 4 < q->OH && ox + p % 4 < q->OW
-                            ? dy[((n * K + k) * q->OH + oy + p / 4) * q->OW + ox + p % 4] : 0;
+            for (int64_t t = g0; t < g1;) {   /* runs of 4x4 dy tiles: a band of 4 rows */
+                const int64_t n = t / q->T, tx = t % q->TW;
+                const int64_t run = q->TW - tx < g1 - t ? q->TW - tx : g1 - t;
+                FI_FN(fi_wn_band_)(g, dy, K, Kp, q->OH, q->OW, n, t % q->T / q->TW * 4, tx * 4,
+                                   4, 4 * run);
                 for (int64_t k0 = 0; k0 < Kp; k0 += FI_W) {
-                    FI_FN(fi_wn_2d_)(fi_wn_G34, 6, 4, g + k0, 4 * Kp, Kp, D + (t - g0) * dts + k0,
-                                     6 * Kp, Kp);
+                    for (int64_t s = 0; s < run; s++)
+                        FI_FN(fi_wn_2d_)(fi_wn_G34, 6, 4, g + 4 * s * Kp + k0, 4 * run * Kp, Kp,
+                                         D + (t - g0 + s) * dts + k0, 6 * Kp, Kp);
                     if (!db) continue;
-                    FI_V s = FI_VLOAD(dbs + k0);
-                    for (int p = 0; p < 16; p++) s = FI_VADD(s, FI_VLOAD(g + p * Kp + k0));
-                    FI_VSTORE(dbs + k0, s);
+                    FI_V v = FI_VLOAD(dbs + k0);   /* the bias gradient: dy's sums */
+                    for (int64_t p = 0; p < 16 * run; p++) v = FI_VADD(v, FI_VLOAD(g + p * Kp + k0));
+                    FI_VSTORE(dbs + k0, v);
                 }
+                t += run;
             }
             for (int64_t xi = 0; xi < 36; xi++)
                 for (int64_t k0 = 0; k0 < K; k0 += FI_MR)
                     for (int64_t c0 = 0; c0 < C; c0 += FI_NR)
-                        FI_CAT(fi_tile_bias_, FI_SFX)(
-                            FI_MR, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, g1 - g0, D + xi * Kp + k0,
-                            1, dts, V + xi * Cp + c0, vts, NULL, A + (xi * K + k0) * Cp + c0, Cp,
-                            K - k0 < FI_MR ? K - k0 : FI_MR, C - c0 < FI_NR ? C - c0 : FI_NR,
-                            !fresh, NULL);
+                        FI_FN(fi_wn_tile_)(K - k0, g1 - g0, D + xi * Kp + k0, 1, dts,
+                                           V + xi * Cp + c0, vts, A + (xi * Kr + k0) * Cp + c0,
+                                           Cp, C - c0 < FI_NR ? C - c0 : FI_NR, !fresh);
             fresh = 0;
         }
-        if (fresh) FI_FN(fi_wn_zero_)(A, 36 * K * Cp);
+        if (fresh) FI_FN(fi_wn_zero_)(A, 36 * Kr * Cp);
 #pragma omp barrier
         const int64_t ncv = Cp / FI_W;
 #pragma omp for schedule(static)
@@ -251,9 +271,9 @@ FI_ATTR static void FI_FN(fi_wn_dw_)(FI_T *dw, FI_T *db, const FI_T *dy, const F
             const int64_t k = item / ncv, c0 = item % ncv * FI_W;
             FI_T s[36 * FI_W], o[9 * FI_W];
             for (int xi = 0; xi < 36; xi++) {
-                FI_V v = FI_VLOAD(acc + (xi * K + k) * Cp + c0);
+                FI_V v = FI_VLOAD(acc + (xi * Kr + k) * Cp + c0);
                 for (int th = 1; th < nth; th++)
-                    v = FI_VADD(v, FI_VLOAD(acc + th * per_acc + (xi * K + k) * Cp + c0));
+                    v = FI_VADD(v, FI_VLOAD(acc + th * per_acc + (xi * Kr + k) * Cp + c0));
                 FI_VSTORE(s + xi * FI_W, v);
             }
             FI_FN(fi_wn_2d_)(fi_wn_AT3, 3, 6, s, 6 * FI_W, FI_W, o, 3 * FI_W, FI_W);
@@ -263,7 +283,7 @@ FI_ATTR static void FI_FN(fi_wn_dw_)(FI_T *dw, FI_T *db, const FI_T *dy, const F
         if (db && tid == 0)
             for (int64_t k = 0; k < K; k++) {
                 FI_T s = 0;
-                for (int th = 0; th < nth; th++) s += acc[th * per_acc + 36 * K * Cp + k];
+                for (int th = 0; th < nth; th++) s += acc[th * per_acc + 36 * Kr * Cp + k];
                 db[k] = s;
             }
     }

@@ -97,11 +97,10 @@ _, _G34, _AT3 = (make_transform(t) for t in transforms(3, 4, _P))   # the weight
 
 
 @njit
-def _band(xb, x, n, geo, y0, x0, a, bw):
-    """xb[(i*bw + j)*Cp + c] = x[n, c, y0 + i, x0 + j] for i < a, j < bw, zero outside the
-    image: the a rows under a run of tiles, channels last (channels C..Cp-1: copies or zeros,
-    never read by a product); whole lanes x lanes blocks transposed in registers."""
-    N, C, Cp, H, W, K, Kp, Kl, pt, pl, OH, OW, TW, T, tiles, tb, blocks, kparts, L = geo
+def _band(xb, x, C, Cp, H, W, L, n, y0, x0, a, bw):
+    """xb[(i*bw + j)*Cp + c] = x[n, c, y0 + i, x0 + j] for i < a, j < bw, x (N, C, H, W), zero
+    outside the image: the a rows under a run of tiles, channels last (channels C..Cp-1:
+    copies or zeros, never read by a product); lanes x lanes blocks transposed in registers."""
     HW = H * W
     j0 = min(max(-x0, 0), bw)
     j1 = max(min(W - x0, bw), j0)
@@ -139,7 +138,7 @@ def _input(V, xb, x, geo, g0, g1, m, a):
         n, ty, tx = g // T, g % T // TW, g % TW
         run = min(TW - tx, g1 - g)
         bw = m * run + a - m
-        _band(xb, x, n, geo, m * ty - pt, m * tx - pl, a, bw)
+        _band(xb, x, C, Cp, H, W, L, n, m * ty - pt, m * tx - pl, a, bw)
         for s in range(run):
             for c0 in range(0, Cp, L):
                 if a == 6:
@@ -170,8 +169,7 @@ def _item(y, x, U, bias, geo, r, blk, part, ws):
         for t0 in range(0, nt, ROWS):
             for k0 in range(kb, ke, NVEC * L):
                 _GEMM(C, ws, t0 * vts + xi * Cp, vts, 1, U, xi * C * Kp + k0, Kp, ws,
-                      M + t0 * mts + xi * Kl + k0 - kb, mts, min(ROWS, nt - t0),
-                      min(NVEC * L, ke - k0), 0)
+                      M + t0 * mts + xi * Kl + k0 - kb, mts, ROWS, min(NVEC * L, ke - k0), 0)
     ld2 = -(-m * m // L) * L
     for g in range(g0, g1):
         n, oy, ox = g // T, g % T // TW * m, g % TW * m
@@ -231,51 +229,54 @@ def _forward(y, x, w, bias, geo, r, U, ws, transposed):
 @pjit
 def _weights(dw, db, has_db, dy, x, geo, acc, ws):
     """dw (and db) of a 3x3 layer by F(3x3,4x4): thread t sums the products of its run of
-    blocks into acc[t] (36 x K x Cp, then the bias sums), the tiles of a block being the
+    blocks into acc[t] (36 x Kr x Cp, then the bias sums), the tiles of a block being the
     reduction; the sums are added in thread order and transformed, a vector of channels at a
     time (csrc/winograd_isa.h, fi_wn_dw_)."""
     N, C, Cp, H, W, K, Kp, Kl, pt, pl, OH, OW, TW, T, tiles, tb, blocks, kparts, L = geo
     vts, dts = 36 * Cp, 36 * Kp
+    Kr = -(-K // ROWS) * ROWS   # acc's rows: whole tiles
     nthr = acc.shape[0]
     for th in prange(nthr):
-        A, wk = acc[th], ws[th]
-        D, g, xb = tb * vts, tb * (vts + dts), tb * (vts + dts) + 16 * Kp   # offsets in wk
-        A[36 * K * Cp:] = 0
+        A, wk = acc[th], ws[th]   # wk: the dy band, V, D, the x band
+        V = (16 * tb + L) * Kp
+        D, xb = V + tb * vts, V + tb * (vts + dts)
+        A[36 * Kr * Cp:] = 0
         fresh = True
         for blk in range(th * blocks // nthr, (th + 1) * blocks // nthr):
             g0, g1 = blk * tiles // blocks, (blk + 1) * tiles // blocks
-            _input(wk, wk[xb:], x, geo, g0, g1, 4, 6)
-            for t in range(g0, g1):   # the 4x4 dy tile, channels last, and its transform
-                n, oy, ox = t // T, t % T // TW * 4, t % TW * 4
-                for k in range(Kp):
-                    for p in range(16):
-                        i, j = oy + p // 4, ox + p % 4
-                        ok = k < K and i < OH and j < OW
-                        wk[g + p * Kp + k] = dy[((n * K + k) * OH + i) * OW + j] if ok else 0
-                for k0 in range(0, Kp, L):
-                    _G34(wk, g + k0, 4 * Kp, Kp, wk, D + (t - g0) * dts + k0, 6 * Kp, Kp)
-                if has_db:
-                    for p in range(16):
+            _input(wk[V:], wk[xb:], x, geo, g0, g1, 4, 6)
+            t = g0
+            while t < g1:   # runs of 4x4 dy tiles: a band of 4 rows, channels last
+                n, tx = t // T, t % TW
+                run = min(TW - tx, g1 - t)
+                _band(wk, dy, K, Kp, OH, OW, L, n, t % T // TW * 4, tx * 4, 4, 4 * run)
+                for s in range(run):
+                    for k0 in range(0, Kp, L):
+                        _G34(wk, 4 * s * Kp + k0, 4 * run * Kp, Kp, wk, D + (t - g0 + s) * dts + k0,
+                             6 * Kp, Kp)
+                if has_db:   # the bias gradient: dy's sums
+                    for p in range(16 * run):
                         for k in range(K):
-                            A[36 * K * Cp + k] += wk[g + p * Kp + k]
+                            A[36 * Kr * Cp + k] += wk[p * Kp + k]
+                t += run
             for xi in range(36):
                 for k0 in range(0, K, ROWS):
                     for c0 in range(0, C, NVEC * L):
-                        _GEMM(g1 - g0, wk, D + xi * Kp + k0, 1, dts, wk, xi * Cp + c0, vts, A,
-                              (xi * K + k0) * Cp + c0, Cp, min(ROWS, K - k0),
-                              min(NVEC * L, C - c0), 0 if fresh else 1)
+                        _GEMM(g1 - g0, wk, D + xi * Kp + k0, 1, dts, wk, V + xi * Cp + c0, vts,
+                              A, (xi * Kr + k0) * Cp + c0, Cp, ROWS, min(NVEC * L, C - c0),
+                              0 if fresh else 1)
             fresh = False
         if fresh:
-            A[:36 * K * Cp] = 0
+            A[:36 * Kr * Cp] = 0
     ncv = Cp // L
     for item in prange(K * ncv):
         k, c0 = item // ncv, item % ncv * L
         s = ws[numba.get_thread_id()]
         for xi in range(36):
             for l in range(L):
-                v = acc[0, (xi * K + k) * Cp + c0 + l]
+                v = acc[0, (xi * Kr + k) * Cp + c0 + l]
                 for th in range(1, nthr):
-                    v += acc[th, (xi * K + k) * Cp + c0 + l]
+                    v += acc[th, (xi * Kr + k) * Cp + c0 + l]
                 s[xi * L + l] = v
         _AT3(s, 0, 6 * L, L, s, 36 * L, 3 * L, L)
         for l in range(min(L, C - c0)):
@@ -283,9 +284,9 @@ def _weights(dw, db, has_db, dy, x, geo, acc, ws):
                 dw[(k * C + c0 + l) * 9 + p] = s[36 * L + p * L + l]
     if has_db:
         for k in range(K):
-            v = acc[0, 36 * K * Cp + k]
+            v = acc[0, 36 * Kr * Cp + k]
             for th in range(1, nthr):
-                v += acc[th, 36 * K * Cp + k]
+                v += acc[th, 36 * Kr * Cp + k]
             db[k] = v
 
 
@@ -308,7 +309,7 @@ def _geo(x_shape, K, out_hw, r, pt, pl, dtype, weights=False):
     geo = (N, C, Cp, H, W, K, Kp, Kl, pt, pl, OH, OW, TW, T, tiles, tb, blocks, kparts, L)
     band = a * (m * tb + a) * Cp + L * Cp   # a last block writes up to L pixels past it
     if weights:
-        per = tb * 36 * (Cp + Kp) + 16 * Kp + band + 64
+        per = tb * 36 * (Cp + Kp) + (16 * tb + L) * Kp + band + 64
     else:
         per = max(tb * a * a * (Cp + Kl) + 64 * L + band, 49 * L) + 64
     return geo, per
@@ -350,7 +351,7 @@ def backward_weights(dw, db, dy, x, padding):
     (pt, _), (pl, _) = padding
     geo, per = _geo(x.shape, dy.shape[1], dy.shape[2:], 3, pt, pl, x.dtype, True)
     nthr = numba.get_num_threads()
-    acc = _scratch("wino_acc", nthr, 36 * geo[5] * geo[2] + geo[6], x.dtype)
+    acc = _scratch("wino_acc", nthr, 36 * (geo[5] + ROWS) * geo[2] + geo[6], x.dtype)
     ws = _scratch("wino", numba.config.NUMBA_NUM_THREADS, per, x.dtype)
     _weights(dw.reshape(-1), dw.reshape(-1) if db is None else db, db is not None,
              dy.reshape(-1), x.reshape(-1), geo, acc, ws)
