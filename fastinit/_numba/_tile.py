@@ -642,56 +642,77 @@ def make_transform(t, vector_bytes=None):
     return transform
 
 
-def make_copy_add(vector_bytes=None):
-    """Make a masked block copy that adds a scalar::
+def make_copy_add(width=None, vector_bytes=None):
+    """Make a masked block copy that adds a value per block, on vectors of ``width`` values
+    (default: a register's)::
 
-        copy_add(src, s_off, s_ld, dst, d_off, d_ld, rows, n, value)
-        dst[d_off + i*d_ld + j] = src[s_off + i*s_ld + j] + value,   i < rows, j < n <= lanes
+        copy_add(src, s_off, s_ld, s_ch, dst, d_off, d_ld, d_ch, rows, n, chans, add, a_off,
+                 a_step)
+        dst[d_off + l*d_ch + i*d_ld + j] = src[s_off + l*s_ch + i*s_ld + j]
+                                           + add[a_off + l*a_step]
 
-    one masked vector load and store per row (the rows of an output tile and its bias)."""
+    for l < chans, i < rows, j < n <= width: one vector load and store per row, masked when
+    n < width (the rows of output tiles and their biases)."""
     vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
 
     @intrinsic
-    def copy_add(typingctx, src, s_off, s_ld, dst, d_off, d_ld, rows, n, value):
-        if not (isinstance(src, types.Array) and isinstance(dst, types.Array)):
+    def copy_add(typingctx, src, s_off, s_ld, s_ch, dst, d_off, d_ld, d_ch, rows, n, chans, add,
+                 a_off, a_step):
+        arrays = (src, dst, add)
+        if not all(isinstance(t, types.Array) for t in arrays):
             return None
         dt = dst.dtype
-        if dt not in (types.float32, types.float64) or src.dtype != dt:
+        if dt not in (types.float32, types.float64) or src.dtype != dt or add.dtype != dt:
             return None
-        if not all(isinstance(v, types.Integer) for v in (s_off, s_ld, d_off, d_ld, rows, n)):
+        ints = (s_off, s_ld, s_ch, d_off, d_ld, d_ch, rows, n, chans, a_off, a_step)
+        if not all(isinstance(v, types.Integer) for v in ints):
             return None
-        if not isinstance(value, (types.Float, types.Integer)):
-            return None
-        sig = types.void(src, s_off, s_ld, dst, d_off, d_ld, rows, n, value)
+        sig = types.void(src, s_off, s_ld, s_ch, dst, d_off, d_ld, d_ch, rows, n, chans, add,
+                         a_off, a_step)
 
         def codegen(context, builder, signature, args):
             tys = signature.args
-            src_v, s_off_v, s_ld_v, dst_v, d_off_v, d_ld_v, rows_v, n_v, value_v = (
-                context.cast(builder, v, ty, types.intp) if isinstance(ty, types.Integer) and
-                i != 8 else v for i, (v, ty) in enumerate(zip(args, tys)))
-            value_v = context.cast(builder, args[8], tys[8], dt)
+            (src_v, s_off_v, s_ld_v, s_ch_v, dst_v, d_off_v, d_ld_v, d_ch_v, rows_v, n_v,
+             chans_v, add_v, a_off_v, a_step_v) = (
+                context.cast(builder, v, ty, types.intp) if isinstance(ty, types.Integer) else v
+                for v, ty in zip(args, tys))
             elt = context.get_value_type(dt)
             align = dt.bitwidth // 8
-            width = vbytes // align
-            vecty = ir.VectorType(elt, width)
+            lanes = width or vbytes // align
+            vecty = ir.VectorType(elt, lanes)
             i64 = ir.IntType(64)
-            s0 = builder.gep(context.make_array(tys[0])(context, builder, src_v).data, [s_off_v])
-            d0 = builder.gep(context.make_array(tys[3])(context, builder, dst_v).data, [d_off_v])
-            lane_ids = ir.Constant(ir.VectorType(i64, width), [ir.Constant(i64, j)
-                                                               for j in range(width)])
-            mask = builder.icmp_signed("<", lane_ids, _splat(builder, ir.VectorType(i64, width),
+
+            def data(ty, value, off):
+                return builder.gep(context.make_array(ty)(context, builder, value).data, [off])
+
+            s0, d0, a0 = data(tys[0], src_v, s_off_v), data(tys[4], dst_v, d_off_v), \
+                data(tys[11], add_v, a_off_v)
+            lane_ids = ir.Constant(ir.VectorType(i64, lanes), [ir.Constant(i64, j)
+                                                               for j in range(lanes)])
+            full = builder.icmp_signed(">=", n_v, ir.Constant(i64, lanes))
+            n_v = builder.select(full, ir.Constant(i64, lanes), n_v)
+            mask = builder.icmp_signed("<", lane_ids, _splat(builder, ir.VectorType(i64, lanes),
                                                              n_v))
             mload = _masked(builder.module, "load", vecty, False)
             mstore = _masked(builder.module, "store", vecty, True)
             align32 = ir.Constant(ir.IntType(32), align)
-            add = _splat(builder, vecty, value_v)
-            with cgutils.for_range(builder, rows_v, intp=i64) as loop:
-                sp = builder.bitcast(builder.gep(s0, [builder.mul(loop.index, s_ld_v)]),
-                                     vecty.as_pointer())
-                dp = builder.bitcast(builder.gep(d0, [builder.mul(loop.index, d_ld_v)]),
-                                     vecty.as_pointer())
-                v = builder.call(mload, [sp, align32, mask, ir.Constant(vecty, None)])
-                builder.call(mstore, [builder.fadd(v, add), dp, align32, mask])
+            with cgutils.for_range(builder, chans_v, intp=i64) as ch:
+                bias = _splat(builder, vecty, builder.load(builder.gep(
+                    a0, [builder.mul(ch.index, a_step_v)])))
+                sc = builder.gep(s0, [builder.mul(ch.index, s_ch_v)])
+                dc = builder.gep(d0, [builder.mul(ch.index, d_ch_v)])
+                with cgutils.for_range(builder, rows_v, intp=i64) as row:
+                    sp = builder.bitcast(builder.gep(sc, [builder.mul(row.index, s_ld_v)]),
+                                         vecty.as_pointer())
+                    dp = builder.bitcast(builder.gep(dc, [builder.mul(row.index, d_ld_v)]),
+                                         vecty.as_pointer())
+                    with builder.if_else(full) as (whole, part):
+                        with whole:
+                            v = builder.load(sp, align=align)
+                            builder.store(builder.fadd(v, bias), dp, align=align)
+                        with part:
+                            v = builder.call(mload, [sp, align32, mask, ir.Constant(vecty, None)])
+                            builder.call(mstore, [builder.fadd(v, bias), dp, align32, mask])
             return context.get_dummy_value()
 
         return sig, codegen

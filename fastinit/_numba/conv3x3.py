@@ -88,7 +88,7 @@ from .gemm import MR, NVEC, _workspace  # noqa: E402
 ROWS = 8 if VECTOR_BYTES >= 64 else MR
 _GEMM = make_tile(ROWS, NVEC, "strided", "strided").fn   # rows: tiles (forward) or channels (dw)
 _transpose = make_transpose(nvec=1)
-_copy_add = make_copy_add()
+_copy_add4, _copy_add2 = make_copy_add(4), make_copy_add(2)   # rows of m = 4, 2 outputs
 _P, _P7 = POINTS[3], POINTS[7]
 _BT6, _G3, _AT4 = (make_transform(t) for t in transforms(4, 3, _P))
 _, _G5, _AT2 = (make_transform(t) for t in transforms(2, 5, _P))
@@ -158,8 +158,9 @@ def _item(y, x, U, bias, geo, r, blk, part, ws):
     a = m + r - 1
     npan = Kp // (NVEC * L)
     vts, mts = a * a * Cp, a * a * Kl
-    M, o = tb * vts, tb * (vts + mts)   # offsets in ws: M, o, o2 (32 L values each), xb
-    o2, xb = o + 32 * L, o + 64 * L
+    M, o = tb * vts, tb * (vts + mts)   # offsets in ws: M, o (32 L values), o2, xb
+    o2 = o + 32 * L
+    xb = o2 + tb * L * -(-m * m // L) * L
     g0, g1 = blk * tiles // blocks, (blk + 1) * tiles // blocks
     kb = part * npan // kparts * NVEC * L
     ke = min(K, (part + 1) * npan // kparts * NVEC * L)
@@ -170,24 +171,43 @@ def _item(y, x, U, bias, geo, r, blk, part, ws):
             for k0 in range(kb, ke, NVEC * L):
                 _GEMM(C, ws, t0 * vts + xi * Cp, vts, 1, U, xi * C * Kp + k0, Kp, ws,
                       M + t0 * mts + xi * Kl + k0 - kb, mts, ROWS, min(NVEC * L, ke - k0), 0)
+    # per run of tiles along a row and vector of channels: A^T M A of each tile (pixel-major,
+    # at o), turned into channel rows ld2 apart (tile s at o2 + s*ts); then channel by channel
+    # the run's rows go to y tile after tile, so a line of y is filled while it is in the L1
+    # (channel planes of 4 KB would put every channel's line into one L1 set)
     ld2 = -(-m * m // L) * L
-    for g in range(g0, g1):
-        n, oy, ox = g // T, g % T // TW * m, g % TW * m
-        rows, cols = min(m, OH - oy), min(m, OW - ox)
+    ts = L * ld2
+    g = g0
+    while g < g1:
+        n, oy, tx = g // T, g % T // TW * m, g % TW
+        run = min(TW - tx, g1 - g)
+        rows = min(m, OH - oy)
+        full = run if m * (tx + run) <= OW else run - 1   # tiles with all m columns in y
         for k0 in range(kb, ke, L):
-            # A^T M A pixel-major into o, transposed into channel rows (ld2 apart) at o2
-            src = M + (g - g0) * mts + k0 - kb
-            if r == 3:
-                _AT4(ws, src, a * Kl, Kl, ws, o, m * L, L)
-            elif r == 5:
-                _AT2(ws, src, a * Kl, Kl, ws, o, m * L, L)
-            else:
-                _AT2_8(ws, src, a * Kl, Kl, ws, o, m * L, L)
-            for p0 in range(0, m * m, L):
-                _transpose(ws, o + p0 * L, L, m * m - p0, ws, o2 + p0, ld2)
+            for s in range(run):
+                src = M + (g - g0 + s) * mts + k0 - kb
+                if r == 3:
+                    _AT4(ws, src, a * Kl, Kl, ws, o, m * L, L)
+                elif r == 5:
+                    _AT2(ws, src, a * Kl, Kl, ws, o, m * L, L)
+                else:
+                    _AT2_8(ws, src, a * Kl, Kl, ws, o, m * L, L)
+                for p0 in range(0, m * m, L):
+                    _transpose(ws, o + p0 * L, L, m * m - p0, ws, o2 + s * ts + p0, ld2)
             for k in range(k0, min(k0 + L, ke)):
-                _copy_add(ws, o2 + (k - k0) * ld2, m, y, ((n * K + k) * OH + oy) * OW + ox, OW,
-                          rows, cols, bias[k])
+                dst = ((n * K + k) * OH + oy) * OW + tx * m
+                src = o2 + (k - k0) * ld2
+                if m == 4:
+                    _copy_add4(ws, src, m, ts, y, dst, OW, m, rows, m, full, bias, k, 0)
+                    if full < run:
+                        _copy_add4(ws, src + full * ts, m, ts, y, dst + full * m, OW, m, rows,
+                                   OW - m * (tx + full), 1, bias, k, 0)
+                else:
+                    _copy_add2(ws, src, m, ts, y, dst, OW, m, rows, m, full, bias, k, 0)
+                    if full < run:
+                        _copy_add2(ws, src + full * ts, m, ts, y, dst + full * m, OW, m, rows,
+                                   OW - m * (tx + full), 1, bias, k, 0)
+        g += run
 
 
 @njit
@@ -311,7 +331,7 @@ def _geo(x_shape, K, out_hw, r, pt, pl, dtype, weights=False):
     if weights:
         per = tb * 36 * (Cp + Kp) + (16 * tb + L) * Kp + band + 64
     else:
-        per = max(tb * a * a * (Cp + Kl) + 64 * L + band, 49 * L) + 64
+        per = max(tb * a * a * (Cp + Kl) + 32 * L + tb * L * 16 + band, 49 * L) + 64
     return geo, per
 
 
