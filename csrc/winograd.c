@@ -51,7 +51,8 @@ static const double fi_wn_AT4[24] = {
 static const double fi_wn_G5[30] = {
     1.0 / 4, 0, 0, 0, 0,   -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6,
     -1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
-    1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3, 2.0 / 3,   1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3,
+    1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3, 2.0 / 3,
+    1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3,
     0, 0, 0, 0, 1};
 static const double fi_wn_AT2[12] = {1, 1, 1, 1, 1, 0,   0, 1, -1, 2, -2, 1};
 static const double fi_wn_BT8[64] = {
@@ -74,7 +75,8 @@ static const double fi_wn_G7[56] = {
     0, 0, 0, 0, 0, 0, 1};
 static const double fi_wn_AT2_8[16] = {1, 1, 1, 1, 1, 1, 1, 0,   0, 1, -1, 2, -2, 0.5, -0.5, 1};
 static const double fi_wn_G34[24] = {
-    1.0 / 4, 0, 0, 0,   -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6,   -1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6,
+    1.0 / 4, 0, 0, 0,   -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6,
+    -1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6,
     1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3,   1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3,   0, 0, 0, 1};
 static const double fi_wn_AT3[18] = {1, 1, 1, 1, 1, 0,   0, 1, -1, 2, -2, 0,   0, 1, 1, 4, 4, 1};
 
@@ -129,7 +131,8 @@ static int fi_wn_isa(void) {
 
 static fi_wn fi_wn_make(const fi_wino_plan *p, int64_t m) {
     const int isa = fi_wn_isa();
-    const int64_t lanes = (isa == FI_ISA_AVX512 ? 64 : isa == FI_ISA_AVX2 ? 32 : 16) / (p->bits / 8);
+    const int64_t bytes = isa == FI_ISA_AVX512 ? 64 : isa == FI_ISA_AVX2 ? 32 : 16;
+    const int64_t lanes = bytes / (p->bits / 8);
     fi_wn q = {p->n, p->c, p->h, p->w, p->k, p->r, p->pt, p->pl, p->oh, p->ow};
     q.Cp = (q.C + lanes - 1) / lanes * lanes;
     q.Kp = (q.K + 2 * lanes - 1) / (2 * lanes) * 2 * lanes;
@@ -149,13 +152,14 @@ int fi_conv2d_winograd(void *y, const void *x, const void *w, const void *b,
                        const fi_wino_plan *p) {
     const int64_t m = p->r == 3 ? 4 : 2, a = m + p->r - 1, es = p->bits / 8;
     const fi_wn q = fi_wn_make(p, m);
-    const int64_t per = (q.tb * a * a * (q.Cp + q.Kl) + 64 * 16 + a * (m * q.tb + a) * q.Cp
-                         + 16 * q.Cp + 64 + 15) & ~(int64_t)15;
+    const int64_t per = (q.tb * a * a * (q.Cp + q.Kl) + (q.tb + 2) * 16 * 16
+                         + (a * (m * q.tb + a) + 16) * q.Cp + 64 + 15) & ~(int64_t)15;
     const int64_t usize = (a * a * q.C * q.Kp + 15) & ~(int64_t)15;
     char *ws = fi_wn_scratch((size_t)(usize + per * q.threads) * es);
     if (!ws) return -1;
-    if (p->bits == 64) FI_ISA_CALL(fi_wn_isa(), fi_wn_conv_, f64, (y, x, w, b, &q, ws, ws + usize * es, per));
-    else FI_ISA_CALL(fi_wn_isa(), fi_wn_conv_, f32, (y, x, w, b, &q, ws, ws + usize * es, per));
+    void *t = ws + usize * es;
+    if (p->bits == 64) FI_ISA_CALL(fi_wn_isa(), fi_wn_conv_, f64, (y, x, w, b, &q, ws, t, per));
+    else FI_ISA_CALL(fi_wn_isa(), fi_wn_conv_, f32, (y, x, w, b, &q, ws, t, per));
     return 0;
 }
 
@@ -163,15 +167,15 @@ int fi_conv2d_winograd_dw(void *dw, void *db, const void *dy, const void *x,
                           const fi_wino_plan *p) {
     const int64_t es = p->bits / 8;
     const fi_wn q = fi_wn_make(p, 4);
-    const int64_t per = (q.tb * 36 * (q.Cp + q.Kp) + (16 * q.tb + 16) * q.Kp + 6 * (4 * q.tb + 6) * q.Cp
-                         + 16 * q.Cp + 64 + 15) & ~(int64_t)15;
+    const int64_t per = (q.tb * 36 * (q.Cp + q.Kp) + (16 * q.tb + 16) * q.Kp
+                         + (6 * (4 * q.tb + 6) + 16) * q.Cp + 64 + 15) & ~(int64_t)15;
     const int64_t per_acc = (36 * (q.K + 12) * q.Cp + q.Kp + 15) & ~(int64_t)15;
     char *ws = fi_wn_scratch((size_t)((per + per_acc) * q.threads) * es);
     if (!ws) return -1;
-    char *acc = ws + per * q.threads * es;
+    void *acc = ws + per * q.threads * es;
     if (p->bits == 64)
-        FI_ISA_CALL(fi_wn_isa(), fi_wn_dw_, f64, (dw, db, dy, x, (void *)acc, per_acc, &q, (void *)ws, per));
+        FI_ISA_CALL(fi_wn_isa(), fi_wn_dw_, f64, (dw, db, dy, x, acc, per_acc, &q, ws, per));
     else
-        FI_ISA_CALL(fi_wn_isa(), fi_wn_dw_, f32, (dw, db, dy, x, (void *)acc, per_acc, &q, (void *)ws, per));
+        FI_ISA_CALL(fi_wn_isa(), fi_wn_dw_, f32, (dw, db, dy, x, acc, per_acc, &q, ws, per));
     return 0;
 }

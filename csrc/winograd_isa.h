@@ -78,8 +78,9 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_filter_)(FI_T *U, const FI_T *w, const fi_wn 
     FI_T g[49 * FI_W];
     for (int64_t l = 0; l < FI_W; l++)
         for (int64_t s = 0; s < rr; s++)
-            g[s * FI_W + l] = k0 + l >= K ? 0 : q->transposed
-                              ? w[(c * K + k0 + l) * rr + rr - 1 - s] : w[((k0 + l) * C + c) * rr + s];
+            g[s * FI_W + l] = k0 + l >= K ? 0
+                              : q->transposed ? w[(c * K + k0 + l) * rr + rr - 1 - s]
+                              : w[((k0 + l) * C + c) * rr + s];
     FI_FN(fi_wn_2d_)(r == 3 ? fi_wn_G3 : r == 5 ? fi_wn_G5 : fi_wn_G7, a, r, g, r * FI_W, FI_W,
                      U + c * Kp + k0, a * C * Kp, C * Kp);
 }
@@ -96,9 +97,10 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_tr_)(const FI_T *s, int64_t s_ld, int64_t val
 }
 
 /* xb[(i*bw + j)*Cp + c] = x[n, c, y0 + i, x0 + j] for i < a, j < bw, x (N, C, H, W), zero
- * outside the image: the a rows under a run of tiles, channels last. Channels C..Cp-1 hold copies or zeros (no
- * product reads them). FI_W x FI_W blocks are transposed in registers; the last block of a
- * row writes up to FI_W pixels past it (zeros: the band has room, the next row follows). */
+ * outside the image: the a rows under a run of tiles, channels last. Channels C..Cp-1 hold
+ * copies or zeros (no product reads them). FI_W x FI_W blocks are transposed in registers;
+ * the last block of a row writes up to FI_W pixels past it (zeros: the band has room, the next
+ * row follows and is written after). */
 FI_ATTR static void FI_FN(fi_wn_band_)(FI_T *restrict xb, const FI_T *restrict x, int64_t C,
                                        int64_t Cp, int64_t H, int64_t W, int64_t n,
                                        int64_t y0, int64_t x0, int a, int64_t bw)
@@ -160,8 +162,8 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_item_)(FI_T *y, const FI_T *x, const FI_T *U,
     const double *AT = r == 3 ? fi_wn_AT4 : r == 5 ? fi_wn_AT2 : fi_wn_AT2_8;
     const int64_t C = q->C, K = q->K, Kp = q->Kp, npan = Kp / FI_NR, Kl = q->Kl;
     const int64_t vts = a * a * q->Cp, mts = a * a * Kl;
-    FI_T *V = ws, *M = V + q->tb * vts, *o = M + q->tb * mts, *o2 = o + 32 * FI_W;
-    FI_T *xb = o2 + 32 * FI_W;
+    FI_T *V = ws, *M = V + q->tb * vts, *o = M + q->tb * mts, *o2 = o + 16 * FI_W;
+    FI_T *xb = o2 + (q->tb * 16 + 1) * FI_W;
     const int64_t g0 = blk * q->tiles / q->blocks, g1 = (blk + 1) * q->tiles / q->blocks;
     const int64_t kb = part * npan / q->kparts * FI_NR;
     const int64_t ke_ = (part + 1) * npan / q->kparts * FI_NR, ke = ke_ < K ? ke_ : K;
@@ -173,29 +175,41 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_item_)(FI_T *y, const FI_T *x, const FI_T *U,
                 FI_FN(fi_wn_tile_)(nt - t0, C, V + t0 * vts + xi * q->Cp, vts, 1,
                                    U + xi * C * Kp + k0, Kp, M + t0 * mts + xi * Kl + k0 - kb, mts,
                                    ke - k0 < FI_NR ? ke - k0 : FI_NR, 0);
-    for (int64_t g = g0; g < g1; g++) {
-        const int64_t n = g / q->T, oy = g % q->T / q->TW * m, ox = g % q->TW * m;
+    /* per run of tiles along a row and vector of channels: A^T M A of each tile (pixel-major,
+     * at o), turned into channel rows ld2 apart (tile s at o2 + s*ts); then channel by channel
+     * the run's rows go to y tile after tile, so a line of y is filled while it is in the L1
+     * (channel planes of 4 KB would put every channel's line into one L1 set) */
+    const int64_t ld2 = FI_W * ((m * m + FI_W - 1) / FI_W), ts = FI_W * ld2;
+    for (int64_t g = g0; g < g1;) {
+        const int64_t n = g / q->T, oy = g % q->T / q->TW * m, tx = g % q->TW;
+        const int64_t run = q->TW - tx < g1 - g ? q->TW - tx : g1 - g;
         const int64_t rows = q->OH - oy < m ? q->OH - oy : m;
-        const int64_t cols = q->OW - ox < m ? q->OW - ox : m;
         for (int64_t k0 = kb; k0 < ke; k0 += FI_W) {
-            /* A^T M A pixel-major into o, transposed to channel-major rows of FI_W into o2 */
-            FI_FN(fi_wn_2d_)(AT, m, a, M + (g - g0) * mts + k0 - kb, a * Kl, Kl, o, m * FI_W,
-                             FI_W);
-            for (int64_t p0 = 0; p0 < m * m; p0 += FI_W)
-                FI_CAT(fi_transpose_, FI_SFX)(FI_W, o + p0 * FI_W, FI_W, m * m - p0, o2 + p0,
-                                              FI_W * ((m * m + FI_W - 1) / FI_W));
+            for (int64_t s = 0; s < run; s++) {
+                FI_FN(fi_wn_2d_)(AT, m, a, M + (g - g0 + s) * mts + k0 - kb, a * Kl, Kl, o,
+                                 m * FI_W, FI_W);
+                for (int64_t p0 = 0; p0 < m * m; p0 += FI_W)
+                    FI_CAT(fi_transpose_, FI_SFX)(FI_W, o + p0 * FI_W, FI_W, m * m - p0,
+                                                  o2 + s * ts + p0, ld2);
+            }
             for (int64_t l = 0; l < FI_W && k0 + l < ke; l++) {
                 const FI_V bk = FI_VSET1(bias ? bias[k0 + l] : 0);
-                FI_T *yk = y + ((n * K + k0 + l) * q->OH + oy) * q->OW + ox;
-                const FI_T *ok = o2 + l * FI_W * ((m * m + FI_W - 1) / FI_W);
-                for (int64_t i = 0; i < rows; i++)
-                    FI_VMSTORE(yk + i * q->OW, FI_VADD(FI_VLOAD(ok + i * m), bk), cols);
+                FI_T *yk = y + ((n * K + k0 + l) * q->OH + oy) * q->OW + tx * m;
+                for (int64_t s = 0; s < run; s++) {
+                    const FI_T *ok = o2 + s * ts + l * ld2;
+                    const int64_t cols = q->OW - m * (tx + s) < m ? q->OW - m * (tx + s) : m;
+                    for (int64_t i = 0; i < rows; i++)
+                        FI_VMSTORE(yk + s * m + i * q->OW, FI_VADD(FI_VLOAD(ok + i * m), bk), cols);
+                }
             }
         }
+        g += run;
     }
 }
 
-/* the filter transform into U, then the items, in parallel */
+/* the filter transform into U, then the items, in parallel. r is tested inside the loops:
+ * OpenMP outlines a parallel region before inlining, so a table chosen outside it would be a
+ * variable in the region, and the transforms would multiply by every zero of it */
 FI_ATTR static void FI_FN(fi_wn_conv_)(void *y_, const void *x_, const void *w_,
                                        const void *b_, const fi_wn *q, void *U_, void *ws_,
                                        int64_t per)
@@ -250,7 +264,8 @@ FI_ATTR static void FI_FN(fi_wn_dw_)(FI_T *dw, FI_T *db, const FI_T *dy, const F
                                          D + (t - g0 + s) * dts + k0, 6 * Kp, Kp);
                     if (!db) continue;
                     FI_V v = FI_VLOAD(dbs + k0);   /* the bias gradient: dy's sums */
-                    for (int64_t p = 0; p < 16 * run; p++) v = FI_VADD(v, FI_VLOAD(g + p * Kp + k0));
+                    for (int64_t p = 0; p < 16 * run; p++)
+                        v = FI_VADD(v, FI_VLOAD(g + p * Kp + k0));
                     FI_VSTORE(dbs + k0, v);
                 }
                 t += run;

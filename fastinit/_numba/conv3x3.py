@@ -85,8 +85,10 @@ def blocking(N, C, K, OH, OW, r, itemsize, vector_bytes, rows, threads, weights=
 # ---- kernels --------------------------------------------------------------------------------
 from .gemm import MR, NVEC, _workspace  # noqa: E402
 
+#: Rows of the register tile (tiles in the forward, output channels in dw): its A is strided,
+#: one pointer per row, and 12 rows (the GEMM's MR on AVX-512) left LLVM too few registers
 ROWS = 8 if VECTOR_BYTES >= 64 else MR
-_GEMM = make_tile(ROWS, NVEC, "strided", "strided").fn   # rows: tiles (forward) or channels (dw)
+_GEMM = make_tile(ROWS, NVEC, "strided", "strided").fn
 _transpose = make_transpose(nvec=1)
 _copy_add4, _copy_add2 = make_copy_add(4), make_copy_add(2)   # rows of m = 4, 2 outputs
 _P, _P7 = POINTS[3], POINTS[7]
