@@ -32,9 +32,9 @@
  * 90), so float32 results carry a few times the rounding error of direct convolution
  * (tests/test_conv.py::test_winograd_error, tests/test_conv_7x7.py).
  */
-#include <stdlib.h>
 #include "fastinit.h"
 #include "dispatch.h"
+#include "scratch.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -104,20 +104,10 @@ static int fi_wn_team(void) {
 #endif
 }
 
-/* scratch: one growing buffer per calling thread, reused (fresh pages cost a fault each) */
-static _Thread_local void *fi_wn_buf = NULL;
-static _Thread_local size_t fi_wn_buf_size = 0;
-
+/* scratch: the calling thread's conv buffer (scratch.h), reused call after call; a Winograd
+ * pass and a pass of conv2d.c never hold it at the same time */
 static void *fi_wn_scratch(size_t bytes) {
-    if (bytes > fi_wn_buf_size) {
-        const size_t size = (bytes + 4095) & ~(size_t)4095;
-        void *p = aligned_alloc(64, size);
-        if (!p) return NULL;
-        free(fi_wn_buf);
-        fi_wn_buf = p;
-        fi_wn_buf_size = size;
-    }
-    return fi_wn_buf;
+    return fi_scratch(FI_SCRATCH_CONV, bytes);
 }
 
 #define FI_BODY "winograd_isa.h"
@@ -172,10 +162,10 @@ int fi_conv2d_winograd_dw(void *dw, void *db, const void *dy, const void *x,
     const int64_t per_acc = (36 * (q.K + 12) * q.Cp + q.Kp + 15) & ~(int64_t)15;
     char *ws = fi_wn_scratch((size_t)((per + per_acc) * q.threads) * es);
     if (!ws) return -1;
-    void *acc = ws + per * q.threads * es;
+    void *acc = ws + per * q.threads * es, *t = ws;
     if (p->bits == 64)
-        FI_ISA_CALL(fi_wn_isa(), fi_wn_dw_, f64, (dw, db, dy, x, acc, per_acc, &q, ws, per));
+        FI_ISA_CALL(fi_wn_isa(), fi_wn_dw_, f64, (dw, db, dy, x, acc, per_acc, &q, t, per));
     else
-        FI_ISA_CALL(fi_wn_isa(), fi_wn_dw_, f32, (dw, db, dy, x, acc, per_acc, &q, ws, per));
+        FI_ISA_CALL(fi_wn_isa(), fi_wn_dw_, f32, (dw, db, dy, x, acc, per_acc, &q, t, per));
     return 0;
 }
