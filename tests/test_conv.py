@@ -236,6 +236,7 @@ def test_planner_chooses_the_path(fast_backend):
         assert path(x, (64, 16, 3, 3), kind, padding=1, groups=4) == "implicit"
         assert path(x, (128, 64, 1, 1), kind) == "implicit"
         assert path((64, 1, 3, 3), (16, 1, 3, 3), kind, padding=1) == "implicit"   # 3 wide
+        assert path((64, 16, 16, 16), (16, 16, 3, 3), kind, padding=1, stride=2) == "implicit"
         # a first layer (3 input channels, 32 output channels, rows of 32 pixels): forward and
         # dw read the image directly, dx stays on the general engine
         first = path((50, 3, 32, 32), (32, 3, 7, 7), kind, padding=3)
