@@ -171,6 +171,54 @@ def check_against_reference(cfg, backend, dtype):
     assert_close(db, want[3], bounds[3], N * OH * OW, dtype, 1.0, "db")
 
 
+# ---- 1x1 weight gradients on small maps: one GEMM over the batch ---------------------------
+
+@pytest.mark.parametrize("cfg", [((3, 208, 7, 7), (640, 208, 1, 1), 1, 0, 1, 1),
+                                 ((2, 520, 13, 13), (272, 520, 1, 1), 2, 0, 1, 1)], ids=cid)
+def test_gemm_weight_gradient(fast_backend, dtype, cfg):
+    """A 1x1 convolution's dW larger than a thread's L2 block, on maps of at most 64 pixels
+    (strided too), runs as one GEMM over the batch: within the reference's bounds, for every
+    subset of the gradients, from strided views, inputs untouched."""
+    x, w, b, dy = make(cfg, dtype)
+    _, _, stride, padding, dilation, groups = cfg
+    want, bounds = reference_all(cfg, x, w, b, dy)
+    kw = dict(stride=stride, backend=fast_backend)
+    assert conv_ops.plan(x, w, stride=stride, kind="backward_weights",
+                         backend=fast_backend).path == "gemm"
+    N, OH, OW = dy.shape[0], dy.shape[2], dy.shape[3]
+    xs = np.zeros((N, x.shape[1] * 2) + x.shape[2:], dtype)[:, ::2]
+    xs[...] = x
+    copies = (xs.copy(), dy.copy())
+    for need in (("dx", "dw", "db"), ("dw",), ("db",), ("dw", "db")):
+        dx, dw, db = fi.conv2d_backward(dy, xs, w, need=need, **kw)
+        assert conv_ops.last["backward_weights"].path == "gemm"
+        assert (dx is not None) == ("dx" in need) and (dw is not None) == ("dw" in need)
+        if dx is not None:
+            assert_close(dx, want[1], bounds[1], w.shape[0], dtype, 1.0, "dx")
+        if dw is not None:
+            assert_close(dw, want[2], bounds[2], N * OH * OW, dtype, 1.0, "dw")
+        if db is not None:
+            assert_close(db, want[3], bounds[3], N * OH * OW, dtype, 1.0, "db")
+    np.testing.assert_array_equal(xs, copies[0])
+    np.testing.assert_array_equal(dy, copies[1])
+
+
+def test_gemm_weight_gradient_rule():
+    """The rule's edges: padding, groups, larger maps and a dW that fits in L2 keep the general
+    engine; the reason names the path."""
+    def path(xs, ws, stride=1, padding=0, groups=1, itemsize=4):
+        g = conv_ops._geometry(xs, ws, stride, padding, 1, groups)
+        return conv_ops.make_plan("backward_weights", g, itemsize, "avx512", 2, "c").path
+    assert path((8, 512, 7, 7), (1024, 512, 1, 1)) == "gemm"
+    assert path((8, 512, 14, 14), (1024, 512, 1, 1), stride=2) == "gemm"
+    assert path((8, 512, 9, 9), (1024, 512, 1, 1)) == "implicit"       # 81 pixels
+    assert path((8, 512, 7, 7), (1024, 512, 1, 1), padding=1) == "implicit"
+    assert path((8, 512, 7, 7), (1024, 256, 1, 1), groups=2) == "implicit"
+    assert path((64, 64, 8, 8), (128, 64, 1, 1)) == "implicit"          # dW in L2
+    assert path((8, 256, 7, 7), (320, 256, 1, 1), itemsize=8) == "gemm"  # 640 KB of doubles
+    assert path((8, 256, 7, 7), (320, 256, 1, 1), itemsize=4) == "implicit"  # 320 KB
+
+
 # ---- small images: the im2col + GEMM path, Winograd in blocks of whole images ---------------
 
 # Tiny images, as in the teaching CNN of `fastinit train --model cnn` (its two layers first):
