@@ -578,7 +578,7 @@ def build_parser():
                                      of 64 units, lr 0.002, 30 epochs (He et al. 2015)
                    --probe           per-layer activations every 5 steps while training: sigmoid
                                      with the standard init vs tanh with Xavier's, 4 x 128,
-                                     lr 0.05, 10 epochs (Glorot & Bengio 2010)
+                                     lr 0.1, 10 epochs (Glorot & Bengio 2010)
                    --clip-norm X     a 10 x 64 He ReLU net at lr 0.1, 10 epochs, without
                    --clip-value X    clipping and with each clipping given
                    --batch-norm      too_small, too_large and normal inits on 6 x 64 ReLU nets,

@@ -29,9 +29,9 @@ RUN_KEYS = ("init", "activation", "depth", "width", "batch_norm", "clip_norm", "
 #: * depth (He et al. 2015): plain ReLU MLPs of 10, 20 and 30 hidden layers, Xavier against He;
 #:   a small learning rate, since a 30-layer net at lr 0.05 diverges with either init;
 #: * probe (Glorot & Bengio 2010): a 4 x 128 sigmoid net with the "standard" init, whose top
-#:   hidden layer saturates at 0, against tanh with Xavier's;
-#: * clip: a 10 x 64 He ReLU net at lr 0.1, whose gradient norm explodes (the loss turns NaN
-#:   within 3 epochs) unless clipped;
+#:   hidden layer is driven to saturation near 0 within 60 steps, against tanh with Xavier's;
+#: * clip: a 10 x 64 He ReLU net at lr 0.1, whose gradient norm explodes unless clipped (seeds
+#:   0 and 1: the loss turns NaN within 3 epochs; seed 2: it stalls near chance);
 #: * batch_norm: 6 x 64 ReLU nets with inits too small or too large to train, with and without
 #:   batch norm before every activation.
 EXPERIMENTS = {
@@ -39,7 +39,7 @@ EXPERIMENTS = {
                   epochs=30),
     "probe": dict(runs=[dict(init="standard", activation="sigmoid"),
                         dict(init="xavier_uniform", activation="tanh")],
-                  depth=4, width=128, lr=0.05, epochs=10, probe_every=5),
+                  depth=4, width=128, lr=0.1, epochs=10, probe_every=5),
     "clip": dict(inits=("he_normal",), depth=10, width=64, lr=0.1, epochs=10,
                  clip_norm=(None, 1.0), clip_value=(0.01,)),
     "batch_norm": dict(inits=("too_small", "too_large", "normal"), batch_norm=(False, True),
@@ -577,21 +577,21 @@ def plot(result, path=None):
                 last = np.flatnonzero(fin)
                 if last.size:
                     axes[0].plot(steps[last[-1]], g[last[-1]], "x", color=color, ms=10, mew=2)
-                    axes[0].annotate(f"diverged: loss not finite at step {len(g)}",
-                                     (steps[last[-1]], g[last[-1]]), textcoords="offset points",
-                                     xytext=(8, -4), fontsize=8, color=color)
+                    axes[0].annotate(f"{r['label']}: diverged\n(loss not finite at step "
+                                     f"{len(g)})", (steps[last[-1]], g[last[-1]]),
+                                     textcoords="offset points", xytext=(-10, -6), ha="right",
+                                     va="top", fontsize=8, color=color)
     if clipping:
         g0 = axes[0]
         g0.set_yscale("log")
         for norm in sorted({r["clip_norm"] for r in runs if r["clip_norm"]}):
-            g0.axhline(norm, color="0.3", lw=0.8, ls=":")
-            g0.text(1, norm * 1.15, f"clip norm {norm:g}: steps above it are scaled down to it",
-                    fontsize=7, color="0.3")
+            g0.axhline(norm, color="0.3", lw=0.8, ls=":",
+                       label=f"norm {norm:g}: clip-norm scales larger gradients down to it")
         g0.set_title("gradient norm of every step, before clipping", fontsize=10)
         g0.set_xlabel("training step (one minibatch)")
         g0.set_ylabel("global L2 norm of all gradients (log scale)")
         g0.grid(alpha=0.3)
-        g0.legend(fontsize=8, loc="upper right")
+        g0.legend(fontsize=7, loc="upper right", framealpha=0.9)
     a.set_yscale("log")
     a.set_title("training loss (mean cross-entropy of the epoch)", fontsize=10)
     a.set_ylabel("loss (log scale)")
@@ -623,18 +623,18 @@ _VARY_WORDS = dict(init="initialization", activation="activation", depth="depth"
 
 def plot_dynamics(result, path=None):
     """Glorot & Bengio's figures of training dynamics: for each run (one row), the mean of
-    every hidden layer's activations over training with its 2nd-98th percentile band, the
-    fraction of saturated (tanh, sigmoid) or zero (ReLU) outputs, and the training loss."""
+    every hidden layer's activations over training with its 2nd-98th percentile band, their
+    std, and the training loss. Returns the Figure; ``path``: also save it there."""
     import matplotlib
-    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
+    from matplotlib.ticker import NullFormatter
 
     runs = [r for r in result["runs"] if r.get("dynamics")]
     if not runs:
         raise ValueError("result has no dynamics: train with probe_every (fastinit train --probe)")
     cfg = result["config"]
-    fig = _figure(figsize=(16, 3.2 * len(runs) + 0.8))
-    axes = fig.subplots(len(runs), 3, squeeze=False, gridspec_kw=dict(width_ratios=[1.25, 1, 0.8]))
+    fig = _figure(figsize=(15, 3.3 * len(runs) + 0.9), layout="constrained")
+    axes = fig.subplots(len(runs), 3, squeeze=False)
     cmap = matplotlib.colormaps["viridis"]
     for r, ax in zip(runs, axes):
         d = r["dynamics"]
@@ -646,44 +646,41 @@ def plot_dynamics(result, path=None):
         for i in range(n):
             c = cmap(norm(i + 1) * 0.9)
             name = f"layer {i + 1}" + (" (bottom)" if i == 0 else " (top)" if i == n - 1 else "")
-            ax[0].plot(steps, mean[:, i], color=c, lw=1.8, label=name)
+            ax[0].plot(steps, mean[:, i], color=c, lw=1.8)
             ax[0].fill_between(steps, lo[:, i], hi[:, i], color=c, alpha=0.12, lw=0)
-            if d["saturated"] is not None:
-                ax[1].plot(steps, 100 * np.asarray(d["saturated"])[:, i], color=c, lw=1.6)
+            ax[1].plot(steps, std[:, i], color=c, lw=1.6, label=name)
         act = r["activation"]
-        ax[0].set_title(f"{r['label']}: activations of each hidden layer "
-                        f"(line: mean; band: 2nd-98th percentile)", fontsize=9)
+        ax[0].set_title(f"{r['label']}: activations per hidden layer\n"
+                        f"line: mean; band: 2nd to 98th percentile", fontsize=9)
         ax[0].set_ylabel(f"{act} output")
         if act == "sigmoid":
             ax[0].set_ylim(-0.02, 1.02)
         elif act == "tanh":
             ax[0].set_ylim(-1.02, 1.02)
-        ax[0].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-        kind = d["saturation_kind"]
-        words = {"saturated": ("saturated outputs (%)", "|tanh| > 0.97" if act == "tanh" else
-                               "below 0.03 or above 0.97"),
-                 "zeros": ("outputs exactly 0 (%)", "ReLU's zeros")}.get(
-                     kind, ("-", "no saturation for this activation"))
-        ax[1].set_title(f"saturation: {words[1]}", fontsize=9)
-        ax[1].set_ylabel(words[0])
-        ax[1].set_ylim(-2, 102)
+        ax[0].axhline(0, color="0.6", lw=0.6)
+        ax[1].set_title(f"{r['label']}: spread per hidden layer\n"
+                        f"std of the activations over units and examples", fontsize=9)
+        ax[1].set_ylabel(f"std of the {act} output")
+        ax[1].set_ylim(bottom=0)
+        ax[1].legend(fontsize=7, title="hidden layer", title_fontsize=7, loc="best",
+                     framealpha=0.85)
         loss = np.asarray(r["step_loss"], float)
         ax[2].plot(np.arange(1, len(loss) + 1), loss, color="0.35", lw=0.6)
-        ax[2].set_yscale("log")
-        ax[2].set_title(f"training loss per step (final test accuracy "
-                        f"{100 * r['test_acc'][-1]:.1f}%)", fontsize=9)
-        ax[2].set_ylabel("cross-entropy (log scale)")
+        fin = loss[np.isfinite(loss) & (loss > 0)]
+        logy = fin.size and fin.max() > 10 * fin.min()   # a log axis only over a decade or more
+        if logy:
+            ax[2].set_yscale("log")
+            ax[2].yaxis.set_minor_formatter(NullFormatter())
+        ax[2].set_title(f"{r['label']}: training loss of each step\n"
+                        f"final test accuracy {100 * r['test_acc'][-1]:.1f}%", fontsize=9)
+        ax[2].set_ylabel("cross-entropy" + (" (log scale)" if logy else ""))
         for x in ax:
             x.set_xlabel("training step (one minibatch)", fontsize=8)
             x.grid(alpha=0.3)
             x.tick_params(labelsize=7)
-        ax[0].axhline(0, color="0.6", lw=0.6)
-    bar = fig.colorbar(ScalarMappable(Normalize(1, max(n, 2)), cmap), ax=axes[:, 1], pad=0.01,
-                       fraction=0.02)
-    bar.set_label("hidden layer (1 = bottom)", fontsize=8)
     fig.suptitle(textwrap.fill(f"{describe(cfg, runs)}: activations recorded every "
-                               f"{cfg['probe_every']} steps on {d['examples']} fixed "
-                               f"test digits (Glorot & Bengio 2010, figures 2-3)", 160),
+                               f"{cfg['probe_every']} steps on {d['examples']} fixed test "
+                               f"examples (as Glorot & Bengio 2010, figures 2-4)", 150),
                  fontsize=10)
     return _finish(fig, path)
 
