@@ -393,7 +393,8 @@ def cmd_train(args):
     else:
         print(train.format_table(res))
         if args.plot:
-            print(f"curves written to {args.plot}")
+            what = "activations over training" if settings.get("probe_every") else "curves"
+            print(f"{what} written to {args.plot}")
     return 0
 
 

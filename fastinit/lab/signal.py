@@ -232,14 +232,20 @@ def format_table(result):
             lines.append(f"{i + 1:5d} {run['activation_std'][i]:10.3g} "
                          f"{run['predicted_activation_std'][i]:10.3g} "
                          f"{run['gradient_std'][i]:10.3g} {run['predicted_gradient_std'][i]:10.3g} "
-                         f"{run['saturated'][i] if run['saturated'][i] is not None else 0:9.1%}")
+                         + (f"{'-':>9s}" if cfg["activation"] == "linear" else
+                            f"{run['saturated'][i] if run['saturated'][i] is not None else 0:9.1%}"))
         a = run["activation_std"]
         g = run["gradient_std"]
         lines.append(f"  activation std first -> last layer: x{a[-1] / max(a[0], 1e-30):.3g}; "
                      f"gradient std last -> first: x{g[0] / max(g[-1], 1e-30):.3g}")
     what = ("dead = units that are 0 for every input of the batch" if relu_like else
             "saturated = outputs with |tanh| > 0.97" if cfg["activation"] == "tanh" else
+            "a linear layer does not saturate" if cfg["activation"] == "linear" else
             "saturated = outputs below 0.03 or above 0.97")
+    if any(run.get("exact") for run in result["runs"]):
+        what = (f"for {', '.join(r['init'] for r in result['runs'] if r.get('exact'))} the "
+                f"prediction is exact: layer l holds factor^l times the input, and the gradient "
+                f"at layer l is factor^(L-l) times the top one; {what}")
     lines.append("")
     lines += textwrap.wrap(f"act std: std of each hidden layer's output over the batch; grad std: "
                            f"std of d loss / d output; predicted: the variance recursion's "
@@ -256,21 +262,22 @@ def format_table(result):
     return "\n".join(lines)
 
 
-def plot(results, path):
+def plot(results, path=None):
     """One row per (experiment, init), in the manner of Glorot & Bengio's figures 6 and 7:
     the distribution of each hidden layer's activations and of its back-propagated gradient (one
-    curve per layer, coloured by depth), and each layer's measured std beside the prediction."""
+    curve per layer, coloured by depth), and each layer's measured std beside the prediction.
+    Returns the matplotlib Figure (not managed by pyplot: a notebook shows it when it is a
+    cell's value); ``path``: also save it there."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
     from matplotlib.cm import ScalarMappable
 
     rows = [(res, run) for res in results for run in res["runs"]]
-    fig, axes = plt.subplots(len(rows), 3, figsize=(15, 3.3 * len(rows)), squeeze=False,
+    fig = Figure(figsize=(15, 3.3 * len(rows)))
+    axes = fig.subplots(len(rows), 3, squeeze=False,
                              gridspec_kw=dict(width_ratios=[1, 1, 1.05]))
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     for (res, run), ax in zip(rows, axes):
         cfg = res["config"]
         n = len(run["act_hist"])
@@ -331,6 +338,6 @@ def plot(results, path):
         for x in ax:
             x.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig

@@ -124,14 +124,18 @@ def distinct_units(net, rtol=1e-5):
     (a Linear's rows, a Conv2d's filters, each with its bias) differ from every other. Two units
     are the same when every weight agrees within ``rtol`` of the layer's largest weight: a
     network whose units started equal computes them with the same arithmetic, but a kernel may
-    sum a unit's products in another order, so they can differ in the last bits."""
+    sum a unit's products in another order, so they can differ in the last bits. None for a
+    layer whose weights are not finite."""
     counts = []
     layers = [m for m in net.modules() if hasattr(m, "reset_parameters")]
     for m in layers[:-1]:
         w = np.asarray(m.weight.data, np.float64).reshape(m.weight.shape[0], -1)
         if m.bias is not None:
             w = np.concatenate([w, np.asarray(m.bias.data, np.float64)[:, None]], axis=1)
-        tol = rtol * max(float(np.abs(w).max()) if np.isfinite(w).all() else 0.0, 1e-30)
+        if not np.isfinite(w).all():      # a diverged net: NaN equals nothing, no count
+            counts.append(None)
+            continue
+        tol = rtol * max(float(np.abs(w).max()), 1e-30)
         groups = []
         for row in w:
             if not any(np.all(np.abs(row - g) <= tol) for g in groups):
@@ -184,7 +188,8 @@ def fit(net, data, epochs, batch, lr, momentum, seed, target=None, clip_norm=Non
         clip_value=None, probe_every=None, probe_size=300, progress=None):
     """SGD on ``data`` = (x_train, y_train, x_test, y_test); returns the history dict.
 
-    Besides loss and accuracy per epoch, the history has the loss and the gradient norm (before
+    The history has the mean loss and the test accuracy of every epoch, the training accuracy
+    after the last (``train_acc``), and the loss and the gradient norm (before
     any clipping) of every step; with ``probe_every`` = k, ``dynamics``: each activation layer's
     mean, std, 2nd and 98th percentiles and saturated (tanh, sigmoid) or zero (ReLU) fraction on
     the first ``probe_size`` test examples, before the first step and after every k-th. A step
@@ -197,7 +202,7 @@ def fit(net, data, epochs, batch, lr, momentum, seed, target=None, clip_norm=Non
     params = net.parameters()
     opt = nn.SGD(params, lr=lr, momentum=momentum, clip_norm=clip_norm, clip_value=clip_value)
     order_stream = Stream(seed).child(1)
-    hist = dict(loss=[], train_acc=[], test_acc=[], epochs_to_target=None, diverged=False,
+    hist = dict(loss=[], train_acc=None, test_acc=[], epochs_to_target=None, diverged=False,
                 step_loss=[], grad_norm=[], diverged_at_step=None)
     dyn = None if probe_every is None else _Dynamics(net, xte[:probe_size], probe_every)
     t0 = time.perf_counter()
@@ -228,7 +233,6 @@ def fit(net, data, epochs, batch, lr, momentum, seed, target=None, clip_norm=Non
         steps += time.perf_counter() - t_epoch
         mean_loss = total / count
         hist["loss"].append(mean_loss)
-        hist["train_acc"].append(_accuracy(net, xtr, ytr))
         hist["test_acc"].append(_accuracy(net, xte, yte))
         if target is not None and hist["epochs_to_target"] is None and \
                 hist["test_acc"][-1] >= target:
@@ -238,6 +242,9 @@ def fit(net, data, epochs, batch, lr, momentum, seed, target=None, clip_norm=Non
             progress.set_postfix(loss=f"{mean_loss:.3g}", test=f"{hist['test_acc'][-1]:.3f}")
         if hist["diverged"]:
             break
+    # the training set's accuracy once, at the end: each epoch it would cost three times the
+    # test set's pass (1,347 digits against 450), and only the last one is reported
+    hist["train_acc"] = _accuracy(net, xtr, ytr)
     if dyn is not None:
         if not hist["diverged"] and len(hist["step_loss"]) % dyn.every:
             dyn.record(len(hist["step_loss"]))          # the state training ended in
@@ -454,6 +461,8 @@ def _units(counts, widths):
     """Distinct units per hidden layer, in few words."""
     if not counts:
         return "-"
+    if None in counts:
+        return "weights not finite (diverged)"
     if all(c == w for c, w in zip(counts, widths)):
         return "all distinct"
     if len(set(counts)) == 1 and len(set(widths)) == 1:
@@ -472,7 +481,7 @@ def format_table(result):
     for r in runs:
         ett = "never" if r["epochs_to_target"] is None else str(r["epochs_to_target"])
         loss = r["loss"][-1]
-        lines.append(f"{r['label']:{width}s} {loss:9.4g} {r['train_acc'][-1]:9.1%} "
+        lines.append(f"{r['label']:{width}s} {loss:9.4g} {r['train_acc']:9.1%} "
                      f"{r['test_acc'][-1]:9.1%} {ett:>16s} {r['train_seconds']:6.2f}s"
                      + (f"  (diverged at step {r['diverged_at_step']})" if r["diverged"] else ""))
     lines += textwrap.wrap(f"loss: mean cross-entropy over the last epoch; acc: accuracy after "
@@ -707,20 +716,19 @@ def toy(kind="moons", inits=("zeros", "too_large", "he_normal"), epochs=300, lr=
                 data=(x, y), runs=runs)
 
 
-def plot_toy(result, path):
-    """The decision regions of each network over the 2-D plane, with the training points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_toy(result, path=None):
+    """The decision regions of each network over the 2-D plane, with the training points.
+    Returns the Figure; ``path``: also save it there."""
     from matplotlib.colors import ListedColormap
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
 
     x, y = result["data"]
     runs = result["runs"]
     cfg = result["config"]
     colors = ["#3b6fb6", "#d1495b"]
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.7), squeeze=False)
+    fig = _figure(figsize=(4.2 * len(runs), 3.7))
+    axes = fig.subplots(1, len(runs), squeeze=False)
     lo, hi = x.min(0) - 0.3, x.max(0) + 0.3
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
     grid = np.c_[gx.ravel(), gy.ravel()].astype(x.dtype)
@@ -737,13 +745,11 @@ def plot_toy(result, path):
         ax.set_aspect("equal", adjustable="box")
     handles = [Line2D([], [], ls="", marker="o", color=colors[c], label=f"class {c}")
                for c in (0, 1)]
-    handles.append(plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.25,
+    handles.append(Rectangle((0, 0), 1, 1, color="0.5", alpha=0.25,
                                  label="shaded: the class the network predicts there"))
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
     sizes = "-".join(str(h) for h in (2, *cfg["hidden"], 2))
     fig.suptitle(f"{cfg['kind']} ({cfg['n']} points, seed {cfg['seed']}): a {sizes} ReLU MLP "
                  f"after {cfg['epochs']} full-batch epochs, one per initialization", fontsize=11)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(fig, path)
