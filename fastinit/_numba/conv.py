@@ -70,6 +70,17 @@ def _zero(d):
 
 
 @njit
+def _tail(d, d0, ld, rows, n, NR):
+    """Zero columns n.. of ``rows`` rows (ld apart, from d0) up to a whole tile width NR: the
+    tile reads NR columns and stores the first n only, so the rest must hold zeros, not what
+    the scratch held before (denormals there cost a microcode assist per FMA)."""
+    end = -(-n // NR) * NR
+    for r in range(rows):
+        for i in range(d0 + r * ld + n, d0 + r * ld + end):
+            d[i] = 0
+
+
+@njit
 def _patches(col, c0, pq, pr, pc, x, geo, g, t0, nt, j0, nj, mode):
     """The patch matrix X_g (see the module docstring) and a block of it in col: X_g[t, j] at
     col[c0 + q*pq + r*pr + (j - j0)*pc] for t - t0 = q*MR + r (row-major: pq = MR*ld, pr =
@@ -181,6 +192,7 @@ def _forward(y, x, wpack, bias, has_bias, geo, blk, ws):
         for t0 in range(0, T, kc_max):
             kc = min(kc_max, T - t0)
             _patches(buf, 0, MR * ldc, ldc, 1, x, geo, g, t0, kc, j0, nj, 0)
+            _tail(buf, 0, ldc, kc, nj, NR)
             for pn in range(p0, p1):
                 mv = min(MR, Kg - pn * MR)
                 a_off = ((g * npan + pn) * T + t0) * MR
@@ -231,6 +243,7 @@ def _backward_data(dx, dy, wtp, geo, blk, ws):
         for j0 in range(n0 * P, n1 * P, nc):
             nj = min(nc, n1 * P - j0)
             _rows(dy, K, g * Kg, buf, ldc, 0, Kg, j0, nj, P, buf, False, False)
+            _tail(buf, 0, ldc, Kg, nj, NR)
             for tp in range(0, (c1 - c0) * RS, tb):
                 nt = min(tb, (c1 - c0) * RS - tp)
                 for kb in range(0, Kg, kc_max):
@@ -287,6 +300,7 @@ def _dy_transposed(dyt, ldk, dy, geo, g, j0, nj):
             for k in range(Kg):
                 dyt[dst + i2 * ldk + k] = dy[src + k * P + i2]
         j += ln
+    _tail(dyt, 0, ldk, nj, Kg, NVEC * L)
 
 
 @njit
