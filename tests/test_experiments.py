@@ -29,15 +29,17 @@ def test_he_trains_deep_relu_nets_where_xavier_stalls(seed):
     # He et al. 2015: with ReLU, Xavier's n Var[W] = 1 halves the second moment every layer,
     # 2^-30 at the top of 30 layers: the logits are ~0 and the bottom layers' gradients are as
     # small, so the loss stays at ln 10. He's n Var[W] = 2 keeps the scale and the net learns.
-    # Measured over seeds 0-2 after 10 epochs: Xavier loss >= 2.302, He test accuracy 0.40-0.44.
-    # (The 30-layer net alone: 20 layers as well would double this test's time.)
+    # Measured over seeds 0-2 after 10 epochs, on the C kernels (AVX-512 and AVX2 builds) and
+    # the Numba ones: Xavier loss >= 2.302 (ln 10 = 2.3026) and accuracy <= 0.102; He loss
+    # 1.01-1.73, accuracy 0.26-0.60. (The 30-layer net alone: 20 layers as well would double
+    # this test's time.)
     res = _experiment("depth", depth=30, epochs=10, seed=seed)
     for r in res["runs"]:
         if r["init"] == "xavier_normal":
             assert r["loss"][-1] > CHANCE_LOSS - 0.02, r["label"]
             assert r["test_acc"][-1] < 0.15, r["label"]
         else:
-            assert r["loss"][-1] < 2.1 and r["test_acc"][-1] > 0.3, r["label"]
+            assert r["loss"][-1] < 2.0 and r["test_acc"][-1] > 0.2, r["label"]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -86,18 +88,25 @@ def test_constant_init_leaves_one_distinct_unit_per_layer(init):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_clipping_lets_an_exploding_net_train(seed):
-    # Measured over seeds 0-2 in 4 epochs: unclipped, the gradient norm grows 19x to 2e23x its
-    # first value (seeds 0 and 1: the loss turns NaN); clipped, test accuracy 0.80-0.87.
+def test_clipping_lets_an_unstable_net_train(seed):
+    # lr 0.1 with momentum 0.9 is past the edge for a 10-layer ReLU net: unclipped, a few large
+    # steps feed on each other. Where exactly it blows up is chaotic: with the C kernels'
+    # AVX-512 build seeds 0 and 1 turn the loss NaN (gradient norm x1e14, x2e23) and seed 2
+    # stalls; with the Numba kernels or the AVX2 build, which round differently, none turns NaN
+    # within 4 epochs but none trains either. Measured over seeds 0-2 and those three builds,
+    # 4 epochs: unclipped test accuracy 0.10-0.38, clipped 0.79-0.91. So the test asserts what
+    # holds on every build: both clippings train, and each beats the unclipped net by 0.4.
     res = _experiment("clip", epochs=4, seed=seed)
     free, *clipped = res["runs"]
-    g = np.array(free["grad_norm"])
     assert free["clip_norm"] is None and free["clip_value"] is None
-    assert free["diverged"] or (np.nanmax(g) > 10 * g[0] and free["test_acc"][-1] < 0.3)
+    if free["diverged"]:
+        assert not np.isfinite(free["step_loss"][-1])
+        assert np.nanmax(free["grad_norm"]) > 1e3 * free["grad_norm"][0]
     assert {(r["clip_norm"], r["clip_value"]) for r in clipped} == {(1.0, None), (None, 0.01)}
     for r in clipped:
         assert not r["diverged"] and np.isfinite(r["loss"][-1])
         assert r["test_acc"][-1] > 0.7, r["label"]
+        assert r["test_acc"][-1] > free["test_acc"][-1] + 0.4, r["label"]
 
 
 @pytest.mark.parametrize("seed", SEEDS)

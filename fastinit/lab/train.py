@@ -30,8 +30,9 @@ RUN_KEYS = ("init", "activation", "depth", "width", "batch_norm", "clip_norm", "
 #:   a small learning rate, since a 30-layer net at lr 0.05 diverges with either init;
 #: * probe (Glorot & Bengio 2010): a 4 x 128 sigmoid net with the "standard" init, whose top
 #:   hidden layer is driven to saturation near 0 within 60 steps, against tanh with Xavier's;
-#: * clip: a 10 x 64 He ReLU net at lr 0.1, whose gradient norm explodes unless clipped (seeds
-#:   0 and 1: the loss turns NaN within 3 epochs; seed 2: it stalls near chance);
+#: * clip: a 10 x 64 He ReLU net at lr 0.1, which does not train unless clipped; where its
+#:   gradient norm explodes is chaotic (C kernels, AVX-512 build: NaN within 3 epochs for
+#:   seeds 0 and 1, a stall near chance for seed 2; the Numba kernels stay finite for longer);
 #: * batch_norm: 6 x 64 ReLU nets with inits too small or too large to train, with and without
 #:   batch norm before every activation.
 EXPERIMENTS = {
