@@ -1,7 +1,8 @@
 """Regenerate the README's command outputs and the pictures in docs/ from real runs.
 
     python docs/generate.py                 # every cheap part: machine, shrink, signal, train,
-                                            # moons, kernels (about a minute once compiled)
+                                            # moons, kernels and the experiments over training
+                                            # (a few minutes once compiled)
     python docs/generate.py train kernels   # only these parts
     python docs/generate.py warmup          # also time a cold Numba compile (minutes; it uses
                                             # a fresh, temporary NUMBA_CACHE_DIR)
@@ -32,6 +33,11 @@ COMMANDS = {
     "train": "fastinit train --plot docs/train.png",
     "moons": "fastinit train --toy moons --plot docs/moons.png",
     "kernels": "fastinit kernels --plot docs/kernels.png",
+    "depth": "fastinit train --depth 10,20,30 --plot docs/depth.png",
+    "dynamics": "fastinit train --probe --plot docs/dynamics.png",
+    "linear": "fastinit signal --activation linear",
+    "clip": "fastinit train --clip-norm 1 --clip-value 0.01 --plot docs/clip.png",
+    "batchnorm": "fastinit train --batch-norm --plot docs/batchnorm.png",
 }
 CHEAP = ("machine",) + tuple(COMMANDS)
 PARTS = CHEAP + ("warmup",)

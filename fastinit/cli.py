@@ -113,6 +113,27 @@ def init_list(text):
     return tuple(names)
 
 
+def depth_list(text):
+    """Hidden-layer counts, comma-separated: "10,20,30" -> (10, 20, 30)."""
+    parts = _csv(text)
+    if not parts:
+        raise argparse.ArgumentTypeError("must name at least one depth, e.g. 10,20,30")
+    return tuple(positive_int(p) for p in parts)
+
+
+def activation_list(text):
+    from fastinit.lab import train
+
+    names = _csv(text)
+    if not names:
+        raise argparse.ArgumentTypeError("must name at least one activation")
+    for n in names:
+        if n not in train.ACTIVATIONS:
+            raise argparse.ArgumentTypeError(
+                f"unknown activation {n!r}; choose from {', '.join(train.ACTIVATIONS)}")
+    return tuple(names)
+
+
 def backend_list(text):
     names = _csv(text)
     if not names:
@@ -314,6 +335,8 @@ def cmd_signal(args):
 
     if args.depth is None and args.activation is None and args.inits is None:
         configs = [dict(c) for c in signal.CLASSIC]
+    elif args.activation == "linear" and args.inits is None:
+        configs = [dict(signal.LINEAR, depth=args.depth or signal.LINEAR["depth"])]
     else:
         configs = [dict(depth=10 if args.depth is None else args.depth,
                         activation=args.activation or "tanh",
@@ -358,20 +381,68 @@ def cmd_train(args):
         if args.plot:
             print(f"decision boundaries written to {args.plot}")
         return 0
+    settings = train_settings(args)
     with _compiling(status):
-        res = train.run(model=args.model, inits=args.inits or train.DEFAULT_INITS,
-                        epochs=args.epochs, batch=args.batch, lr=args.lr,
-                        momentum=args.momentum, seed=args.seed, activation=args.activation,
-                        progress=status)
+        res = train.run(model=args.model, batch=args.batch, momentum=args.momentum,
+                        seed=args.seed, progress=status, data=args.data,
+                        data_dir=args.data_dir, **settings)
     if args.plot:
-        train.plot(res, args.plot)
+        (train.plot_dynamics if settings.get("probe_every") else train.plot)(res, args.plot)
     if args.json:
         print(json.dumps(res))
     else:
         print(train.format_table(res))
         if args.plot:
-            print(f"curves written to {args.plot}")
+            what = "activations over training" if settings.get("probe_every") else "curves"
+            print(f"{what} written to {args.plot}")
     return 0
+
+
+def train_experiment(args):
+    """The experiment whose defaults an invocation of `fastinit train` takes: the first of
+    --probe, --clip-norm/--clip-value, --batch-norm and --depth given (None: the seven inits)."""
+    if args.probe or args.probe_every is not None:
+        return "probe"
+    if args.clip_norm is not None or args.clip_value is not None:
+        return "clip"
+    if args.batch_norm:
+        return "batch_norm"
+    if args.depth is not None:
+        return "depth"
+    return None
+
+
+def train_settings(args):
+    """train.run's keyword arguments: the experiment's defaults, overridden by every option
+    given."""
+    from fastinit.lab import train
+
+    out = dict(inits=train.DEFAULT_INITS, activation="relu", depth=None, width=128, lr=0.05,
+               epochs=20)
+    exp = train_experiment(args)
+    if exp is not None:
+        out.update(train.EXPERIMENTS[exp])
+    if exp == "probe":
+        if args.probe_every is not None:
+            out["probe_every"] = args.probe_every
+        if args.inits or args.activation:      # the runs: inits x activations, as elsewhere
+            pairs = out.pop("runs")
+            out["inits"] = tuple(dict.fromkeys(r["init"] for r in pairs))
+            out["activation"] = tuple(dict.fromkeys(r["activation"] for r in pairs))
+    if exp == "clip":      # without clipping, then each clipping the command line names
+        out["clip_norm"] = (None,) if args.clip_norm is None else (None, args.clip_norm)
+        out["clip_value"] = () if args.clip_value is None else (args.clip_value,)
+    for key in ("inits", "activation", "depth", "width", "lr", "epochs"):
+        v = getattr(args, key)
+        if v is not None:
+            out[key] = v
+    if isinstance(out["activation"], tuple) and len(out["activation"]) == 1:
+        out["activation"] = out["activation"][0]
+    if args.model == "cnn":
+        out["depth"] = None      # the cnn has its own layers (an experiment's depth is mlp's)
+    if isinstance(out["depth"], tuple) and len(out["depth"]) == 1:
+        out["depth"] = out["depth"][0]
+    return out
 
 
 def cmd_bench(args):
@@ -401,9 +472,13 @@ def cmd_bench(args):
 
 # ---- the parser ----------------------------------------------------------------------------
 
-def _sub(sub, name, help, description=None):
-    s = sub.add_parser(name, help=help, description=description or help,
-                       formatter_class=_Formatter)
+class _RawFormatter(_Formatter, argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's and epilog's line breaks (a table of experiments)."""
+
+
+def _sub(sub, name, help, description=None, epilog=None):
+    s = sub.add_parser(name, help=help, description=description or help, epilog=epilog,
+                       formatter_class=_RawFormatter if epilog else _Formatter)
     s.set_defaults(parser=s)
     return s
 
@@ -474,9 +549,11 @@ def build_parser():
                    help="hidden layers (default: the two classic cases, a 10-layer tanh and a "
                         "30-layer ReLU network; 10 when --activation or --inits is given)")
     s.add_argument("--width", type=positive_int, default=256, help="units per hidden layer")
-    s.add_argument("--activation", default=None, choices=["tanh", "sigmoid", "relu", "leaky_relu"],
+    s.add_argument("--activation", default=None,
+                   choices=["tanh", "sigmoid", "relu", "leaky_relu", "linear"],
                    help="nonlinearity (default: the classic cases; tanh when --depth or --inits "
-                        "is given)")
+                        "is given); linear: the deep linear network, 9 layers of 0.5 x and "
+                        "1.5 x the identity and Xavier's, beside the exact prediction")
     s.add_argument("--inits", type=init_list, default=None, metavar="LIST",
                    help="initializations to compare, comma-separated (default: the classic "
                         "cases; standard,xavier_uniform when --depth or --activation is given)")
@@ -490,19 +567,66 @@ def build_parser():
     s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(func=cmd_signal)
 
-    s = _sub(sub, "train", "train on the digits (or a 2-D toy set) with each initialization")
+    s = _sub(sub, "train", "train on the digits (or a 2-D toy set) with each initialization",
+             description=textwrap.fill(
+                 "Train the same network once per initialization (and per setting compared) "
+                 "on the digits, MNIST or a 2-D toy set. --depth, --probe, --clip-norm/"
+                 "--clip-value and --batch-norm each run a classic experiment with its own "
+                 "defaults (below); an option given wins over them.", 90),
+             epilog=textwrap.dedent("""\
+                 experiments (the defaults each takes):
+                   --depth L,...     Xavier vs He on plain ReLU nets of 10, 20, 30 hidden layers
+                                     of 64 units, lr 0.002, 30 epochs (He et al. 2015)
+                   --probe           per-layer activations every 5 steps while training: sigmoid
+                                     with the standard init vs tanh with Xavier's, 4 x 128,
+                                     lr 0.1, 10 epochs (Glorot & Bengio 2010)
+                   --clip-norm X     a 10 x 64 He ReLU net at lr 0.1, 10 epochs, without
+                   --clip-value X    clipping and with each clipping given
+                   --batch-norm      too_small, too_large and normal inits on 6 x 64 ReLU nets,
+                                     with and without batch norm, lr 0.02, 20 epochs
+                 """))
     s.add_argument("--model", default="mlp", choices=["mlp", "cnn"],
-                   help="mlp: 64-128-128-10; cnn: two 3x3 conv + batch norm + pool blocks")
+                   help="mlp: 64-128-128-10 (--depth, --width: other hidden layers); cnn: two "
+                        "3x3 conv + batch norm + pool blocks")
     s.add_argument("--inits", type=init_list, default=None, metavar="LIST",
                    help="initializations, comma-separated (default: zeros, too_small, "
                         "xavier_normal, he_normal, too_large, normal, torch_default; with "
-                        "--toy: zeros, too_large, he_normal)")
-    s.add_argument("--epochs", type=positive_int, default=20, help="passes over the training set")
+                        "--toy: zeros, too_large, he_normal; an experiment's own otherwise)")
+    s.add_argument("--depth", type=depth_list, default=None, metavar="L,...",
+                   help="hidden layers of the mlp, one network per value, e.g. 10,20,30 "
+                        "(default: 2; alone: the depth experiment)")
+    s.add_argument("--width", type=positive_int, default=None,
+                   help="units per hidden layer (default: 128; an experiment's own)")
+    s.add_argument("--epochs", type=positive_int, default=None,
+                   help="passes over the training set (default: 20; an experiment's own)")
     s.add_argument("--batch", type=positive_int, default=64, help="minibatch size")
-    s.add_argument("--lr", type=positive_float, default=0.05, help="SGD learning rate")
+    s.add_argument("--lr", type=positive_float, default=None,
+                   help="SGD learning rate (default: 0.05; an experiment's own)")
     s.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum, in [0, 1)")
-    s.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid"],
-                   help="nonlinearity")
+    s.add_argument("--activation", type=activation_list, default=None, metavar="LIST",
+                   help="nonlinearity, or several comma-separated, one network each, among "
+                        "relu, leaky_relu, tanh, sigmoid, linear (default: relu; with --probe: "
+                        "sigmoid and tanh)")
+    s.add_argument("--probe", action="store_true",
+                   help="record each hidden layer's activations (mean, 2nd-98th percentiles, "
+                        "saturation) every few steps while training; --plot draws them")
+    s.add_argument("--probe-every", type=positive_int, default=None, metavar="K",
+                   help="with --probe: record every K training steps (default: 5)")
+    s.add_argument("--clip-norm", type=positive_float, default=None, metavar="X",
+                   help="also train with the gradients clipped to global L2 norm X, beside "
+                        "no clipping (default: no clipping)")
+    s.add_argument("--clip-value", type=positive_float, default=None, metavar="X",
+                   help="also train with every gradient clipped to [-X, X], beside no "
+                        "clipping (default: no clipping)")
+    s.add_argument("--batch-norm", action="store_true",
+                   help="train each network with and without batch norm before every "
+                        "activation")
+    s.add_argument("--data", default=None, choices=["digits", "mnist"],
+                   help="digits: scikit-learn's 8x8 digits, shipped; mnist: the IDX files in "
+                        "--data-dir (default: digits, or mnist when --data-dir is given)")
+    s.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder holding MNIST's four IDX files (train-images-idx3-ubyte, ...; "
+                        "plain or .gz); nothing is downloaded (default: none)")
     s.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seed of the weights, the data split and the batch order")
     s.add_argument("--toy", default=None, choices=["moons", "circles", "spirals", "xor"],
@@ -542,8 +666,37 @@ def _check_before_work(args):
     parser = args.parser
     if getattr(args, "plot", None):
         _require(parser, f"fastinit {args.command} --plot", "matplotlib")
-    if args.command == "signal" or (args.command == "train" and not args.toy):
+    if args.command == "train" and not args.toy:
+        _check_train(args)
+    if args.command == "signal" or (args.command == "train" and not args.toy
+                                    and args.data == "digits"):
         _require(parser, f"fastinit {args.command} (scikit-learn's digits)", "sklearn")
+
+
+def _check_train(args):
+    """Combinations of `fastinit train` options that cannot work, and the MNIST files."""
+    parser = args.parser
+    if args.data is None:
+        args.data = "mnist" if args.data_dir is not None else "digits"
+    if args.data == "mnist":
+        if args.data_dir is None:
+            parser.error("argument --data-dir: --data mnist reads the IDX files from a folder; "
+                         "name it with --data-dir DIR")
+        from fastinit.nn import data
+
+        try:
+            data.mnist_paths(args.data_dir)
+        except FileNotFoundError as exc:
+            parser.error(f"argument --data-dir: {str(exc).removeprefix('path: ')}")
+    elif args.data_dir is not None:
+        parser.error("argument --data-dir: only with --data mnist (the digits ship with "
+                     "scikit-learn)")
+    if args.model == "cnn":
+        for flag, given in (("--depth", args.depth), ("--width", args.width),
+                            ("--batch-norm", args.batch_norm)):
+            if given:
+                parser.error(f"argument {flag}: only for --model mlp (the cnn has its own "
+                             f"layers and batch norm)")
 
 
 def main(argv=None):

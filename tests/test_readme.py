@@ -85,8 +85,15 @@ def test_generated_outputs_match_the_defaults():
     parser = cli.build_parser()
     defaults = {name: parser.parse_args([name]) for name in ("train", "kernels", "signal")}
     t = defaults["train"]
-    assert (f"SGD lr {t.lr} momentum {t.momentum}, batch {t.batch}, {t.epochs} epochs, "
-            f"seed {t.seed}") in _block("train")
+    flat = lambda text: " ".join(text.split())     # the table's heading wraps at 100 columns
+    for part, argv in (("train", []), ("depth", ["--depth", "10,20,30"]), ("dynamics", ["--probe"]),
+                       ("clip", ["--clip-norm", "1", "--clip-value", "0.01"]),
+                       ("batchnorm", ["--batch-norm"])):
+        s = cli.train_settings(parser.parse_args(["train", *argv]))
+        assert (f"SGD lr {s['lr']} momentum {t.momentum}, batch {t.batch}, {s['epochs']} epochs, "
+                f"seed {t.seed}") in flat(_block(part)), part
+        assert f"$ fastinit train {' '.join(argv)}".strip() in _block(part), part
+    assert "9-layer linear MLP" in _block("linear") and "x0.00391" in _block("linear")
     k = defaults["kernels"]
     assert f"input N={k.batch} C={k.channels} {k.size}x{k.size}, {k.dtype}" in _block("kernels")
     assert "$ fastinit kernels --plot docs/kernels.png" in _block("kernels")
@@ -101,7 +108,8 @@ def test_pictures_are_in_docs_and_shown():
     shown = set(re.findall(r"!\[[^\]]*\]\((docs/[^)]+\.png)\)", README))
     on_disk = {os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.png"))}
     assert shown == on_disk and {"docs/kernels.png", "docs/signal.png", "docs/train.png",
-                                 "docs/moons.png"} <= shown
+                                 "docs/moons.png", "docs/depth.png", "docs/dynamics.png",
+                                 "docs/clip.png", "docs/batchnorm.png"} <= shown
 
 
 def test_ci_runs_the_readme_commands():

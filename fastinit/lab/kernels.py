@@ -403,15 +403,13 @@ def to_json(result):
 BIG_COLOR, STACK_COLOR = "#c0504d", "#4f81bd"
 
 
-def plot(result, path):
+def plot(result, path=None):
     """Six panels a reader can take in at once: parameters, multiply-adds, activation memory,
     forward and forward+backward time per library (big kernel and 3x3 stack side by side), and
-    the time ratios with their 95% intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    the time ratios with their 95% intervals. Returns the matplotlib Figure (not managed by
+    pyplot: a notebook shows it when it is a cell's value); ``path``: also save it there."""
     import matplotlib.ticker
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     recs = result["records"]
@@ -419,7 +417,8 @@ def plot(result, path):
     libs = result["libraries"]
     groups = [f"{recs[1]['name']}\nvs {recs[0]['name']}",
               f"{recs[3]['name']}\nvs {recs[2]['name']}"]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 7.2))
+    fig = Figure(figsize=(12, 7.2))
+    axes = fig.subplots(2, 3)
     x = np.arange(2)
     wd = 0.36
 
@@ -499,6 +498,7 @@ def plot(result, path):
                  f"{cfg['size']}x{cfg['size']} {cfg['dtype']}{mid}"
                  + (", ReLU between" if cfg["relu"] else ""), fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95 if result["measurement"].get("busy") else 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
     return path

@@ -4,6 +4,8 @@ Each entry: name -> (what it is, spec). A spec is what ``nn.Linear(init=...)`` t
 """
 import math
 
+import numpy as np
+
 from .. import init as _init
 
 
@@ -13,6 +15,19 @@ def _scaled_he(factor):
         return _init.normal(shape, 0.0, factor * math.sqrt(2.0 / fan_in), rng=rng, dtype=dtype)
     return spec
 
+
+def _scaled_identity(factor):
+    """factor x the identity: eye for a dense weight (a non-square one keeps the first units),
+    dirac for a convolution's; no randomness, so a deep linear net of them is exactly
+    factor^L times its input."""
+    def spec(shape, rng, dtype):
+        w = _init.eye(shape, dtype=dtype) if len(shape) == 2 else _init.dirac(shape, dtype=dtype)
+        return w * np.asarray(factor, dtype)
+    return spec
+
+
+#: presets whose weights are factor x the identity: name -> factor
+IDENTITY = {"identity_0.5": 0.5, "identity_1.5": 1.5}
 
 INITS = {
     "zeros": ("all zeros: every hidden unit stays identical (no symmetry breaking)", "zeros"),
@@ -31,6 +46,14 @@ INITS = {
     "normal": ("N(0, 1): far too large for any wide layer", ("normal", {"std": 1.0})),
     "torch_default": ("PyTorch's default: kaiming_uniform(a=sqrt 5), U(+-1/sqrt(fan_in))",
                       "torch_default"),
+    "uniform": ("U(-1, 1): weights of order one, far too large for wide layers",
+                ("uniform", {"low": -1.0, "high": 1.0})),
+    "constant": ("every weight 0.05, biases 0: like zeros, the units of a layer stay identical",
+                 ("constant", {"value": 0.05})),
+    "identity_0.5": ("0.5 x the identity: a deep linear net shrinks its input by 0.5 a layer",
+                     _scaled_identity(0.5)),
+    "identity_1.5": ("1.5 x the identity: a deep linear net grows its input by 1.5 a layer",
+                     _scaled_identity(1.5)),
 }
 
 
@@ -41,7 +64,11 @@ def spec(name):
 
 
 def weight_variance(name, fan_in, fan_out):
-    """Var[W] of preset ``name`` for a (fan_out, fan_in) weight (for the variance recursion)."""
+    """Var[W] of preset ``name`` for a (fan_out, fan_in) weight (for the variance recursion);
+    None for the presets the recursion does not describe: a constant (its weights have a mean)
+    and the scaled identities (not random: :data:`IDENTITY` gives their exact factor)."""
+    if name in ("constant",) or name in IDENTITY:
+        return None
     if name == "zeros":
         return 0.0
     if name == "too_small":
@@ -58,8 +85,9 @@ def weight_variance(name, fan_in, fan_out):
         return 100.0 * 2.0 / fan_in
     if name == "normal":
         return 1.0
+    if name == "uniform":
+        return 1.0 / 3.0
     raise ValueError(f"unknown initialization {name!r}")  # pragma: no cover
-
 
 
 def bias_variance(name, fan_in):

@@ -12,6 +12,12 @@ gradient - measured by fastinit's own kernels - beside what theory predicts:
 * backward, Var[g_{l-1}] = n_l Var[W_l] E[phi'(z_l)^2] Var[g_l] (Glorot & Bengio eq. 7, He et al.
   eq. 13), started from the measured gradient at the top.
 
+For the scaled identities (``identity_0.5``, ``identity_1.5``) of a linear network the
+prediction is exact, not statistical: each layer multiplies its input by the same factor c, so
+the activations of hidden layer l are c^l times the (zero-padded) input and the gradient at
+layer l is c^(L-l) times the one at the top - the deep linear network of the deeplearning.ai
+notes, whose output scales as 0.5^L or 1.5^L.
+
 Defaults show the two classic cases: a 10-layer tanh network with the "standard" init against
 Xavier's, and a 30-layer ReLU network with Xavier against He's.
 """
@@ -22,7 +28,15 @@ import numpy as np
 
 from . import presets
 
-ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu")
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu", "linear")
+
+#: the layer class (as a probe names it) of each activation
+_LAYER = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "ReLU", "leaky_relu": "LeakyReLU",
+          "linear": "Identity"}
+
+#: `fastinit signal --activation linear`: the deep linear network of the deeplearning.ai notes
+LINEAR = dict(activation="linear", depth=9, inits=("identity_0.5", "identity_1.5",
+                                                   "xavier_normal"))
 
 CLASSIC = [
     dict(activation="tanh", depth=10, inits=("standard", "xavier_uniform")),
@@ -41,6 +55,8 @@ def _phi(name):
     if name == "leaky_relu":
         return (lambda z: np.where(z > 0, z, 0.01 * z),
                 lambda z: np.where(z > 0, 1.0, 0.01))
+    if name == "linear":
+        return lambda z: z, lambda z: np.ones_like(z)
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 
@@ -88,6 +104,27 @@ def predict(init, activation, widths, input_second_moment, top_grad_var, batch_n
     return acts, grads
 
 
+def exact_identity(factor, x, widths, top_grad_std, batch_norm=False):
+    """The exact activation and gradient std per hidden layer of a linear network whose
+    weights are ``factor`` x the identity (zero biases): hidden layer l holds factor^l times the
+    input, cut or zero-padded to its width; the gradient at layer l is factor^(L-l) times the
+    gradient at the top layer L (every hidden layer has the same width, so nothing is cut on
+    the way down). With ``batch_norm`` there is no such closed form: None."""
+    if batch_norm:
+        return [None] * (len(widths) - 1), [None] * (len(widths) - 1)
+    h = np.asarray(x, np.float64)
+    acts = []
+    for l in range(1, len(widths)):
+        padded = np.zeros((len(h), widths[l]))
+        k = min(widths[l], h.shape[1])
+        padded[:, :k] = h[:, :k]
+        h = factor * padded
+        acts.append(float(h.std()))
+    L = len(widths) - 1
+    grads = [top_grad_std * factor ** (L - 1 - l) for l in range(L)]
+    return acts, grads
+
+
 def _bins(activation):
     """Histogram edges for the activations: tanh and sigmoid cover their whole range; ReLU's
     positive part spans decades as a signal vanishes, so its edges are logarithmic (10 per
@@ -98,6 +135,8 @@ def _bins(activation):
         return np.linspace(0.0, 1.0, 51)
     if activation == "relu":
         return np.logspace(-8, 1.5, 96)
+    if activation == "linear":
+        return np.linspace(-4.0, 4.0, 81)
     return np.linspace(-0.5, 2.0, 51)
 
 
@@ -105,7 +144,7 @@ def build(depth, width, activation, init, seed, n_in=64, n_out=10, batch_norm=Fa
     from .. import nn
 
     act = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU,
-           "leaky_relu": nn.LeakyReLU}[activation]
+           "leaky_relu": nn.LeakyReLU, "linear": nn.Identity}[activation]
     layers = []
     n = n_in
     for _ in range(depth):
@@ -143,10 +182,7 @@ def run(depth=10, width=256, activation="tanh", inits=("standard", "xavier_unifo
         net.backward(crit.backward())
         probe.detach()
         act_layers = [r for r in probe.records if r["phase"] == "forward"
-                      and r["layer"].split(":")[1].lower().startswith(activation.replace("_", ""))]
-        grad_layers = [r for r in probe.records if r["phase"] == "backward"
-                       and r["layer"].split(":")[1].lower().startswith(activation.replace("_", ""))]
-        grad_layers = sorted(grad_layers, key=lambda r: int(r["layer"].split(":")[0]))
+                      and r["layer"].split(":")[1] == _LAYER[activation]]
         # gradient w.r.t. each hidden activation = what flows *into* the activation's backward
         # from above, i.e. the output gradient of the next Linear's backward
         lin_back = {int(r["layer"].split(":")[0]): r for r in probe.records
@@ -157,10 +193,16 @@ def run(depth=10, width=256, activation="tanh", inits=("standard", "xavier_unifo
             measured_grad.append(lin_back[idx + 1]["grad_std"])
         widths = [x.shape[1]] + [width] * depth
         m2 = float(np.mean(x.astype(np.float64) ** 2))
-        pred_act, pred_grad = predict(init, activation, widths, m2, measured_grad[-1] ** 2,
-                                      batch_norm)
+        factor = presets.IDENTITY.get(init) if activation == "linear" else None
+        if factor is not None:
+            pred_act, pred_grad = exact_identity(factor, x, widths, measured_grad[-1],
+                                                 batch_norm)
+        else:
+            pred_act, pred_grad = predict(init, activation, widths, m2, measured_grad[-1] ** 2,
+                                          batch_norm)
         out["runs"].append(dict(
             init=init, description=presets.INITS[init][0], loss=loss,
+            exact=factor is not None and not batch_norm, factor=factor,
             activation_std=[r["std"] for r in act_layers], predicted_activation_std=pred_act,
             gradient_std=measured_grad, predicted_gradient_std=pred_grad,
             saturated=[r.get("saturated", r.get("dead")) for r in act_layers],
@@ -190,14 +232,20 @@ def format_table(result):
             lines.append(f"{i + 1:5d} {run['activation_std'][i]:10.3g} "
                          f"{run['predicted_activation_std'][i]:10.3g} "
                          f"{run['gradient_std'][i]:10.3g} {run['predicted_gradient_std'][i]:10.3g} "
-                         f"{run['saturated'][i] if run['saturated'][i] is not None else 0:9.1%}")
+                         + (f"{'-':>9s}" if cfg["activation"] == "linear" else
+                            f"{run['saturated'][i] if run['saturated'][i] is not None else 0:9.1%}"))
         a = run["activation_std"]
         g = run["gradient_std"]
         lines.append(f"  activation std first -> last layer: x{a[-1] / max(a[0], 1e-30):.3g}; "
                      f"gradient std last -> first: x{g[0] / max(g[-1], 1e-30):.3g}")
     what = ("dead = units that are 0 for every input of the batch" if relu_like else
             "saturated = outputs with |tanh| > 0.97" if cfg["activation"] == "tanh" else
+            "a linear layer does not saturate" if cfg["activation"] == "linear" else
             "saturated = outputs below 0.03 or above 0.97")
+    if any(run.get("exact") for run in result["runs"]):
+        what = (f"for {', '.join(r['init'] for r in result['runs'] if r.get('exact'))} the "
+                f"prediction is exact: layer l holds factor^l times the input, and the gradient "
+                f"at layer l is factor^(L-l) times the top one; {what}")
     lines.append("")
     lines += textwrap.wrap(f"act std: std of each hidden layer's output over the batch; grad std: "
                            f"std of d loss / d output; predicted: the variance recursion's "
@@ -214,21 +262,22 @@ def format_table(result):
     return "\n".join(lines)
 
 
-def plot(results, path):
+def plot(results, path=None):
     """One row per (experiment, init), in the manner of Glorot & Bengio's figures 6 and 7:
     the distribution of each hidden layer's activations and of its back-propagated gradient (one
-    curve per layer, coloured by depth), and each layer's measured std beside the prediction."""
+    curve per layer, coloured by depth), and each layer's measured std beside the prediction.
+    Returns the matplotlib Figure (not managed by pyplot: a notebook shows it when it is a
+    cell's value); ``path``: also save it there."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
     from matplotlib.cm import ScalarMappable
 
     rows = [(res, run) for res in results for run in res["runs"]]
-    fig, axes = plt.subplots(len(rows), 3, figsize=(15, 3.3 * len(rows)), squeeze=False,
+    fig = Figure(figsize=(15, 3.3 * len(rows)))
+    axes = fig.subplots(len(rows), 3, squeeze=False,
                              gridspec_kw=dict(width_ratios=[1, 1, 1.05]))
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     for (res, run), ax in zip(rows, axes):
         cfg = res["config"]
         n = len(run["act_hist"])
@@ -289,6 +338,6 @@ def plot(results, path):
         for x in ax:
             x.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig

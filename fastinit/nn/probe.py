@@ -44,7 +44,9 @@ class Probe:
       and, for ReLU, ``zeros`` (fraction of outputs that are exactly 0);
     * ``hist``: counts of the output over ``probe.bins`` (for ReLU: of the positive outputs only,
       the zeros are in ``zeros``), with ``below`` and ``above`` the fractions of the counted
-      values that fall outside the bins - they are not piled into the edge bins.
+      values that fall outside the bins - they are not piled into the edge bins;
+    * ``percentiles``: the output's percentiles ``probe.percentiles`` (all outputs, ReLU's zeros
+      included), when any were asked for.
 
     Each backward pass appends ``phase`` = ``"backward"``, ``grad_std`` (std of the gradient
     flowing out of the layer, d loss / d input), ``weight_grad_std`` for layers with weights, and
@@ -52,13 +54,15 @@ class Probe:
     ``probe.grad_bins``.
 
     ``probe.next_step()`` advances ``step`` (call it once per training step to tell steps
-    apart); :meth:`table` prints one statistic per layer.
+    apart); :meth:`table` prints one statistic per layer. ``detach()`` stops the recording and
+    ``attach()`` resumes it (to probe, say, every 10th step of a training run).
 
     Parameters: ``bins`` and ``grad_bins`` are histogram edges (default: 61 edges over
-    [-3, 3]); ``histograms=False`` records no histograms (cheaper).
+    [-3, 3]); ``histograms=False`` records no histograms (cheaper); ``percentiles``, numbers in
+    [0, 100] (default: none), e.g. ``(2, 98)`` as in Glorot & Bengio's figures.
     """
 
-    def __init__(self, net, bins=None, histograms=True, grad_bins=None):
+    def __init__(self, net, bins=None, histograms=True, grad_bins=None, percentiles=()):
         self.net = net
         self.bins = np.linspace(*DEFAULT_BINS) if bins is None else np.asarray(bins, np.float64)
         self.grad_bins = (np.linspace(*DEFAULT_BINS) if grad_bins is None
@@ -67,15 +71,25 @@ class Probe:
             if b.ndim != 1 or b.size < 2 or not np.all(np.diff(b) > 0):
                 raise ValueError(f"{name} must be increasing histogram edges (at least 2)")
         self.histograms = histograms
+        self.percentiles = tuple(float(q) for q in percentiles)
+        if not all(0 <= q <= 100 for q in self.percentiles):
+            raise ValueError(f"percentiles must be numbers in [0, 100], got {percentiles!r}")
         self.records = []         # one dict per (step, layer, phase)
         self.step = 0
         self.layers = [m for m in net.modules() if m is not net] or [net]
+        self.attach()
+
+    def attach(self):
+        """Record every pass from now on (a new probe is attached already)."""
         for m in self.layers:
             m._probe = self
+        return self
 
     def detach(self):
+        """Stop recording; the records stay."""
         for m in self.layers:
             m._probe = None
+        return self
 
     def next_step(self):
         self.step += 1
@@ -107,6 +121,9 @@ class Probe:
                 counted = y64[positive]
         if self.histograms:
             self._hist(counted, self.bins, rec)
+        if self.percentiles:
+            rec["percentiles"] = (np.percentile(y64, self.percentiles).tolist() if y64.size
+                                  else [0.0] * len(self.percentiles))
         self.records.append(rec)
 
     def _backward(self, module, dy, dx):
