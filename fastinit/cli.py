@@ -580,8 +580,9 @@ def build_parser():
                    --probe           per-layer activations every 5 steps while training: sigmoid
                                      with the standard init vs tanh with Xavier's, 4 x 128,
                                      lr 0.1, 10 epochs (Glorot & Bengio 2010)
-                   --clip-norm X     a 10 x 64 He ReLU net at lr 0.1, 10 epochs, without
-                   --clip-value X    clipping and with each clipping given
+                   --clip-norm X     the deep linear net (10 x 64, identity activations,
+                   --clip-value X    weights 1.5 I) at lr 0.01, 10 epochs, without clipping
+                                     and with each clipping given
                    --batch-norm      too_small, too_large and normal inits on 6 x 64 ReLU nets,
                                      with and without batch norm, lr 0.02, 20 epochs
                  """))

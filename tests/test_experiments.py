@@ -89,24 +89,19 @@ def test_constant_init_leaves_one_distinct_unit_per_layer(init):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_clipping_lets_an_unstable_net_train(seed):
-    # lr 0.1 with momentum 0.9 is past the edge for a 10-layer ReLU net: unclipped, a few large
-    # steps feed on each other. Where exactly it blows up is chaotic: with the C kernels'
-    # AVX-512 build seeds 0 and 1 turn the loss NaN (gradient norm x1e14, x2e23) and seed 2
-    # stalls; with the Numba kernels or the AVX2 build, which round differently, none turns NaN
-    # within 4 epochs but none trains either. Measured over seeds 0-2 and those three builds,
-    # 4 epochs: unclipped test accuracy 0.10-0.38, clipped 0.79-0.91. So the test asserts what
-    # holds on every build: both clippings train, and each beats the unclipped net by 0.4.
+    # The deep linear net with weights 1.5 I: the back-propagated gradient grows as 1.5^L (x38
+    # over 9 layers), so unclipped steps overshoot and feed on each other. Measured over seeds
+    # 0-2 on the C AVX-512 and AVX2 builds and the Numba kernels: unclipped, the loss is inf or
+    # NaN by step 5 (gradient norm 353 -> 2.5e12); clipped, test accuracy 0.89-0.95.
     res = _experiment("clip", epochs=4, seed=seed)
     free, *clipped = res["runs"]
     assert free["clip_norm"] is None and free["clip_value"] is None
-    if free["diverged"]:
-        assert not np.isfinite(free["step_loss"][-1])
-        assert np.nanmax(free["grad_norm"]) > 1e3 * free["grad_norm"][0]
+    assert free["diverged"] and not np.isfinite(free["step_loss"][-1])
+    assert np.nanmax(free["grad_norm"]) > 1e6 * free["grad_norm"][0]
     assert {(r["clip_norm"], r["clip_value"]) for r in clipped} == {(1.0, None), (None, 0.01)}
     for r in clipped:
         assert not r["diverged"] and np.isfinite(r["loss"][-1])
-        assert r["test_acc"][-1] > 0.7, r["label"]
-        assert r["test_acc"][-1] > free["test_acc"][-1] + 0.4, r["label"]
+        assert r["test_acc"][-1] > 0.8, r["label"]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
