@@ -202,16 +202,9 @@ CLIP_PARTIAL512(f64)
 
 /* Which build the norm runs: 0 portable, 1 AVX2, 2 AVX-512; -1 (default) the best this CPU
  * has. Clamped to what the CPU has; returns the build now used (for tests). */
-static int clip_path = -1;
-
-int fi_clip_set_path(int path) {
-    int best = fi_use_avx512 ? 2 : fi_use_avx2 ? 1 : 0;
-    clip_path = (path < 0 || path > best) ? best : path;
-    return clip_path;
-}
+#define clip_path (fi_isa() - FI_ISA_BASE)
 
 static clip_partial_fn partial_for(int bits) {
-    if (clip_path < 0) fi_clip_set_path(-1);
 #if FI_X86
     if (clip_path == 2 && bits != 16) return bits == 32 ? partial_f32_avx512 : partial_f64_avx512;
 #endif
@@ -343,7 +336,7 @@ static int clip_update(clip_update_fn fn, void **addrs, const int64_t *sizes, in
 }
 
 int fi_grad_scale(void **addrs, const int64_t *sizes, int64_t count, int bits, double scale) {
-    int avx2 = fi_use_avx2;
+    int avx2 = fi_isa() >= FI_ISA_AVX2;
     clip_update_fn fn = bits == 16 ? (avx2 ? scale_f16_avx2 : scale_f16_portable)
                         : bits == 32 ? (avx2 ? scale_f32_avx2 : scale_f32_portable)
                                      : (avx2 ? scale_f64_avx2 : scale_f64_portable);
@@ -352,7 +345,7 @@ int fi_grad_scale(void **addrs, const int64_t *sizes, int64_t count, int bits, d
 
 int fi_grad_clamp(void **addrs, const int64_t *sizes, int64_t count, int bits,
                   double clip_value) {
-    int avx2 = fi_use_avx2;
+    int avx2 = fi_isa() >= FI_ISA_AVX2;
     clip_update_fn fn = bits == 16 ? (avx2 ? clamp_f16_avx2 : clamp_f16_portable)
                         : bits == 32 ? (avx2 ? clamp_f32_avx2 : clamp_f32_portable)
                                      : (avx2 ? clamp_f64_avx2 : clamp_f64_portable);

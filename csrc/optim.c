@@ -77,7 +77,7 @@ void fi_sgd_step(void **p, void **g, void **v, const int64_t *sizes, int64_t cou
         int part = 0, parts = 1;
 #endif
 #if FI_X86
-        if (fi_use_avx512) {
+        if (fi_isa() == FI_ISA_AVX512) {
             if (bits == 32)
                 sgd_slices_f32_avx512(p, g, v, sizes, count, part, parts, lr, momentum,
                                       weight_decay);

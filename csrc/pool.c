@@ -358,13 +358,7 @@ MP_VARIANT(double, d2, portable, )
 /* Which build the non-overlapping max pool runs: 0 portable, 1 AVX2, 2 AVX-512; -1 (default)
  * the best this CPU has. Clamped to what the CPU has; returns the build now used. For tests:
  * every build gives the same bits. */
-static int pool_path = -1;
-
-int fi_pool_set_path(int path) {
-    int best = fi_use_avx512 ? 2 : fi_use_avx2 ? 1 : 0;
-    pool_path = (path < 0 || path > best) ? best : path;
-    return pool_path;
-}
+#define pool_path (fi_isa() - FI_ISA_BASE)
 
 #define MP_DRIVER(T)                                                                           \
     /* planes in blocks of POOL_PLANE_BLOCK, on threads from POOL_PARALLEL_MIN_* inputs */     \
@@ -377,7 +371,6 @@ int fi_pool_set_path(int path) {
                                     mp_fwd_##T##_avx512};                                      \
         static const fn_t bwd[3] = {mp_bwd_##T##_portable, mp_bwd_##T##_avx2,                  \
                                     mp_bwd_##T##_avx512};                                      \
-        if (pool_path < 0) fi_pool_set_path(-1);                                               \
         fn_t fn = dx ? bwd[pool_path] : fwd[pool_path];                                        \
         if (p * h * w < (dx ? POOL_PARALLEL_MIN_BWD : POOL_PARALLEL_MIN_FWD)) {                \
             fn(y, dx, dy, x, 0, p, h, w, oh, ow, k_h, k_w);                                    \

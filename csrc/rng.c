@@ -673,23 +673,6 @@ FI_RNG_KERNEL(truncated_normal_f64, double, fi_tn_f64, 2)
 typedef void (*fi_rng_run)(void *out, int64_t n, uint64_t j0, const fi_philox_key *key,
                            const void *prm);
 
-/* The build the kernels run: 2 AVX-512, 1 AVX2, 0 portable; -1 until first asked. */
-static int rng_path = -1;
-
-static int rng_best_path(void) {
-    if (!fi_use_avx2) return 0; /* no AVX2+FMA, or FASTINIT_C_PORTABLE set (common.c) */
-#if FI_RNG_AVX512
-    if (fi_use_avx512) return 2;
-#endif
-    return 1;
-}
-
-int fi_rng_set_path(int path) {
-    int best = rng_best_path();
-    rng_path = (path < 0 || path > best) ? best : path;
-    return rng_path;
-}
-
 /* Fill out (n elements of elem_size bytes, per_block elements per Philox block) in fixed
  * chunks of FI_RNG_CHUNK elements: chunk c starts at element c * FI_RNG_CHUNK, block
  * c * FI_RNG_CHUNK / per_block, whichever thread runs it. Chunks are handed out dynamically:
@@ -699,8 +682,7 @@ static void rng_run(const fi_rng_run runs[3], char *out, size_t elem_size, int64
                     const void *prm) {
     fi_philox_key key;
     philox_key(&key, k0, k1, d0, d1);
-    if (rng_path < 0) fi_rng_set_path(-1);
-    fi_rng_run run = runs[rng_path];
+    fi_rng_run run = runs[fi_isa() - FI_ISA_BASE];
     int64_t nchunks = (n + FI_RNG_CHUNK - 1) / FI_RNG_CHUNK;
 #pragma omp parallel for num_threads(fi_threads()) schedule(dynamic) if (n >= FI_RNG_PARALLEL_MIN)
     for (int64_t c = 0; c < nchunks; c++) {

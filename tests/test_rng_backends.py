@@ -23,6 +23,7 @@ import fastinit as fi
 from fastinit import _c, backends
 from fastinit.reference import rng as ref
 from fastinit.rng import Stream, _phi
+from conftest import c_builds
 
 CHUNK = 1 << 16  # elements per parallel chunk in both fast backends
 # 1 and 3: less than a block; 4097: serial path with a partial block; the last: parallel path,
@@ -197,23 +198,20 @@ def test_stream_deep_tail_float32_goes_through_float64(fast_backend):
 
 @pytest.mark.skipif(_c.lib is None, reason="C extension not built")
 def test_every_c_build_gives_the_same_bits():
-    best = _c.lib.fi_rng_set_path(-1)
     n, keys, tn = 2 * CHUNK + 4099, KEYS[1], _tn_args(-1.0, 3.0)
     cases = [("uniform", np.float32, (-1.0, 1.0)), ("uniform", np.float64, (-1.0, 1.0)),
              ("normal", np.float32, (0.0, 1.0)), ("truncated_normal", np.float32, tn)]
-    try:
-        for path in range(best + 1):
-            assert _c.lib.fi_rng_set_path(path) == path
+    builds = c_builds()
+    for build in builds:
+        with _c.isa_cap(build) as used:
+            assert used == build
             for name, dt, args in cases:
                 _assert_bits(_draw("c", name, dt, n, keys, args),
                              _reference(name, dt, n, keys, args))
             for name, args in [("normal", (0.0, 1.0)), ("truncated_normal", tn)]:
                 got = _draw("c", name, np.float64, 5001, keys, args)
-                _c.lib.fi_rng_set_path(-1)
-                _assert_bits(got, _draw("c", name, np.float64, 5001, keys, args))
-                _c.lib.fi_rng_set_path(path)
-    finally:
-        _c.lib.fi_rng_set_path(-1)
+                with _c.isa_cap(builds[-1]):
+                    _assert_bits(got, _draw("c", name, np.float64, 5001, keys, args))
 
 
 _THREAD_SCRIPT = r"""
