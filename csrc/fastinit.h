@@ -1,6 +1,6 @@
 /* fastinit C kernels: the declarations Python sees (cffi reads the block between the markers).
  *
- * Conventions (shared DESIGN.md): plain C11, one file per op, forward beside backward;
+ * Conventions (docs/design.md): plain C11, one file per op, forward beside backward;
  * arguments are outputs first, then inputs, then sizes. Kernels never validate: the Python
  * wrappers in fastinit/_ckernels/ check every shape before calling. Arrays are C-contiguous.
  * Each op keeps its declarations in its own section below, so ops can be added independently.
@@ -53,17 +53,17 @@ void fi_rng_truncated_normal_f64(double *out, int64_t n, uint32_t k0, uint32_t k
 /* c (m, n) = op(a) @ op(b) [+ bias (n,), or NULL], or += when beta != 0; a is (m, k), or
  * (k, m) when ta; b is (k, n), or (n, k) when tb; all C-contiguous. */
 fi_status fi_gemm_f32(float *c, const float *a, const float *b, const float *bias, int64_t m,
-                int64_t n, int64_t k, int ta, int tb, int beta);
+                      int64_t n, int64_t k, int ta, int tb, int beta);
 fi_status fi_gemm_f64(double *c, const double *a, const double *b, const double *bias, int64_t m,
-                int64_t n, int64_t k, int ta, int tb, int beta);
+                      int64_t n, int64_t k, int ta, int tb, int beta);
 /* dx = dy @ w, dw = dy^T @ x, db = column sums of dy (db NULL: skipped); dy (n, fout),
  * x (n, fin), w (fout, fin), each stored transposed when its flag is set. */
 fi_status fi_linear_backward_f32(float *dx, float *dw, float *db, const float *dy, const float *x,
-                           const float *w, int64_t n, int64_t fin, int64_t fout, int tdy,
-                           int tx, int tw);
+                                 const float *w, int64_t n, int64_t fin, int64_t fout, int tdy,
+                                 int tx, int tw);
 fi_status fi_linear_backward_f64(double *dx, double *dw, double *db, const double *dy,
-                           const double *x, const double *w, int64_t n, int64_t fin,
-                           int64_t fout, int tdy, int tx, int tw);
+                                 const double *x, const double *w, int64_t n, int64_t fin,
+                                 int64_t fout, int tdy, int tx, int tw);
 /* out[j] = sum_i X[i, j], X (rows, cols) = x, or x^T when trans; float64 sums. */
 fi_status fi_column_sums_f32(float *out, const float *x, int64_t rows, int64_t cols, int trans);
 fi_status fi_column_sums_f64(double *out, const double *x, int64_t rows, int64_t cols, int trans);
@@ -125,28 +125,29 @@ void fi_conv2d_winograd_tile(int is_double, int *rows, int *nvec, int *lanes);
 
 /* ---- batchnorm.c ---- */
 /* x, y, dy, dx are (n, c, s) C-contiguous; gamma, beta, dgamma, dbeta (c,) of the data type;
- * mean, var, invstd (c,) float64. Return 0, or -1 when scratch memory ran out. */
-int fi_batch_norm_forward_train_f32(float *y, double *mean, double *var, double *invstd,
-                                    const float *x, const float *gamma, const float *beta,
-                                    double eps, int64_t n, int64_t c, int64_t s);
-int fi_batch_norm_forward_train_f64(double *y, double *mean, double *var, double *invstd,
-                                    const double *x, const double *gamma, const double *beta,
-                                    double eps, int64_t n, int64_t c, int64_t s);
-int fi_batch_norm_forward_eval_f32(float *y, double *invstd, const float *x, const float *gamma,
-                                   const float *beta, const double *mean, const double *var,
-                                   double eps, int64_t n, int64_t c, int64_t s);
-int fi_batch_norm_forward_eval_f64(double *y, double *invstd, const double *x,
-                                   const double *gamma, const double *beta, const double *mean,
-                                   const double *var, double eps, int64_t n, int64_t c,
-                                   int64_t s);
-int fi_batch_norm_backward_f32(float *dx, float *dgamma, float *dbeta, const float *dy,
-                               const float *x, const float *gamma, const double *mean,
-                               const double *invstd, int training, int64_t n, int64_t c,
-                               int64_t s);
-int fi_batch_norm_backward_f64(double *dx, double *dgamma, double *dbeta, const double *dy,
-                               const double *x, const double *gamma, const double *mean,
-                               const double *invstd, int training, int64_t n, int64_t c,
-                               int64_t s);
+ * mean, var, invstd (c,) float64. FI_OK, or FI_ERR_NOMEM when scratch memory ran out. */
+fi_status fi_batch_norm_forward_train_f32(float *y, double *mean, double *var, double *invstd,
+                                          const float *x, const float *gamma, const float *beta,
+                                          double eps, int64_t n, int64_t c, int64_t s);
+fi_status fi_batch_norm_forward_train_f64(double *y, double *mean, double *var, double *invstd,
+                                          const double *x, const double *gamma, const double *beta,
+                                          double eps, int64_t n, int64_t c, int64_t s);
+fi_status fi_batch_norm_forward_eval_f32(float *y, double *invstd, const float *x,
+                                         const float *gamma, const float *beta, const double *mean,
+                                         const double *var, double eps, int64_t n, int64_t c,
+                                         int64_t s);
+fi_status fi_batch_norm_forward_eval_f64(double *y, double *invstd, const double *x,
+                                         const double *gamma, const double *beta,
+                                         const double *mean, const double *var, double eps,
+                                         int64_t n, int64_t c, int64_t s);
+fi_status fi_batch_norm_backward_f32(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                     const float *x, const float *gamma, const double *mean,
+                                     const double *invstd, int training, int64_t n, int64_t c,
+                                     int64_t s);
+fi_status fi_batch_norm_backward_f64(double *dx, double *dgamma, double *dbeta, const double *dy,
+                                     const double *x, const double *gamma, const double *mean,
+                                     const double *invstd, int training, int64_t n, int64_t c,
+                                     int64_t s);
 
 /* ---- optim.c ---- */
 /* SGD in place over count arrays of sizes[i] elements at p[i], g[i], v[i] (v NULL without
@@ -156,13 +157,13 @@ void fi_sgd_step(void **p, void **g, void **v, const int64_t *sizes, int64_t cou
 
 /* ---- clip.c ---- */
 /* A list of count arrays: array i at addrs[i], sizes[i] elements of bits = 16 (IEEE
- * half), 32 or 64; in place. norm_type: p > 0 or inf. Return 0, or -1 when scratch memory ran
- * out. The norm is the same for any thread count (fixed chunks, combined in list order). */
-int fi_grad_norm(double *total, void **addrs, const int64_t *sizes, int64_t count, int bits,
-                 double norm_type);
-int fi_grad_scale(void **addrs, const int64_t *sizes, int64_t count, int bits, double scale);
-int fi_grad_clamp(void **addrs, const int64_t *sizes, int64_t count, int bits,
-                  double clip_value);
+ * half), 32 or 64; in place. norm_type: p > 0 or inf. FI_OK, or FI_ERR_NOMEM when scratch memory
+ * ran out. The norm is the same for any thread count (fixed chunks, combined in list order). */
+fi_status fi_grad_norm(double *total, void **addrs, const int64_t *sizes, int64_t count, int bits,
+                       double norm_type);
+fi_status fi_grad_scale(void **addrs, const int64_t *sizes, int64_t count, int bits, double scale);
+fi_status fi_grad_clamp(void **addrs, const int64_t *sizes, int64_t count, int bits,
+                        double clip_value);
 
 /* ---- activations.c ---- */
 /* out = f(x) (forward ops; dy unused, may be NULL) or dy * f'(x) (backward ops); all (n,),
@@ -175,21 +176,21 @@ enum {
     FI_ACT_GELU_BACKWARD = 11, FI_ACT_GELU_TANH = 12, FI_ACT_GELU_TANH_BACKWARD = 13,
     FI_ACT_IDENTITY = 14, FI_ACT_IDENTITY_BACKWARD = 15
 };
-int fi_activation_f32(int op, float *out, const float *x, const float *dy, int64_t n,
-                      double param);
-int fi_activation_f64(int op, double *out, const double *x, const double *dy, int64_t n,
-                      double param);
+fi_status fi_activation_f32(int op, float *out, const float *x, const float *dy, int64_t n,
+                            double param);
+fi_status fi_activation_f64(int op, double *out, const double *x, const double *dy, int64_t n,
+                            double param);
 
 /* ---- loss.c (kernels in activations.c, beside the exp they share) ---- */
 /* logits, dlogits (n, k); labels (n,) in [0, k). pred, target, dpred (n,). *loss = the mean.
- * Return 0, or -1 when scratch memory ran out. */
-int fi_softmax_cross_entropy_f32(double *loss, float *dlogits, const float *logits,
-                                 const int64_t *labels, int64_t n, int64_t k);
-int fi_softmax_cross_entropy_f64(double *loss, double *dlogits, const double *logits,
-                                 const int64_t *labels, int64_t n, int64_t k);
-int fi_mse_f32(double *loss, float *dpred, const float *pred, const float *target, int64_t n);
-int fi_mse_f64(double *loss, double *dpred, const double *pred, const double *target,
-               int64_t n);
+ * FI_OK, or FI_ERR_NOMEM when scratch memory ran out. */
+fi_status fi_softmax_cross_entropy_f32(double *loss, float *dlogits, const float *logits,
+                                       const int64_t *labels, int64_t n, int64_t k);
+fi_status fi_softmax_cross_entropy_f64(double *loss, double *dlogits, const double *logits,
+                                       const int64_t *labels, int64_t n, int64_t k);
+fi_status fi_mse_f32(double *loss, float *dpred, const float *pred, const float *target, int64_t n);
+fi_status fi_mse_f64(double *loss, double *dpred, const double *pred, const double *target,
+                     int64_t n);
 
 /* ---- pool.c ---- */
 /* x, dx (p, h, w) planes; y, dy (p, oh, ow); windows at (a*sh - ph, b*sw - pw). */

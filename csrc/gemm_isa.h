@@ -152,8 +152,7 @@ FI_ATTR FI_INLINE void FI_FN(fi_row_tile_a_)(int64_t mv, int ta, const FI_T *a, 
  * where they lie; a B panel is copied into bpanel (kb * NR values, reused panel after panel)
  * only when B comes transposed, or for a partial last panel (the tile reads whole vectors).
  * Packing A bought nothing here: its rows stay in L1/L2 across the panels, and the copy (all of
- * A per thread, when split by panels) cost 3-7% (128x784 @ 784x256 on 2 threads: 125 -> 116 us
- * unpacked). */
+ * A per thread, when split by panels) cost more than it saved. */
 FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, const FI_T *b,
                                             int tb, const FI_T *bias, int64_t m, int64_t n,
                                             int64_t k, int beta, FI_T *bpanel, int64_t i0,

@@ -116,7 +116,7 @@ def test_transposed_operands_not_copied(monkeypatch, fast_backend):
                 return getattr(_c.ffi, name)
 
         class CSpy:
-            ffi, lib = FfiSpy(), _c.lib
+            ffi, lib, check = FfiSpy(), _c.lib, staticmethod(_c.check)
 
         monkeypatch.setattr(mod, "_c", CSpy)
     x = np.ones((5, 7), np.float32)
