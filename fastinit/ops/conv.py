@@ -3,7 +3,7 @@
 ``y = conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1)``
     x (N, C, H, W), w (K, C/groups, R, S), b (K,) or None -> y (N, K, OH, OW), with
     ``OH = (H + top + bottom - dh*(R-1) - 1) // sh + 1`` (likewise OW).
-``dx, dw, db = conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias=True,
+``dx, dw, db = conv2d_backward(dy, x, w, stride, padding, dilation, groups, *, has_bias=True,
                                need=("dx", "dw", "db"))``
     the gradients of ``y`` with respect to x, w and b in one call; only those named in ``need``
     are computed, the others are None (db is also None when ``has_bias`` is False).
@@ -192,9 +192,10 @@ def _bias(b, w):
     return _validate.contiguous(b)
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, backend=None):
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, backend=None):
     """2-D cross-correlation (PyTorch's conv2d): x (N, C, H, W), w (K, C/groups, R, S),
-    b (K,) or None -> (N, K, OH, OW). See the module docstring for the arguments."""
+    b (K,) or None -> (N, K, OH, OW). See the module docstring for the arguments. No ``out=``:
+    y comes from the reused-output cache (fastinit/_alloc.py), which saves its page faults."""
     _array4(x, "x")
     _array4(w, "w")
     _validate.same_dtype(w, "w", x, "x")
@@ -215,7 +216,7 @@ def _need(need, has_bias):
     return "dx" in items, "dw" in items, "db" in items and has_bias
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, has_bias=True,
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *, has_bias=True,
                     need=_NEEDS, backend=None):
     """Gradients of ``y = conv2d(x, w, b, stride, padding, dilation, groups)``:
     ``(dx, dw, db)`` shaped like x, w and (K,); only those named in ``need`` are computed,
