@@ -141,6 +141,28 @@ def test_matmul_out(backend, dtype):
     assert_product_close(out, a @ b, a, b, dtype)
 
 
+def test_linear_out(backend, dtype):
+    r = rng(2)
+    x = r.standard_normal((20, 30)).astype(dtype)
+    w = r.standard_normal((40, 30)).astype(dtype)
+    b = r.standard_normal(40).astype(dtype)
+    out = np.full((20, 40), np.nan, dtype)
+    assert fi.linear(x, w, b, out=out, backend=backend) is out
+    assert_product_close(out - b, x @ w.T, x, w.T, dtype)
+    with pytest.raises(ValueError, match="overlap"):
+        fi.linear(x, np.ones((30, 30), dtype), out=x, backend=backend)
+
+
+def test_backend_and_out_are_keyword_only():
+    a = np.ones((2, 2), np.float32)
+    with pytest.raises(TypeError):
+        fi.matmul(a, a, None, "numpy")
+    with pytest.raises(TypeError):
+        fi.linear(a, a, None, "numpy")
+    with pytest.raises(TypeError):
+        fi.linear_backward(a, a, a, True)
+
+
 def test_matmul_out_overlapping_an_operand(backend, dtype):
     """out= may be an operand itself (as in numpy): the result is still the product."""
     r = rng(5)

@@ -203,3 +203,12 @@ def test_max_pool_generic_path_nan_inf_ties_bit_exact(fast_backend, shape, k, s,
                pool.max_pool2d(x, k, s, p, backend="numpy"))
     _same_bits(pool.max_pool2d_backward(dy, x, k, s, p, backend=fast_backend),
                pool.max_pool2d_backward(dy, x, k, s, p, backend="numpy"))
+
+
+def test_output_shape_allocates_nothing():
+    """pool2d_output_shape checks a shape as the ops check x's, without an array of it."""
+    assert pool.pool2d_output_shape((10**6, 10**6, 64, 64), 2) == (10**6, 10**6, 32, 32)
+    with pytest.raises(ValueError, match="4-D"):
+        pool.pool2d_output_shape((2, 3, 4), 2)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        pool.pool2d_output_shape((1, 1, 2, 2), 3)
