@@ -26,6 +26,7 @@ import pytest
 import torch
 
 import fastinit as fi
+from fastinit.lab.timing import best as _best
 from fastinit.rng import Stream
 
 FAST = [name for name, why in fi.backends.available().items() if why is None and name != "numpy"]
@@ -68,15 +69,6 @@ def check(n=300_001):
                      lambda s, b: s.truncated_normal(n, a=-2.0, b=2.0, backend=b)):
             got, want = draw(Stream(7), be), draw(Stream(7), "numpy")
             assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), be
-
-
-def _best(fn, calls):
-    best = float("inf")
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def measure(fns, rounds, pause=0.1):

@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from .timing import best as _best
+
 OPS = ("init", "matmul", "conv3x3", "conv5x5", "conv7x7", "batchnorm", "clip", "activations")
 
 
@@ -160,15 +162,6 @@ def _case_activations(torch, fast):
 CASES = {"init": _case_init, "matmul": _case_matmul, "conv3x3": _case_conv(3),
          "conv5x5": _case_conv(5), "conv7x7": _case_conv(7), "batchnorm": _case_batchnorm,
          "clip": _case_clip, "activations": _case_activations}
-
-
-def _best(fn, calls):
-    best = float("inf")
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def run(ops=OPS, rounds=3, calls=3, pause=0.2, progress=None):

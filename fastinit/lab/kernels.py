@@ -12,9 +12,10 @@ and as many fewer multiply-adds per output pixel, at the cost of n - 1 extra act
 import dataclasses
 import json
 import math
-import time
 
 import numpy as np
+
+from .timing import median as _timeit
 
 
 @dataclasses.dataclass
@@ -127,16 +128,6 @@ def shrink_formula(size, kernel, stride=1, pool=1):
 
 
 # ---- measurement ---------------------------------------------------------------------------
-
-def _timeit(fn, repeat):
-    fn()  # warm (JIT, caches)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
 
 def _stack_fns(plan, backend, dtype, relu, seed):
     """forward() and forward+backward() closures for ``plan`` on a fastinit backend."""

@@ -16,7 +16,7 @@ import math
 import statistics
 import time
 
-__all__ = ["paired", "ratio_summary", "geomean"]
+__all__ = ["paired", "ratio_summary", "geomean", "best", "median"]
 
 
 def _once(fn, calls):
@@ -24,6 +24,27 @@ def _once(fn, calls):
     for _ in range(calls):
         fn()
     return (time.perf_counter() - t) / calls
+
+
+def best(fn, calls):
+    """The fastest of ``calls`` calls of ``fn`` (seconds); no warm-up."""
+    fastest = float("inf")
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        fastest = min(fastest, time.perf_counter() - t)
+    return fastest
+
+
+def median(fn, reps=5):
+    """The median of ``reps`` calls of ``fn`` after one warm-up call (seconds)."""
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
 
 
 def paired(fns, rounds=7, pause=0.005, min_sample=2e-3, short=2e-4):
