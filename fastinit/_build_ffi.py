@@ -3,10 +3,10 @@
 Sources: every ``csrc/*.c``; declarations: ``csrc/fastinit.h`` (the part between the
 ``FI_CDEF_BEGIN``/``FI_CDEF_END`` markers is what Python sees).
 
-Flags (see shared PERF_NOTES.md): ``-O3 -fno-wrapv`` (Python's default ``-fwrapv`` cost
-25-75% in these kernels), ``-fno-math-errno`` (lets gcc vectorise sqrtf; fastinit never reads
-errno), ``-ffp-contract=off`` (no silent FMA: the random stream is promised
-bit-for-bit across backends; kernels that want FMA call it explicitly), OpenMP for threads.
+Flags (see docs/performance.md): ``-O3 -fno-wrapv`` (Python's default ``-fwrapv`` blocks
+loop optimisations these kernels need), ``-fno-math-errno`` (lets gcc vectorise sqrtf;
+fastinit never reads errno), ``-ffp-contract=off`` (no silent FMA: the random stream is
+promised bit-for-bit across backends; kernels that want FMA call it explicitly), OpenMP.
 Vector code is chosen at run time (``csrc/dispatch.h``); never ``-march=native``.
 """
 import glob

@@ -24,14 +24,14 @@ import types
 import numba
 
 # --- Numba flags ---------------------------------------------------------------------------
-#: Compiled kernels are cached on disk, so a warm process does not recompile (PERF_NOTES.md).
+#: Compiled kernels are cached on disk, so a warm process does not recompile (docs/performance.md).
 CACHE = True
 #: Bounds checks off in kernels: wrappers validate every shape before a kernel runs.
 BOUNDSCHECK = False
-#: 'numpy' drops the ZeroDivisionError branch that blocks vectorisation (PERF_NOTES.md).
+#: 'numpy' drops the ZeroDivisionError branch that blocks vectorisation (docs/performance.md).
 ERROR_MODEL = "numpy"
 #: Fast-math flags for arithmetic kernels: FMA contraction and no NaN/Inf/signed-zero care, but
-#: no 'reassoc', which lets LLVM restructure loops we laid out on purpose (PERF_NOTES.md).
+#: no 'reassoc', which lets LLVM restructure loops we laid out on purpose (docs/performance.md).
 FASTMATH = frozenset({"contract", "nnan", "ninf", "nsz", "arcp"})
 #: Flags for kernels whose results are promised bit-for-bit across backends (the random
 #: stream): no contraction, no reciprocal or reassociation, so every float op rounds as

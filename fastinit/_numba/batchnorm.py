@@ -391,7 +391,7 @@ def _seg_sums(s1, s2, x, k_l, lo, hi):
 
     x is seen as rows of L = C*S (k_l: the shift of each of the L positions); 4 rows at a
     time are added as a tree into per-position float64 accumulators. The inner loop runs over
-    L, contiguous and long, and vectorises (over a segment of S = 16 it did not: 5x slower)."""
+    L, contiguous and long, and vectorises (over a short segment of S it did not)."""
     n, c_count, s_count = x.shape
     x2 = x.reshape(n, c_count * s_count)
     length = x2.shape[1]

@@ -11,7 +11,7 @@ csrc/pool.c: "first maximum wins" is associative (combine(a, b) = b > a ? b : a,
 earlier), so each window is combine(combine(t0, t1), combine(b0, b1)) over its top and bottom
 rows, with the same value and winner as the sequential scan. ``_step`` spells one vector step
 out in LLVM IR (shuffles, compares and selects over 64-byte vectors: plain Numba loops over
-row pairs of 4 windows did not vectorise, 3x slower): when W == 2*OW and OW divides the
+row pairs of 4 windows did not vectorise): when W == 2*OW and OW divides the
 vector length, a step reads whole row pairs of contiguous input (one run over all planes when
 H is even); otherwise it reads a vector's worth of one row pair; leftover windows go one by
 one. The backward writes every element of dx (dy at the winner, 0 elsewhere: no zeroing and
