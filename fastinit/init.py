@@ -176,6 +176,7 @@ class InitInfo:
     low: float = None                 # uniform bounds, or absolute truncation bounds
     high: float = None
     value: float = None               # constant fills
+    groups: int = None                # dirac: groups of output channels
     seed: object = None
     formula: str = ""
 
@@ -193,6 +194,8 @@ class InitInfo:
             parts.append(f"bounds=[{self.low:.6g}, {self.high:.6g}]")
         if self.value is not None:
             parts.append(f"value={self.value:.6g}")
+        if self.groups is not None:
+            parts.append(f"groups={self.groups}")
         if self.seed is not None:
             parts.append(f"seed={self.seed}")
         text = ", ".join(parts)
@@ -321,7 +324,7 @@ def _draw(info, seed, rng, dtype, out, backend):
         np.fill_diagonal(arr, 1)
     elif d == "dirac":
         arr[...] = 0
-        groups = info.fan_out  # stored groups count (see _info_dirac)
+        groups = info.groups
         out_per = shape[0] // groups
         centre = tuple(k // 2 for k in shape[2:])
         for g in range(groups):
@@ -592,7 +595,7 @@ def dirac(shape, groups=1, *, dtype=np.float32, out=None):
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got {groups!r}")
     _divisible(shape[0], groups, "out channels")
-    info = InitInfo(name="dirac", shape=shape, distribution="dirac", fan_out=int(groups))
+    info = InitInfo(name="dirac", shape=shape, distribution="dirac", groups=int(groups))
     return _draw(info, None, None, dtype, out, None)
 
 
