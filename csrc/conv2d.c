@@ -154,13 +154,22 @@ static int64_t *fi_cv_taps(const fi_cv *q, int64_t *Hp, int64_t *Wp) {
         else FI_ISA_CALL(fi_conv_isa(), FN, f32, ARGS);                                       \
     } while (0)
 
+/* 1 when the n values at a (float or double) are all finite */
+static int fi_cv_finite(const void *a, int64_t n, int bits) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += bits == 64 ? ((const double *)a)[i] * 0.0
+                                                   : ((const float *)a)[i] * 0.0;
+    return s == 0;
+}
+
 /* depthwise: pass 0 forward, 1 dx, 2 dw (see fi_dw_run_) */
 static int fi_conv2d_depthwise(void *out, const void *a, const void *b, const void *bias,
                                const fi_conv_plan *p, int pass) {
-    if (pass == 1 && p->sh == 1 && p->sw == 1) {
+    if (pass == 1 && p->sh == 1 && p->sw == 1 && fi_cv_finite(b, p->c * p->r * p->s, p->bits)) {
         /* stride 1: dx is the correlation of dy, padded by (R-1)*dh - pt (top) and (S-1)*dw -
          * pl (left), with the kernels turned by 180 degrees - a forward pass, which reads
-         * each tap where the scatter into dx reads and writes it */
+         * each tap where the scatter into dx reads and writes it. (Not with an inf or NaN
+         * weight: it would meet the padding's zeros, NaN where the scatter adds nothing.) */
         fi_conv_plan f = *p;
         f.h = p->oh, f.w = p->ow, f.oh = p->h, f.ow = p->w;
         f.pt = (p->r - 1) * p->dh - p->pt, f.pl = (p->s - 1) * p->dw - p->pl;

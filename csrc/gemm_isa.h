@@ -186,8 +186,9 @@ FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, cons
 
 /* Small and medium products: K in one block (or a few), A and B read where they lie (B copied
  * only when it comes transposed). Medium ones (macs >= FI_GEMM_PARALLEL_MIN_MACS) split over
- * the threads in one parallel region: by rows, unless B comes transposed (each part would copy
- * all of B) or there are too few rows, and there are enough column panels: then by panels.
+ * the threads in one parallel region: by rows, unless B is the bigger operand or comes
+ * transposed (each part would read or copy all of B) or there are too few rows, and there are
+ * enough column panels: then by panels.
  * Nothing one thread writes is read by another (on this VM a line written by one core and
  * read by the other sometimes costs several times a local one). */
 FI_ATTR static fi_status FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const FI_T *b, int tb,
@@ -205,7 +206,9 @@ FI_ATTR static fi_status FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, 
         FI_FN(fi_direct_block_)(c, a, ta, b, tb, bias, m, n, k, beta, bpanel, 0, m, 0, npan);
         return FI_OK;
     }
-    const int by_panels = npan >= chunks && (tb || nrow < chunks);
+    /* split by panels when B is the bigger operand (by rows every part reads all of B) or
+     * comes transposed (every part would copy all of it), or when there are too few rows */
+    const int by_panels = npan >= chunks && (tb || nrow < chunks || m < n);
 #pragma omp parallel for schedule(static) num_threads((int)chunks)
     for (int64_t ch = 0; ch < chunks; ch++) {
         if (by_panels)

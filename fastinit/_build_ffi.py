@@ -3,11 +3,14 @@
 Sources: every ``csrc/*.c``; declarations: ``csrc/fastinit.h`` (the part between the
 ``FI_CDEF_BEGIN``/``FI_CDEF_END`` markers is what Python sees).
 
-Flags (see docs/performance.md): ``-O3 -fno-wrapv`` (Python's default ``-fwrapv`` blocks
-loop optimisations these kernels need), ``-fno-math-errno`` (lets gcc vectorise sqrtf;
-fastinit never reads errno), ``-ffp-contract=off`` (no silent FMA: the random stream is
-promised bit-for-bit across backends; kernels that want FMA call it explicitly), OpenMP.
-Vector code is chosen at run time (``csrc/dispatch.h``); never ``-march=native``.
+Flags (docs/performance.md explains them): ``-O3 -fno-wrapv`` (Python's default ``-fwrapv``
+keeps gcc from proving loop counters cannot wrap, which blocks vectorisation in these kernels),
+``-fno-math-errno`` (lets gcc vectorise sqrtf; fastinit never reads errno),
+``-ffp-contract=off`` (no silent FMA: the random stream is promised bit-for-bit across
+backends; kernels that want FMA call it explicitly), OpenMP for threads, and ``-g0``: Python's
+own CFLAGS carry ``-g``, which made the extension ten times its size in debug info that no user
+reads (a later flag wins). Vector code is chosen at run time (``csrc/dispatch.h``); never
+``-march=native``.
 """
 import glob
 import os
@@ -45,7 +48,7 @@ ffibuilder.set_source(
     # the headers (fastinit.h, dispatch.h, the per-ISA *_isa.h bodies): a change rebuilds
     depends=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(CSRC, "*.h"))),
     extra_compile_args=["-std=gnu11", "-O3", "-fno-wrapv", "-ffp-contract=off", "-fopenmp",
-                        "-fno-strict-aliasing", "-fno-math-errno"] + _SANITIZE,
+                        "-fno-strict-aliasing", "-fno-math-errno", "-g0"] + _SANITIZE,
     extra_link_args=["-fopenmp"] + _SANITIZE,
     libraries=["m"],
 )

@@ -9,6 +9,7 @@ returns into an exception, and :func:`isa_cap` caps the instruction set the kern
 cap ``FASTINIT_C_ISA`` sets at import).
 """
 import contextlib
+import os
 
 import numpy as np
 
@@ -31,6 +32,13 @@ else:
             "the C extension fastinit._cfast is not built (installed with FASTINIT_BUILD_C=0 or "
             f"without a working C compiler; reinstall with one to get it): {exc}"
         )
+        try:  # setup.py leaves the compiler's message here when the build was skipped
+            with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                   "_cfast_build.txt")) as _note:
+                reason = ("the C extension fastinit._cfast was not built at install: "
+                          f"{_note.read().strip()}; reinstall with a working C compiler to get it")
+        except OSError:
+            pass
     else:
         lib, ffi = _cfast.lib, _cfast.ffi
         lib.fi_init()

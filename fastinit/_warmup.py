@@ -107,13 +107,13 @@ def _exercises():
     yield "loss", loss
 
 
-def run(backend="numba", progress=True):
-    """Run every exercise on ``backend``; yields (name, seconds) and prints one line each."""
+def run(backend="numba", progress=None):
+    """Run every exercise on ``backend``; yields (name, seconds) after each. ``progress``, when
+    given, is called with a message before each exercise starts (a cold one can take a minute)."""
     for name, fn in _exercises():
+        if progress:
+            progress(f"  {name} ...")
         t0 = time.perf_counter()
         for dtype in (np.float32, np.float64):
             fn(dtype, backend)
-        dt = time.perf_counter() - t0
-        if progress:
-            print(f"  {name:12s} {dt:6.2f} s", flush=True)
-        yield name, dt
+        yield name, time.perf_counter() - t0

@@ -1,18 +1,28 @@
-"""The ``fastinit`` command (also ``python -m fastinit``).
+"""The fastinit command (also python -m fastinit).
 
-``fastinit info``     versions, backends (and why one is missing), CPU features, threads, cache
-``fastinit warmup``   compile every Numba kernel ahead, and say how long it took
-``fastinit kernels``  a stack of 3x3 convolutions against one 5x5 or 7x7 (``--shrink H`` too)
-``fastinit signal``   signal propagation at initialization through a deep network
-``fastinit train``    train on the digits with each initialization
-``fastinit bench``    a performance dashboard: each op on each backend beside NumPy and PyTorch
+  fastinit info      versions, backends (and why one is missing), CPU features, threads, cache
+  fastinit warmup    compile every Numba kernel ahead, with progress, and say how long it took
+  fastinit kernels   a stack of 3x3 convolutions against one 5x5 or 7x7 (--shrink H too)
+  fastinit signal    signal propagation at initialization through a deep network
+  fastinit train     train on the digits (or a 2-D toy set) with each initialization
+  fastinit bench     a performance dashboard: each op beside NumPy and PyTorch
+
+Every numeric option is checked when the command line is read: a mistake is an error that
+names the option (exit status 2) before any work starts, and so are an output path that cannot
+be written and an optional package that is missing. A closed pipe (``fastinit info | head``)
+ends the command quietly.
 """
 import argparse
 import importlib.metadata
+import importlib.util
 import json
+import os
 import platform
 import sys
+import textwrap
 import time
+
+LAB_HINT = 'pip install "fastinit[lab]"'
 
 
 def _version(dist):
@@ -21,6 +31,159 @@ def _version(dist):
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
 
+
+def _fastinit_version():
+    try:
+        return importlib.metadata.version("fastinit")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a bare tree
+        return "unknown"
+
+
+# ---- argument types: each raises ArgumentTypeError, which argparse words as
+# "argument --flag: <message>" and exits with status 2 ------------------------------------
+
+def _int(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def _float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def positive_int(text):
+    v = _int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def nonnegative_int(text):
+    v = _int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return v
+
+
+def positive_float(text):
+    v = _float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return v
+
+
+def fraction(text):
+    """A number in [0, 1)."""
+    v = _float(text)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return v
+
+
+def percent(text):
+    """A percentage in (0, 100), returned as a fraction."""
+    v = _float(text)
+    if not 0 < v < 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage between 0 and 100, got {text!r}")
+    return v / 100.0
+
+
+def _csv(text):
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def init_list(text):
+    from fastinit.lab import presets
+
+    names = _csv(text)
+    if not names:
+        raise argparse.ArgumentTypeError("must name at least one initialization")
+    for n in names:
+        if n not in presets.INITS:
+            raise argparse.ArgumentTypeError(
+                f"unknown initialization {n!r}; choose from {', '.join(presets.INITS)}")
+    return tuple(names)
+
+
+def backend_list(text):
+    names = _csv(text)
+    if not names:
+        raise argparse.ArgumentTypeError("must name at least one backend")
+    for n in names:
+        if n not in ("numba", "c"):
+            raise argparse.ArgumentTypeError(f"backends to time are numba and c, got {n!r}")
+    return names
+
+
+def plot_path(text):
+    """An image path whose folder exists and is writable; its suffix a format we can write."""
+    path = os.path.abspath(os.path.expanduser(text))
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name such as "
+                                         f"{os.path.join(text, 'plot.png')!r}")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r} (permission denied)")
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in ("png", "pdf", "svg", "jpg", "jpeg"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the file name must end in .png, .pdf, "
+                                         f".svg or .jpg")
+    return text
+
+
+# ---- help text -----------------------------------------------------------------------------
+
+class _Formatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help unless the help already speaks of its default,
+    or the option is a flag or has no default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or action.nargs == 0
+                or not action.option_strings):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _missing(*modules):
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+PACKAGES = {"matplotlib": "matplotlib", "sklearn": "scikit-learn", "torch": "torch"}
+
+
+def _require(parser, why, *modules):
+    """A usage error naming what is missing and how to install it, before any work."""
+    missing = [PACKAGES.get(m, m) for m in _missing(*modules)]
+    if missing:
+        parser.error(f"{why} needs {' and '.join(missing)}, which is not installed: "
+                     f"{LAB_HINT} (or pip install {' '.join(missing)})")
+
+
+def _status(args):
+    from fastinit.lab.progress import Status
+
+    return Status(enabled=not getattr(args, "quiet", False))
+
+
+def _compiling(status):
+    from fastinit.lab.progress import CompileWatch
+
+    return CompileWatch(status)
+
+
+# ---- commands ------------------------------------------------------------------------------
 
 def cmd_info(args):
     import numba
@@ -51,28 +214,37 @@ def cmd_info(args):
           f"(fastinit.set_num_threads / FASTINIT_NUM_THREADS); Numba threading layer priority "
           f"{numba.config.THREADING_LAYER_PRIORITY}")
     print(f"numba cache: {_config.cache_dir()}")
+    lab = _missing("matplotlib", "sklearn", "tqdm")
+    print("lab extra (plots, digits, progress bars): "
+          + ("installed" if not lab else f"missing {', '.join(lab)}: {LAB_HINT}"))
     return 0
 
 
 def cmd_warmup(args):
     from fastinit import _warmup
 
+    status = _status(args)
     total = time.perf_counter()
-    for name, seconds in _warmup.run(args.backend, progress=not args.quiet):
-        pass
-    print(f"warmup: every {args.backend} kernel compiled or loaded from cache in "
-          f"{time.perf_counter() - total:.1f} s")
+    with _compiling(status) as watch:
+        for name, seconds in _warmup.run(args.backend, progress=status.update):
+            status.line(f"  {name:12s} {seconds:6.2f} s")
+    status.clear()
+    compiled = (f"{watch.count} kernels compiled" if watch.count else
+                "every kernel loaded from Numba's cache")
+    print(f"warmup: {args.backend} kernels ready in {time.perf_counter() - total:.1f} s "
+          f"({compiled})")
     return 0
 
 
-def _csv(text):
-    return [t.strip() for t in text.split(",") if t.strip()]
+def _backend_notes(status, backends_given):
+    """Say why a backend or PyTorch is left out of a comparison (the install's warnings)."""
+    import fastinit as fi
 
-
-def _progress_printer(enabled):
-    if not enabled:
-        return None
-    return lambda msg: print(f"  measuring {msg} ...", file=sys.stderr, flush=True)
+    if backends_given is None:
+        for name in ("c", "numba"):
+            why = fi.backends.available()[name]
+            if why is not None:
+                status.line(f"note: the {name} backend is not timed: {why}")
 
 
 def cmd_kernels(args):
@@ -81,25 +253,51 @@ def cmd_kernels(args):
     from fastinit.lab import kernels
 
     if args.shrink is not None:
-        sizes = kernels.shrink(args.shrink, args.kernel, args.stride, args.pool)
+        sizes = kernels.shrink(args.shrink, args.kernel or 3, args.stride, args.pool)
         if args.json:
-            print(json.dumps(dict(size=args.shrink, kernel=args.kernel, stride=args.stride,
+            print(json.dumps(dict(size=args.shrink, kernel=args.kernel or 3, stride=args.stride,
                                   pool=args.pool, sizes=sizes, steps=len(sizes) - 1)))
             return 0
-        for k in ([args.kernel] if args.kernel_given else [3, 5, 7]):
+        for k in ([args.kernel] if args.kernel else [3, 5, 7]):
             sz = kernels.shrink(args.shrink, k, args.stride, args.pool)
             print(f"{k}x{k} unpadded, stride {args.stride}"
                   + (f", {args.pool}x{args.pool} max pool" if args.pool > 1 else "")
                   + f": {args.shrink} -> {sz[-1]} in {len(sz) - 1} steps")
             print("  " + kernels.shrink_formula(args.shrink, k, args.stride, args.pool))
-            print("  " + " -> ".join(map(str, sz)))
+            print(textwrap.fill(" -> ".join(map(str, sz)), 100, initial_indent="  ",
+                                subsequent_indent="  ", break_on_hyphens=False))
         return 0
-    backends = None if args.backend is None else _csv(args.backend)
-    result = kernels.compare(batch=args.batch, channels=args.channels, size=args.size,
-                             channels_mid=args.channels_mid, relu=args.relu, backends=backends,
-                             dtype=np.dtype(args.dtype).type, repeat=args.repeat,
-                             torch_too=not args.no_torch,
-                             progress=_progress_printer(not args.json))
+    import fastinit as fi
+
+    status = _status(args)
+    if args.backend is not None:
+        for b in args.backend:
+            why = fi.backends.available()[b]
+            if why is not None:
+                args.parser.error(f"argument --backend: the {b} backend is not available: {why}")
+    _backend_notes(status, args.backend)
+    torch_too = not args.no_torch
+    if torch_too and _missing("torch"):
+        status.line("note: PyTorch is not installed, so it is not timed (pip install torch; "
+                    "see the README for the CPU-only build)")
+        torch_too = False
+
+    def progress(rounds, seconds, widest):
+        watch.finish()    # compilation happens in the warm-up, before the first round
+        w = "unknown" if widest == float("inf") else f"+-{widest:.0%}"
+        status.update(f"timing: round {rounds}, {seconds:.0f} s of at most {args.budget:g} s, "
+                      f"widest 95% interval {w} (target +-{args.precision:.0%})")
+
+    status.line("measuring: 3x3 stacks against one 5x5 and one 7x7, in alternating rounds "
+                f"until the verdict's time ratios are known to +-{args.precision:.0%} "
+                f"(at most {args.budget:g} s)")
+    with _compiling(status) as watch:
+        result = kernels.compare(batch=args.batch, channels=args.channels, size=args.size,
+                                 channels_mid=args.channels_mid, relu=args.relu,
+                                 backends=args.backend, dtype=np.dtype(args.dtype).type,
+                                 budget=args.budget, precision=args.precision,
+                                 torch_too=torch_too, progress=progress)
+    status.clear()
     if args.plot:
         kernels.plot(result, args.plot)
     if args.json:
@@ -117,17 +315,19 @@ def cmd_signal(args):
     if args.depth is None and args.activation is None and args.inits is None:
         configs = [dict(c) for c in signal.CLASSIC]
     else:
-        configs = [dict(depth=args.depth or 10, activation=args.activation or "tanh",
-                        inits=tuple(_csv(args.inits)) if args.inits else
-                        ("standard", "xavier_uniform"))]
+        configs = [dict(depth=10 if args.depth is None else args.depth,
+                        activation=args.activation or "tanh",
+                        inits=args.inits or ("standard", "xavier_uniform"))]
+    status = _status(args)
     results = []
-    for cfg in configs:
-        res = signal.run(width=args.width, batch_norm=args.batch_norm, batch=args.batch,
-                         seed=args.seed, **cfg)
-        results.append(res)
-        if not args.json:
-            print(signal.format_table(res))
-            print()
+    with _compiling(status):
+        for cfg in configs:
+            res = signal.run(width=args.width, batch_norm=args.batch_norm, batch=args.batch,
+                             seed=args.seed, **cfg)
+            results.append(res)
+            if not args.json:
+                print(signal.format_table(res))
+                print()
     if args.plot:
         signal.plot(results, args.plot)
     if args.json:
@@ -140,19 +340,29 @@ def cmd_signal(args):
 def cmd_train(args):
     from fastinit.lab import train
 
+    status = _status(args)
     if args.toy:
-        res = train.toy(args.toy, inits=tuple(_csv(args.inits)) if args.inits else
-                        ("zeros", "too_large", "he_normal"), seed=args.seed)
-        for r in res["runs"]:
-            print(f"{args.toy} {r['init']:12s} accuracy {r['accuracy']:.1%} loss {r['loss']:.4g}")
+        with _compiling(status):
+            res = train.toy(args.toy, inits=args.inits or ("zeros", "too_large", "he_normal"),
+                            seed=args.seed)
         if args.plot:
             train.plot_toy(res, args.plot)
+        if args.json:
+            print(json.dumps(dict(config=res["config"], runs=[
+                dict(init=r["init"], training_accuracy=r["accuracy"], loss=r["loss"])
+                for r in res["runs"]])))
+            return 0
+        for r in res["runs"]:
+            print(f"{args.toy} {r['init']:12s} training accuracy {r['accuracy']:.1%} "
+                  f"loss {r['loss']:.4g}")
+        if args.plot:
             print(f"decision boundaries written to {args.plot}")
         return 0
-    inits = tuple(_csv(args.inits)) if args.inits else train.DEFAULT_INITS
-    res = train.run(model=args.model, inits=inits, epochs=args.epochs, batch=args.batch,
-                    lr=args.lr, momentum=args.momentum, seed=args.seed,
-                    activation=args.activation, progress=not args.json)
+    with _compiling(status):
+        res = train.run(model=args.model, inits=args.inits or train.DEFAULT_INITS,
+                        epochs=args.epochs, batch=args.batch, lr=args.lr,
+                        momentum=args.momentum, seed=args.seed, activation=args.activation,
+                        progress=status)
     if args.plot:
         train.plot(res, args.plot)
     if args.json:
@@ -167,90 +377,193 @@ def cmd_train(args):
 def cmd_bench(args):
     from fastinit.lab import bench
 
-    result = bench.run(ops=tuple(args.ops) or bench.OPS, rounds=args.rounds,
-                       progress=_progress_printer(not args.json))
-    print(bench.to_json(result) if args.json else bench.format_table(result))
+    status = _status(args)
+    ops = tuple(o for o in args.ops if o not in bench.EXTRA_OPS) or \
+        (() if args.ops else bench.OPS)
+    out = []
+    with _compiling(status):
+        if ops:
+            result = bench.run(ops=ops, budget=args.budget, precision=args.precision,
+                               progress=status.update)
+            status.clear()
+            out.append(bench.to_json(result) if args.json else bench.format_table(result))
+        if "layers" in args.ops:
+            import fastinit as fi
+            from fastinit.lab import layers
+
+            res = layers.run(fi.backends.current(),
+                             progress=lambda msg: status.update(f"layers: {msg}"))
+            status.clear()
+            out.append(json.dumps(res) if args.json else layers.format_table(res))
+    print("\n\n".join(out))
     return 0
 
 
+# ---- the parser ----------------------------------------------------------------------------
+
+def _sub(sub, name, help, description=None):
+    s = sub.add_parser(name, help=help, description=description or help,
+                       formatter_class=_Formatter)
+    s.set_defaults(parser=s)
+    return s
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="fastinit", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("info", help="versions, backends, CPU features, threads, cache")
+    p = argparse.ArgumentParser(
+        prog="fastinit", formatter_class=_Formatter,
+        description="fastinit: deep-learning kernels in Numba and C beside a NumPy reference, "
+                    "and experiments that show, measured by them, why initialization matters "
+                    "and why 3x3 kernels win.",
+        epilog="`fastinit COMMAND --help` lists a command's options.")
+    p.add_argument("--version", action="version", version=f"fastinit {_fastinit_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = _sub(sub, "info", "versions, backends (and why one is missing), CPU features, threads, "
+                          "Numba's cache")
     s.set_defaults(func=cmd_info)
-    s = sub.add_parser("warmup", help="compile every Numba kernel ahead of use")
-    s.add_argument("--backend", default="numba", choices=["numba", "c", "numpy"])
+
+    s = _sub(sub, "warmup", "compile every Numba kernel ahead of use, with progress")
+    s.add_argument("--backend", default="numba", choices=["numba", "c", "numpy"],
+                   help="backend whose kernels to exercise")
     s.add_argument("--quiet", action="store_true", help="print only the total")
     s.set_defaults(func=cmd_warmup)
 
-    s = sub.add_parser("kernels", help="3x3 stacks vs one 5x5 / 7x7: params, FLOPs, time")
-    s.add_argument("--batch", type=int, default=8)
-    s.add_argument("--channels", type=int, default=64)
-    s.add_argument("--size", type=int, default=56)
-    s.add_argument("--channels-mid", type=int, default=None,
+    s = _sub(sub, "kernels", "3x3 stacks vs one 5x5 / 7x7: parameters, multiply-adds (MACs), "
+                             "activation memory, measured time",
+             description="A stack of 3x3 convolutions against one 5x5 or 7x7 with the same "
+                         "receptive field: parameters, multiply-adds, activation memory, and "
+                         "time on each backend and PyTorch, measured in alternating rounds "
+                         "until the verdict's time ratios have tight 95% intervals or the time "
+                         "budget runs out.")
+    s.add_argument("--batch", type=positive_int, default=8, metavar="N", help="images per batch")
+    s.add_argument("--channels", type=positive_int, default=64, metavar="C",
+                   help="input and output channels")
+    s.add_argument("--size", type=positive_int, default=56, metavar="H",
+                   help="image height and width")
+    s.add_argument("--channels-mid", type=positive_int, default=None, metavar="M",
                    help="channels between the stacked 3x3s (default: --channels)")
     s.add_argument("--relu", action="store_true", help="a ReLU between the stacked 3x3s")
-    s.add_argument("--backend", default=None, help="comma-separated (default: all but numpy)")
-    s.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    s.add_argument("--repeat", type=int, default=3)
+    s.add_argument("--backend", type=backend_list, default=None, metavar="LIST",
+                   help="backends to time, comma-separated, e.g. c,numba; the verdict speaks "
+                        "for the first (default: every available one; the verdict for the "
+                        "default backend)")
+    s.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="data type")
+    s.add_argument("--budget", type=positive_float, default=30.0, metavar="SECONDS",
+                   help="stop timing after this long even if an interval is still wide")
+    s.add_argument("--precision", type=percent, default=0.03, metavar="PERCENT",
+                   help="stop timing once the verdict's ratios have 95%% intervals within "
+                        "+-PERCENT (default: 3)")
     s.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
-    s.add_argument("--plot", metavar="FILE.png")
-    s.add_argument("--json", action="store_true", help="print the records as JSON")
-    s.add_argument("--shrink", type=int, metavar="H",
-                   help="instead: how many unpadded convolutions take HxH down to 1x1")
-    s.add_argument("--kernel", type=int, default=None, help="with --shrink (default 3, 5 and 7)")
-    s.add_argument("--stride", type=int, default=1, help="with --shrink")
-    s.add_argument("--pool", type=int, default=1, help="with --shrink: a max pool after each")
+    s.add_argument("--plot", type=plot_path, metavar="FILE.png",
+                   help="also draw the comparison into this image (default: no plot)")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.add_argument("--shrink", type=positive_int, metavar="H",
+                   help="instead: how many unpadded convolutions take HxH down to 1x1 "
+                        "(default: off)")
+    s.add_argument("--kernel", type=positive_int, default=None, metavar="K",
+                   help="with --shrink: the kernel size (default: 3, 5 and 7)")
+    s.add_argument("--stride", type=positive_int, default=1, help="with --shrink: the stride")
+    s.add_argument("--pool", type=positive_int, default=1, metavar="P",
+                   help="with --shrink: a PxP max pool after each convolution (1: none)")
+    s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(func=cmd_kernels)
 
-    s = sub.add_parser("signal", help="activation and gradient std per layer at initialization")
-    s.add_argument("--depth", type=int, default=None)
-    s.add_argument("--width", type=int, default=256)
-    s.add_argument("--activation", default=None,
-                   choices=["tanh", "sigmoid", "relu", "leaky_relu"])
-    s.add_argument("--inits", default=None, help="comma-separated, e.g. standard,xavier_uniform")
-    s.add_argument("--batch-norm", action="store_true")
-    s.add_argument("--batch", type=int, default=512)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--plot", metavar="FILE.png")
-    s.add_argument("--json", action="store_true")
+    s = _sub(sub, "signal", "activation and gradient std per layer at initialization")
+    s.add_argument("--depth", type=positive_int, default=None, metavar="L",
+                   help="hidden layers (default: the two classic cases, a 10-layer tanh and a "
+                        "30-layer ReLU network; 10 when --activation or --inits is given)")
+    s.add_argument("--width", type=positive_int, default=256, help="units per hidden layer")
+    s.add_argument("--activation", default=None, choices=["tanh", "sigmoid", "relu", "leaky_relu"],
+                   help="nonlinearity (default: the classic cases; tanh when --depth or --inits "
+                        "is given)")
+    s.add_argument("--inits", type=init_list, default=None, metavar="LIST",
+                   help="initializations to compare, comma-separated (default: the classic "
+                        "cases; standard,xavier_uniform when --depth or --activation is given)")
+    s.add_argument("--batch-norm", action="store_true", help="batch norm before every activation")
+    s.add_argument("--batch", type=positive_int, default=512,
+                   help="digits in the batch (at most the 1,347 training digits are used)")
+    s.add_argument("--seed", type=nonnegative_int, default=0, help="seed of weights and data")
+    s.add_argument("--plot", type=plot_path, metavar="FILE.png",
+                   help="draw histograms and std per layer into this image (default: no plot)")
+    s.add_argument("--json", action="store_true", help="print the records as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(func=cmd_signal)
 
-    s = sub.add_parser("train", help="train on the digits with each initialization")
-    s.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
-    s.add_argument("--inits", default=None, help="comma-separated (default: the classic seven)")
-    s.add_argument("--epochs", type=int, default=20)
-    s.add_argument("--batch", type=int, default=64)
-    s.add_argument("--lr", type=float, default=0.05)
-    s.add_argument("--momentum", type=float, default=0.9)
-    s.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid"])
-    s.add_argument("--seed", type=int, default=0)
+    s = _sub(sub, "train", "train on the digits (or a 2-D toy set) with each initialization")
+    s.add_argument("--model", default="mlp", choices=["mlp", "cnn"],
+                   help="mlp: 64-128-128-10; cnn: two 3x3 conv + batch norm + pool blocks")
+    s.add_argument("--inits", type=init_list, default=None, metavar="LIST",
+                   help="initializations, comma-separated (default: zeros, too_small, "
+                        "xavier_normal, he_normal, too_large, normal, torch_default; with "
+                        "--toy: zeros, too_large, he_normal)")
+    s.add_argument("--epochs", type=positive_int, default=20, help="passes over the training set")
+    s.add_argument("--batch", type=positive_int, default=64, help="minibatch size")
+    s.add_argument("--lr", type=positive_float, default=0.05, help="SGD learning rate")
+    s.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum, in [0, 1)")
+    s.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid"],
+                   help="nonlinearity")
+    s.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed of the weights, the data split and the batch order")
     s.add_argument("--toy", default=None, choices=["moons", "circles", "spirals", "xor"],
-                   help="instead: a 2-D set and its decision boundaries")
-    s.add_argument("--plot", metavar="FILE.png")
-    s.add_argument("--json", action="store_true")
+                   help="instead: train on this 2-D set and draw the decision boundaries "
+                        "(default: the digits)")
+    s.add_argument("--plot", type=plot_path, metavar="FILE.png",
+                   help="draw the curves (or boundaries) into this image (default: no plot)")
+    s.add_argument("--json", action="store_true", help="print the history as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("bench", help="performance dashboard: backends beside NumPy and PyTorch")
-    s.add_argument("ops", nargs="*", help="ops to measure (default: all): init matmul conv3x3 "
-                                          "conv5x5 conv7x7 batchnorm clip activations")
-    s.add_argument("--rounds", type=int, default=3)
-    s.add_argument("--json", action="store_true")
+    s = _sub(sub, "bench", "performance dashboard: each op beside NumPy and PyTorch")
+    from fastinit.lab.bench import OPS, EXTRA_OPS
+
+    def op_name(text):
+        if text not in OPS + EXTRA_OPS:
+            raise argparse.ArgumentTypeError(
+                f"unknown op {text!r}; choose from {', '.join(OPS + EXTRA_OPS)}")
+        return text
+
+    s.add_argument("ops", nargs="*", type=op_name, metavar="OP",
+                   help=f"ops to measure (default: all of {' '.join(OPS)}; also: "
+                        f"{' '.join(EXTRA_OPS)})")
+    s.add_argument("--budget", type=positive_float, default=5.0, metavar="SECONDS",
+                   help="time budget per op")
+    s.add_argument("--precision", type=percent, default=0.03, metavar="PERCENT",
+                   help="stop an op once the default backend's ratios have 95%% intervals "
+                        "within +-PERCENT (default: 3)")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(func=cmd_bench)
     return p
 
 
+def _check_before_work(args):
+    """Optional packages a command needs, checked before it starts."""
+    parser = args.parser
+    if getattr(args, "plot", None):
+        _require(parser, f"fastinit {args.command} --plot", "matplotlib")
+    if args.command == "signal" or (args.command == "train" and not args.toy):
+        _require(parser, f"fastinit {args.command} (scikit-learn's digits)", "sklearn")
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if getattr(args, "func", None) is cmd_kernels:
-        args.kernel_given = args.kernel is not None
-        if args.kernel is None:
-            args.kernel = 3
     try:
-        return args.func(args)
-    except KeyboardInterrupt:  # pragma: no cover
+        args = build_parser().parse_args(argv)
+        _check_before_work(args)
+        code = args.func(args)
+        sys.stdout.flush()   # inside the try: a closed pipe surfaces here, not at exit
+        return code
+    except KeyboardInterrupt:
+        print("\nfastinit: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, RuntimeError) as exc:
+    except BrokenPipeError:
+        # the reader closed the pipe (`fastinit info | head -2`): stop quietly; point stdout at
+        # /dev/null so Python's exit-time flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except (ValueError, TypeError) as exc:
+        # a value the library refused (the command line checks most before this)
         print(f"fastinit: error: {exc}", file=sys.stderr)
         return 2
 

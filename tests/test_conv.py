@@ -243,7 +243,8 @@ def test_planner_chooses_the_path(fast_backend):
         assert path(x, w3, kind, padding=2, dilation=2) == "implicit"
         assert path(x, (64, 16, 3, 3), kind, padding=1, groups=4) == "implicit"
         assert path(x, (128, 64, 1, 1), kind) == "implicit"
-        assert path((64, 1, 6, 6), (16, 1, 3, 3), kind, padding=1) == "implicit"   # 6 wide
+        assert path((64, 1, 3, 3), (16, 1, 3, 3), kind, padding=1) == "implicit"   # 3 wide
+        assert path((64, 16, 16, 16), (16, 16, 3, 3), kind, padding=1, stride=2) == "implicit"
         # a first layer (3 input channels, 32 output channels, rows of 32 pixels): forward and
         # dw read the image directly, dx stays on the general engine
         first = path((50, 3, 32, 32), (32, 3, 7, 7), kind, padding=3)
@@ -263,8 +264,8 @@ def test_planner_chooses_the_path(fast_backend):
 def test_plan_says_why_and_ran(fast_backend):
     """plan() gives the blocking and a one-line reason; conv_ops.last records the plan each
     pass really ran (what a test of a path asserts)."""
-    x = np.ones((2, 8, 9, 9), np.float32)
-    w = np.ones((16, 8, 3, 3), np.float32)
+    x = np.ones((2, 16, 9, 9), np.float32)
+    w = np.ones((16, 16, 3, 3), np.float32)
     p = conv_ops.plan(x, w, stride=2, padding=1, backend=fast_backend)
     assert p.path == "implicit" and p.kind == "forward"
     assert {"nc", "kc", "chunks", "parts"} <= set(p.blocking) and "\n" not in str(p)
@@ -274,7 +275,7 @@ def test_plan_says_why_and_ran(fast_backend):
     fi.conv2d_backward(np.ones_like(y), x, w, stride=2, padding=1, need=("dw",),
                        backend=fast_backend)
     assert conv_ops.last["backward_weights"].path == "implicit"
-    fi.conv2d(x, w[:8, :1], padding=1, groups=8, backend=fast_backend)
+    fi.conv2d(x, w[:, :1], padding=1, groups=16, backend=fast_backend)
     assert conv_ops.last["forward"].path == "depthwise"
 
 
@@ -578,3 +579,27 @@ def test_torch_refuses_what_we_check():
         F.conv2d(torch.zeros(2, 5, 8, 8), torch.zeros(6, 4, 3, 3))
     with pytest.raises(RuntimeError, match="padding='same' is not supported for strided"):
         F.conv2d(torch.zeros(2, 4, 8, 8), torch.zeros(6, 4, 3, 3), stride=2, padding="same")
+
+
+@pytest.mark.parametrize("case", [
+    ((2, 3, 9, 9), (4, 3, 3, 3), dict(padding=1)),                       # general engine
+    ((2, 3, 9, 9), (4, 3, 3, 3), dict(padding=1, stride=2)),
+    ((2, 4, 9, 9), (4, 1, 3, 3), dict(padding=1, groups=4)),             # depthwise
+    ((2, 4, 9, 9), (4, 1, 3, 3), dict(padding=1, stride=2, groups=4)),
+    ((2, 64, 9, 9), (64, 64, 3, 3), dict(padding=1))],                   # Winograd's shape
+    ids=["general", "general-s2", "depthwise", "depthwise-s2", "winograd-shape"])
+def test_inf_weight_reaches_only_its_taps(fast_backend, case):
+    """dx with an inf weight is non-finite exactly where that tap lands, as in the reference:
+    no NaN where it never reaches (Winograd's transforms would spread it over a tile, and
+    the depthwise forward form would meet the padding's zeros: both step aside)."""
+    xs, ws, kw = case
+    r = rng(31)
+    x, w = r.standard_normal(xs), r.standard_normal(ws)
+    w[0, 0, 0, 0] = np.inf
+    dy = r.standard_normal(conv_ops.conv2d_output_shape(xs, ws, **kw))
+    with np.errstate(invalid="ignore"):
+        want = fi.conv2d_backward(dy, x, w, need="dx", backend="numpy", **kw)[0]
+    got = fi.conv2d_backward(dy, x, w, need="dx", backend=fast_backend, **kw)[0]
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    fin = np.isfinite(want)
+    np.testing.assert_allclose(got[fin], want[fin], rtol=1e-10, atol=1e-10)

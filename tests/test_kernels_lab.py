@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from fastinit.lab import kernels
@@ -46,21 +45,94 @@ def run(*args):
 
 def test_kernels_command_end_to_end_and_json(tmp_path):
     png = tmp_path / "k.png"
-    proc = run("kernels", "--batch", "1", "--channels", "4", "--size", "8", "--repeat", "1",
+    proc = run("kernels", "--batch", "1", "--channels", "4", "--size", "8", "--budget", "2",
                "--plot", str(png))
     assert proc.returncode == 0, proc.stderr
-    assert "verdict:" in proc.stdout and "two 3x3" in proc.stdout
+    out = proc.stdout
+    assert "verdict on " in out and "two 3x3" in out
+    for word in ("RF = receptive field", "GMACs = billions of multiply-adds", "act. mem =",
+                 "f+b = forward + backward"):   # every column abbreviation is explained
+        assert word in out
     assert png.stat().st_size > 1000
-    proc = run("kernels", "--batch", "1", "--channels", "4", "--size", "8", "--repeat", "1",
-               "--json", "--no-torch", "--relu")
+    proc = run("kernels", "--batch", "1", "--channels", "4", "--size", "8", "--budget", "2",
+               "--json", "--no-torch", "--relu", "--backend", "numba")
+    assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert [r["name"] for r in data["records"]] == ["one 5x5", "two 3x3", "one 7x7", "three 3x3"]
     assert data["records"][1]["weights"] == 2 * 9 * 16
+    assert data["libraries"] == ["numba"] and data["verdict_backend"] == "numba"
     for rec in data["records"]:
         for lib, t in rec["time"].items():
             assert t["forward_s"] > 0 and t["forward_backward_s"] > 0
+    t = data["pairs"][0]["time_ratio"]["numba"]["forward"]
+    assert set(t) == {"ratio", "low", "high", "words"}
+    assert data["measurement"]["rounds"] >= 1 and "busy" in data["measurement"]
     proc = run("kernels", "--shrink", "199")
     assert "199 -> 1 in 99 steps" in proc.stdout
+
+
+def _result(busy=False, ratio=(0.63, 0.6, 0.66)):
+    """A compare() result without timing anything (the arithmetic is real)."""
+    recs = [p.as_dict() for p in kernels.plans(8, 64, 56)]
+    for r in recs:
+        r["time"] = {"c": {"forward_s": 0.01, "forward_backward_s": 0.03}}
+    r, lo, hi = ratio
+    pairs = []
+    for stack, big in ((recs[1], recs[0]), (recs[3], recs[2])):
+        t = dict(ratio=r, low=lo, high=hi, words=kernels.timing.in_words(r, lo, hi))
+        pairs.append(dict(stack=stack["name"], big=big["name"],
+                          params_ratio=stack["params"] / big["params"],
+                          macs_ratio=stack["macs"] / big["macs"],
+                          activation_ratio=stack["activation_bytes"] / big["activation_bytes"],
+                          time_ratio={"c": {"forward": t, "forward_backward": t}}))
+    res = dict(config=dict(batch=8, channels=64, size=56, channels_mid=64, relu=False,
+                           dtype="float32", threads=2, budget_s=20, precision=0.03),
+               records=recs, pairs=pairs, libraries=["c"], verdict_backend="c",
+               measurement=dict(rounds=9, seconds=7.0, busy=busy), warnings=[])
+    res["verdict"] = kernels.verdict(res)
+    return res
+
+
+def test_one_ratio_convention_in_text_and_json():
+    res = _result()
+    text = kernels.format_table(res)
+    data = json.loads(kernels.to_json(res))
+    pair = data["pairs"][0]
+    # JSON and text carry the same number: the 3x3 stack's value over the big kernel's
+    assert pair["activation_ratio"] == pytest.approx(1.5)
+    assert "activation memory 1.50" in text and "1.50x the activation memory" in text
+    assert f"params {pair['params_ratio']:.2f}" in text and pair["params_ratio"] < 1
+    # plain words, one backend
+    assert "on c: two 3x3 see what one 5x5 sees with 1.39x fewer parameters" in text
+    assert "forward 1.59x faster (1.52-1.67x)" in text
+    assert "numba" not in res["verdict"] and "torch" not in res["verdict"]
+    assert "saving" not in text
+
+
+def test_verdict_says_no_clear_difference_and_withholds_time_when_busy():
+    text = kernels.format_table(_result(ratio=(0.98, 0.9, 1.1)))
+    assert "no clear difference (0.90-1.10x the time)" in text and "faster" not in text
+    busy = _result(busy=True)
+    assert "faster" not in busy["verdict"] and "no verdict, the machine was busy" in busy["verdict"]
+    assert "1.39x fewer parameters" in busy["verdict"]   # the arithmetic still stands
+
+
+def test_columns_stay_aligned_with_channels_mid():
+    res = _result()
+    recs = [p.as_dict() for p in kernels.plans(8, 64, 56, channels_mid=16)]
+    for r, old in zip(recs, res["records"]):
+        r["time"] = old["time"]
+    res["records"] = recs
+    res["config"]["channels_mid"] = 16
+    lines = kernels.format_table(res).splitlines()
+    head = next(i for i, l in enumerate(lines) if "params formula" in l)
+    table = lines[head:head + 5]
+    gm = [l.index("GMACs") if "GMACs" in l else None for l in table][0]
+    for row in table[1:]:          # every GMACs value ends where the header does
+        assert row[gm + len("GMACs") - 1] != " " and row[gm + len("GMACs")] == " ", table
+    assert "M = channels between the 3x3s" in "\n".join(lines)
+    assert recs[3]["params_formula"] == "9(2CM + M^2) + 2M + C"
+    assert recs[3]["params"] == 9 * (2 * 64 * 16 + 16 * 16) + 2 * 16 + 64
 
 
 def test_pytest_benchmark_flag_runs_and_times(tmp_path):

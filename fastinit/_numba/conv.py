@@ -10,6 +10,8 @@ dx (col2im), dw as X_g dY_g^T reducing over the pixels. Depthwise layers run wit
 along the vectors instead. Arrays reach the kernels flat (1-D views) with the geometry as a
 tuple; every thread works in its own row of a scratch array.
 """
+import functools
+
 import numba
 import numpy as np
 from numba import prange
@@ -65,6 +67,17 @@ def _tile(mv, kc, a, a_off, b, b_off, bstep, c, c_off, ldc, nv, beta):
 def _zero(d):
     for i in range(d.shape[0]):
         d[i] = 0
+
+
+@njit
+def _tail(d, d0, ld, rows, n, NR):
+    """Zero columns n.. of ``rows`` rows (ld apart, from d0) up to a whole tile width NR: the
+    tile reads NR columns and stores the first n only, so the rest must hold zeros, not what
+    the scratch held before (denormals there cost a microcode assist per FMA)."""
+    end = -(-n // NR) * NR
+    for r in range(rows):
+        for i in range(d0 + r * ld + n, d0 + r * ld + end):
+            d[i] = 0
 
 
 @njit
@@ -179,6 +192,7 @@ def _forward(y, x, wpack, bias, has_bias, geo, blk, ws):
         for t0 in range(0, T, kc_max):
             kc = min(kc_max, T - t0)
             _patches(buf, 0, MR * ldc, ldc, 1, x, geo, g, t0, kc, j0, nj, 0)
+            _tail(buf, 0, ldc, kc, nj, NR)
             for pn in range(p0, p1):
                 mv = min(MR, Kg - pn * MR)
                 a_off = ((g * npan + pn) * T + t0) * MR
@@ -229,6 +243,7 @@ def _backward_data(dx, dy, wtp, geo, blk, ws):
         for j0 in range(n0 * P, n1 * P, nc):
             nj = min(nc, n1 * P - j0)
             _rows(dy, K, g * Kg, buf, ldc, 0, Kg, j0, nj, P, buf, False, False)
+            _tail(buf, 0, ldc, Kg, nj, NR)
             for tp in range(0, (c1 - c0) * RS, tb):
                 nt = min(tb, (c1 - c0) * RS - tp)
                 for kb in range(0, Kg, kc_max):
@@ -285,6 +300,7 @@ def _dy_transposed(dyt, ldk, dy, geo, g, j0, nj):
             for k in range(Kg):
                 dyt[dst + i2 * ldk + k] = dy[src + k * P + i2]
         j += ln
+    _tail(dyt, 0, ldk, nj, Kg, NVEC * L)
 
 
 @njit
@@ -596,8 +612,11 @@ def _dp_weights(acc, per_acc, dy, x, geo, parts, tab, ws):
                                           out + (g * T + t0) * ldk + kb, ldk, min(NR, Kg - kb), 1)
 
 
+@functools.lru_cache(maxsize=256)
 def _dp_taps(g, dtype):
-    """(Hp, Wp, tab): the padded extent and each tap's offset in the padded planes."""
+    """(Hp, Wp, tab): the padded extent and each tap's offset in the padded planes (cached:
+    a training loop repeats the geometry, and on tiny images this NumPy work was half the
+    call)."""
     N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = g
     Hp, Wp = (OH - 1) * sh + (R - 1) * dh + 1, (OW - 1) * sw + (S - 1) * dw + 1
     t = np.arange(C // G * R * S)
@@ -623,9 +642,10 @@ def _ws(name, per, dtype):
 def _run_depthwise(out, a, b, bias, geo, plan, pass_):
     g = _geo(geo)
     N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = g
-    if pass_ == 1 and sh == 1 and sw == 1:
+    if pass_ == 1 and sh == 1 and sw == 1 and np.isfinite(b).all():
         # stride 1: dx is the correlation of dy, padded by (R-1)*dh - pt / (S-1)*dw - pl, with
-        # the kernels turned by 180 degrees (a forward pass; see csrc/conv2d.c)
+        # the kernels turned by 180 degrees (a forward pass; see csrc/conv2d.c; not with an
+        # inf or NaN weight, which would meet the padding's zeros)
         g = (N, C, OH, OW, K, R, S, 1, 1, (R - 1) * dh - pt, (S - 1) * dw - pl, dh, dw, G, H, W)
         b, pass_ = np.ascontiguousarray(b[:, :, ::-1, ::-1]), 0
         N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = g

@@ -313,8 +313,9 @@ def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks, bias, has_bias):
 
     Same arguments as :func:`gemm_packed`; ``ws`` : 1-D scratch of at least
     ``direct_scratch(K, itemsize, nchunks)`` values. ``nchunks`` > 1 splits the work in one
-    parallel launch: by rows, unless B comes transposed (each part would then copy all of B)
-    or there are too few rows, and there are enough column panels: then by panels. Nothing one
+    parallel launch: by rows, unless B is the bigger operand or comes transposed (each part
+    would then read or copy all of B) or there are too few rows, and there are enough column
+    panels: then by panels. Nothing one
     thread writes is read by another. With ``nchunks`` == 1 no thread is started.
     """
     m, n = c.shape
@@ -329,7 +330,7 @@ def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks, bias, has_bias):
     size = min(k, DIRECT_KB) * NR
     if nchunks <= 1:
         _direct_block(a, ta, b, tb, c, beta, ws[:size], 0, m, 0, npan, bias, has_bias)
-    elif npan >= nchunks and (tb or nrow < nchunks):
+    elif npan >= nchunks and (tb or nrow < nchunks or m < n):
         for ch in prange(nchunks):
             _direct_block(a, ta, b, tb, c, beta, ws[ch * size:(ch + 1) * size], 0, m,
                           ch * npan // nchunks, (ch + 1) * npan // nchunks, bias, has_bias)

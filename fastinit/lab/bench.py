@@ -1,23 +1,27 @@
 """``fastinit bench``: a quick performance dashboard, one line per op.
 
 For each op, every fastinit backend (C, Numba) and its peers (NumPy/OpenBLAS where NumPy has
-the op, PyTorch CPU when installed) run the same work in one process, in alternating rounds
-with a short pause between libraries; each entry is the median over rounds of a library's best
-call time in that round. The ratio is the best peer's time over the best fastinit backend's
-time (> 1: fastinit is faster). Every fastinit backend's result is checked against the NumPy
-reference before anything is timed. The benchmark suite (``pytest --benchmark``) measures
-more shapes; this is the summary the README's table comes from.
+the op, PyTorch CPU when installed) run the same work in one process, timed by
+:func:`fastinit.lab.timing.measure`: each (fastinit backend, peer) pair back to back in
+alternating rounds until every time ratio's 95% interval is within the precision asked for or
+the op's time budget runs out. A row shows each library's median time and, for the default
+backend (or the one asked for), its time against each peer in words ("2.27x faster
+(2.20-2.35x)", "no clear difference" when the interval contains 1). Every fastinit backend's
+result is checked against the NumPy reference before anything is timed. The benchmark suite
+(``pytest --benchmark``) measures more shapes.
 """
 import json
+import math
 import platform
-import statistics
-import time
 
 import numpy as np
 
-from .timing import best as _best
+from . import timing
 
 OPS = ("init", "matmul", "conv3x3", "conv5x5", "conv7x7", "batchnorm", "clip", "activations")
+#: Ops that ``fastinit bench`` runs only when named: the layer sweep (fastinit.lab.layers).
+EXTRA_OPS = ("layers",)
+PEERS = ("numpy", "torch")
 
 
 def _torch():
@@ -164,8 +168,12 @@ CASES = {"init": _case_init, "matmul": _case_matmul, "conv3x3": _case_conv(3),
          "clip": _case_clip, "activations": _case_activations}
 
 
-def run(ops=OPS, rounds=3, calls=3, pause=0.2, progress=None):
-    """Measure ``ops``; returns {machine, rows}: per op the median time of every library."""
+def run(ops=OPS, budget=5.0, precision=0.03, backend=None, progress=None):
+    """Measure ``ops``; returns {machine, backend, rows, warnings}: per op every library's
+    median time and, for each fastinit backend, its time ratio against each peer (ours /
+    theirs: below 1 fastinit is faster) with a 95% interval. ``backend``: the backend the
+    summary speaks for (default: fastinit's default). ``progress(message)``: called as it goes.
+    """
     import fastinit as fi
 
     unknown = [o for o in ops if o not in CASES]
@@ -175,29 +183,41 @@ def run(ops=OPS, rounds=3, calls=3, pause=0.2, progress=None):
     if torch is not None:
         torch.set_num_threads(fi.get_num_threads())
     fast = [n for n, why in fi.backends.available().items() if why is None and n != "numpy"]
-    rows = []
+    backend = fi.backends.current() if backend is None else backend
+    if backend not in fast:
+        raise ValueError(f"backend {backend!r} is not available to time: {fast}")
+    rows, warnings = [], []
     for op in ops:
         label, libs, check = CASES[op](torch, fast)
         for be in fast:
             if not check(be):
                 raise AssertionError(f"{op}: backend {be} disagrees with the reference")
+        peers = [p for p in PEERS if p in libs]
+        pairs = [(be, p) for be in fast for p in peers]
+
+        def show(rounds, seconds, widest, label=label):
+            if progress:
+                w = "unknown" if math.isinf(widest) else f"+-{widest:.0%}"
+                progress(f"{label}: round {rounds}, {seconds:.1f} s, widest interval {w}")
+
         if progress:
-            progress(label)
-        for fn in libs.values():
-            fn()  # warm up: JIT, caches, thread pools
-        times = {lib: [] for lib in libs}
-        for _ in range(rounds):
-            for lib, fn in libs.items():
-                time.sleep(pause)
-                times[lib].append(_best(fn, calls))
-        med = {lib: statistics.median(v) for lib, v in times.items()}
-        ours = min(med[b] for b in fast) if fast else float("nan")
-        peers = [med[p] for p in ("numpy", "torch") if p in med]
-        rows.append(dict(op=op, label=label, seconds=med,
-                         ratio_vs_best_peer=(min(peers) / ours) if peers else None,
-                         ratios={p: med[p] / ours for p in ("numpy", "torch") if p in med}))
+            progress(f"{label}: warming up")
+        m = timing.measure(libs, pairs, budget=budget, precision=precision, progress=show,
+                           decide=[(backend, p) for p in peers])
+        ratios = {}
+        for be in fast:
+            ratios[be] = {}
+            for p in peers:
+                r, lo, hi = m.ratios[(be, p)]
+                ratios[be][p] = dict(ratio=r, low=lo, high=hi, words=timing.in_words(r, lo, hi))
+        rows.append(dict(op=op, label=label, seconds={lib: m.median(lib) for lib in libs},
+                         ratios=ratios, measurement=m.as_dict()))
+        warnings += [f"{label}: {w}" for w in m.warnings]
     return dict(machine=dict(python=platform.python_version(), processor=platform.processor(),
-                             threads=fi.get_num_threads()), rows=rows)
+                             threads=fi.get_num_threads()),
+                backend=backend, rows=rows, warnings=warnings,
+                convention="time ratio = fastinit's time / the peer's: below 1 fastinit is "
+                           "faster; intervals are 95%")
 
 
 def format_table(result):
@@ -206,15 +226,23 @@ def format_table(result):
         for lib in row["seconds"]:
             if lib not in libs:
                 libs.append(lib)
-    head = f"{'op':45s}" + "".join(f"{lib:>10s}" for lib in libs) + "  fastinit speed-up"
-    lines = [f"median ms, {result['machine']['threads']} threads", head]
+    be = result["backend"]
+    label_w = max([len(r["label"]) for r in result["rows"]] + [2])
+    head = f"{'op':{label_w}s}" + "".join(f"{lib:>10s}" for lib in libs) + \
+        f"  {be} against each peer (95% interval)"
+    lines = [f"median ms per call, {result['machine']['threads']} threads; fastinit backend "
+             f"{be}", head]
     for row in result["rows"]:
         cells = "".join(f"{row['seconds'][l] * 1e3:10.2f}" if l in row["seconds"] else
                         f"{'-':>10s}" for l in libs)
-        ratios = ", ".join(f"{r:.2f}x vs {p}" for p, r in row["ratios"].items())
-        lines.append(f"{row['label']:45s}{cells}  {ratios}")
+        words = "; ".join(f"vs {p}: {r['words']}" for p, r in row["ratios"][be].items())
+        lines.append(f"{row['label']:{label_w}s}{cells}  {words}")
+    lines.append("columns: median time of one call in ms; numba and c are fastinit's backends, "
+                 "numpy is NumPy (OpenBLAS for sgemm), torch is PyTorch CPU")
+    for w in result["warnings"]:
+        lines.append(f"warning: {w}")
     return "\n".join(lines)
 
 
 def to_json(result):
-    return json.dumps(result, indent=2)
+    return json.dumps(timing.json_safe(result), indent=2)

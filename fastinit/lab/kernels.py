@@ -12,10 +12,11 @@ and as many fewer multiply-adds per output pixel, at the cost of n - 1 extra act
 import dataclasses
 import json
 import math
+import textwrap
 
 import numpy as np
 
-from .timing import median as _timeit
+from . import timing
 
 
 @dataclasses.dataclass
@@ -55,12 +56,17 @@ class ConvPlan:
 
     @property
     def params_formula(self):
+        """The parameter count in C (channels) and M (channels between the stacked layers)."""
         k2 = self.kernel * self.kernel
-        if self.layers == 1:
-            return f"{k2}*C^2 (+C bias)"
+        n = self.layers
+        if n == 1:
+            return f"{k2}C^2 + C"
         if self.channels_mid == self.channels:
-            return f"{self.layers}*{k2}*C^2 (+{self.layers}C bias)"
-        return f"{k2}*(2*C*M + {self.layers - 2}*M^2) (+ bias), M = {self.channels_mid}"
+            return f"{n}*{k2}C^2 + {n}C"
+        inner = f"2CM + {n - 2}M^2" if n > 2 else "2CM"
+        if n == 3:
+            inner = "2CM + M^2"
+        return f"{k2}({inner}) + {n - 1}M + C"
 
     @property
     def macs(self):
@@ -122,7 +128,8 @@ def shrink_formula(size, kernel, stride=1, pool=1):
     if stride == 1 and pool == 1:
         exact = (size - 1) % (kernel - 1) == 0 if kernel > 1 else False
         return (f"out = H - (k - 1) per step; steps to 1x1 = (H - 1)/(k - 1) = "
-                f"({size} - 1)/{kernel - 1}" + ("" if exact else " (not an integer: stops above 1)"))
+                f"({size} - 1)/{kernel - 1}"
+                + ("" if exact else " (not an integer: stops above 1)"))
     return (f"out = floor((H - k)/s) + 1 = floor((H - {kernel})/{stride}) + 1"
             + (f", then floor(out/{pool}) for the {pool}x{pool} pool" if pool > 1 else ""))
 
@@ -191,135 +198,307 @@ def _torch_fns(plan, dtype, relu, seed):
     return forward, backward
 
 
+
+PHASES = ("forward", "forward_backward")
+#: How every ratio in the result reads (text and JSON alike).
+CONVENTION = ("every ratio is the 3x3 stack's value divided by the big kernel's: below 1 the "
+              "stack needs less (a time ratio below 1: the stack is faster)")
+
+
 def compare(batch=8, channels=64, size=56, channels_mid=None, relu=False, backends=None,
-            dtype=np.float32, repeat=3, torch_too=True, progress=None, seed=0):
+            dtype=np.float32, budget=30.0, precision=0.03, torch_too=True, progress=None, seed=0,
+            verdict_backend=None):
     """Measure the four contenders; returns a dict of records (see ``fastinit kernels --json``).
 
     ``backends``: fastinit backends to time (default: every available one but the NumPy
-    reference, which is the oracle, not a contender). ``progress``: a callable taking a message,
-    called before each measurement.
+    reference, which is the oracle, not a contender). Timing follows
+    :func:`fastinit.lab.timing.measure`: alternating rounds, each pair (3x3 stack, big kernel)
+    on the same library and pass timed back to back, until the verdict backend's time ratios
+    have 95% intervals within ``precision`` or ``budget`` seconds have passed.
+    ``progress(round, seconds, widest)`` is called after each round. ``verdict_backend``: the
+    backend the verdict speaks for (default: fastinit's default backend when it is among
+    ``backends``, else the first of them).
     """
     import fastinit as fi
 
+    for name, v in (("batch", batch), ("channels", channels), ("size", size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if channels_mid is not None and (isinstance(channels_mid, bool)
+                                     or not isinstance(channels_mid, int) or channels_mid < 1):
+        raise ValueError(f"channels_mid must be a positive integer, got {channels_mid!r}")
     if backends is None:
         backends = [n for n, why in fi.backends.available().items() if why is None and n != "numpy"]
+    backends = list(backends)
+    for b in backends:
+        why = fi.backends.available().get(b, "unknown backend")
+        if why is not None:
+            raise ValueError(f"backend {b!r} cannot be timed: {why}")
+    if not backends:
+        raise ValueError("no fastinit backend to time (numba and c are both unavailable)")
+    if verdict_backend is None:
+        default = fi.backends.current()
+        verdict_backend = default if default in backends else backends[0]
     contenders = plans(batch, channels, size, channels_mid)
     itemsize = np.dtype(dtype).itemsize
     records = [p.as_dict(itemsize) for p in contenders]
     libs = list(backends)
     if torch_too:
         try:
-            import torch  # noqa: F401
-            libs.append("torch")
+            import torch
         except ImportError:
             pass
-    for rec, plan in zip(records, contenders):
-        rec["time"] = {}
+        else:
+            torch.set_num_threads(fi.get_num_threads())
+            libs.append("torch")
+    fns = {}
+    for plan in contenders:
         for lib in libs:
-            if progress:
-                progress(f"{plan.name} on {lib}")
             if lib == "torch":
-                fwd, bwd = _torch_fns(plan, dtype, relu, seed)
+                fwd, fb = _torch_fns(plan, dtype, relu, seed)
             else:
-                fwd, bwd = _stack_fns(plan, lib, dtype, relu, seed)
-            rec["time"][lib] = {"forward_s": _timeit(fwd, repeat),
-                                "forward_backward_s": _timeit(bwd, repeat)}
+                fwd, fb = _stack_fns(plan, lib, dtype, relu, seed)
+            fns[(lib, plan.name, "forward")] = fwd
+            fns[(lib, plan.name, "forward_backward")] = fb
+    couples = ((records[1], records[0]), (records[3], records[2]))   # (stack, big)
+    wanted = [((lib, s["name"], ph), (lib, b["name"], ph))
+              for s, b in couples for lib in libs for ph in PHASES]
+    # the verdict's backend decides when the intervals are tight enough; the other libraries
+    # are timed in the same rounds and shown with the intervals they reach
+    deciding = [p for p in wanted if p[0][0] == verdict_backend]
+    m = timing.measure(fns, wanted, budget=budget, precision=precision, progress=progress,
+                       decide=deciding)
+    for rec in records:
+        rec["time"] = {lib: {f"{ph}_s": m.median((lib, rec["name"], ph)) for ph in PHASES}
+                       for lib in libs}
     pairs = []
-    for big, stack in ((records[0], records[1]), (records[2], records[3])):
-        pair = dict(big=big["name"], stack=stack["name"],
-                    params_ratio=big["params"] / stack["params"],
-                    macs_ratio=big["macs"] / stack["macs"],
-                    activation_ratio=big["activation_bytes"] / stack["activation_bytes"],
-                    time_ratio={lib: big["time"][lib]["forward_s"] / stack["time"][lib]["forward_s"]
-                                for lib in libs})
-        pairs.append(pair)
-    return dict(config=dict(batch=batch, channels=channels, size=size,
-                            channels_mid=channels if channels_mid is None else channels_mid,
-                            relu=relu, dtype=np.dtype(dtype).name, repeat=repeat),
-                records=records, pairs=pairs, libraries=libs)
+    for stack, big in couples:
+        time_ratio = {}
+        for lib in libs:
+            time_ratio[lib] = {}
+            for ph in PHASES:
+                r, lo, hi = m.ratios[((lib, stack["name"], ph), (lib, big["name"], ph))]
+                time_ratio[lib][ph] = dict(ratio=r, low=lo, high=hi,
+                                           words=timing.in_words(r, lo, hi))
+        pairs.append(dict(stack=stack["name"], big=big["name"],
+                          params_ratio=stack["params"] / big["params"],
+                          macs_ratio=stack["macs"] / big["macs"],
+                          activation_ratio=stack["activation_bytes"] / big["activation_bytes"],
+                          time_ratio=time_ratio))
+    result = dict(config=dict(batch=batch, channels=channels, size=size,
+                              channels_mid=channels if channels_mid is None else channels_mid,
+                              relu=relu, dtype=np.dtype(dtype).name, budget_s=budget,
+                              precision=precision, threads=fi.get_num_threads()),
+                  convention=CONVENTION, records=records, pairs=pairs, libraries=libs,
+                  verdict_backend=verdict_backend, measurement=m.as_dict(),
+                  warnings=list(m.warnings))
+    result["verdict"] = verdict(result)
+    return result
+
+
+def _times_fewer(ratio):
+    return f"{1 / ratio:.2f}x fewer" if ratio < 1 else f"{ratio:.2f}x more"
 
 
 def verdict(result):
-    """One line drawn from the numbers: what the stack saves, and what it costs."""
+    """The verdict in plain words, for one backend (``result['verdict_backend']``). Time is
+    judged only on a machine that was not busy, and only as far as the intervals allow."""
+    lib = result["verdict_backend"]
+    busy = result["measurement"]["busy"]
     parts = []
     for pair in result["pairs"]:
-        times = dict(pair["time_ratio"])
-        torch_ratio = times.pop("torch", None)
-        speed = ""
-        if times:
-            lib, best = max(times.items(), key=lambda kv: kv[1])
-            speed = (f", forward {best:.2f}x faster ({lib})" if best >= 1
-                     else f", forward {1 / best:.2f}x slower ({lib})")
-        if torch_ratio is not None:
-            speed += f" [torch: {torch_ratio:.2f}x]"
-        parts.append(f"{pair['stack']} see what {pair['big']} sees with {pair['params_ratio']:.2f}x "
-                     f"fewer weights and multiply-adds{speed}, for "
-                     f"{1 / pair['activation_ratio']:.1f}x the activation memory")
-    return "; ".join(parts)
+        t = pair["time_ratio"][lib]
+        same = abs(pair["params_ratio"] - pair["macs_ratio"]) < 0.005
+        cost = (f"{_times_fewer(pair['params_ratio'])} parameters and multiply-adds" if same else
+                f"{_times_fewer(pair['params_ratio'])} parameters, "
+                f"{_times_fewer(pair['macs_ratio'])} multiply-adds")
+        speed = ("" if busy else f"; forward {t['forward']['words']}, forward+backward "
+                                 f"{t['forward_backward']['words']}")
+        parts.append(f"{pair['stack']} see what {pair['big']} sees with {cost} and keep "
+                     f"{pair['activation_ratio']:.2f}x the activation memory{speed}")
+    text = f"on {lib}: " + "; ".join(parts) + "."
+    if busy:
+        text += (" Time: no verdict, the machine was busy (see the warning); run again when it "
+                 "is idle.")
+    return text
 
 
 def _fmt_bytes(n):
     return f"{n / 2 ** 20:.1f} MiB"
 
 
+def _table(header, rows, right=()):
+    """Columns as wide as their widest cell; columns named in ``right`` right-aligned."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    out = []
+    for r in [header] + rows:
+        cells = [str(c).rjust(w) if i in right else str(c).ljust(w)
+                 for i, (c, w) in enumerate(zip(r, widths))]
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def _lib_label(lib):
+    return "torch" if lib == "torch" else lib
+
+
 def format_table(result):
     """The comparison as text (what ``fastinit kernels`` prints)."""
     cfg = result["config"]
+    mid = cfg["channels_mid"] != cfg["channels"]
     lines = [f"input N={cfg['batch']} C={cfg['channels']} {cfg['size']}x{cfg['size']}, "
-             f"{cfg['dtype']}, 'same' padding, stride 1"
-             + (f", ReLU between 3x3s" if cfg["relu"] else "")
-             + (f", mid channels {cfg['channels_mid']}" if cfg["channels_mid"] != cfg["channels"]
-                else "")]
-    head = f"{'':10s} {'RF':>4s} {'params':>10s}  {'formula':24s} {'GMACs':>7s} {'act.mem':>10s}"
-    for lib in result["libraries"]:
-        head += f" {lib + ' fwd':>11s} {lib + ' f+b':>11s}"
-    lines.append(head)
-    for rec in result["records"]:
-        row = (f"{rec['name']:10s} {rec['receptive_field']:>2d}x{rec['receptive_field']:<1d} "
-               f"{rec['params']:>10,d}  {rec['params_formula']:24s} {rec['macs'] / 1e9:7.2f} "
-               f"{_fmt_bytes(rec['activation_bytes']):>10s}")
-        for lib in result["libraries"]:
-            t = rec["time"][lib]
-            row += f" {t['forward_s'] * 1e3:9.1f}ms {t['forward_backward_s'] * 1e3:9.1f}ms"
-        lines.append(row)
-    for pair in result["pairs"]:
-        ratios = ", ".join(f"{lib} {r:.2f}x" for lib, r in pair["time_ratio"].items())
-        lines.append(f"{pair['stack']} vs {pair['big']}: weights and MACs / {pair['params_ratio']:.2f}"
-                     f", activation memory x {1 / pair['activation_ratio']:.2f}, forward time "
-                     f"saving {ratios}")
-    lines.append("verdict: " + verdict(result))
+             f"{cfg['dtype']}, 'same' padding, stride 1, {cfg['threads']} threads"
+             + (", ReLU between the 3x3s" if cfg["relu"] else "")
+             + (f", M={cfg['channels_mid']} channels between the 3x3s" if mid else ""), ""]
+    rows = [[r["name"], f"{r['receptive_field']}x{r['receptive_field']}", f"{r['params']:,d}",
+             r["params_formula"], f"{r['macs'] / 1e9:.2f}", _fmt_bytes(r["activation_bytes"])]
+            for r in result["records"]]
+    lines += _table(["", "RF", "params", "params formula", "GMACs", "act. mem"], rows,
+                    right={1, 2, 4, 5})
+    lines.append("")
+    libs = result["libraries"]
+    head = [""] + [f"{_lib_label(l)} {ph}" for l in libs for ph in ("fwd", "f+b")]
+    rows = [[r["name"]] + [f"{r['time'][l][f'{ph}_s'] * 1e3:.1f} ms" for l in libs
+                           for ph in PHASES] for r in result["records"]]
+    lines += _table(head, rows, right=set(range(1, len(head))))
+    lines.append("")
+    m = result["measurement"]
+    lines.append(f"time ratio, 3x3 stack / big kernel: median of {m['rounds']} alternating "
+                 f"rounds ({m['seconds']:.0f} s) and its 95% interval")
+    head = ["", ""] + [_lib_label(l) for l in libs]
+    rows = []
+    for p in result["pairs"]:
+        for ph, short in zip(PHASES, ("fwd", "f+b")):
+            row = [f"{p['stack']} / {p['big']}" if ph == "forward" else "", short]
+            for lib in libs:
+                t = p["time_ratio"][lib][ph]
+                hi = "inf" if math.isinf(t["high"]) else f"{t['high']:.2f}"
+                row.append(f"{t['ratio']:.2f} ({t['low']:.2f}-{hi})")
+            rows.append(row)
+    lines += _table(head, rows, right=set(range(2, len(head))))
+    for p in result["pairs"]:
+        lines.append(f"{p['stack']} / {p['big']}: params {p['params_ratio']:.2f}, MACs "
+                     f"{p['macs_ratio']:.2f}, activation memory {p['activation_ratio']:.2f}")
+    legend = ("legend: RF = receptive field (the input square one output sees); params = "
+              "weights + biases, C = channels" + (", M = channels between the 3x3s" if mid else "")
+              + "; GMACs = billions of multiply-adds in a forward pass; act. mem = activation "
+              "maps kept for backward (the input and every layer's output); fwd = forward pass, "
+              "f+b = forward + backward (dx and dw), median time; torch = PyTorch CPU. "
+              "Ratios: below 1 the 3x3 stack needs less.")
+    lines += [""] + _wrap(legend)
+    for w in result["warnings"]:
+        lines += _wrap(f"warning: {w}")
+    lines += _wrap("verdict " + result["verdict"])
     return "\n".join(lines)
 
 
+def _wrap(text, width=100):
+    return textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)
+
+
 def to_json(result):
-    return json.dumps(result, indent=2, sort_keys=True)
+    return json.dumps(timing.json_safe(result), indent=2, sort_keys=True)
+
+
+BIG_COLOR, STACK_COLOR = "#c0504d", "#4f81bd"
 
 
 def plot(result, path):
-    """Bar charts of parameters, multiply-adds and forward time for the four contenders."""
+    """Six panels a reader can take in at once: parameters, multiply-adds, activation memory,
+    forward and forward+backward time per library (big kernel and 3x3 stack side by side), and
+    the time ratios with their 95% intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    from matplotlib.patches import Patch
 
     recs = result["records"]
-    names = [r["name"] for r in recs]
-    colors = ["#c0504d", "#4f81bd", "#c0504d", "#4f81bd"]
-    panels = [("parameters", [r["params"] for r in recs]),
-              ("GMACs (forward)", [r["macs"] / 1e9 for r in recs]),
-              ("activation memory (MiB)", [r["activation_bytes"] / 2 ** 20 for r in recs])]
-    for lib in result["libraries"]:
-        panels.append((f"{lib} forward+backward (ms)",
-                       [r["time"][lib]["forward_backward_s"] * 1e3 for r in recs]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
-    for ax, (title, values) in zip(np.atleast_1d(axes), panels):
-        ax.bar(names, values, color=colors)
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
     cfg = result["config"]
-    fig.suptitle(f"3x3 stacks vs one large kernel, N={cfg['batch']} C={cfg['channels']} "
-                 f"{cfg['size']}x{cfg['size']}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    libs = result["libraries"]
+    groups = [f"{recs[1]['name']}\nvs {recs[0]['name']}",
+              f"{recs[3]['name']}\nvs {recs[2]['name']}"]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7.2))
+    x = np.arange(2)
+    wd = 0.36
+
+    def pairs_bar(ax, values, title, ylabel):
+        big = [values[0], values[2]]
+        stack = [values[1], values[3]]
+        ax.bar(x - wd / 2, big, wd, color=BIG_COLOR)
+        ax.bar(x + wd / 2, stack, wd, color=STACK_COLOR)
+        ax.set_xticks(x, groups, fontsize=9)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(ylabel, fontsize=9)
+
+    pairs_bar(axes[0, 0], [r["params"] / 1e3 for r in recs], "parameters", "thousands")
+    pairs_bar(axes[0, 1], [r["macs"] / 1e9 for r in recs], "multiply-adds, forward",
+              "billions (GMACs)")
+    pairs_bar(axes[0, 2], [r["activation_bytes"] / 2 ** 20 for r in recs],
+              "activation memory kept for backward", "MiB")
+    for ax, ph, title in ((axes[1, 0], "forward", "forward time"),
+                          (axes[1, 1], "forward_backward", "forward + backward time")):
+        xl = np.arange(len(libs))
+        for j, (i_big, i_stack) in enumerate(((0, 1), (2, 3))):
+            off = (j - 0.5) * 0.42
+            ax.bar(xl + off - 0.1, [recs[i_big]["time"][l][f"{ph}_s"] * 1e3 for l in libs], 0.2,
+                   color=BIG_COLOR)
+            ax.bar(xl + off + 0.1, [recs[i_stack]["time"][l][f"{ph}_s"] * 1e3 for l in libs],
+                   0.2, color=STACK_COLOR)
+        ax.set_xticks(xl, [f"{_lib_label(l)}\n5x5 | 7x7" for l in libs], fontsize=9)
+        ax.set_title(title + " (median)", fontsize=10)
+        ax.set_ylabel("ms", fontsize=9)
+    ax = axes[1, 2]
+    labels, vals, los, his, colors = [], [], [], [], []
+    for p in result["pairs"]:
+        for lib in libs:
+            for ph, short in (("forward", "fwd"), ("forward_backward", "f+b")):
+                t = p["time_ratio"][lib][ph]
+                # an unknown bound (0 or inf: too few rounds) is drawn as a factor of 2
+                lo = t["low"] if t["low"] > 0 else t["ratio"] / 2
+                hi = t["high"] if math.isfinite(t["high"]) else 2 * t["ratio"]
+                labels.append(f"{p['stack']} / {p['big'].split()[-1]}, {_lib_label(lib)}, "
+                              f"{short}")
+                vals.append(t["ratio"])
+                los.append(t["ratio"] - lo)
+                his.append(hi - t["ratio"])
+                colors.append(STACK_COLOR if lib == result["verdict_backend"] else "0.55")
+    y = np.arange(len(vals))[::-1]
+    for yi, v, lo, hi, c in zip(y, vals, los, his, colors):
+        ax.errorbar([v], [yi], xerr=[[lo], [hi]], fmt="o", color=c, ms=4, capsize=2)
+    ax.axvline(1.0, color="0.4", lw=1, ls="--")
+    ax.set_xscale("log")   # 2x faster and 2x slower lie equally far from 1
+    lows = [v - d for v, d in zip(vals, los)]
+    highs = [v + d for v, d in zip(vals, his)]
+    lo_x, hi_x = min(min(lows) / 1.2, 0.4), max(max(highs) * 1.2, 2.5)
+    ax.set_xlim(lo_x, hi_x)
+    exps = [e for e in range(-10, 11) if lo_x <= 2.0 ** e <= hi_x]
+    step = max(-(-len(exps) // 5), 1)        # at most ~5 labels, 1 always among them
+    ax.set_xticks([2.0 ** e for e in exps if e % step == 0])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _: f"{v:g}" if v >= 1 else f"1/{1 / v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_yticks(y, labels, fontsize=7)
+    for tick, c in zip(ax.get_yticklabels(), colors):
+        tick.set_color("black" if c == STACK_COLOR else "0.4")
+    ax.set_xlabel("3x3 stack time / big kernel time\n(left of 1: the stack is faster)", fontsize=9)
+    ax.set_title(f"time ratio, 95% interval (verdict: {result['verdict_backend']})",
+                 fontsize=10)
+    if result["measurement"].get("busy"):
+        share = result["measurement"].get("others_cpu_share") or 0
+        fig.text(0.5, 0.935, f"the machine was busy while timing (other processes used "
+                             f"{share:.0%} of the CPUs): the times describe a loaded machine",
+                 ha="center", color="#b22222", fontsize=9)
+    fig.legend(handles=[Patch(color=BIG_COLOR, label="one big kernel (5x5 or 7x7)"),
+                        Patch(color=STACK_COLOR, label="stack of 3x3 (same receptive field)")],
+               loc="lower center", ncol=2, fontsize=9, frameon=False)
+    mid = (f", M={cfg['channels_mid']} channels between the 3x3s"
+           if cfg["channels_mid"] != cfg["channels"] else "")
+    fig.suptitle(f"3x3 stacks vs one large kernel: N={cfg['batch']} C={cfg['channels']} "
+                 f"{cfg['size']}x{cfg['size']} {cfg['dtype']}{mid}"
+                 + (", ReLU between" if cfg["relu"] else ""), fontsize=11)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95 if result["measurement"].get("busy") else 1))
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

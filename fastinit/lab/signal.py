@@ -16,6 +16,7 @@ Defaults show the two classic cases: a 10-layer tanh network with the "standard"
 Xavier's, and a 30-layer ReLU network with Xavier against He's.
 """
 import math
+import textwrap
 
 import numpy as np
 
@@ -87,6 +88,19 @@ def predict(init, activation, widths, input_second_moment, top_grad_var, batch_n
     return acts, grads
 
 
+def _bins(activation):
+    """Histogram edges for the activations: tanh and sigmoid cover their whole range; ReLU's
+    positive part spans decades as a signal vanishes, so its edges are logarithmic (10 per
+    decade, 1e-8 to 30); leaky ReLU's reach a little below 0."""
+    if activation == "tanh":
+        return np.linspace(-1.0, 1.0, 51)
+    if activation == "sigmoid":
+        return np.linspace(0.0, 1.0, 51)
+    if activation == "relu":
+        return np.logspace(-8, 1.5, 96)
+    return np.linspace(-0.5, 2.0, 51)
+
+
 def build(depth, width, activation, init, seed, n_in=64, n_out=10, batch_norm=False):
     from .. import nn
 
@@ -123,8 +137,7 @@ def run(depth=10, width=256, activation="tanh", inits=("standard", "xavier_unifo
     for init in inits:
         presets.spec(init)
         net = build(depth, width, activation, init, seed, batch_norm=batch_norm)
-        probe = nn.Probe(net, bins=np.linspace(-1.0, 1.0, 51) if activation != "relu"
-                         else np.linspace(0.0, 2.0, 51))
+        probe = nn.Probe(net, bins=_bins(activation))
         crit = nn.SoftmaxCrossEntropy()
         loss = crit(net(x), y)
         net.backward(crit.backward())
@@ -151,9 +164,14 @@ def run(depth=10, width=256, activation="tanh", inits=("standard", "xavier_unifo
             activation_std=[r["std"] for r in act_layers], predicted_activation_std=pred_act,
             gradient_std=measured_grad, predicted_gradient_std=pred_grad,
             saturated=[r.get("saturated", r.get("dead")) for r in act_layers],
+            zeros=[r.get("zeros") for r in act_layers],
             act_hist=[r["hist"].tolist() for r in act_layers],
+            act_outside=[r["below"] + r["above"] for r in act_layers],
             grad_hist=[lin_back[int(r["layer"].split(":")[0]) + 1]["hist"].tolist()
                        for r in act_layers],
+            grad_outside=[lin_back[int(r["layer"].split(":")[0]) + 1]["below"]
+                          + lin_back[int(r["layer"].split(":")[0]) + 1]["above"]
+                          for r in act_layers],
             bins=probe.bins.tolist(), grad_bins=probe.grad_bins.tolist()))
     return out
 
@@ -162,7 +180,8 @@ def format_table(result):
     cfg = result["config"]
     lines = [f"{cfg['depth']}-layer {cfg['activation']} MLP, width {cfg['width']}, "
              f"batch {cfg['batch']} digits" + (", batch norm" if cfg["batch_norm"] else "")]
-    sat = "dead" if cfg["activation"] in ("relu", "leaky_relu") else "saturated"
+    relu_like = cfg["activation"] in ("relu", "leaky_relu")
+    sat = "dead" if relu_like else "saturated"
     for run in result["runs"]:
         lines.append(f"\n{run['init']}: {run['description']}  (initial loss {run['loss']:.3f})")
         lines.append(f"{'layer':>5s} {'act std':>10s} {'predicted':>10s} {'grad std':>10s} "
@@ -176,43 +195,99 @@ def format_table(result):
         g = run["gradient_std"]
         lines.append(f"  activation std first -> last layer: x{a[-1] / max(a[0], 1e-30):.3g}; "
                      f"gradient std last -> first: x{g[0] / max(g[-1], 1e-30):.3g}")
+    what = ("dead = units that are 0 for every input of the batch" if relu_like else
+            "saturated = outputs with |tanh| > 0.97" if cfg["activation"] == "tanh" else
+            "saturated = outputs below 0.03 or above 0.97")
+    lines.append("")
+    lines += textwrap.wrap(f"act std: std of each hidden layer's output over the batch; grad std: "
+                           f"std of d loss / d output; predicted: the variance recursion's "
+                           f"value; {what}", 100, subsequent_indent="  ")
+    runs = result["runs"]
+    for i in range(len(runs)):
+        for j in range(i + 1, len(runs)):
+            if relu_like and runs[i]["saturated"] == runs[j]["saturated"]:
+                lines += textwrap.wrap(
+                    f"{runs[i]['init']} and {runs[j]['init']} have the same dead units: from one "
+                    f"seed both draw the same numbers, each layer scaled by its own constant "
+                    f"(zero biases), and relu(c*z) = c*relu(z) for c > 0, so the same units are "
+                    f"0; only the scale differs", 100, subsequent_indent="  ")
     return "\n".join(lines)
 
 
 def plot(results, path):
-    """Per-layer activation and gradient histograms, in the manner of Glorot & Bengio's
-    figures 6 and 7: one row per (experiment, init), one curve per layer."""
+    """One row per (experiment, init), in the manner of Glorot & Bengio's figures 6 and 7:
+    the distribution of each hidden layer's activations and of its back-propagated gradient (one
+    curve per layer, coloured by depth), and each layer's measured std beside the prediction."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+    from matplotlib.cm import ScalarMappable
 
     rows = [(res, run) for res in results for run in res["runs"]]
-    fig, axes = plt.subplots(len(rows), 3, figsize=(13, 2.8 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 3, figsize=(15, 3.3 * len(rows)), squeeze=False,
+                             gridspec_kw=dict(width_ratios=[1, 1, 1.05]))
+    cmap = plt.get_cmap("viridis")
     for (res, run), ax in zip(rows, axes):
         cfg = res["config"]
-        title = f"{cfg['depth']}-layer {cfg['activation']}, {run['init']}"
-        bins = np.asarray(run["bins"])
-        centres = 0.5 * (bins[1:] + bins[:-1])
-        cmap = plt.get_cmap("viridis")
         n = len(run["act_hist"])
+        norm = Normalize(1, max(n, 2))
+        relu = cfg["activation"] == "relu"
+        name = f"{cfg['depth']}-layer {cfg['activation']}, {run['init']}"
+        bins = np.asarray(run["bins"])
         for i, h in enumerate(run["act_hist"]):
             h = np.asarray(h, float)
-            ax[0].plot(centres, h / max(h.sum(), 1), color=cmap(i / max(n - 1, 1)), lw=1)
-        ax[0].set_title(f"{title}: activations", fontsize=9)
+            total = max(h.sum() / max(1.0 - run["act_outside"][i], 1e-12), 1.0)
+            ax[0].stairs(h / total, bins, color=cmap(norm(i + 1)), lw=1)
+        if relu:
+            ax[0].set_xscale("log")
+            zeros = [z for z in run["zeros"] if z is not None]
+            ax[0].set_xlabel("activation value (positive outputs; log scale)", fontsize=8)
+            ax[0].set_ylabel("fraction of positive\noutputs per bin", fontsize=8)
+            note = f"exactly 0 (not drawn): {min(zeros):.0%}-{max(zeros):.0%} of outputs"
+        else:
+            ax[0].set_xlabel("activation value", fontsize=8)
+            ax[0].set_ylabel("fraction of outputs\nper bin", fontsize=8)
+            note = ""
+        out = max(run["act_outside"])
+        if out >= 0.0005:
+            note += ("; " if note else "") + f"outside the axis (not drawn): up to {out:.1%}"
+        if note:
+            ax[0].text(0.02, 0.97, note, transform=ax[0].transAxes, fontsize=7, va="top")
+        ax[0].set_ylim(0, ax[0].get_ylim()[1] * 1.15)   # room for the note
+        ax[0].set_title(f"{name}: activations", fontsize=9)
         gb = np.asarray(run["grad_bins"])
-        gc = 0.5 * (gb[1:] + gb[:-1])
         for i, h in enumerate(run["grad_hist"]):
             h = np.asarray(h, float)
-            ax[1].plot(gc, h / max(h.sum(), 1), color=cmap(i / max(n - 1, 1)), lw=1)
-        ax[1].set_title("back-propagated gradients (in units of their std)", fontsize=9)
+            total = max(h.sum() / max(1.0 - run["grad_outside"][i], 1e-12), 1.0)
+            ax[1].stairs(h / total, gb, color=cmap(norm(i + 1)), lw=1)
+        ax[1].set_ylim(0, ax[1].get_ylim()[1] * 1.15)
+        ax[1].set_title(f"{name}: back-propagated gradients", fontsize=9)
+        ax[1].set_xlabel("gradient / its std in that layer", fontsize=8)
+        ax[1].set_ylabel("fraction of values\nper bin", fontsize=8)
+        gout = max(run["grad_outside"])
+        ax[1].text(0.02, 0.97, f"beyond +-{gb[-1]:g} std (not drawn): up to {gout:.1%}",
+                   transform=ax[1].transAxes, fontsize=7, va="top")
+        bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax[1], pad=0.02, fraction=0.05)
+        bar.set_label("layer", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
         layers = np.arange(1, n + 1)
-        ax[2].semilogy(layers, run["activation_std"], "o-", label="activation std", ms=3)
-        ax[2].semilogy(layers, run["predicted_activation_std"], "--", label="predicted")
-        ax[2].semilogy(layers, run["gradient_std"], "s-", label="gradient std", ms=3)
-        ax[2].semilogy(layers, run["predicted_gradient_std"], ":", label="predicted")
-        ax[2].set_xlabel("layer (darker histogram = lower layer)", fontsize=8)
-        ax[2].legend(fontsize=7)
+        a = ax[2]
+        a.semilogy(layers, run["predicted_activation_std"], "-", color="C0", lw=2, alpha=0.45,
+                   label="activation std, predicted")
+        a.semilogy(layers, run["activation_std"], "o", color="C0", ms=3.5,
+                   label="activation std, measured")
+        a.semilogy(layers, run["predicted_gradient_std"], "-", color="C3", lw=2, alpha=0.45,
+                   label="gradient std, predicted")
+        a.semilogy(layers, run["gradient_std"], "s", color="C3", ms=3.5,
+                   label="gradient std, measured")
+        a.set_title("std per layer: measured (markers) and predicted (lines)", fontsize=9)
+        a.set_xlabel("hidden layer", fontsize=8)
+        a.set_ylabel("std (log scale)", fontsize=8)
+        a.legend(fontsize=7, loc="best", framealpha=0.85)
+        for x in ax:
+            x.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -17,7 +17,8 @@ def digits(test_fraction=0.25, seed=0, dtype=np.float32, image=False):
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - sklearn is in the lab extra
-        raise ImportError("the digits need scikit-learn: pip install -e '.[lab]'") from exc
+        raise ImportError('the digits need scikit-learn: pip install "fastinit[lab]" '
+                          "(or pip install scikit-learn)") from exc
     d = load_digits()
     x = (d.data / 16.0).astype(dtype)
     y = d.target.astype(np.int64)
