@@ -140,6 +140,10 @@ void *fi_scratch(int slot, size_t bytes) {
         size_t size = (bytes + 4095) & ~(size_t)4095; /* whole pages: aligned_alloc's rule too */
         void *p = aligned_alloc(64, size);
         if (p == NULL) return NULL;
+        /* zero when first handed out: register tiles read rows and columns past the valid ones
+         * (their results are dropped), and heap garbage there can be denormals, which make
+         * every multiply-add of the tile slow */
+        memset(p, 0, size);
         free(set->buf[slot]);
         set->buf[slot] = p;
         set->size[slot] = size;

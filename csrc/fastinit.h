@@ -97,31 +97,21 @@ void fi_conv2d_bias_grad(void *db, const void *dy, const fi_conv_plan *p);
 const char *fi_conv2d_path(void);
 int fi_conv2d_set_path(int path);
 
-/* ---- conv2d_3x3.c: Winograd F(4x4,3x3), F(2x2,5x5) and F(2x2,7x7), stride 1 ---- */
-/* x (n, c, h, width) zero-padded by pt (top) and pl (left) -> y (n, k, oh, ow); w (k, c, r, r),
- * or, when transposed, (c, k, r, r) used flipped (the backward-data pass: x = dy, y = dx);
- * r is 3, 5 or 7; b (k,) or NULL; tiles_per_block <= 0 picks the default. 0, or -1 when out of
- * memory. */
-int fi_conv2d_winograd_f32(float *y, const float *x, const float *w, const float *b, int64_t n,
-                           int64_t c, int64_t h, int64_t width, int64_t k, int64_t r,
-                           int64_t pt, int64_t pl, int64_t oh, int64_t ow,
-                           int64_t tiles_per_block, int transposed);
-int fi_conv2d_winograd_f64(double *y, const double *x, const double *w, const double *b,
-                           int64_t n, int64_t c, int64_t h, int64_t width, int64_t k, int64_t r,
-                           int64_t pt, int64_t pl, int64_t oh, int64_t ow,
-                           int64_t tiles_per_block, int transposed);
-/* dw (k, c, 3, 3) of a 3x3 stride-1 layer from dy (n, k, oh, ow) and x (n, c, h, width)
- * zero-padded by pt/pl: Winograd F(3x3,4x4) summed over tiles; db (k,) beside it unless NULL.
- * 0, or -1 when out of memory. */
-int fi_conv2d_winograd_dw_f32(float *dw, float *db, const float *dy, const float *x, int64_t n,
-                              int64_t c, int64_t h, int64_t width, int64_t k, int64_t pt,
-                              int64_t pl, int64_t oh, int64_t ow, int64_t tiles_per_block);
-int fi_conv2d_winograd_dw_f64(double *dw, double *db, const double *dy, const double *x,
-                              int64_t n, int64_t c, int64_t h, int64_t width, int64_t k,
-                              int64_t pt, int64_t pl, int64_t oh, int64_t ow,
-                              int64_t tiles_per_block);
-/* the GEMM tile of the Winograd path: rows (tiles), vectors (of output channels), lanes */
-void fi_conv2d_winograd_tile(int is_double, int *rows, int *nvec, int *lanes);
+/* ---- winograd.c: Winograd F(4x4,3x3), F(2x2,5x5), F(2x2,7x7); F(3x3,4x4) for 3x3 dw ---- */
+/* A stride-1 call: x (n, c, h, w) zero-padded by pt (top) and pl (left), k output channels of
+ * oh x ow, r x r kernels (3, 5 or 7; dw: 3); blocking: tb tiles per block, the output channels
+ * in kparts parts (fastinit/_numba/conv3x3.py, blocking); threads; bits 32 or 64.
+ * fi_conv2d_winograd: y (n, k, oh, ow) = x (*) w + b, w (k, c, r, r), or when transposed
+ * (c, k, r, r) used turned by 180 degrees (the dx pass: x is dy, y is dx); b (k,) or NULL.
+ * fi_conv2d_winograd_dw: dw (k, c, 3, 3) from dy (n, k, oh, ow) and x, and db (k,) unless
+ * NULL. Return 0, or -1 when scratch memory ran out. */
+typedef struct {
+    int64_t n, c, h, w, k, r, pt, pl, oh, ow, tb, kparts, transposed, threads, bits;
+} fi_wino_plan;
+int fi_conv2d_winograd(void *y, const void *x, const void *w, const void *b,
+                       const fi_wino_plan *p);
+int fi_conv2d_winograd_dw(void *dw, void *db, const void *dy, const void *x,
+                          const fi_wino_plan *p);
 
 /* ---- batchnorm.c ---- */
 /* x, y, dy, dx are (n, c, s) C-contiguous; gamma, beta, dgamma, dbeta (c,) of the data type;

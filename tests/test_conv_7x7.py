@@ -1,7 +1,7 @@
-"""The C backend's Winograd F(2x2,7x7) path for 7x7 stride-1 convolutions (forward, and the
+"""Winograd F(2x2,7x7) for 7x7 stride-1 convolutions on both fast backends (forward, and the
 backward-data pass run as a forward with flipped, transposed weights): against the NumPy
-reference on ragged shapes, float32 error against float64, the portable and AVX2 builds, and
-which layers take it (the others run on the general engine).
+reference on ragged shapes, float32 error against float64, the C backend's portable and AVX2
+builds, and which layers take it (the others run on the general engine).
 
 Tolerance as tests/test_conv.py: the elementwise bound 2 n eps * (the same convolution on
 |x|, |w| and |b|), times 8 for Winograd.
@@ -12,9 +12,10 @@ import pytest
 import fastinit as fi
 from fastinit import _c
 from fastinit._ckernels import conv as c_conv
+from fastinit._numba import conv3x3 as numba_wino
 from fastinit.ops import conv as conv_ops
 
-pytestmark = pytest.mark.skipif(_c.lib is None, reason="C backend unavailable")
+needs_c = pytest.mark.skipif(_c.lib is None, reason="C backend unavailable")
 
 EPS = {np.dtype(np.float32): float(np.finfo(np.float32).eps),
        np.dtype(np.float64): float(np.finfo(np.float64).eps)}
@@ -55,19 +56,19 @@ def assert_close(got, want, bound, n, dtype, factor=8.0, what=""):
     assert (err <= tol).all(), f"{what}: max excess {np.max(err - tol):.3g}"
 
 
-def check_forward_and_dx(x, w, b, padding):
+def check_forward_and_dx(x, w, b, padding, backend="c"):
     dt = x.dtype
     xd, wd, bd = (a.astype(np.float64) for a in (x, w, b))
     want = fi.conv2d(xd, wd, bd, padding=padding, backend="numpy")
     bound = fi.conv2d(np.abs(xd), np.abs(wd), np.abs(bd), padding=padding, backend="numpy")
-    got = fi.conv2d(x, w, b, padding=padding, backend="c")
+    got = fi.conv2d(x, w, b, padding=padding, backend=backend)
     n = x.shape[1] * 49 + 1
     assert_close(got, want, bound, n, dt, what="y")
     dy = np.random.default_rng(1).standard_normal(want.shape)
     want_dx, want_dw, want_db = fi.conv2d_backward(dy, xd, wd, padding=padding, backend="numpy")
     bound_dx, _, _ = fi.conv2d_backward(np.abs(dy), np.abs(xd), np.abs(wd), padding=padding,
                                         need=("dx",), backend="numpy")
-    dx, dw, db = fi.conv2d_backward(dy.astype(dt), x, w, padding=padding, backend="c")
+    dx, dw, db = fi.conv2d_backward(dy.astype(dt), x, w, padding=padding, backend=backend)
     assert_close(dx, want_dx, bound_dx, w.shape[0] * 49, dt, what="dx")
     # dw, db run on the general engine: plain agreement
     np.testing.assert_allclose(dw, want_dw, rtol=0, atol=1e-4 * np.abs(want_dw).max()
@@ -77,28 +78,30 @@ def check_forward_and_dx(x, w, b, padding):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", SHAPES, ids=sid)
-def test_matches_reference(case, dtype):
+def test_matches_reference(fast_backend, case, dtype):
     x_shape, k, padding = case
     x, w, b = make(x_shape, k, dtype)
-    plan = conv_ops.plan(x, w, padding=padding, backend="c")
+    plan = conv_ops.plan(x, w, padding=padding, backend=fast_backend)
     assert plan.path == "winograd" and "F(2x2,7x7)" in plan.reason, plan
-    check_forward_and_dx(x, w, b, padding)
+    check_forward_and_dx(x, w, b, padding, fast_backend)
 
 
-def test_path_is_taken(monkeypatch):
+@pytest.mark.parametrize("backend, module", [
+    pytest.param("c", c_conv._wino, marks=needs_c), ("numba", numba_wino)])
+def test_path_is_taken(monkeypatch, backend, module):
     """conv2d and the dx pass really call the Winograd kernel (the plan is not enough)."""
     calls = []
-    real = c_conv._wino._call
+    real = module._run if backend == "numba" else module._call
 
     def spy(*args):
         calls.append(args[2].shape)
         return real(*args)
 
-    monkeypatch.setattr(c_conv._wino, "_call", spy)
+    monkeypatch.setattr(module, "_run" if backend == "numba" else "_call", spy)
     x, w, b = make((2, 16, 9, 9), 16, np.float32)
-    fi.conv2d(x, w, b, padding=3, backend="c")
+    fi.conv2d(x, w, b, padding=3, backend=backend)
     fi.conv2d_backward(np.ones((2, 16, 9, 9), np.float32), x, w, padding=3, need=("dx",),
-                       backend="c")
+                       backend=backend)
     assert calls == [(16, 16, 7, 7), (16, 16, 7, 7)]
 
 
@@ -106,7 +109,7 @@ def test_path_is_taken(monkeypatch):
                                 dict(groups=2, padding=3), dict(padding=3, c=8),
                                 dict(padding=3, k=8)],
                          ids=["stride2", "dilation2", "groups2", "C8", "K8"])
-def test_falls_back_where_it_does_not_apply(kw):
+def test_falls_back_where_it_does_not_apply(fast_backend, kw):
     """Strided, dilated, grouped and narrow 7x7 layers run (correctly) on the general engine."""
     kw = dict(kw)
     C, K = kw.pop("c", 32), kw.pop("k", 32)
@@ -114,43 +117,45 @@ def test_falls_back_where_it_does_not_apply(kw):
     r = np.random.default_rng(3)
     x = r.standard_normal((2, C, 13, 11)).astype(np.float32)
     w = r.standard_normal((K, C // g, 7, 7)).astype(np.float32) * 0.05
-    assert conv_ops.plan(x, w, backend="c", **kw).path != "winograd"
-    assert conv_ops.plan(x, w, backend="c", kind="backward_data", **kw).path != "winograd"
+    assert conv_ops.plan(x, w, backend=fast_backend, **kw).path != "winograd"
+    assert conv_ops.plan(x, w, backend=fast_backend, kind="backward_data", **kw).path != "winograd"
     want = fi.conv2d(x.astype(np.float64), w.astype(np.float64), backend="numpy", **kw)
-    got = fi.conv2d(x, w, backend="c", **kw)
+    got = fi.conv2d(x, w, backend=fast_backend, **kw)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
-def test_backward_data_needs_padding_within_the_kernel():
+def test_backward_data_needs_padding_within_the_kernel(fast_backend):
     """dx runs as a forward padded by 6 - top / 6 - left: more than 6 leaves it to the general
     engine."""
     x, w, b = make((1, 16, 4, 4), 16, np.float32)
-    assert conv_ops.plan(x, w, padding=6, backend="c").path == "winograd"
-    assert conv_ops.plan(x, w, padding=7, kind="backward_data", backend="c").path != "winograd"
-    check_forward_and_dx(x, w, b, 7)
+    assert conv_ops.plan(x, w, padding=6, backend=fast_backend).path == "winograd"
+    assert conv_ops.plan(x, w, padding=7, kind="backward_data",
+                         backend=fast_backend).path != "winograd"
+    check_forward_and_dx(x, w, b, 7, fast_backend)
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["f32", "f64"])
-def test_winograd_error(dt):
+def test_winograd_error(fast_backend, dt):
     """F(2x2,7x7) y and dx against a float64 reference: max error / max |result|, the measure
-    of tests/test_conv.py::test_winograd_error (3x3, 5x5), with the same limits. Measured:
-    float32 y 5.6e-6, dx 6.1e-6 (3x3 and 5x5: 2e-6 - 7e-6; the general engine: 2.2e-6); float64
-    about 1e-14."""
+    of tests/test_conv.py::test_winograd_error (3x3, 5x5), with the same limits. Measured, both
+    backends alike: float32 y 4.8e-6, dx 6.0e-6 (3x3 and 5x5: 4e-6 - 5e-6; the general engine:
+    6e-7); float64 about 1e-14."""
     r = np.random.default_rng([11, 7])
     x = r.standard_normal((4, 64, 16, 16))
     w = r.standard_normal((64, 64, 7, 7)) * np.sqrt(2 / (64 * 49))
     dy = r.standard_normal((4, 64, 16, 16))
-    assert "F(2x2,7x7)" in conv_ops.plan(x, w, padding=3, dtype=dt, backend="c").reason
+    assert "F(2x2,7x7)" in conv_ops.plan(x, w, padding=3, dtype=dt, backend=fast_backend).reason
     want = fi.conv2d(x, w, padding=3, backend="numpy")
     want_dx, _, _ = fi.conv2d_backward(dy, x, w, padding=3, need=("dx",), backend="numpy")
-    got = fi.conv2d(x.astype(dt), w.astype(dt), padding=3, backend="c")
+    got = fi.conv2d(x.astype(dt), w.astype(dt), padding=3, backend=fast_backend)
     got_dx, _, _ = fi.conv2d_backward(dy.astype(dt), x.astype(dt), w.astype(dt), padding=3,
-                                      need=("dx",), backend="c")
+                                      need=("dx",), backend=fast_backend)
     errs = [np.abs(g - wt).max() / np.abs(wt).max() for g, wt in ((got, want), (got_dx, want_dx))]
     limit = 1e-5 if dt == np.float32 else 1e-13
     assert max(errs) < limit, errs
 
 
+@needs_c
 @pytest.mark.parametrize("path", [1, 2], ids=["portable", "avx2"])
 def test_vector_paths(path):
     """The portable and AVX2 builds of the 7x7 kernels (fi_conv2d_set_path caps the ISA)."""

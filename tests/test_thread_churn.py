@@ -48,10 +48,7 @@ def _conv_strided(backend):   # the general engine (a stride-2 layer)
 
 _CASES = [pytest.param(b, _matmul, id=f"{b}-matmul") for b in FAST]
 _CASES += [pytest.param(b, _conv_strided, id=f"{b}-conv2d-general") for b in FAST]
-_CASES += [pytest.param(b, _conv, id=f"{b}-conv2d", marks=[pytest.mark.xfail(
-    strict=True, reason="csrc/conv2d_3x3.c (Winograd) still keeps thread-local scratch that "
-    "no thread exit frees (its move to fi_scratch comes with its rewrite, issue 13)")]
-    if b == "c" else []) for b in FAST]
+_CASES += [pytest.param(b, _conv, id=f"{b}-conv2d") for b in FAST]   # Winograd
 
 
 @pytest.mark.slow

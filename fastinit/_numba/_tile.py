@@ -49,8 +49,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["VECTOR_BYTES", "Tile", "make_tile", "make_transpose", "make_lanes", "lanes",
-           "f32_as_u32", "u32_as_f32"]
+__all__ = ["VECTOR_BYTES", "Tile", "make_tile", "make_transpose", "make_lanes",
+           "make_transform", "make_copy_add", "lanes", "f32_as_u32", "u32_as_f32"]
 
 
 #: Named LLVM CPUs (NUMBA_CPU_NAME without NUMBA_CPU_FEATURES) and their vector bytes.
@@ -567,3 +567,155 @@ def u32_as_f32(typingctx, x):
         return builder.bitcast(args[0], ir.FloatType())
 
     return types.float32(types.uint32), codegen
+
+
+def make_transform(t, vector_bytes=None):
+    """Make a two-sided transform by the constant p x n matrix ``t`` (a Winograd table) over a
+    grid of vectors::
+
+        transform(x, x_off, xr, xc, o, o_off, o_r, o_c)
+        o[o_off + i*o_r + j*o_c : +lanes] = sum_{k,l} t[i, k] X[k, l] t[j, l],  i, j < p,
+        X[k, l] = x[x_off + k*xr + l*xc : +lanes]                              k, l < n
+
+    lane by lane: columns first (t X), then rows, in registers. The entries of ``t`` are
+    constants of the code: zero terms are left out, ones are additions, the others fused
+    multiply-adds (at the element type's precision). Whole vectors only.
+    """
+    t = np.asarray(t, dtype=float)
+    p, n = t.shape
+    vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
+
+    @intrinsic
+    def transform(typingctx, x, x_off, xr, xc, o, o_off, o_r, o_c):
+        if not (isinstance(x, types.Array) and isinstance(o, types.Array)):
+            return None
+        dt = o.dtype
+        if dt not in (types.float32, types.float64) or x.dtype != dt:
+            return None
+        if not all(isinstance(v, types.Integer) for v in (x_off, xr, xc, o_off, o_r, o_c)):
+            return None
+        sig = types.void(x, x_off, xr, xc, o, o_off, o_r, o_c)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            x_v, x_off_v, xr_v, xc_v, o_v, o_off_v, o_r_v, o_c_v = (
+                context.cast(builder, v, ty, types.intp) if isinstance(ty, types.Integer) else v
+                for v, ty in zip(args, tys))
+            elt = context.get_value_type(dt)
+            align = dt.bitwidth // 8
+            width = vbytes // align
+            vecty = ir.VectorType(elt, width)
+            vptr = vecty.as_pointer()
+            i64 = ir.IntType(64)
+            fma = _declare(builder.module, f"llvm.fma.v{width}f{dt.bitwidth}",
+                           ir.FunctionType(vecty, [vecty] * 3))
+            x0 = builder.gep(context.make_array(tys[0])(context, builder, x_v).data, [x_off_v])
+            o0 = builder.gep(context.make_array(tys[4])(context, builder, o_v).data, [o_off_v])
+
+            def at(base, i, j, rs, cs):
+                off = builder.add(builder.mul(rs, ir.Constant(i64, i)),
+                                  builder.mul(cs, ir.Constant(i64, j)))
+                return builder.bitcast(builder.gep(base, [off]), vptr)
+
+            def dot(coefs, vals):
+                s = None
+                for c, v in zip(coefs, vals):
+                    if c == 0:
+                        continue
+                    if c == 1:
+                        s = v if s is None else builder.fadd(s, v)
+                    else:
+                        cv = ir.Constant(vecty, [ir.Constant(elt, float(c))] * width)
+                        s = builder.call(fma, [cv, v, ir.Constant(vecty, None) if s is None
+                                               else s])
+                return ir.Constant(vecty, None) if s is None else s
+
+            X = [[builder.load(at(x0, k, l, xr_v, xc_v), align=align) for l in range(n)]
+                 for k in range(n)]
+            Y = [[dot(t[i], [X[k][l] for k in range(n)]) for l in range(n)] for i in range(p)]
+            for i in range(p):
+                for j in range(p):
+                    builder.store(dot(t[j], Y[i]), at(o0, i, j, o_r_v, o_c_v), align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return transform
+
+
+def make_copy_add(width=None, vector_bytes=None):
+    """Make a masked block copy that adds a value per block, on vectors of ``width`` values
+    (default: a register's)::
+
+        copy_add(src, s_off, s_ld, s_ch, dst, d_off, d_ld, d_ch, rows, n, chans, add, a_off,
+                 a_step)
+        dst[d_off + l*d_ch + i*d_ld + j] = src[s_off + l*s_ch + i*s_ld + j]
+                                           + add[a_off + l*a_step]
+
+    for l < chans, i < rows, j < n <= width: one vector load and store per row, masked when
+    n < width (the rows of output tiles and their biases)."""
+    vbytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
+
+    @intrinsic
+    def copy_add(typingctx, src, s_off, s_ld, s_ch, dst, d_off, d_ld, d_ch, rows, n, chans, add,
+                 a_off, a_step):
+        arrays = (src, dst, add)
+        if not all(isinstance(t, types.Array) for t in arrays):
+            return None
+        dt = dst.dtype
+        if dt not in (types.float32, types.float64) or src.dtype != dt or add.dtype != dt:
+            return None
+        ints = (s_off, s_ld, s_ch, d_off, d_ld, d_ch, rows, n, chans, a_off, a_step)
+        if not all(isinstance(v, types.Integer) for v in ints):
+            return None
+        sig = types.void(src, s_off, s_ld, s_ch, dst, d_off, d_ld, d_ch, rows, n, chans, add,
+                         a_off, a_step)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            (src_v, s_off_v, s_ld_v, s_ch_v, dst_v, d_off_v, d_ld_v, d_ch_v, rows_v, n_v,
+             chans_v, add_v, a_off_v, a_step_v) = (
+                context.cast(builder, v, ty, types.intp) if isinstance(ty, types.Integer) else v
+                for v, ty in zip(args, tys))
+            elt = context.get_value_type(dt)
+            align = dt.bitwidth // 8
+            lanes = width or vbytes // align
+            vecty = ir.VectorType(elt, lanes)
+            i64 = ir.IntType(64)
+
+            def data(ty, value, off):
+                return builder.gep(context.make_array(ty)(context, builder, value).data, [off])
+
+            s0, d0, a0 = data(tys[0], src_v, s_off_v), data(tys[4], dst_v, d_off_v), \
+                data(tys[11], add_v, a_off_v)
+            lane_ids = ir.Constant(ir.VectorType(i64, lanes), [ir.Constant(i64, j)
+                                                               for j in range(lanes)])
+            full = builder.icmp_signed(">=", n_v, ir.Constant(i64, lanes))
+            n_v = builder.select(full, ir.Constant(i64, lanes), n_v)
+            mask = builder.icmp_signed("<", lane_ids, _splat(builder, ir.VectorType(i64, lanes),
+                                                             n_v))
+            mload = _masked(builder.module, "load", vecty, False)
+            mstore = _masked(builder.module, "store", vecty, True)
+            align32 = ir.Constant(ir.IntType(32), align)
+            with cgutils.for_range(builder, chans_v, intp=i64) as ch:
+                bias = _splat(builder, vecty, builder.load(builder.gep(
+                    a0, [builder.mul(ch.index, a_step_v)])))
+                sc = builder.gep(s0, [builder.mul(ch.index, s_ch_v)])
+                dc = builder.gep(d0, [builder.mul(ch.index, d_ch_v)])
+                with cgutils.for_range(builder, rows_v, intp=i64) as row:
+                    sp = builder.bitcast(builder.gep(sc, [builder.mul(row.index, s_ld_v)]),
+                                         vecty.as_pointer())
+                    dp = builder.bitcast(builder.gep(dc, [builder.mul(row.index, d_ld_v)]),
+                                         vecty.as_pointer())
+                    with builder.if_else(full) as (whole, part):
+                        with whole:
+                            v = builder.load(sp, align=align)
+                            builder.store(builder.fadd(v, bias), dp, align=align)
+                        with part:
+                            v = builder.call(mload, [sp, align32, mask, ir.Constant(vecty, None)])
+                            builder.call(mstore, [builder.fadd(v, bias), dp, align32, mask])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return copy_add

@@ -429,11 +429,13 @@ _BLOCKING = {_F32: blocking(_F32), _F64: blocking(_F64)}
 
 
 def _workspace(name, size, dtype):
-    """A scratch array of ``dtype`` with at least ``size`` values."""
+    """A scratch array of ``dtype`` with at least ``size`` values, zero when first made (tiles
+    read rows past the valid ones and drop their results; uninitialised memory there can hold
+    denormals, which slow every multiply-add of the tile)."""
     bufs = _scratch.bufs
     arr = bufs.get((name, dtype))
     if arr is None or arr.size < size:
-        arr = bufs[(name, dtype)] = np.empty(max(size, 1), dtype)
+        arr = bufs[(name, dtype)] = np.zeros(max(size, 1), dtype)
     return arr
 
 

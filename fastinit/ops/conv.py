@@ -304,31 +304,41 @@ def _ceil(a, b):
 #: from (m + r - 1)^2 products per channel pair instead of m^2 r^2.
 WINOGRAD = {3: "F(4x4,3x3)", 5: "F(2x2,5x5)", 7: "F(2x2,7x7)"}
 #: Fewest input and output channels for Winograd: below, its transforms cost more than the
-#: products save.
+#: products save (against the general engine, both backends: even at 16-24, ahead from 32).
 WINOGRAD_MIN_CHANNELS = 16
+#: Fewest tiles (over the batch) for Winograd once its transformed weights U (a*a*C*K values)
+#: outgrow WINOGRAD_SMALL_U: U is made and read once per call, its products reused per tile
+#: (C=K=512 on 7x7 maps, batch 8, 32 tiles: 0.6-0.8x the general engine; 128 tiles: 1.0-1.1x).
+WINOGRAD_MIN_TILES = 128
+WINOGRAD_SMALL_U = 1 << 18
 
 
 def _winograd(kind, geo, backend):
-    """Why the pass runs Winograd, or None (stride 1, dilation 1, groups 1, square 3x3, 5x5 or
-    7x7 kernels, enough channels; dx also needs top and left padding <= R-1; dw only 3x3, by
-    F(3x3,4x4), with >= 64 tiles, K*C <= 8192 and more than 2x2 output pixels)."""
+    """Why the pass runs Winograd, or None: stride 1, dilation 1, groups 1, square 3x3, 5x5 or
+    7x7 kernels, enough channels, and enough tiles unless U is small; dx also needs top and
+    left padding <= R-1; dw only 3x3, by F(3x3,4x4), with >= 64 tiles, K*C <= 16384 (its
+    per-thread 36 K C sums; C=K=256: even with the general engine) and more than 2x2 output
+    pixels. The same rule for both fast backends."""
     N = geo.x_shape[0]
     K, Cg, R, S = geo.w_shape
     OH, OW = geo.out_shape[2:]
     if not (R == S and R in WINOGRAD and geo.stride == (1, 1) and geo.dilation == (1, 1)
             and geo.groups == 1 and min(Cg, K) >= WINOGRAD_MIN_CHANNELS):
         return None
-    if R == 7 and backend == "numba":
-        return None   # the Numba backend has no F(2x2,7x7) (yet)
+    if kind == "backward_weights":
+        if not (R == 3 and N * _ceil(OH, 4) * _ceil(OW, 4) >= 64 and K * Cg <= 16384
+                and OH * OW > 4):
+            return None
+        return "winograd F(3x3,4x4) (weight gradient), summed over tiles"
+    m = 4 if R == 3 else 2
+    H, W = geo.x_shape[2:] if kind == "backward_data" else (OH, OW)
+    tiles = N * _ceil(H, m) * _ceil(W, m)
+    if tiles < WINOGRAD_MIN_TILES and (m + R - 1) ** 2 * Cg * K > WINOGRAD_SMALL_U:
+        return None
     if kind == "backward_data":
         if geo.padding[0][0] > R - 1 or geo.padding[1][0] > R - 1:
             return None
         return f"winograd {WINOGRAD[R]} on dy with the weights flipped and transposed"
-    if kind == "backward_weights":
-        if not (R == 3 and N * _ceil(OH, 4) * _ceil(OW, 4) >= 64 and K * Cg <= 8192
-                and OH * OW > 4):
-            return None
-        return "winograd F(3x3,4x4) (weight gradient), summed over tiles"
     return f"winograd {WINOGRAD[R]}"
 
 
