@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include "fastinit.h"
 #include "dispatch.h"
 #include "scratch.h"
@@ -13,7 +14,6 @@
 /* ---- instruction sets: the CPU's best, and a cap (FASTINIT_C_ISA, read by fastinit/_c.py) */
 static int fi_cpu_best = FI_ISA_BASE;
 static int fi_cap = FI_ISA_BEST;
-int fi_use_avx2 = 0, fi_use_avx512 = 0;
 
 int fi_isa(void) {
     return fi_cap != FI_ISA_BEST && fi_cap < fi_cpu_best ? fi_cap : fi_cpu_best;
@@ -22,8 +22,6 @@ int fi_isa(void) {
 int fi_isa_cap(int cap) {
     const int previous = fi_cap;
     fi_cap = cap >= FI_ISA_BASE && cap <= FI_ISA_AVX512 ? cap : FI_ISA_BEST;
-    fi_use_avx2 = fi_isa() >= FI_ISA_AVX2;
-    fi_use_avx512 = fi_isa() >= FI_ISA_AVX512;
     return previous;
 }
 

@@ -38,10 +38,6 @@ _Static_assert(FI_ISA_BASE == 1 && FI_ISA_AVX2 == 2 && FI_ISA_AVX512 == 3, "enum
  * stores of arrays through it are defined behaviour, at any element offset. */
 #define FI_VEC_OF(T, bytes) __attribute__((vector_size(bytes), aligned(sizeof(T)), may_alias))
 
-/* The builds fi_isa() allows, as flags: read by conv2d.c, conv2d_3x3.c until they call fi_isa()
- * (set by fi_init and fi_isa_cap; nothing else writes them). */
-extern int fi_use_avx2, fi_use_avx512;
-
 /* The threads a parallel region may use: omp_get_max_threads(), but 1 in a child of fork().
  * libgomp keeps the worker pool of the thread that forked, and in the child those workers do
  * not exist: a region of more than one thread there waits for them forever, while a region of

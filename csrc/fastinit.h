@@ -86,16 +86,14 @@ typedef struct {
     int64_t path, nc, kc, tb, chunks, parts, imgs, split, threads, bits;
 } fi_conv_plan;
 /* y = conv(x, w) + b (b NULL: none); dx from dy and w; dw from dy and x; db from dy. All
- * arrays C-contiguous of the plan's type. Return 0, or -1 when scratch memory ran out. */
-int fi_conv2d_forward(void *y, const void *x, const void *w, const void *b,
-                      const fi_conv_plan *p);
-int fi_conv2d_backward_data(void *dx, const void *dy, const void *w, const fi_conv_plan *p);
-int fi_conv2d_backward_weights(void *dw, const void *dy, const void *x, const fi_conv_plan *p);
+ * arrays C-contiguous of the plan's type. FI_OK, or FI_ERR_NOMEM when scratch memory ran out.
+ * The build is fi_isa()'s (capped by FASTINIT_C_ISA / fi_isa_cap). */
+fi_status fi_conv2d_forward(void *y, const void *x, const void *w, const void *b,
+                            const fi_conv_plan *p);
+fi_status fi_conv2d_backward_data(void *dx, const void *dy, const void *w, const fi_conv_plan *p);
+fi_status fi_conv2d_backward_weights(void *dw, const void *dy, const void *x,
+                                     const fi_conv_plan *p);
 void fi_conv2d_bias_grad(void *db, const void *dy, const fi_conv_plan *p);
-/* The vector path ("avx512", "avx2+fma", "portable"); set_path caps it (1 portable, 2 avx2,
- * 3 avx512, 0 best: for tests) and returns the path used. */
-const char *fi_conv2d_path(void);
-int fi_conv2d_set_path(int path);
 
 /* ---- winograd.c: Winograd F(4x4,3x3), F(2x2,5x5), F(2x2,7x7); F(3x3,4x4) for 3x3 dw ---- */
 /* A stride-1 call: x (n, c, h, w) zero-padded by pt (top) and pl (left), k output channels of
@@ -104,14 +102,14 @@ int fi_conv2d_set_path(int path);
  * fi_conv2d_winograd: y (n, k, oh, ow) = x (*) w + b, w (k, c, r, r), or when transposed
  * (c, k, r, r) used turned by 180 degrees (the dx pass: x is dy, y is dx); b (k,) or NULL.
  * fi_conv2d_winograd_dw: dw (k, c, 3, 3) from dy (n, k, oh, ow) and x, and db (k,) unless
- * NULL. Return 0, or -1 when scratch memory ran out. */
+ * NULL. FI_OK, or FI_ERR_NOMEM when scratch memory ran out. */
 typedef struct {
     int64_t n, c, h, w, k, r, pt, pl, oh, ow, tb, kparts, transposed, threads, bits;
 } fi_wino_plan;
-int fi_conv2d_winograd(void *y, const void *x, const void *w, const void *b,
-                       const fi_wino_plan *p);
-int fi_conv2d_winograd_dw(void *dw, void *db, const void *dy, const void *x,
-                          const fi_wino_plan *p);
+fi_status fi_conv2d_winograd(void *y, const void *x, const void *w, const void *b,
+                             const fi_wino_plan *p);
+fi_status fi_conv2d_winograd_dw(void *dw, void *db, const void *dy, const void *x,
+                                const fi_wino_plan *p);
 
 /* ---- batchnorm.c ---- */
 /* x, y, dy, dx are (n, c, s) C-contiguous; gamma, beta, dgamma, dbeta (c,) of the data type;
