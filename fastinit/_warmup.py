@@ -19,7 +19,7 @@ def _exercises():
         for n in sizes:
             s.uniform(n, dtype=dtype, backend=backend)
             s.normal(n, dtype=dtype, backend=backend)
-            s.truncated_normal(n, dtype=dtype, backend=backend)
+            s.trunc_normal(n, dtype=dtype, backend=backend)
 
     yield "rng", rng_ops
 

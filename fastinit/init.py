@@ -312,7 +312,7 @@ def _draw(info, seed, rng, dtype, out, backend):
             return stream.normal(shape, info.mean, 0.0, **kw)
         a = (info.low - info.mean) / info.std
         b = (info.high - info.mean) / info.std
-        return stream.truncated_normal(shape, info.mean, info.std, a, b, **kw)
+        return stream.trunc_normal(shape, info.mean, info.std, a, b, **kw)
     if d == "orthogonal":
         return _orthogonal(info, stream, dtype, out, backend)
     arr = np.empty(shape, dtype) if out is None else out

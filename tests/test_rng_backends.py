@@ -188,8 +188,8 @@ def test_truncated_normal_float64_parallel_path(fast_backend, libm_reference):
 def test_stream_deep_tail_float32_goes_through_float64(fast_backend):
     # bounds beyond ~5.6 std: Stream runs the float64 kernel and rounds (same promise)
     for a, b in [(6.0, 7.0), (-9.0, -8.5), (7.0, math.inf)]:
-        got = Stream(3).truncated_normal(2001, a=a, b=b, backend=fast_backend)
-        expect = Stream(3).truncated_normal(2001, a=a, b=b, backend="numpy")
+        got = Stream(3).trunc_normal(2001, a_std=a, b_std=b, backend=fast_backend)
+        expect = Stream(3).trunc_normal(2001, a_std=a, b_std=b, backend="numpy")
         assert got.dtype == np.float32 and np.all((got >= a) & (got <= b))
         np.testing.assert_array_max_ulp(got, expect, maxulp=1)
 
@@ -228,7 +228,7 @@ for backend in [b for b, why in backends.available().items() if why is None and 
         s = fi.rng.Stream(2024)
         draws = {"uniform": s.uniform(n, -1.0, 3.0, dtype=dt, backend=backend),
                  "normal": s.normal(n, 0.1, 2.0, dtype=dt, backend=backend),
-                 "truncated_normal": s.truncated_normal(n, 0.0, 1.0, -1.0, 3.0, dtype=dt,
+                 "truncated_normal": s.trunc_normal(n, 0.0, 1.0, -1.0, 3.0, dtype=dt,
                                                         backend=backend)}
         for name, x in draws.items():
             digest = hashlib.sha256(x.tobytes()).hexdigest()
@@ -260,7 +260,7 @@ def test_same_bits_for_one_and_two_threads():
         expect = {"uniform": s.uniform(n, -1.0, 3.0, dtype=dt, backend="numpy")}
         if dt == np.float32:
             expect["normal"] = s.normal(n, 0.1, 2.0, dtype=dt, backend="numpy")
-            expect["truncated_normal"] = s.truncated_normal(n, 0.0, 1.0, -1.0, 3.0, dtype=dt,
+            expect["truncated_normal"] = s.trunc_normal(n, 0.0, 1.0, -1.0, 3.0, dtype=dt,
                                                             backend="numpy")
         for name, x in expect.items():
             digest = hashlib.sha256(x.tobytes()).hexdigest()
