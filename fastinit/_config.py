@@ -83,9 +83,25 @@ def pjit(*args, exact=False, specials=False, **kwargs):
     return kernel
 
 
+def serial(kernel):
+    """The serial twin of pjit kernel ``kernel`` (its prange runs as range), made once: the one
+    driver of a family serves calls below its parallel threshold too, with no hand-written
+    range copy. In a forked child ``kernel`` may already be a twin: it is returned as is."""
+    entry = _parallel_kernels.get(id(kernel))
+    if entry is None:
+        return kernel
+    twin = _twins.get(id(kernel))
+    if twin is None:
+        _, exact, specials, kwargs = entry
+        twin = _twins[id(kernel)] = _serial_twin(kernel.py_func, exact, specials, kwargs)
+    return twin
+
+
 # ---- fork --------------------------------------------------------------------------------
 #: id -> (parallel kernel, its flags): every kernel pjit made, for _serial_in_child.
 _parallel_kernels = {}
+#: id of a parallel kernel -> its serial twin, made by serial()
+_twins = {}
 #: True in a child of os.fork(): kernels run on the calling thread there (see below).
 IN_FORKED_CHILD = False
 

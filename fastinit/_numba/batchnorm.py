@@ -31,7 +31,7 @@ import numpy as np
 from numba import prange
 
 from .. import _config
-from .._config import njit, pjit
+from .._config import njit, pjit, serial
 from ._reductions import affine2_stream, affine_stream, grad_sums_next, shifted_sums_next
 
 #: Spatial size from which one task per channel pays (below it: the row path).
@@ -162,10 +162,7 @@ def _fwd_train_channels_par(y, mean, var, invstd, coef, x, gamma, beta, eps, str
         _fwd_train_channel(y, mean, var, invstd, coef, x, gamma, beta, eps, c, stream)
 
 
-@njit
-def _fwd_train_channels(y, mean, var, invstd, coef, x, gamma, beta, eps, stream):
-    for c in range(x.shape[1]):
-        _fwd_train_channel(y, mean, var, invstd, coef, x, gamma, beta, eps, c, stream)
+_fwd_train_channels = serial(_fwd_train_channels_par)  # the same driver on the calling thread
 
 
 @njit
@@ -181,10 +178,7 @@ def _fwd_eval_channels_par(y, invstd, coef, x, gamma, beta, mean, var, eps, stre
         _fwd_eval_channel(y, invstd, coef, x, gamma, beta, mean, var, eps, c, stream)
 
 
-@njit
-def _fwd_eval_channels(y, invstd, coef, x, gamma, beta, mean, var, eps, stream):
-    for c in range(x.shape[1]):
-        _fwd_eval_channel(y, invstd, coef, x, gamma, beta, mean, var, eps, c, stream)
+_fwd_eval_channels = serial(_fwd_eval_channels_par)  # the same driver on the calling thread
 
 
 @njit
@@ -203,10 +197,7 @@ def _bwd_channels_par(dx, dgamma, dbeta, coef, dy, x, gamma, mean, invstd, train
         _bwd_channel(dx, dgamma, dbeta, coef, dy, x, gamma, mean, invstd, training, c, stream)
 
 
-@njit
-def _bwd_channels(dx, dgamma, dbeta, coef, dy, x, gamma, mean, invstd, training, stream):
-    for c in range(x.shape[1]):
-        _bwd_channel(dx, dgamma, dbeta, coef, dy, x, gamma, mean, invstd, training, c, stream)
+_bwd_channels = serial(_bwd_channels_par)  # the same driver on the calling thread
 
 
 # ---- row path (small S): blocks of rows of length L = C*S ---------------------------------------
