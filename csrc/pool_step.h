@@ -7,7 +7,7 @@
  * of the 4*VL inputs, keeping in *orphan the running minimum of the window maxima (-inf: some
  * window had no winner). Every function here carries the build's target itself: early
  * optimisation of a default-target body rewrote the selects of the 64-byte vectors into
- * comparison masks that gcc 12 then built element by element (the backward ran 10x slower). */
+ * comparison masks that gcc 12 then built element by element (a much slower backward). */
 #define MP_LANES(F) FI_CAT(MP_LANES_, MP_VL)(F, MP_OW)
 #define MP_STEP FI_CAT(FI_FN(mp_step_), FI_CAT(_, MP_OW))
 

@@ -308,7 +308,7 @@ WINOGRAD = {3: "F(4x4,3x3)", 5: "F(2x2,5x5)", 7: "F(2x2,7x7)"}
 WINOGRAD_MIN_CHANNELS = 16
 #: Fewest tiles (over the batch) for Winograd once its transformed weights U (a*a*C*K values)
 #: outgrow WINOGRAD_SMALL_U: U is made and read once per call, its products reused per tile
-#: (C=K=512 on 7x7 maps, batch 8, 32 tiles: 0.6-0.8x the general engine; 128 tiles: 1.0-1.1x).
+#: (with fewer tiles the general engine wins; the measurement is in benchmarks/records/).
 WINOGRAD_MIN_TILES = 128
 WINOGRAD_SMALL_U = 1 << 18
 
@@ -356,8 +356,8 @@ def _direct(kind, geo, lanes):
     first layer: the patch matrix is cheap to read but costs as much to build as its
     products), few output channels (forward: lanes/2..DIRECT_MAX_KG, and stride 1 along the
     rows; dw: up to twice that), and output rows of at least 4 pixels (the tile's rows are
-    pixels). Measured against the general engine on first layers of 6x6 to 32x32 maps: 1.1-1.9x
-    on both backends."""
+    pixels). Faster than the general engine on first layers of 6x6 to 32x32 maps, both
+    backends (benchmarks/records/)."""
     K, Cg, R, S = geo.w_shape
     Kg = K // geo.groups
     if kind == "forward" and not (lanes // 2 <= Kg <= DIRECT_MAX_KG and geo.stride[1] == 1):
