@@ -79,6 +79,11 @@ static void clip_clamp_f16(void *p, int64_t n, double c) {
     }
 }
 
+/* The function `name` of the element type of `bits` on the ISA `isa` */
+#define CL_PICK(name, bits, isa)                                                               \
+    ((bits) == 16   ? name##f16                                                                \
+     : (bits) == 32 ? FI_ISA_PICK(isa, name, f32) : FI_ISA_PICK(isa, name, f64))
+
 typedef double (*clip_partial_fn)(const void *p, int64_t n, int kind, double pw, double *nans);
 typedef void (*clip_update_fn)(void *p, int64_t n, double v);
 
@@ -130,10 +135,7 @@ fi_status fi_grad_norm(double *total, void **addrs, const int64_t *sizes, int64_
                : norm_type == 1.0 ? KIND_ONE
                : norm_type == 2.0 ? KIND_TWO
                                   : KIND_P;
-    const int isa = fi_isa();
-    clip_partial_fn fn = bits == 16   ? clip_partial_f16
-                         : bits == 32 ? FI_ISA_PICK(isa, clip_partial_, f32)
-                                      : FI_ISA_PICK(isa, clip_partial_, f64);
+    clip_partial_fn fn = CL_PICK(clip_partial_, bits, fi_isa());
     int64_t es = elem_size(bits), n_all = 0;
     for (int64_t i = 0; i < count; i++) n_all += sizes[i];
 #pragma omp parallel for num_threads(fi_threads()) schedule(static) if (n_all >= CLIP_PARALLEL_MIN)
@@ -176,18 +178,11 @@ static fi_status clip_update(clip_update_fn fn, void **addrs, const int64_t *siz
 
 fi_status fi_grad_scale(void **addrs, const int64_t *sizes, int64_t count, int bits,
                         double scale) {
-    const int isa = fi_isa();
-    clip_update_fn fn = bits == 16   ? clip_scale_f16
-                        : bits == 32 ? FI_ISA_PICK(isa, clip_scale_, f32)
-                                     : FI_ISA_PICK(isa, clip_scale_, f64);
-    return clip_update(fn, addrs, sizes, count, bits, scale);
+    return clip_update(CL_PICK(clip_scale_, bits, fi_isa()), addrs, sizes, count, bits, scale);
 }
 
 fi_status fi_grad_clamp(void **addrs, const int64_t *sizes, int64_t count, int bits,
                         double clip_value) {
-    const int isa = fi_isa();
-    clip_update_fn fn = bits == 16   ? clip_clamp_f16
-                        : bits == 32 ? FI_ISA_PICK(isa, clip_clamp_, f32)
-                                     : FI_ISA_PICK(isa, clip_clamp_, f64);
-    return clip_update(fn, addrs, sizes, count, bits, clip_value);
+    return clip_update(CL_PICK(clip_clamp_, bits, fi_isa()), addrs, sizes, count, bits,
+                       clip_value);
 }
