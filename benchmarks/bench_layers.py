@@ -62,6 +62,15 @@ def main(argv=None):
     ap.add_argument("--readme", action="store_true", help="write the table into README.md")
     args = ap.parse_args(argv)
     backends = args.backend.split(",")
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        ap.error(f"--backend: {','.join(unknown)} not available here (choose from "
+                 f"{','.join(BACKENDS)})")
+    if args.rounds < 1 or args.threads < 1:
+        ap.error("--rounds and --threads must be at least 1")
+    if not _select(args.only):
+        ap.error(f"--only {args.only!r} matches no layer (net names: "
+                 f"{', '.join(sorted({L.net for L in sweep.LAYERS}))})")
     if len(backends) > 1 or args.readme:
         results = []
         for be in backends:
