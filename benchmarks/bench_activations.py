@@ -10,7 +10,6 @@ as is (a fresh 64 MB output per call, whose page faults PyTorch pays too).
 """
 import statistics
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 
 import fastinit as fi
 from fastinit import backends
+from fastinit.lab.timing import median as _time
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from bench_batchnorm import parallel_copy, wait_idle  # noqa: E402  (the same probes)
@@ -102,16 +102,6 @@ def test_activation(benchmark, arrays, lib, act, direction):
 
 
 # ---- the ratio table ----------------------------------------------------------------------------
-
-def _time(fn, reps=5):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
 
 def main(rounds=5):
     fi.set_num_threads(THREADS)

@@ -25,6 +25,7 @@ from numba import prange
 import fastinit as fi
 from fastinit import backends
 from fastinit._config import pjit
+from fastinit.lab.timing import median as _time
 
 SHAPE = (64, 64, 56, 56)
 CHECK_SHAPE = (8, 16, 28, 28)
@@ -169,17 +170,6 @@ def test_copy_bandwidth(benchmark, arrays, lib):
 
 
 # ---- the ratio table ----------------------------------------------------------------------------
-
-def _time(fn, reps=5):
-    """Median of reps calls after one warm-up (seconds)."""
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
 
 def main(rounds=7):
     fi.set_num_threads(THREADS)

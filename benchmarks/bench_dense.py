@@ -26,6 +26,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import fastinit as fi
+from fastinit.lab.timing import best as _best
 
 FAST = [name for name, why in fi.backends.available().items() if why is None and name != "numpy"]
 SQUARE = [64, 128, 256, 512, 1024, 2048]
@@ -93,15 +94,6 @@ def linear_case(batch, fin, fout, direction, seed=0):
 
 
 # ---- the ratio table (what the numbers in reports come from) --------------------------------
-
-def _best(fn, calls):
-    best = float("inf")
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
 
 def measure(fns, flops, rounds, pause=0.3):
     """{lib: median seconds}, {lib: median ratio numpy_time / lib_time}."""

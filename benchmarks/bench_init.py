@@ -26,6 +26,7 @@ import pytest
 import torch
 
 import fastinit as fi
+from fastinit.lab.timing import best as _best
 from fastinit.rng import Stream
 
 FAST = [name for name, why in fi.backends.available().items() if why is None and name != "numpy"]
@@ -55,8 +56,8 @@ def cases(shape=SHAPE):
         out["normal"][be] = lambda s=s, buf=buf, be=be: s.normal(out=buf, backend=be)
         out["uniform"][be] = lambda s=s, buf=buf, be=be: s.uniform(low=-0.01, high=0.01, out=buf,
                                                                    backend=be)
-        out["truncated normal"][be] = lambda s=s, buf=buf, be=be: s.truncated_normal(
-            a=-2.0, b=2.0, out=buf, backend=be)
+        out["truncated normal"][be] = lambda s=s, buf=buf, be=be: s.trunc_normal(
+            a_std=-2.0, b_std=2.0, out=buf, backend=be)
         out["normal, allocating"][be] = lambda s=s, be=be: s.normal(shape, backend=be)
     return out
 
@@ -65,18 +66,9 @@ def check(n=300_001):
     """Every fast backend gives the reference's bits (the three float32 samplers)."""
     for be in FAST:
         for draw in (lambda s, b: s.normal(n, backend=b), lambda s, b: s.uniform(n, backend=b),
-                     lambda s, b: s.truncated_normal(n, a=-2.0, b=2.0, backend=b)):
+                     lambda s, b: s.trunc_normal(n, a_std=-2.0, b_std=2.0, backend=b)):
             got, want = draw(Stream(7), be), draw(Stream(7), "numpy")
             assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), be
-
-
-def _best(fn, calls):
-    best = float("inf")
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def measure(fns, rounds, pause=0.1):

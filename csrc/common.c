@@ -1,4 +1,5 @@
-/* Threads, fork handling, per-thread scratch and CPU dispatch shared by every C kernel. */
+/* Threads, fork handling, per-thread scratch and the instruction-set cap shared by every C
+ * kernel (dispatch.h, scratch.h). */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,8 +11,23 @@
 #include <omp.h>
 #endif
 
-int fi_use_avx2 = 0;
-int fi_use_avx512 = 0;
+/* ---- instruction sets: the CPU's best, and a cap (FASTINIT_C_ISA, read by fastinit/_c.py) */
+static int fi_cpu_best = FI_ISA_BASE;
+static int fi_cap = FI_ISA_BEST;
+
+int fi_isa(void) {
+    return fi_cap != FI_ISA_BEST && fi_cap < fi_cpu_best ? fi_cap : fi_cpu_best;
+}
+
+int fi_isa_cap(int cap) {
+    const int previous = fi_cap;
+    fi_cap = cap >= FI_ISA_BASE && cap <= FI_ISA_AVX512 ? cap : FI_ISA_BEST;
+    return previous;
+}
+
+const char *fi_isa_name(int isa) {
+    return isa == FI_ISA_AVX512 ? "avx512" : isa == FI_ISA_AVX2 ? "avx2" : "portable";
+}
 
 /* ---- fork: a child runs every kernel on one thread (see fi_threads in dispatch.h) ---- */
 static volatile int fi_forked = 0;
@@ -25,14 +41,6 @@ static void fi_atfork_child(void) {
 #endif
 }
 
-int fi_threads(void) {
-#ifdef _OPENMP
-    return fi_forked ? 1 : omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 void fi_init(void) {
     static int registered = 0;
     if (!registered) {
@@ -41,17 +49,39 @@ void fi_init(void) {
     }
 #if FI_X86
     __builtin_cpu_init();
-    fi_use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    fi_use_avx512 = fi_use_avx2 && __builtin_cpu_supports("avx512f") &&
-                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                    __builtin_cpu_supports("avx512bw");
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        fi_cpu_best = FI_ISA_AVX2;
+    if (fi_cpu_best == FI_ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw"))
+        fi_cpu_best = FI_ISA_AVX512;
 #endif
-    const char *force = getenv("FASTINIT_C_PORTABLE");
-    if (force && force[0] && strcmp(force, "0") != 0) fi_use_avx2 = fi_use_avx512 = 0;
-    /* FASTINIT_C_ISA=avx2 caps the kernels at the AVX2 build (to test it on an AVX-512 CPU) */
-    const char *isa = getenv("FASTINIT_C_ISA");
-    if (isa && strcmp(isa, "avx2") == 0) fi_use_avx512 = 0;
-    if (isa && strcmp(isa, "portable") == 0) fi_use_avx2 = fi_use_avx512 = 0;
+    fi_isa_cap(fi_cap);
+}
+
+/* ---- threads ---- */
+int fi_threads(void) {
+#ifdef _OPENMP
+    return fi_forked ? 1 : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int fi_thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+int fi_team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
 }
 
 void fi_set_num_threads(int n) {
@@ -64,10 +94,6 @@ void fi_set_num_threads(int n) {
 
 int fi_get_num_threads(void) {
     return fi_threads();
-}
-
-const char *fi_cpu_path(void) {
-    return fi_use_avx512 ? "avx512" : fi_use_avx2 ? "avx2+fma" : "portable";
 }
 
 /* ---- per-thread scratch (scratch.h) ---- */

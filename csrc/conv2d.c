@@ -30,9 +30,6 @@
 #include "fastinit.h"
 #include "dispatch.h"
 #include "scratch.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* A convolution and its plan, with the sizes the kernels derive from it */
 typedef struct {
@@ -82,13 +79,6 @@ static int64_t fi_cv_tmax(const fi_cv *q, int64_t mr) {
     return (taps + mr - 1) / mr * mr;
 }
 
-static int fi_cv_thread(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* Scratch: the calling thread's buffer (scratch.h), reused call after call (a fresh
  * multi-megabyte buffer costs a page fault per 4 KB on first touch); every thread's blocks are
@@ -100,29 +90,8 @@ static void *fi_cv_scratch(size_t bytes) {
 #define FI_BODY "conv2d_isa.h"
 #include "instances.h"
 
-/* ---- run-time path ---- */
-static int fi_conv_forced = 0;
-
-static int fi_conv_isa(void) {
-    int best = FI_ISA_BASE;
-#if FI_X86
-    if (fi_use_avx2) best = fi_use_avx512 ? FI_ISA_AVX512 : FI_ISA_AVX2;
-#endif
-    return fi_conv_forced && fi_conv_forced < best ? fi_conv_forced : best;
-}
-
-int fi_conv2d_set_path(int path) {
-    fi_conv_forced = path >= FI_ISA_BASE && path <= FI_ISA_AVX512 ? path : 0;
-    return fi_conv_isa();
-}
-
-const char *fi_conv2d_path(void) {
-    switch (fi_conv_isa()) {
-    case FI_ISA_AVX512: return "avx512";
-    case FI_ISA_AVX2: return "avx2+fma";
-    default: return "portable";
-    }
-}
+/* ---- run-time path: fi_isa(), the one cap (FASTINIT_C_ISA, fi_isa_cap) ---- */
+#define fi_conv_isa fi_isa
 
 /* rows and columns (two vectors of `bits`-bit values) of the register tile on the current
  * path */
@@ -163,7 +132,7 @@ static int fi_cv_finite(const void *a, int64_t n, int bits) {
 }
 
 /* depthwise: pass 0 forward, 1 dx, 2 dw (see fi_dw_run_) */
-static int fi_conv2d_depthwise(void *out, const void *a, const void *b, const void *bias,
+static fi_status fi_conv2d_depthwise(void *out, const void *a, const void *b, const void *bias,
                                const fi_conv_plan *p, int pass) {
     if (pass == 1 && p->sh == 1 && p->sw == 1 && fi_cv_finite(b, p->c * p->r * p->s, p->bits)) {
         /* stride 1: dx is the correlation of dy, padded by (R-1)*dh - pt (top) and (S-1)*dw -
@@ -175,7 +144,7 @@ static int fi_conv2d_depthwise(void *out, const void *a, const void *b, const vo
         f.pt = (p->r - 1) * p->dh - p->pt, f.pl = (p->s - 1) * p->dw - p->pl;
         const int64_t RS = p->r * p->s, es = p->bits / 8;
         char *wf = malloc((size_t)(p->c * RS * es));
-        if (!wf) return -1;
+        if (!wf) return FI_ERR_NOMEM;
         for (int64_t i = 0; i < p->c * RS; i++)   /* w[c, t] -> wf[c, RS-1-t] */
             memcpy(wf + i * es, (const char *)b + (i - i % RS + RS - 1 - i % RS) * es, es);
         const int status = fi_conv2d_depthwise(out, a, wf, NULL, &f, 0);
@@ -189,7 +158,7 @@ static int fi_conv2d_depthwise(void *out, const void *a, const void *b, const vo
     const int64_t per = (Hp * Wp + q.P + (q.HW > q.P ? q.HW : q.P) + q.RS + 1) * v + 64;
     const int64_t nacc = pass == 2 ? q.parts * q.C * q.RS : 0;
     char *ws = fi_cv_scratch((size_t)(nacc + per * q.threads) * q.bits / 8);
-    if (!ws) return -1;
+    if (!ws) return FI_ERR_NOMEM;
     FI_CV_CALL(q, fi_dw_run_, (pass == 2 ? (void *)ws : out, a, b, bias, &q,
                                ws + nacc * q.bits / 8, per, pass));
     if (pass == 2) {   /* the parts' sums, in order */
@@ -202,11 +171,11 @@ static int fi_conv2d_depthwise(void *out, const void *a, const void *b, const vo
             else ((float *)out)[i] = (float)s;
         }
     }
-    return 0;
+    return FI_OK;
 }
 
-int fi_conv2d_forward(void *y, const void *x, const void *w, const void *b,
-                      const fi_conv_plan *p) {
+fi_status fi_conv2d_forward(void *y, const void *x, const void *w, const void *b,
+                            const fi_conv_plan *p) {
     if (p->path == FI_CONV_DEPTHWISE) return fi_conv2d_depthwise(y, x, w, b, p, 0);
     const fi_cv q = fi_cv_make(p);
     if (p->path == FI_CONV_DIRECT) {
@@ -227,26 +196,27 @@ int fi_conv2d_forward(void *y, const void *x, const void *w, const void *b,
     const int64_t per = (q.kc + (npan + q.parts - 1) / q.parts * mr) * ldc + 64;
     const int64_t wsize = (q.G * npan * q.T * mr + 15) & ~(int64_t)15;
     char *ws = fi_cv_scratch((size_t)(wsize + per * q.threads) * q.bits / 8);
-    if (!ws) return -1;
+    if (!ws) return FI_ERR_NOMEM;
     FI_CV_CALL(q, fi_cv_pack_w_, (ws, w, &q));
     FI_CV_CALL(q, fi_cv_forward_, (y, x, ws, b, &q, ws + wsize * q.bits / 8, per));
-    return 0;
+    return FI_OK;
 }
 
-int fi_conv2d_backward_data(void *dx, const void *dy, const void *w, const fi_conv_plan *p) {
+fi_status fi_conv2d_backward_data(void *dx, const void *dy, const void *w, const fi_conv_plan *p) {
     if (p->path == FI_CONV_DEPTHWISE) return fi_conv2d_depthwise(dx, dy, w, NULL, p, 1);
     const fi_cv q = fi_cv_make(p);
     const int64_t mr = fi_cv_mr(), tpad = (q.tb + mr - 1) / mr * mr;   /* whole panels */
     const int64_t per = (q.Kg + tpad) * fi_cv_ld(q.nc) + 64;
     const int64_t wsize = (q.G * q.parts * fi_cv_tmax(&q, mr) * q.Kg + 15) & ~(int64_t)15;
     char *ws = fi_cv_scratch((size_t)(wsize + per * q.threads) * q.bits / 8);
-    if (!ws) return -1;
+    if (!ws) return FI_ERR_NOMEM;
     FI_CV_CALL(q, fi_cv_pack_wt_, (ws, w, &q));
     FI_CV_CALL(q, fi_cv_backward_data_, (dx, dy, ws, &q, ws + wsize * q.bits / 8, per));
-    return 0;
+    return FI_OK;
 }
 
-int fi_conv2d_backward_weights(void *dw, const void *dy, const void *x, const fi_conv_plan *p) {
+fi_status fi_conv2d_backward_weights(void *dw, const void *dy, const void *x,
+                                     const fi_conv_plan *p) {
     if (p->path == FI_CONV_DEPTHWISE) return fi_conv2d_depthwise(dw, dy, x, NULL, p, 2);
     const fi_cv q = fi_cv_make(p);
     if (p->path == FI_CONV_DIRECT) {
@@ -268,11 +238,11 @@ int fi_conv2d_backward_weights(void *dw, const void *dy, const void *x, const fi
     const int64_t ldk = fi_cv_ld(q.Kg), per = q.nc * ldk + 2 * tpad * fi_cv_ld(q.nc) + 64;
     const int64_t per_acc = q.G * q.T * ldk, nacc = q.split == 0 ? q.parts : 1;
     char *ws = fi_cv_scratch((size_t)(per_acc * nacc + per * q.threads) * q.bits / 8);
-    if (!ws) return -1;
+    if (!ws) return FI_ERR_NOMEM;
     FI_CV_CALL(q, fi_cv_backward_weights_,
                (ws, per_acc, dy, x, &q, ws + per_acc * nacc * q.bits / 8, per));
     FI_CV_CALL(q, fi_cv_sum_dw_, (dw, ws, per_acc, nacc, &q));
-    return 0;
+    return FI_OK;
 }
 
 void fi_conv2d_bias_grad(void *db, const void *dy, const fi_conv_plan *p) {

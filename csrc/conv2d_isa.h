@@ -155,7 +155,7 @@ FI_ATTR static void FI_FN(fi_cv_forward_)(void *y_, const void *x_, const void *
     const int64_t npan = (q->Kg + FI_MR - 1) / FI_MR, items = q->G * nchunk * q->parts;
 #pragma omp parallel for schedule(static) num_threads(q->threads)
     for (int64_t item = 0; item < items; item++) {
-        FI_T *col = ws + fi_cv_thread() * per_thread, *cb = col + q->kc * ldc;
+        FI_T *col = ws + fi_thread_num() * per_thread, *cb = col + q->kc * ldc;
         const int64_t g = item / (nchunk * q->parts), ch = item / q->parts % nchunk;
         /* chunks of whole tile widths (FI_NR pixels), as even as they come */
         const int64_t part = item % q->parts, j0 = ch * mp / nchunk * FI_NR;
@@ -214,7 +214,7 @@ FI_ATTR static void FI_FN(fi_cv_backward_data_)(void *dx_, const void *dy_, cons
     const int64_t items = q->G * nimg * parts, tmax = fi_cv_tmax(q, FI_MR);
 #pragma omp parallel for schedule(static) num_threads(q->threads)
     for (int64_t item = 0; item < items; item++) {
-        FI_T *dyc = ws + fi_cv_thread() * per_thread, *dcol = dyc + q->Kg * ldc;
+        FI_T *dyc = ws + fi_thread_num() * per_thread, *dcol = dyc + q->Kg * ldc;
         const int64_t g = item / (nimg * parts), ib = item / parts % nimg, part = item % parts;
         const int64_t n0 = ib * q->N / nimg, n1 = (ib + 1) * q->N / nimg;
         const int64_t c0 = part * q->Cg / parts, c1 = (part + 1) * q->Cg / parts;
@@ -324,7 +324,7 @@ FI_ATTR static void FI_FN(fi_cv_backward_weights_)(void *acc_, int64_t per_acc,
     const int64_t ldc = fi_cv_ld(q->nc), ldk = fi_cv_ld(q->Kg), items = q->G * q->parts;
 #pragma omp parallel for schedule(static) num_threads(q->threads)
     for (int64_t item = 0; item < items; item++) {
-        FI_T *dyt = ws + fi_cv_thread() * per_thread, *col = dyt + q->nc * ldk;
+        FI_T *dyt = ws + fi_thread_num() * per_thread, *col = dyt + q->nc * ldk;
         FI_T *ap = col + fi_cv_tpad(q->tb, FI_MR) * ldc;
         const int64_t g = item / q->parts, part = item % q->parts;
         int64_t ja = 0, jb = q->J, ta = 0, tz = q->T;
@@ -493,7 +493,7 @@ FI_ATTR static void FI_FN(fi_dw_run_)(void *out_, const void *a_, const void *b_
     const int64_t big = q->HW > q->P ? q->HW : q->P;
 #pragma omp parallel num_threads(q->threads)
     {
-        FI_T *xi = ws + fi_cv_thread() * per_thread, *oi = xi + Hp * Wp * FI_W;
+        FI_T *xi = ws + fi_thread_num() * per_thread, *oi = xi + Hp * Wp * FI_W;
         FI_T *fl = oi + q->P * FI_W, *wv = fl + big * FI_W, *bv = wv + RS * FI_W;
         int64_t toff[RS];   /* the taps' offsets in xi */
         for (int64_t t = 0; t < RS; t++)
@@ -653,7 +653,7 @@ FI_ATTR static void FI_FN(fi_dp_forward_)(void *y_, const void *x_, const void *
     const int64_t npan = (q->Kg + FI_NR - 1) / FI_NR, parts = q->parts;
 #pragma omp parallel for schedule(static) num_threads(q->threads)
     for (int64_t item = 0; item < q->N * q->G * parts; item++) {
-        FI_T *xp = ws + fi_cv_thread() * per_thread, *tbuf = xp + q->Cg * Hp * Wp;
+        FI_T *xp = ws + fi_thread_num() * per_thread, *tbuf = xp + q->Cg * Hp * Wp;
         const int64_t n = item / (q->G * parts), g = item / parts % q->G, part = item % parts;
         FI_FN(fi_dp_pad_)(xp, x, q, n, g, Hp, Wp);
         for (int64_t oy = part * q->OH / parts; oy < (part + 1) * q->OH / parts; oy++)
@@ -687,7 +687,7 @@ FI_ATTR static void FI_FN(fi_dp_weights_)(void *acc_, int64_t per_acc, const voi
     const int64_t ldk = fi_cv_ld(q->Kg);
 #pragma omp parallel for schedule(static) num_threads(q->threads)
     for (int64_t part = 0; part < q->parts; part++) {
-        FI_T *xp = ws + fi_cv_thread() * per_thread, *dyt = xp + q->Cg * Hp * Wp;
+        FI_T *xp = ws + fi_thread_num() * per_thread, *dyt = xp + q->Cg * Hp * Wp;
         FI_T *out = acc + part * per_acc;
         for (int64_t i = 0; i < q->G * q->T; i++) FI_FN(fi_cv_zero_)(out + i * ldk, ldk);
         for (int64_t n = part * q->N / q->parts; n < (part + 1) * q->N / q->parts; n++)

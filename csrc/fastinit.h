@@ -1,6 +1,6 @@
 /* fastinit C kernels: the declarations Python sees (cffi reads the block between the markers).
  *
- * Conventions (shared DESIGN.md): plain C11, one file per op, forward beside backward;
+ * Conventions (docs/design.md): plain C11, one file per op, forward beside backward;
  * arguments are outputs first, then inputs, then sizes. Kernels never validate: the Python
  * wrappers in fastinit/_ckernels/ check every shape before calling. Arrays are C-contiguous.
  * Each op keeps its declarations in its own section below, so ops can be added independently.
@@ -12,11 +12,24 @@
 
 /* FI_CDEF_BEGIN */
 
-/* ---- common.c: threads and CPU dispatch ---- */
+/* ---- common.c: status, instruction sets, threads ---- */
+/* What every entry point that can fail returns (fastinit/_c.py check() turns it into an
+ * exception). */
+typedef enum { FI_OK = 0, FI_ERR_NOMEM = -1, FI_ERR_ARG = -2 } fi_status;
+/* The instruction sets the kernels are built for, in increasing order (one numbering for the
+ * library); FI_ISA_BEST as a cap: none. */
+enum fi_isa { FI_ISA_BEST = 0, FI_ISA_BASE = 1, FI_ISA_AVX2 = 2, FI_ISA_AVX512 = 3 };
 void fi_init(void);
+/* The set every kernel runs now: the best this CPU has, at most the cap. */
+int fi_isa(void);
+/* Caps it at `cap` (FI_ISA_BEST or out of range: no cap; FASTINIT_C_ISA at import, tests
+ * and benchmarks after); returns the previous cap. Every build gives results within the
+ * op's tolerance; the random stream, pooling and SGD give the same bits on every build. */
+int fi_isa_cap(int cap);
+/* "portable", "avx2" or "avx512" (the names FASTINIT_C_ISA takes). */
+const char *fi_isa_name(int isa);
 void fi_set_num_threads(int n);
 int fi_get_num_threads(void);
-const char *fi_cpu_path(void);
 
 /* ---- rng.c: Philox4x32-10 stream (see fastinit/rng.py for the exact mapping) ---- */
 /* out is (n,): element i of draw (d0, d1) under key (k0, k1); parallel over fixed chunks. */
@@ -35,34 +48,25 @@ void fi_rng_truncated_normal_f64(double *out, int64_t n, uint32_t k0, uint32_t k
                                  uint32_t d0, uint32_t d1, double mean, double std, double a,
                                  double b, double pa, double qb, double span, double lo,
                                  double hi);
-/* Which build the rng kernels run: 0 portable, 1 AVX2, 2 AVX-512, -1 the best this CPU has
- * (the default; FASTINIT_C_PORTABLE=1 makes it 0). Clamped to what the CPU has; returns the
- * build now used. For tests and benchmarks: every build gives the same bits. */
-int fi_rng_set_path(int path);
 
 /* ---- gemm.c ---- */
 /* c (m, n) = op(a) @ op(b) [+ bias (n,), or NULL], or += when beta != 0; a is (m, k), or
- * (k, m) when ta; b is (k, n), or (n, k) when tb; all C-contiguous. Returns 0, or -1 when
- * scratch memory ran out. */
-int fi_gemm_f32(float *c, const float *a, const float *b, const float *bias, int64_t m,
-                int64_t n, int64_t k, int ta, int tb, int beta);
-int fi_gemm_f64(double *c, const double *a, const double *b, const double *bias, int64_t m,
-                int64_t n, int64_t k, int ta, int tb, int beta);
+ * (k, m) when ta; b is (k, n), or (n, k) when tb; all C-contiguous. */
+fi_status fi_gemm_f32(float *c, const float *a, const float *b, const float *bias, int64_t m,
+                      int64_t n, int64_t k, int ta, int tb, int beta);
+fi_status fi_gemm_f64(double *c, const double *a, const double *b, const double *bias, int64_t m,
+                      int64_t n, int64_t k, int ta, int tb, int beta);
 /* dx = dy @ w, dw = dy^T @ x, db = column sums of dy (db NULL: skipped); dy (n, fout),
- * x (n, fin), w (fout, fin), each stored transposed when its flag is set. 0 or -1. */
-int fi_linear_backward_f32(float *dx, float *dw, float *db, const float *dy, const float *x,
-                           const float *w, int64_t n, int64_t fin, int64_t fout, int tdy,
-                           int tx, int tw);
-int fi_linear_backward_f64(double *dx, double *dw, double *db, const double *dy,
-                           const double *x, const double *w, int64_t n, int64_t fin,
-                           int64_t fout, int tdy, int tx, int tw);
-/* out[j] = sum_i X[i, j], X (rows, cols) = x, or x^T when trans; float64 sums. 0 or -1. */
-int fi_column_sums_f32(float *out, const float *x, int64_t rows, int64_t cols, int trans);
-int fi_column_sums_f64(double *out, const double *x, int64_t rows, int64_t cols, int trans);
-/* The vector path the GEMM runs ("avx512", "avx2+fma", "portable"); set_path caps it
- * (1 portable, 2 avx2, 3 avx512, 0 best available: for tests) and returns the path used. */
-const char *fi_gemm_path(void);
-int fi_gemm_set_path(int path);
+ * x (n, fin), w (fout, fin), each stored transposed when its flag is set. */
+fi_status fi_linear_backward_f32(float *dx, float *dw, float *db, const float *dy, const float *x,
+                                 const float *w, int64_t n, int64_t fin, int64_t fout, int tdy,
+                                 int tx, int tw);
+fi_status fi_linear_backward_f64(double *dx, double *dw, double *db, const double *dy,
+                                 const double *x, const double *w, int64_t n, int64_t fin,
+                                 int64_t fout, int tdy, int tx, int tw);
+/* out[j] = sum_i X[i, j], X (rows, cols) = x, or x^T when trans; float64 sums. */
+fi_status fi_column_sums_f32(float *out, const float *x, int64_t rows, int64_t cols, int trans);
+fi_status fi_column_sums_f64(double *out, const double *x, int64_t rows, int64_t cols, int trans);
 
 /* ---- conv2d.c: the general convolution engine ---- */
 /* A convolution and its plan (fastinit/ops/conv.py chooses the blocking): x (n, c, h, w),
@@ -82,16 +86,14 @@ typedef struct {
     int64_t path, nc, kc, tb, chunks, parts, imgs, split, threads, bits;
 } fi_conv_plan;
 /* y = conv(x, w) + b (b NULL: none); dx from dy and w; dw from dy and x; db from dy. All
- * arrays C-contiguous of the plan's type. Return 0, or -1 when scratch memory ran out. */
-int fi_conv2d_forward(void *y, const void *x, const void *w, const void *b,
-                      const fi_conv_plan *p);
-int fi_conv2d_backward_data(void *dx, const void *dy, const void *w, const fi_conv_plan *p);
-int fi_conv2d_backward_weights(void *dw, const void *dy, const void *x, const fi_conv_plan *p);
+ * arrays C-contiguous of the plan's type. FI_OK, or FI_ERR_NOMEM when scratch memory ran out.
+ * The build is fi_isa()'s (capped by FASTINIT_C_ISA / fi_isa_cap). */
+fi_status fi_conv2d_forward(void *y, const void *x, const void *w, const void *b,
+                            const fi_conv_plan *p);
+fi_status fi_conv2d_backward_data(void *dx, const void *dy, const void *w, const fi_conv_plan *p);
+fi_status fi_conv2d_backward_weights(void *dw, const void *dy, const void *x,
+                                     const fi_conv_plan *p);
 void fi_conv2d_bias_grad(void *db, const void *dy, const fi_conv_plan *p);
-/* The vector path ("avx512", "avx2+fma", "portable"); set_path caps it (1 portable, 2 avx2,
- * 3 avx512, 0 best: for tests) and returns the path used. */
-const char *fi_conv2d_path(void);
-int fi_conv2d_set_path(int path);
 
 /* ---- winograd.c: Winograd F(4x4,3x3), F(2x2,5x5), F(2x2,7x7); F(3x3,4x4) for 3x3 dw ---- */
 /* A stride-1 call: x (n, c, h, w) zero-padded by pt (top) and pl (left), k output channels of
@@ -100,43 +102,40 @@ int fi_conv2d_set_path(int path);
  * fi_conv2d_winograd: y (n, k, oh, ow) = x (*) w + b, w (k, c, r, r), or when transposed
  * (c, k, r, r) used turned by 180 degrees (the dx pass: x is dy, y is dx); b (k,) or NULL.
  * fi_conv2d_winograd_dw: dw (k, c, 3, 3) from dy (n, k, oh, ow) and x, and db (k,) unless
- * NULL. Return 0, or -1 when scratch memory ran out. */
+ * NULL. FI_OK, or FI_ERR_NOMEM when scratch memory ran out. */
 typedef struct {
     int64_t n, c, h, w, k, r, pt, pl, oh, ow, tb, kparts, transposed, threads, bits;
 } fi_wino_plan;
-int fi_conv2d_winograd(void *y, const void *x, const void *w, const void *b,
-                       const fi_wino_plan *p);
-int fi_conv2d_winograd_dw(void *dw, void *db, const void *dy, const void *x,
-                          const fi_wino_plan *p);
+fi_status fi_conv2d_winograd(void *y, const void *x, const void *w, const void *b,
+                             const fi_wino_plan *p);
+fi_status fi_conv2d_winograd_dw(void *dw, void *db, const void *dy, const void *x,
+                                const fi_wino_plan *p);
 
 /* ---- batchnorm.c ---- */
 /* x, y, dy, dx are (n, c, s) C-contiguous; gamma, beta, dgamma, dbeta (c,) of the data type;
- * mean, var, invstd (c,) float64. Return 0, or -1 when scratch memory ran out. */
-int fi_batch_norm_forward_train_f32(float *y, double *mean, double *var, double *invstd,
-                                    const float *x, const float *gamma, const float *beta,
-                                    double eps, int64_t n, int64_t c, int64_t s);
-int fi_batch_norm_forward_train_f64(double *y, double *mean, double *var, double *invstd,
-                                    const double *x, const double *gamma, const double *beta,
-                                    double eps, int64_t n, int64_t c, int64_t s);
-int fi_batch_norm_forward_eval_f32(float *y, double *invstd, const float *x, const float *gamma,
-                                   const float *beta, const double *mean, const double *var,
-                                   double eps, int64_t n, int64_t c, int64_t s);
-int fi_batch_norm_forward_eval_f64(double *y, double *invstd, const double *x,
-                                   const double *gamma, const double *beta, const double *mean,
-                                   const double *var, double eps, int64_t n, int64_t c,
-                                   int64_t s);
-int fi_batch_norm_backward_f32(float *dx, float *dgamma, float *dbeta, const float *dy,
-                               const float *x, const float *gamma, const double *mean,
-                               const double *invstd, int training, int64_t n, int64_t c,
-                               int64_t s);
-int fi_batch_norm_backward_f64(double *dx, double *dgamma, double *dbeta, const double *dy,
-                               const double *x, const double *gamma, const double *mean,
-                               const double *invstd, int training, int64_t n, int64_t c,
-                               int64_t s);
-/* Build of the segment path (S >= 8, output below 16 MB) and of the backward's group path (S >=
- * 64, 16 MB and up): 0 portable, 1 AVX2, 2 AVX-512, -1 the best this CPU has (default).
- * Clamped to what the CPU has; returns the build now used (tests). */
-int fi_batch_norm_set_path(int path);
+ * mean, var, invstd (c,) float64. FI_OK, or FI_ERR_NOMEM when scratch memory ran out. */
+fi_status fi_batch_norm_forward_train_f32(float *y, double *mean, double *var, double *invstd,
+                                          const float *x, const float *gamma, const float *beta,
+                                          double eps, int64_t n, int64_t c, int64_t s);
+fi_status fi_batch_norm_forward_train_f64(double *y, double *mean, double *var, double *invstd,
+                                          const double *x, const double *gamma, const double *beta,
+                                          double eps, int64_t n, int64_t c, int64_t s);
+fi_status fi_batch_norm_forward_eval_f32(float *y, double *invstd, const float *x,
+                                         const float *gamma, const float *beta, const double *mean,
+                                         const double *var, double eps, int64_t n, int64_t c,
+                                         int64_t s);
+fi_status fi_batch_norm_forward_eval_f64(double *y, double *invstd, const double *x,
+                                         const double *gamma, const double *beta,
+                                         const double *mean, const double *var, double eps,
+                                         int64_t n, int64_t c, int64_t s);
+fi_status fi_batch_norm_backward_f32(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                     const float *x, const float *gamma, const double *mean,
+                                     const double *invstd, int training, int64_t n, int64_t c,
+                                     int64_t s);
+fi_status fi_batch_norm_backward_f64(double *dx, double *dgamma, double *dbeta, const double *dy,
+                                     const double *x, const double *gamma, const double *mean,
+                                     const double *invstd, int training, int64_t n, int64_t c,
+                                     int64_t s);
 
 /* ---- optim.c ---- */
 /* SGD in place over count arrays of sizes[i] elements at p[i], g[i], v[i] (v NULL without
@@ -146,16 +145,13 @@ void fi_sgd_step(void **p, void **g, void **v, const int64_t *sizes, int64_t cou
 
 /* ---- clip.c ---- */
 /* A list of count arrays: array i at addrs[i], sizes[i] elements of bits = 16 (IEEE
- * half), 32 or 64; in place. norm_type: p > 0 or inf. Return 0, or -1 when scratch memory ran
- * out. The norm is the same for any thread count (fixed chunks, combined in list order). */
-int fi_grad_norm(double *total, void **addrs, const int64_t *sizes, int64_t count, int bits,
-                 double norm_type);
-int fi_grad_scale(void **addrs, const int64_t *sizes, int64_t count, int bits, double scale);
-int fi_grad_clamp(void **addrs, const int64_t *sizes, int64_t count, int bits,
-                  double clip_value);
-/* Build of the norm: 0 portable, 1 AVX2, 2 AVX-512 (float32/64), -1 the best this CPU has
- * (default). Clamped to what the CPU has; returns the build now used (tests). */
-int fi_clip_set_path(int path);
+ * half), 32 or 64; in place. norm_type: p > 0 or inf. FI_OK, or FI_ERR_NOMEM when scratch memory
+ * ran out. The norm is the same for any thread count (fixed chunks, combined in list order). */
+fi_status fi_grad_norm(double *total, void **addrs, const int64_t *sizes, int64_t count, int bits,
+                       double norm_type);
+fi_status fi_grad_scale(void **addrs, const int64_t *sizes, int64_t count, int bits, double scale);
+fi_status fi_grad_clamp(void **addrs, const int64_t *sizes, int64_t count, int bits,
+                        double clip_value);
 
 /* ---- activations.c ---- */
 /* out = f(x) (forward ops; dy unused, may be NULL) or dy * f'(x) (backward ops); all (n,),
@@ -168,27 +164,24 @@ enum {
     FI_ACT_GELU_BACKWARD = 11, FI_ACT_GELU_TANH = 12, FI_ACT_GELU_TANH_BACKWARD = 13,
     FI_ACT_IDENTITY = 14, FI_ACT_IDENTITY_BACKWARD = 15
 };
-int fi_activation_f32(int op, float *out, const float *x, const float *dy, int64_t n,
-                      double param);
-int fi_activation_f64(int op, double *out, const double *x, const double *dy, int64_t n,
-                      double param);
+fi_status fi_activation_f32(int op, float *out, const float *x, const float *dy, int64_t n,
+                            double param);
+fi_status fi_activation_f64(int op, double *out, const double *x, const double *dy, int64_t n,
+                            double param);
 
 /* ---- loss.c (kernels in activations.c, beside the exp they share) ---- */
 /* logits, dlogits (n, k); labels (n,) in [0, k). pred, target, dpred (n,). *loss = the mean.
- * Return 0, or -1 when scratch memory ran out. */
-int fi_softmax_cross_entropy_f32(double *loss, float *dlogits, const float *logits,
-                                 const int64_t *labels, int64_t n, int64_t k);
-int fi_softmax_cross_entropy_f64(double *loss, double *dlogits, const double *logits,
-                                 const int64_t *labels, int64_t n, int64_t k);
-int fi_mse_f32(double *loss, float *dpred, const float *pred, const float *target, int64_t n);
-int fi_mse_f64(double *loss, double *dpred, const double *pred, const double *target,
-               int64_t n);
+ * FI_OK, or FI_ERR_NOMEM when scratch memory ran out. */
+fi_status fi_softmax_cross_entropy_f32(double *loss, float *dlogits, const float *logits,
+                                       const int64_t *labels, int64_t n, int64_t k);
+fi_status fi_softmax_cross_entropy_f64(double *loss, double *dlogits, const double *logits,
+                                       const int64_t *labels, int64_t n, int64_t k);
+fi_status fi_mse_f32(double *loss, float *dpred, const float *pred, const float *target, int64_t n);
+fi_status fi_mse_f64(double *loss, double *dpred, const double *pred, const double *target,
+                     int64_t n);
 
 /* ---- pool.c ---- */
 /* x, dx (p, h, w) planes; y, dy (p, oh, ow); windows at (a*sh - ph, b*sw - pw). */
-/* Build of the non-overlapping max pool fast path: 0 portable, 1 AVX2, 2 AVX-512, -1 the best
- * this CPU has (default). Clamped to what the CPU has; returns the build now used (tests). */
-int fi_pool_set_path(int path);
 void fi_max_pool2d_f32(float *y, const float *x, int64_t p, int64_t h, int64_t w, int64_t oh,
                        int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                        int64_t pw);

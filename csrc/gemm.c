@@ -25,18 +25,13 @@
  * never copied whole.
  *
  * The tile and the transposes (gemm_tile.h) and the per-ISA GEMM (gemm_isa.h) are instantiated
- * for AVX-512, AVX2+FMA and portable 16-byte vectors; the path is chosen at run time (fi_init's
- * CPU check, plus AVX-512 here). Tiles: 12 x 2 vectors on AVX-512 (24 of 32 registers
- * accumulate; at 14 x 2 the compilers spill), 6 x 2 on AVX2, 4 x 2 portable.
+ * by instances.h (which gives the tile shapes) and chosen at run time by fi_isa().
  */
 #include <stdlib.h>
 #include <string.h>
 #include "fastinit.h"
 #include "dispatch.h"
 #include "scratch.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* Blocking, in elements (measured on Zen 5, 1 MB L2, 48 KB L1; see fastinit/_numba/gemm.py):
  * a deep KC pays most, since every pass over K re-reads and re-writes the C tiles and restarts
@@ -62,212 +57,48 @@
 /* larger products still go direct when K fits one block and A at most this many bytes */
 #define FI_GEMM_DIRECT_MAX_A_BYTES (512 * 1024)
 
-/* ---- scratch: one growing buffer per calling thread, reused (a fresh multi-megabyte buffer
- * costs a page fault per 4 KB on first touch); freed when the thread exits (scratch.h) ---- */
-static void *fi_gemm_scratch(size_t bytes) { return fi_scratch(FI_SCRATCH_GEMM, bytes); }
-
-/* a second buffer, for the transposed result of a narrow product (fi_gemm_ then runs again
- * and uses the first) */
-static void *fi_gemm_scratch2(size_t bytes) { return fi_scratch(FI_SCRATCH_GEMM_T, bytes); }
-
 /* Whether the tile may read B's rows where they lie (no packing) at this row stride: a tile
  * re-reads a KC x NR strip of B for every row panel of A, and rows whose stride is a multiple
- * of a large power of two fall into few cache sets and thrash (n = 1024: 257 GFLOP/s packed,
- * 193 not); otherwise reading B in place saves the copy. */
+ * of a large power of two fall into few cache sets and thrash; otherwise reading B in place
+ * saves the copy. */
 static int fi_gemm_b_rows_direct(int64_t row_bytes) {
     return (row_bytes & -row_bytes) <= 256;
 }
 
-static int fi_gemm_max_threads(void) {
-    return fi_threads(); /* 1 in a forked child: see dispatch.h */
-}
-static int fi_gemm_team_size(void) {
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
-static int fi_gemm_thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
+/* ---- per-(type, ISA) bodies: the tile, the transposes (gemm_tile.h) and the GEMM ---- */
+#define FI_BODY "gemm_isa.h"
+#include "instances.h"
+
+/* ---- entry points: the build fi_isa() names ---- */
+fi_status fi_gemm_f32(float *c, const float *a, const float *b, const float *bias, int64_t m,
+                      int64_t n, int64_t k, int ta, int tb, int beta) {
+    FI_ISA_CALL(fi_isa(), return fi_gemm_, f32, (c, a, ta, b, tb, bias, m, n, k, beta));
 }
 
-/* ---- instantiations ---- */
-#define FI_MR 4
-#define FI_NVEC 2
-#define FI_ISA FI_ISA_BASE
-#define FI_T float
-#define FI_T_IS_DOUBLE 0
-#define FI_SFX f32_base
-#include "gemm_tile.h"
-#include "gemm_isa.h"
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#define FI_T double
-#define FI_T_IS_DOUBLE 1
-#define FI_SFX f64_base
-#include "gemm_tile.h"
-#include "gemm_isa.h"
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#undef FI_MR
-#undef FI_NVEC
-#undef FI_ISA
-
-#if FI_X86
-#define FI_MR 6
-#define FI_NVEC 2
-#define FI_ISA FI_ISA_AVX2
-#define FI_T float
-#define FI_T_IS_DOUBLE 0
-#define FI_SFX f32_avx2
-#include "gemm_tile.h"
-#include "gemm_isa.h"
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#define FI_T double
-#define FI_T_IS_DOUBLE 1
-#define FI_SFX f64_avx2
-#include "gemm_tile.h"
-#include "gemm_isa.h"
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#undef FI_MR
-#undef FI_NVEC
-#undef FI_ISA
-
-#define FI_MR 12
-#define FI_NVEC 2
-#define FI_ISA FI_ISA_AVX512
-#define FI_T float
-#define FI_T_IS_DOUBLE 0
-#define FI_SFX f32_avx512
-#include "gemm_tile.h"
-#include "gemm_isa.h"
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#define FI_T double
-#define FI_T_IS_DOUBLE 1
-#define FI_SFX f64_avx512
-#include "gemm_tile.h"
-#include "gemm_isa.h"
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#undef FI_MR
-#undef FI_NVEC
-#undef FI_ISA
-#endif
-
-/* ---- run-time path ---- */
-static int fi_gemm_forced = 0;
-
-static int fi_gemm_best(void) {
-#if FI_X86
-    if (!fi_use_avx2) return FI_ISA_BASE;
-    return fi_use_avx512 ? FI_ISA_AVX512 : FI_ISA_AVX2;
-#else
-    return FI_ISA_BASE;
-#endif
+fi_status fi_gemm_f64(double *c, const double *a, const double *b, const double *bias,
+                      int64_t m, int64_t n, int64_t k, int ta, int tb, int beta) {
+    FI_ISA_CALL(fi_isa(), return fi_gemm_, f64, (c, a, ta, b, tb, bias, m, n, k, beta));
 }
 
-static int fi_gemm_isa(void) {
-    const int best = fi_gemm_best();
-    return fi_gemm_forced && fi_gemm_forced < best ? fi_gemm_forced : best;
+fi_status fi_linear_backward_f32(float *dx, float *dw, float *db, const float *dy,
+                                 const float *x, const float *w, int64_t n, int64_t fin,
+                                 int64_t fout, int tdy, int tx, int tw) {
+    FI_ISA_CALL(fi_isa(), return fi_linear_backward_, f32,
+                (dx, dw, db, dy, x, w, n, fin, fout, tdy, tx, tw));
 }
 
-int fi_gemm_set_path(int path) {
-    fi_gemm_forced = path >= FI_ISA_BASE && path <= FI_ISA_AVX512 ? path : 0;
-    return fi_gemm_isa();
+fi_status fi_linear_backward_f64(double *dx, double *dw, double *db, const double *dy,
+                                 const double *x, const double *w, int64_t n, int64_t fin,
+                                 int64_t fout, int tdy, int tx, int tw) {
+    FI_ISA_CALL(fi_isa(), return fi_linear_backward_, f64,
+                (dx, dw, db, dy, x, w, n, fin, fout, tdy, tx, tw));
 }
 
-const char *fi_gemm_path(void) {
-    switch (fi_gemm_isa()) {
-    case FI_ISA_AVX512: return "avx512";
-    case FI_ISA_AVX2: return "avx2+fma";
-    default: return "portable";
-    }
+fi_status fi_column_sums_f32(float *out, const float *x, int64_t rows, int64_t cols, int trans) {
+    FI_ISA_CALL(fi_isa(), return fi_column_sums_, f32, (out, x, rows, cols, trans));
 }
 
-int fi_gemm_f32(float *c, const float *a, const float *b, const float *bias, int64_t m, int64_t n,
-                int64_t k, int ta, int tb, int beta) {
-    /* c is (m, n); a is (m, k), or (k, m) when ta; b is (k, n), or (n, k) when tb; bias (n,) */
-#if FI_X86
-    switch (fi_gemm_isa()) {
-    case FI_ISA_AVX512: return fi_gemm_f32_avx512(c, a, ta, b, tb, bias, m, n, k, beta);
-    case FI_ISA_AVX2: return fi_gemm_f32_avx2(c, a, ta, b, tb, bias, m, n, k, beta);
-    default: break;
-    }
-#endif
-    return fi_gemm_f32_base(c, a, ta, b, tb, bias, m, n, k, beta);
+fi_status fi_column_sums_f64(double *out, const double *x, int64_t rows, int64_t cols,
+                             int trans) {
+    FI_ISA_CALL(fi_isa(), return fi_column_sums_, f64, (out, x, rows, cols, trans));
 }
-
-int fi_gemm_f64(double *c, const double *a, const double *b, const double *bias, int64_t m, int64_t n,
-                int64_t k, int ta, int tb, int beta) {
-    /* c is (m, n); a is (m, k), or (k, m) when ta; b is (k, n), or (n, k) when tb; bias (n,) */
-#if FI_X86
-    switch (fi_gemm_isa()) {
-    case FI_ISA_AVX512: return fi_gemm_f64_avx512(c, a, ta, b, tb, bias, m, n, k, beta);
-    case FI_ISA_AVX2: return fi_gemm_f64_avx2(c, a, ta, b, tb, bias, m, n, k, beta);
-    default: break;
-    }
-#endif
-    return fi_gemm_f64_base(c, a, ta, b, tb, bias, m, n, k, beta);
-}
-
-/* ---- the linear layer's backward: two products and the bias gradient ---- */
-#define FI_LINEAR_BACKWARD(NAME, T, GEMM, SUMS)                                               \
-    int NAME(T *dx, T *dw, T *db, const T *dy, const T *x, const T *w, int64_t n, int64_t fin, \
-             int64_t fout, int tdy, int tx, int tw) {                                           \
-        /* dy (n, fout), x (n, fin), w (fout, fin), each stored transposed when its flag is   \
-         * set; dx (n, fin) = dy @ w, dw (fout, fin) = dy^T @ x, db (fout,) = column sums of  \
-         * dy; a NULL output is not computed (db NULL also when there is no bias) */           \
-        if (dx && GEMM(dx, dy, w, NULL, n, fin, fout, tdy, tw, 0)) return -1;                    \
-        if (dw && GEMM(dw, dy, x, NULL, fout, fin, n, !tdy, tx, 0)) return -1;                   \
-        return db ? SUMS(db, dy, n, fout, tdy) : 0;                                              \
-    }
-
-/* ---- bias gradient of the linear layer: out[j] = sum_i X[i, j] (float64 sums, row order) ---- */
-#if FI_X86
-#define FI_COLUMN_ACC(T, X, acc, x, rows, cols)                                                 \
-    switch (fi_gemm_isa()) {                                                                    \
-    case FI_ISA_AVX512: fi_column_acc_##X##_avx512(acc, x, rows, cols); break;                  \
-    case FI_ISA_AVX2: fi_column_acc_##X##_avx2(acc, x, rows, cols); break;                      \
-    default: fi_column_acc_##X##_base(acc, x, rows, cols);                                      \
-    }
-#else
-#define FI_COLUMN_ACC(T, X, acc, x, rows, cols) fi_column_acc_##X##_base(acc, x, rows, cols)
-#endif
-#define FI_COLUMN_SUMS(NAME, T, X)                                                            \
-    int NAME(T *out, const T *x, int64_t rows, int64_t cols, int trans) {                      \
-        /* X is (rows, cols): x itself, or x^T when trans (x is (cols, rows)) */               \
-        if (trans) {                                                                            \
-            for (int64_t j = 0; j < cols; j++) {                                                \
-                double s = 0.0;                                                                 \
-                for (int64_t i = 0; i < rows; i++) s += x[j * rows + i];                        \
-                out[j] = (T)s;                                                                  \
-            }                                                                                   \
-            return 0;                                                                           \
-        }                                                                                       \
-        double stack[1024];                                                                     \
-        double *acc = cols <= 1024 ? stack : malloc((size_t)cols * sizeof(double));             \
-        if (!acc) return -1;                                                                    \
-        memset(acc, 0, (size_t)(cols > 0 ? cols : 0) * sizeof(double));                        \
-        FI_COLUMN_ACC(T, X, acc, x, rows, cols)                                                 \
-        for (int64_t j = 0; j < cols; j++) out[j] = (T)acc[j];                                  \
-        if (acc != stack) free(acc);                                                            \
-        return 0;                                                                               \
-    }
-FI_COLUMN_SUMS(fi_column_sums_f32, float, f32)
-FI_COLUMN_SUMS(fi_column_sums_f64, double, f64)
-FI_LINEAR_BACKWARD(fi_linear_backward_f32, float, fi_gemm_f32, fi_column_sums_f32)
-FI_LINEAR_BACKWARD(fi_linear_backward_f64, double, fi_gemm_f64, fi_column_sums_f64)

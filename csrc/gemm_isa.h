@@ -8,26 +8,23 @@
 
 /* One row tile of C over packed A (micro-panels FI_MR rows tall): the full tile computes all
  * FI_MR rows whatever mv is, so a partial last panel (mv rows) takes a 4- or 8-row tile that
- * reads only the first rows of its panel (a 128-row C on 12-row tiles: the 8-row rest cost a
- * whole tile). */
-#if FI_MR > 8
-#define FI_ROW_TILE(mv, BMODE, kc, ap, b, bstep, c, ldc, nv, beta, bias)                       \
-    do {                                                                                        \
-        if ((mv) > 8)                                                                           \
-            FI_CAT(fi_tile_bias_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, BMODE, kc, ap, 0, 0, b,  \
-                                          bstep, 0, c, ldc, mv, nv, beta, bias);                \
-        else if ((mv) > 4)                                                                      \
-            FI_CAT(fi_tile_bias_, FI_SFX)(8, FI_NVEC, FI_A_PANEL, BMODE, kc, ap, 0, FI_MR, b,   \
-                                          bstep, 0, c, ldc, mv, nv, beta, bias);                \
-        else                                                                                    \
-            FI_CAT(fi_tile_bias_, FI_SFX)(4, FI_NVEC, FI_A_PANEL, BMODE, kc, ap, 0, FI_MR, b,   \
-                                          bstep, 0, c, ldc, mv, nv, beta, bias);                \
-    } while (0)
-#else
-#define FI_ROW_TILE(mv, BMODE, kc, ap, b, bstep, c, ldc, nv, beta, bias)                       \
-    FI_CAT(fi_tile_bias_, FI_SFX)(FI_MR, FI_NVEC, FI_A_PACKED, BMODE, kc, ap, 0, 0, b, bstep,  \
-                                  0, c, ldc, mv, nv, beta, bias)
-#endif
+ * reads only the first rows of its panel (on 12-row tiles an 8-row rest would cost a whole
+ * tile). */
+FI_ATTR FI_INLINE void FI_FN(fi_row_tile_)(int64_t mv, const int bmode, int64_t kc,
+                                           const FI_T *ap, const FI_T *b, int64_t bstep,
+                                           FI_T *c, int64_t ldc, int64_t nv, int beta,
+                                           const FI_T *bias)
+{
+    if (FI_MR <= 8 || mv > 8)
+        FI_FN(fi_tile_bias_)(FI_MR, FI_NVEC, FI_A_PACKED, bmode, kc, ap, 0, 0, b, bstep, NULL, c,
+                             ldc, mv, nv, beta, bias);
+    else if (mv > 4)
+        FI_FN(fi_tile_bias_)(8, FI_NVEC, FI_A_PANEL, bmode, kc, ap, 0, FI_MR, b, bstep, NULL, c,
+                             ldc, mv, nv, beta, bias);
+    else
+        FI_FN(fi_tile_bias_)(4, FI_NVEC, FI_A_PANEL, bmode, kc, ap, 0, FI_MR, b, bstep, NULL, c,
+                             ldc, mv, nv, beta, bias);
+}
 
 /* dst[(q*kc + k)*MR + r] = A[i0 + q*MR + r, p0 + k] for r < mc - q*MR, padding beyond;
  * A = a (m x k, row length lda) or, when ta, a^T (a is k x m). dst needs FI_PACK_PAD values
@@ -103,54 +100,59 @@ FI_ATTR static void FI_FN(fi_macro_)(FI_T *c, int64_t ldc, const FI_T *ap, const
         if (bdir && nv == FI_NR) {
             for (int64_t i = 0; i < mc; i += FI_MR) {
                 const int64_t mv = mc - i < FI_MR ? mc - i : FI_MR;
-                FI_ROW_TILE(mv, FI_B_STRIDED, kc, ap + i * kc, bdir + j, ldb, c + i * ldc + j,
-                            ldc, nv, beta, bias ? bias + j : NULL);
+                FI_FN(fi_row_tile_)(mv, FI_B_STRIDED, kc, ap + i * kc, bdir + j, ldb,
+                                    c + i * ldc + j, ldc, nv, beta, bias ? bias + j : NULL);
             }
             continue;
         }
         for (int64_t i = 0; i < mc; i += FI_MR) {
             const int64_t mv = mc - i < FI_MR ? mc - i : FI_MR;
-            FI_ROW_TILE(mv, FI_B_PACKED, kc, ap + i * kc, bp + t * kc * FI_NR, 0,
-                        c + i * ldc + j, ldc, nv, beta, bias ? bias + j : NULL);
+            FI_FN(fi_row_tile_)(mv, FI_B_PACKED, kc, ap + i * kc, bp + t * kc * FI_NR, 0,
+                                c + i * ldc + j, ldc, nv, beta, bias ? bias + j : NULL);
         }
     }
 }
 
-/* One row tile of the direct path, A read where it lies: A[r, k] = a[(i + r)*lda + k], or
- * a[k*lda + i + r] when ta. Rows past mv repeat row mv - 1 (FI_A_STRIDED clamps), so nothing
- * past A is read; a full transposed tile takes FI_A_PANEL (one base pointer). A tile as tall
- * as the rows left (12, 8 or 4 rows on AVX-512, see FI_ROW_TILE). */
-#define FI_TILE_A_(R, mv, ta, a, lda, i, kc, b, bstep, c, ldc, nv, beta, bias)                \
-    do {                                                                                        \
-        if (!(ta))                                                                              \
-            FI_CAT(fi_tile_bias_, FI_SFX)(R, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc,           \
-                                          (a) + (i) * (lda), lda, 1, b, bstep, 0, c, ldc, mv,   \
-                                          nv, beta, bias);                                      \
-        else if ((mv) == (R))                                                                   \
-            FI_CAT(fi_tile_bias_, FI_SFX)(R, FI_NVEC, FI_A_PANEL, FI_B_STRIDED, kc, (a) + (i),  \
-                                          0, lda, b, bstep, 0, c, ldc, mv, nv, beta, bias);     \
-        else                                                                                    \
-            FI_CAT(fi_tile_bias_, FI_SFX)(R, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc, (a) + (i), \
-                                          1, lda, b, bstep, 0, c, ldc, mv, nv, beta, bias);     \
-    } while (0)
-#if FI_MR > 8
-#define FI_ROW_TILE_A(mv, ...)                                                                  \
-    do {                                                                                        \
-        if ((mv) > 8) FI_TILE_A_(FI_MR, mv, __VA_ARGS__);                                       \
-        else if ((mv) > 4) FI_TILE_A_(8, mv, __VA_ARGS__);                                      \
-        else FI_TILE_A_(4, mv, __VA_ARGS__);                                                    \
-    } while (0)
-#else
-#define FI_ROW_TILE_A(mv, ...) FI_TILE_A_(FI_MR, mv, __VA_ARGS__)
-#endif
+/* A tile of R rows of the direct path, A read where it lies: A[r, k] = a[r*lda + k], or
+ * a[k*lda + r] when ta. Rows past mv repeat row mv - 1 (FI_A_STRIDED clamps), so nothing past
+ * A is read; a full transposed tile takes FI_A_PANEL (one base pointer). */
+FI_ATTR FI_INLINE void FI_FN(fi_tile_a_)(const int R, int64_t mv, int ta, const FI_T *a,
+                                         int64_t lda, int64_t kc, const FI_T *b, int64_t bstep,
+                                         FI_T *c, int64_t ldc, int64_t nv, int beta,
+                                         const FI_T *bias)
+{
+    if (!ta)
+        FI_FN(fi_tile_bias_)(R, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc, a, lda, 1, b, bstep,
+                             NULL, c, ldc, mv, nv, beta, bias);
+    else if (mv == R)
+        FI_FN(fi_tile_bias_)(R, FI_NVEC, FI_A_PANEL, FI_B_STRIDED, kc, a, 0, lda, b, bstep, NULL,
+                             c, ldc, mv, nv, beta, bias);
+    else
+        FI_FN(fi_tile_bias_)(R, FI_NVEC, FI_A_STRIDED, FI_B_STRIDED, kc, a, 1, lda, b, bstep,
+                             NULL, c, ldc, mv, nv, beta, bias);
+}
+
+/* A row tile of the direct path at row i: as tall as the rows left (see fi_row_tile_). */
+FI_ATTR FI_INLINE void FI_FN(fi_row_tile_a_)(int64_t mv, int ta, const FI_T *a, int64_t lda,
+                                             int64_t i, int64_t kc, const FI_T *b,
+                                             int64_t bstep, FI_T *c, int64_t ldc, int64_t nv,
+                                             int beta, const FI_T *bias)
+{
+    const FI_T *ai = ta ? a + i : a + i * lda;
+    if (FI_MR <= 8 || mv > 8)
+        FI_FN(fi_tile_a_)(FI_MR, mv, ta, ai, lda, kc, b, bstep, c, ldc, nv, beta, bias);
+    else if (mv > 4)
+        FI_FN(fi_tile_a_)(8, mv, ta, ai, lda, kc, b, bstep, c, ldc, nv, beta, bias);
+    else
+        FI_FN(fi_tile_a_)(4, mv, ta, ai, lda, kc, b, bstep, c, ldc, nv, beta, bias);
+}
 
 /* C[i0:i1, column panels t0..t1-1] (+)= op(A) @ op(B), K in blocks of FI_GEMM_DIRECT_KB (one
  * for most products), nothing of A packed: the tile reads A's rows (or columns) and B's rows
  * where they lie; a B panel is copied into bpanel (kb * NR values, reused panel after panel)
  * only when B comes transposed, or for a partial last panel (the tile reads whole vectors).
  * Packing A bought nothing here: its rows stay in L1/L2 across the panels, and the copy (all of
- * A per thread, when split by panels) cost 3-7% (128x784 @ 784x256 on 2 threads: 125 -> 116 us
- * unpacked). */
+ * A per thread, when split by panels) cost more than it saved. */
 FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, const FI_T *b,
                                             int tb, const FI_T *bias, int64_t m, int64_t n,
                                             int64_t k, int beta, FI_T *bpanel, int64_t i0,
@@ -175,8 +177,8 @@ FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, cons
             }
             for (int64_t i = i0; i < i1; i += FI_MR) {
                 const int64_t mv = i1 - i < FI_MR ? i1 - i : FI_MR;
-                FI_ROW_TILE_A(mv, ta, ablk, lda, i, kc, bsrc, bstep, c + i * n + j, n, nv, bet,
-                              bias && p0 == 0 ? bias + j : NULL);
+                FI_FN(fi_row_tile_a_)(mv, ta, ablk, lda, i, kc, bsrc, bstep, c + i * n + j, n,
+                                      nv, bet, bias && p0 == 0 ? bias + j : NULL);
             }
         }
     }
@@ -189,20 +191,20 @@ FI_ATTR static void FI_FN(fi_direct_block_)(FI_T *c, const FI_T *a, int ta, cons
  * enough column panels: then by panels.
  * Nothing one thread writes is read by another (on this VM a line written by one core and
  * read by the other sometimes costs several times a local one). */
-FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const FI_T *b, int tb,
+FI_ATTR static fi_status FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const FI_T *b, int tb,
                                           const FI_T *bias, int64_t m, int64_t n, int64_t k,
                                           int beta)
 {
     const int64_t npan = (n + FI_NR - 1) / FI_NR, nrow = (m + FI_MR - 1) / FI_MR;
     const int64_t kb = k < FI_GEMM_DIRECT_KB ? k : FI_GEMM_DIRECT_KB;
     const int64_t size = (kb * FI_NR + 15) & ~(int64_t)15;  /* a B panel; 64-byte multiples */
-    int64_t chunks = m * n * k >= FI_GEMM_PARALLEL_MIN_MACS ? fi_gemm_max_threads() : 1;
+    int64_t chunks = m * n * k >= FI_GEMM_PARALLEL_MIN_MACS ? fi_threads() : 1;
     if (chunks > (npan > nrow ? npan : nrow)) chunks = npan > nrow ? npan : nrow;
-    FI_T *bpanel = fi_gemm_scratch((size_t)(size * (chunks > 1 ? chunks : 1)) * sizeof(FI_T));
-    if (!bpanel) return -1;
+    FI_T *bpanel = fi_scratch(FI_SCRATCH_GEMM, (size_t)(size * (chunks > 1 ? chunks : 1)) * sizeof(FI_T));
+    if (!bpanel) return FI_ERR_NOMEM;
     if (chunks <= 1) {
         FI_FN(fi_direct_block_)(c, a, ta, b, tb, bias, m, n, k, beta, bpanel, 0, m, 0, npan);
-        return 0;
+        return FI_OK;
     }
     /* split by panels when B is the bigger operand (by rows every part reads all of B) or
      * comes transposed (every part would copy all of it), or when there are too few rows */
@@ -214,14 +216,14 @@ FI_ATTR static int FI_FN(fi_gemm_direct_)(FI_T *c, const FI_T *a, int ta, const 
                                     ch * npan / chunks, (ch + 1) * npan / chunks);
         else {
             /* equal shares of rows (not whole MR panels: 128 rows as 64 + 64 rather than
-             * 60 + 68 evens out the partial tiles, see FI_ROW_TILE) */
+             * 60 + 68 evens out the partial tiles, see fi_row_tile_) */
             const int64_t i0 = ch * m / chunks, i1 = (ch + 1) * m / chunks;
             if (i0 < i1)
                 FI_FN(fi_direct_block_)(c, a, ta, b, tb, bias, m, n, k, beta, bpanel + ch * size,
                                         i0, i1, 0, npan);
         }
     }
-    return 0;
+    return FI_OK;
 }
 
 /* sum_p x[p] y[p] over len values, FI_W lanes in 4 accumulators (a masked tail), then the
@@ -250,14 +252,14 @@ FI_ATTR static FI_T FI_FN(fi_dot_)(const FI_T *x, const FI_T *y, int64_t len)
  * each C value a dot product over fixed K chunks (in parallel), the chunks' sums added in order
  * (the same result on any number of threads). The tiles would use 1 of 12 x 32 lanes here and
  * copy a padded panel of B. */
-FI_ATTR static int FI_FN(fi_gemm_dots_)(FI_T *c, const FI_T *a, int64_t a_rs, const FI_T *b,
+FI_ATTR static fi_status FI_FN(fi_gemm_dots_)(FI_T *c, const FI_T *a, int64_t a_rs, const FI_T *b,
                                         int64_t b_cs, const FI_T *bias, int64_t m, int64_t n,
                                         int64_t k, int beta)
 {
     const int64_t outs = m * n, nch = (k + FI_GEMM_DOTS_CHUNK - 1) / FI_GEMM_DOTS_CHUNK;
-    FI_T *part = fi_gemm_scratch((size_t)(nch * outs) * sizeof(FI_T));
-    if (!part) return -1;
-    const int threads = k * outs >= FI_GEMM_PARALLEL_MIN_MACS ? fi_gemm_max_threads() : 1;
+    FI_T *part = fi_scratch(FI_SCRATCH_GEMM, (size_t)(nch * outs) * sizeof(FI_T));
+    if (!part) return FI_ERR_NOMEM;
+    const int threads = k * outs >= FI_GEMM_PARALLEL_MIN_MACS ? fi_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && nch > 1)
     for (int64_t ch = 0; ch < nch; ch++) {
         const int64_t p0 = ch * FI_GEMM_DOTS_CHUNK;
@@ -275,7 +277,7 @@ FI_ATTR static int FI_FN(fi_gemm_dots_)(FI_T *c, const FI_T *a, int64_t a_rs, co
             if (bias) *p = s + (beta ? *p + bias[j] : bias[j]);   /* as the tiles: see there */
             else *p = beta ? s + *p : s;
         }
-    return 0;
+    return FI_OK;
 }
 
 /* acc[j] += X[i, j] for each row i in order (X rows x cols, row-major): the bias gradient's
@@ -290,9 +292,8 @@ FI_ATTR static void FI_FN(fi_column_acc_)(double *restrict acc, const FI_T *rest
     }
 }
 
-/* C (m x n, C-contiguous) (+)= op(A) @ op(B) [+ bias, a row vector of n values, or NULL];
- * returns 0, or -1 when scratch memory ran out. */
-FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b, int tb,
+/* C (m x n, C-contiguous) (+)= op(A) @ op(B) [+ bias, a row vector of n values, or NULL] */
+FI_ATTR static fi_status FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b, int tb,
                                    const FI_T *bias, int64_t m, int64_t n, int64_t k, int beta)
 {
     if (m <= 0 || n <= 0) return 0;
@@ -303,20 +304,21 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
         /* A narrow C (e.g. a linear layer with 10 outputs) would leave most of every tile's
          * columns idle: compute C^T = op(B)^T op(A)^T (M along the tile's columns) instead,
          * then add it (and the bias) into C. */
-        FI_T *ct = fi_gemm_scratch2((size_t)(m * n) * sizeof(FI_T));
-        if (!ct) return -1;
-        if (FI_FN(fi_gemm_)(ct, b, !tb, a, !ta, NULL, n, m, k, 0)) return -1;
+        FI_T *ct = fi_scratch(FI_SCRATCH_GEMM_T, (size_t)(m * n) * sizeof(FI_T));
+        if (!ct) return FI_ERR_NOMEM;
+        const fi_status st = FI_FN(fi_gemm_)(ct, b, !tb, a, !ta, NULL, n, m, k, 0);
+        if (st != FI_OK) return st;
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++)
                 c[i * n + j] = (beta ? c[i * n + j] : 0) + (bias ? bias[j] : 0) + ct[j * m + i];
-        return 0;
+        return FI_OK;
     }
     if (k <= 0) {       /* C = [C +] bias, or zeros; C itself (bit for bit) when beta only */
         if (beta && !bias) return 0;
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++)
                 c[i * n + j] = (beta ? c[i * n + j] : 0) + (bias ? bias[j] : 0);
-        return 0;
+        return FI_OK;
     }
     /* the bias is added by the tiles as they store (with K's first block) */
     const int64_t lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
@@ -334,11 +336,11 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
     /* K in equal blocks (a multiple of the vector width) rather than KC and a stub */
     const int64_t nkb = (k + KC - 1) / KC;
     const int64_t kc_step = ((k + nkb - 1) / nkb + FI_W - 1) / FI_W * FI_W;
-    const int maxth = fi_gemm_max_threads();
+    const int maxth = fi_threads();
     const int64_t aslot = (MC * KC + FI_PACK_PAD + 15) & ~(int64_t)15;  /* 64-byte multiples */
     const int64_t ncp = ((n < NC ? n : NC) + FI_NR - 1) / FI_NR * FI_NR;
-    FI_T *ws = fi_gemm_scratch((size_t)(aslot * maxth + KC * ncp) * sizeof(FI_T));
-    if (!ws) return -1;
+    FI_T *ws = fi_scratch(FI_SCRATCH_GEMM, (size_t)(aslot * maxth + KC * ncp) * sizeof(FI_T));
+    if (!ws) return FI_ERR_NOMEM;
     FI_T *bpack = ws + aslot * maxth;
     const int64_t npan_m = (m + FI_MR - 1) / FI_MR;
     /* B's rows are read where they lie (only a partial last panel packed) unless B comes
@@ -347,7 +349,7 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
     const int b_direct = !tb && fi_gemm_b_rows_direct(n * (int64_t)sizeof(FI_T));
 #pragma omp parallel num_threads(maxth)
     {
-        const int nth = fi_gemm_team_size(), tid = fi_gemm_thread_id();
+        const int nth = fi_team_size(), tid = fi_thread_num();
         FI_T *ap = ws + aslot * tid;
         for (int64_t jc = 0; jc < n; jc += NC) {
             const int64_t nc = n - jc < NC ? n - jc : NC;
@@ -392,11 +394,46 @@ FI_ATTR static int FI_FN(fi_gemm_)(FI_T *c, const FI_T *a, int ta, const FI_T *b
             }
         }
     }
-    return 0;
+    return FI_OK;
+}
+
+/* out[j] = sum_i X[i, j] (float64 sums, each column in row order), X (rows, cols) = x, or
+ * x^T when trans (x is (cols, rows)): the linear layer's bias gradient */
+FI_ATTR static fi_status FI_FN(fi_column_sums_)(FI_T *out, const FI_T *x, int64_t rows,
+                                                int64_t cols, int trans)
+{
+    if (trans) {
+        for (int64_t j = 0; j < cols; j++) {
+            double s = 0.0;
+            for (int64_t i = 0; i < rows; i++) s += x[j * rows + i];
+            out[j] = (FI_T)s;
+        }
+        return FI_OK;
+    }
+    double stack[1024];
+    double *acc = cols <= 1024 ? stack : malloc((size_t)cols * sizeof(double));
+    if (!acc) return FI_ERR_NOMEM;
+    memset(acc, 0, (size_t)(cols > 0 ? cols : 0) * sizeof(double));
+    FI_FN(fi_column_acc_)(acc, x, rows, cols);
+    for (int64_t j = 0; j < cols; j++) out[j] = (FI_T)acc[j];
+    if (acc != stack) free(acc);
+    return FI_OK;
+}
+
+/* The linear layer's backward: dx = dy @ w, dw = dy^T @ x, db = column sums of dy; dy
+ * (n, fout), x (n, fin), w (fout, fin), each stored transposed when its flag is set; a NULL
+ * output is not computed (db NULL also when there is no bias). */
+FI_ATTR static fi_status FI_FN(fi_linear_backward_)(FI_T *dx, FI_T *dw, FI_T *db,
+                                                    const FI_T *dy, const FI_T *x,
+                                                    const FI_T *w, int64_t n, int64_t fin,
+                                                    int64_t fout, int tdy, int tx, int tw)
+{
+    fi_status st = FI_OK;
+    if (dx) st = FI_FN(fi_gemm_)(dx, dy, tdy, w, tw, NULL, n, fin, fout, 0);
+    if (dw && st == FI_OK) st = FI_FN(fi_gemm_)(dw, dy, !tdy, x, tx, NULL, fout, fin, n, 0);
+    if (db && st == FI_OK) st = FI_FN(fi_column_sums_)(db, dy, n, fout, tdy);
+    return st;
 }
 
 #undef FI_NR
 #undef FI_FN
-#undef FI_ROW_TILE
-#undef FI_ROW_TILE_A
-#undef FI_TILE_A_

@@ -25,7 +25,9 @@
  * FI_ISA_AVX2 or FI_ISA_AVX512) and FI_SFX (a name suffix, e.g. f32_avx512), then include this
  * file. It defines fi_tile_<FI_SFX>(...) and the vector macros FI_ATTR (the function target),
  * FI_V, FI_W (lanes), FI_VLOAD, FI_VSTORE, ... for the including code; the next inclusion
- * redefines them.
+ * redefines them. Loads and stores take any address of an FI_T; FI_VSTREAM (a non-temporal
+ * store) wants one aligned to the vector, and an _mm_sfence() before the data counts as
+ * written.
  */
 #include <stdint.h>
 #include "dispatch.h"
@@ -35,9 +37,6 @@
 #if FI_X86
 #include <immintrin.h>
 #endif
-#define FI_ISA_BASE 1
-#define FI_ISA_AVX2 2
-#define FI_ISA_AVX512 3
 #define FI_A_PACKED 0
 #define FI_A_STRIDED 1
 #define FI_A_PANEL 2
@@ -46,9 +45,6 @@
 #define FI_B_PACKED 0
 #define FI_B_STRIDED 1
 #define FI_B_TABLE 2
-#define FI_CAT_(a, b) a##b
-#define FI_CAT(a, b) FI_CAT_(a, b)
-#define FI_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
 #define FI_TILE_MAXR 16
 #define FI_TILE_MAXV 4
 #endif
@@ -65,6 +61,7 @@
 #undef FI_VMASK
 #undef FI_VMLOAD
 #undef FI_VMSTORE
+#undef FI_VSTREAM
 
 /* ---- vector primitives of this instantiation ---- */
 #if FI_ISA == FI_ISA_AVX512 && FI_X86
@@ -81,6 +78,7 @@
 #define FI_VMASK(nl) ((__mmask8)((nl) >= 8 ? 0xFFu : ((nl) <= 0 ? 0u : ((1u << (nl)) - 1u))))
 #define FI_VMLOAD(p, nl) _mm512_maskz_loadu_pd(FI_VMASK(nl), (p))
 #define FI_VMSTORE(p, v, nl) _mm512_mask_storeu_pd((p), FI_VMASK(nl), (v))
+#define FI_VSTREAM(p, v) _mm512_stream_pd((p), (v))
 #else
 #define FI_V __m512
 #define FI_W 16
@@ -93,6 +91,7 @@
 #define FI_VMASK(nl) ((__mmask16)((nl) >= 16 ? 0xFFFFu : ((nl) <= 0 ? 0u : ((1u << (nl)) - 1u))))
 #define FI_VMLOAD(p, nl) _mm512_maskz_loadu_ps(FI_VMASK(nl), (p))
 #define FI_VMSTORE(p, v, nl) _mm512_mask_storeu_ps((p), FI_VMASK(nl), (v))
+#define FI_VSTREAM(p, v) _mm512_stream_ps((p), (v))
 #endif
 
 #elif FI_ISA == FI_ISA_AVX2 && FI_X86
@@ -109,6 +108,7 @@
 #define FI_VMASK(nl) _mm256_cmpgt_epi64(_mm256_set1_epi64x(nl), _mm256_setr_epi64x(0, 1, 2, 3))
 #define FI_VMLOAD(p, nl) _mm256_maskload_pd((p), FI_VMASK(nl))
 #define FI_VMSTORE(p, v, nl) _mm256_maskstore_pd((p), FI_VMASK(nl), (v))
+#define FI_VSTREAM(p, v) _mm256_stream_pd((p), (v))
 #else
 #define FI_V __m256
 #define FI_W 8
@@ -122,6 +122,7 @@
                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define FI_VMLOAD(p, nl) _mm256_maskload_ps((p), FI_VMASK(nl))
 #define FI_VMSTORE(p, v, nl) _mm256_maskstore_ps((p), FI_VMASK(nl), (v))
+#define FI_VSTREAM(p, v) _mm256_stream_ps((p), (v))
 #endif
 
 #else /* portable: 16-byte GCC vectors, multiply then add (no FMA assumed) */
@@ -132,15 +133,23 @@
 #define FI_W 4
 #endif
 typedef FI_T FI_CAT(fi_vbase_, FI_SFX) __attribute__((vector_size(16), aligned(sizeof(FI_T))));
+typedef FI_T FI_CAT(fi_vmem_, FI_SFX) FI_VEC_OF(FI_T, 16); /* for loads and stores */
 #define FI_V FI_CAT(fi_vbase_, FI_SFX)
 #define FI_VZERO() ((FI_V){0})
-#define FI_VLOAD(p) (*(const FI_V *)(p))
-#define FI_VSTORE(p, v) (*(FI_V *)(p) = (v))
+#define FI_VLOAD(p) ((FI_V) * (const FI_CAT(fi_vmem_, FI_SFX) *)(p))
+#define FI_VSTORE(p, v) (*(FI_CAT(fi_vmem_, FI_SFX) *)(p) = (v))
 #define FI_VSET1(s) ((s) - (FI_V){0})
 #define FI_VFMA(x, y, z) ((x) * (y) + (z))
 #define FI_VADD(x, y) ((x) + (y))
 #define FI_VMLOAD(p, nl) FI_CAT(fi_vmload_, FI_SFX)((p), (nl))
 #define FI_VMSTORE(p, v, nl) FI_CAT(fi_vmstore_, FI_SFX)((p), (v), (nl))
+#if FI_X86 && FI_T_IS_DOUBLE
+#define FI_VSTREAM(p, v) _mm_stream_pd((p), (__m128d)(v))
+#elif FI_X86
+#define FI_VSTREAM(p, v) _mm_stream_ps((p), (__m128)(v))
+#else
+#define FI_VSTREAM(p, v) FI_VSTORE(p, v)
+#endif
 FI_INLINE FI_V FI_CAT(fi_vmload_, FI_SFX)(const FI_T *p, int64_t nl) {
     FI_V v = FI_VZERO();
     for (int64_t i = 0; i < nl && i < FI_W; i++) v[i] = p[i];

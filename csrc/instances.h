@@ -82,6 +82,8 @@
 /* FI_ISA_CALL: FN##TS##_<isa> ARGS for the ISA `isa` (FI_ISA_*), e.g.
  * FI_ISA_CALL(isa, fi_cv_forward_, f32, (y, x, ...)) */
 #undef FI_ISA_CALL
+#undef FI_ISA_PICK
+#undef FI_ISA_PICK_
 #if FI_X86
 #define FI_ISA_CALL(isa, FN, TS, ARGS)                                                         \
     do {                                                                                       \
@@ -89,7 +91,14 @@
         else if ((isa) == FI_ISA_AVX2) FN##TS##_avx2 ARGS;                                    \
         else FN##TS##_base ARGS;                                                               \
     } while (0)
+/* FI_ISA_PICK: the function FN##TS##_<isa> itself (TS may be a macro), e.g. for a pointer */
+#define FI_ISA_PICK(isa, FN, TS) FI_ISA_PICK_(isa, FN, TS)
+#define FI_ISA_PICK_(isa, FN, TS)                                                              \
+    ((isa) == FI_ISA_AVX512 ? FN##TS##_avx512                                                  \
+     : (isa) == FI_ISA_AVX2 ? FN##TS##_avx2 : FN##TS##_base)
 #else
 #define FI_ISA_CALL(isa, FN, TS, ARGS) FN##TS##_base ARGS
+#define FI_ISA_PICK(isa, FN, TS) FI_ISA_PICK_(isa, FN, TS)
+#define FI_ISA_PICK_(isa, FN, TS) FN##TS##_base
 #endif
 #undef FI_BODY

@@ -12,7 +12,7 @@
  * with AVX-512, 8 with AVX2, 4 with SSE2: gcc's own vectorisation of the 32x32->64 multiply
  * shuffles too much); (2) the transforms, plain loops written once (FI_INLINE) that gcc
  * vectorises, compiled for AVX-512, for AVX2+FMA and for the portable baseline, chosen at run
- * time (dispatch.h; AVX-512 is this file's addition); (3) square roots in a pass of their own
+ * time (dispatch.h); (3) square roots in a pass of their own
  * (sqrtps), because gcc never vectorises sqrtf while it may set errno (-fmath-errno is the
  * default and cannot be switched off per function). All builds give the same bits.
  * Threads: OpenMP over fixed chunks of FI_RNG_CHUNK elements, never sized from the thread
@@ -25,14 +25,6 @@
 #include "dispatch.h"
 #if FI_X86
 #include <immintrin.h>
-/* A third build for CPUs with AVX-512 (F, VL, DQ, BW), e.g. Zen 4/5 and recent Xeons: twice
- * the lanes of AVX2 for Philox and the transforms. Chosen at run time like the AVX2 build. */
-#define FI_RNG_AVX512 1
-#define FI_RNG_TARGET_AVX512 \
-    __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512")))
-#else
-#define FI_RNG_AVX512 0
-#define FI_RNG_TARGET_AVX512
 #endif
 
 /* Elements per parallel chunk (a multiple of 4: each chunk starts on a Philox block). */
@@ -95,128 +87,11 @@ static void philox_fill_scalar(uint32_t *words, int64_t nblocks, uint64_t j0,
 }
 
 #if FI_X86
-/* One Philox round on 8 blocks in 8 uint32 lanes: 32x32->64 products of the even lanes and of
- * the odd lanes (vpmuludq), split into hi and lo words by shifts and blends. */
-#define PHILOX_ROUND_AVX2(c0, c1, c2, c3, kk0, kk1)                                            \
-    do {                                                                                      \
-        __m256i pe0 = _mm256_mul_epu32(c0, m0);                                               \
-        __m256i po0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0);                        \
-        __m256i pe1 = _mm256_mul_epu32(c2, m1);                                               \
-        __m256i po1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1);                        \
-        __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(pe0, 32), po0, 0xAA);              \
-        __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(pe1, 32), po1, 0xAA);              \
-        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), kk0);                                \
-        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), kk1);                                \
-        c1 = _mm256_blend_epi32(pe1, _mm256_slli_epi64(po1, 32), 0xAA);                       \
-        c3 = _mm256_blend_epi32(pe0, _mm256_slli_epi64(po0, 32), 0xAA);                       \
-    } while (0)
-
-/* Transpose 8 blocks' words (lanes 0-3: blocks 0, 2, 4, 6; lanes 4-7: blocks 1, 3, 5, 7, so
- * the in-lane 4x4 transposes leave blocks (0, 1), (2, 3), ... in order) and store them. */
-#define PHILOX_STORE_AVX2(dst, c0, c1, c2, c3)                                                 \
-    do {                                                                                      \
-        __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);      \
-        __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);      \
-        _mm256_storeu_si256((__m256i *)(dst), _mm256_unpacklo_epi64(t0, t2));                 \
-        _mm256_storeu_si256((__m256i *)(dst) + 1, _mm256_unpackhi_epi64(t0, t2));             \
-        _mm256_storeu_si256((__m256i *)(dst) + 2, _mm256_unpacklo_epi64(t1, t3));             \
-        _mm256_storeu_si256((__m256i *)(dst) + 3, _mm256_unpackhi_epi64(t1, t3));             \
-    } while (0)
-
-/* 16 blocks per step, as two independent groups of 8 so their dependency chains overlap. */
-FI_TARGET_AVX2 static void philox_fill_avx2(uint32_t *words, int64_t nblocks, uint64_t j0,
-                                            const fi_philox_key *key) {
-    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
-    const __m256i offsets = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    const __m256i eight = _mm256_set1_epi32(8);
-    const __m256i d0 = _mm256_set1_epi32((int)key->d0), d1 = _mm256_set1_epi32((int)key->d1);
-    __m256i k0[10], k1[10];
-    for (int r = 0; r < 10; r++) {
-        k0[r] = _mm256_set1_epi32((int)key->k0[r]);
-        k1[r] = _mm256_set1_epi32((int)key->k1[r]);
-    }
-    int64_t k = 0;
-    for (; k + 16 <= nblocks; k += 16) {
-        uint64_t j = j0 + (uint64_t)k;
-        if ((uint32_t)j > 0xFFFFFFFFu - 15u) { /* the low counter word wraps inside the step */
-            philox_fill_scalar(words + 4 * k, 16, j, key);
-            continue;
-        }
-        __m256i a0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)j), offsets);
-        __m256i b0 = _mm256_add_epi32(a0, eight);
-        __m256i a1 = _mm256_set1_epi32((int)(uint32_t)(j >> 32)), b1 = a1;
-        __m256i a2 = d0, a3 = d1, b2 = d0, b3 = d1;
-        for (int r = 0; r < 10; r++) {
-            PHILOX_ROUND_AVX2(a0, a1, a2, a3, k0[r], k1[r]);
-            PHILOX_ROUND_AVX2(b0, b1, b2, b3, k0[r], k1[r]);
-        }
-        PHILOX_STORE_AVX2(words + 4 * k, a0, a1, a2, a3);
-        PHILOX_STORE_AVX2(words + 4 * k + 32, b0, b1, b2, b3);
-    }
-    philox_fill_scalar(words + 4 * k, nblocks - k, j0 + (uint64_t)k, key);
-}
-
-/* One Philox round on 16 blocks in 16 uint32 lanes. Masked in-pair swaps put the hi and lo
- * words of the even and odd products in place (one op each); vpternlogd xors three at once. */
-#define PHILOX_ROUND_AVX512(c0, c1, c2, c3, kk0, kk1)                                          \
-    do {                                                                                      \
-        __m512i pe0 = _mm512_mul_epu32(c0, m0);                                               \
-        __m512i po0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), m0);                        \
-        __m512i pe1 = _mm512_mul_epu32(c2, m1);                                               \
-        __m512i po1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), m1);                        \
-        __m512i hi0 = _mm512_mask_shuffle_epi32(po0, 0x5555, pe0, _MM_PERM_CDAB);             \
-        __m512i hi1 = _mm512_mask_shuffle_epi32(po1, 0x5555, pe1, _MM_PERM_CDAB);             \
-        c0 = _mm512_ternarylogic_epi32(hi1, c1, kk0, 0x96);                                   \
-        c2 = _mm512_ternarylogic_epi32(hi0, c3, kk1, 0x96);                                   \
-        c1 = _mm512_mask_shuffle_epi32(pe1, 0xAAAA, po1, _MM_PERM_CDAB);                      \
-        c3 = _mm512_mask_shuffle_epi32(pe0, 0xAAAA, po0, _MM_PERM_CDAB);                      \
-    } while (0)
-
-/* Lane 4q + i holds block 4i + q, so the in-lane 4x4 transposes leave blocks 0-3, 4-7, ... in
- * order. */
-#define PHILOX_STORE_AVX512(dst, c0, c1, c2, c3)                                               \
-    do {                                                                                      \
-        __m512i t0 = _mm512_unpacklo_epi32(c0, c1), t1 = _mm512_unpackhi_epi32(c0, c1);      \
-        __m512i t2 = _mm512_unpacklo_epi32(c2, c3), t3 = _mm512_unpackhi_epi32(c2, c3);      \
-        _mm512_storeu_si512((__m512i *)(dst), _mm512_unpacklo_epi64(t0, t2));                 \
-        _mm512_storeu_si512((__m512i *)(dst) + 1, _mm512_unpackhi_epi64(t0, t2));             \
-        _mm512_storeu_si512((__m512i *)(dst) + 2, _mm512_unpacklo_epi64(t1, t3));             \
-        _mm512_storeu_si512((__m512i *)(dst) + 3, _mm512_unpackhi_epi64(t1, t3));             \
-    } while (0)
-
-/* 32 blocks per step, as two independent groups of 16. */
-FI_RNG_TARGET_AVX512 static void philox_fill_avx512(uint32_t *words, int64_t nblocks,
-                                                    uint64_t j0, const fi_philox_key *key) {
-    const __m512i m0 = _mm512_set1_epi32((int)PHILOX_M0), m1 = _mm512_set1_epi32((int)PHILOX_M1);
-    const __m512i offsets =
-        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    const __m512i sixteen = _mm512_set1_epi32(16);
-    const __m512i d0 = _mm512_set1_epi32((int)key->d0), d1 = _mm512_set1_epi32((int)key->d1);
-    __m512i k0[10], k1[10];
-    for (int r = 0; r < 10; r++) {
-        k0[r] = _mm512_set1_epi32((int)key->k0[r]);
-        k1[r] = _mm512_set1_epi32((int)key->k1[r]);
-    }
-    int64_t k = 0;
-    for (; k + 32 <= nblocks; k += 32) {
-        uint64_t j = j0 + (uint64_t)k;
-        if ((uint32_t)j > 0xFFFFFFFFu - 31u) { /* the low counter word wraps inside the step */
-            philox_fill_scalar(words + 4 * k, 32, j, key);
-            continue;
-        }
-        __m512i a0 = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)j), offsets);
-        __m512i b0 = _mm512_add_epi32(a0, sixteen);
-        __m512i a1 = _mm512_set1_epi32((int)(uint32_t)(j >> 32)), b1 = a1;
-        __m512i a2 = d0, a3 = d1, b2 = d0, b3 = d1;
-        for (int r = 0; r < 10; r++) {
-            PHILOX_ROUND_AVX512(a0, a1, a2, a3, k0[r], k1[r]);
-            PHILOX_ROUND_AVX512(b0, b1, b2, b3, k0[r], k1[r]);
-        }
-        PHILOX_STORE_AVX512(words + 4 * k, a0, a1, a2, a3);
-        PHILOX_STORE_AVX512(words + 4 * k + 64, b0, b1, b2, b3);
-    }
-    philox_fill_avx2(words + 4 * k, nblocks - k, j0 + (uint64_t)k, key);
-}
+/* philox_fill_avx2, philox_fill_avx512 (the AVX-512 one takes its last blocks to AVX2) */
+#define PX_ISA FI_ISA_AVX2
+#include "philox_isa.h"
+#define PX_ISA FI_ISA_AVX512
+#include "philox_isa.h"
 
 /* 4 blocks at a time in 4 uint32 lanes (SSE2, part of x86-64). */
 static void philox_fill_sse2(uint32_t *words, int64_t nblocks, uint64_t j0,
@@ -263,7 +138,7 @@ typedef void (*fi_sqrt_fn)(float *a, int64_t n);
 #if FI_X86
 FI_INLINE float sqrt_sse(float x) { return _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))); }
 
-FI_RNG_TARGET_AVX512 static void sqrt_avx512(float *a, int64_t n) {
+FI_TARGET_AVX512 static void sqrt_avx512(float *a, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(a + i, _mm512_sqrt_ps(_mm512_loadu_ps(a + i)));
     for (; i < n; i++) a[i] = sqrt_sse(a[i]);
@@ -632,63 +507,42 @@ FI_INLINE void truncated_normal_f64_batch(double *restrict out, int64_t nblocks,
 
 /* ---- bodies (n elements from block j0, in batches) and their two builds -------------------- */
 
-/* name##_body: full batches straight into out, the last partial block through a buffer. E is
- * elements per block. name##_avx512 / _avx2 / _portable: the body compiled for each target. */
-#define FI_RNG_KERNEL(name, T, P, E)                                                          \
-    FI_INLINE void name##_body(T *out, int64_t n, uint64_t j0, const fi_philox_key *key,     \
-                               const P *prm, const fi_rng_ops *ops) {                         \
-        int64_t nb = n / (E);                                                                 \
-        for (int64_t k = 0; k < nb; k += FI_RNG_BATCH) {                                      \
-            int64_t m = nb - k < FI_RNG_BATCH ? nb - k : FI_RNG_BATCH;                        \
-            name##_batch(out + (E) * k, m, j0 + (uint64_t)k, key, prm, ops);                  \
-        }                                                                                     \
-        if (n > (E) * nb) {                                                                   \
-            T last[E];                                                                        \
-            name##_batch(last, 1, j0 + (uint64_t)nb, key, prm, ops);                          \
-            memcpy(out + (E) * nb, last, (size_t)(n - (E) * nb) * sizeof(T));                 \
-        }                                                                                     \
-    }                                                                                         \
-    FI_RNG_TARGET_AVX512 static void name##_avx512(void *out, int64_t n, uint64_t j0,        \
-                                                 const fi_philox_key *key, const void *prm) {\
-        name##_body((T *)out, n, j0, key, (const P *)prm, &ops_avx512);                       \
-    }                                                                                         \
-    FI_TARGET_AVX2 static void name##_avx2(void *out, int64_t n, uint64_t j0,                \
-                                           const fi_philox_key *key, const void *prm) {      \
-        name##_body((T *)out, n, j0, key, (const P *)prm, &ops_avx2);                         \
-    }                                                                                         \
-    static void name##_portable(void *out, int64_t n, uint64_t j0, const fi_philox_key *key, \
-                                const void *prm) {                                            \
-        name##_body((T *)out, n, j0, key, (const P *)prm, &ops_portable);                     \
-    }
-
-FI_RNG_KERNEL(uniform_f32, float, fi_affine_f32, 4)
-FI_RNG_KERNEL(uniform_f64, double, fi_affine_f64, 2)
-FI_RNG_KERNEL(normal_f32, float, fi_affine_f32, 4)
-FI_RNG_KERNEL(normal_f64, double, fi_affine_f64, 2)
-FI_RNG_KERNEL(truncated_normal_f32, float, fi_tn_f32, 4)
-FI_RNG_KERNEL(truncated_normal_f64, double, fi_tn_f64, 2)
+/* name##_body and its builds name##_avx512 / _avx2 / _portable (rng_kernel.h) */
+#define RK_NAME uniform_f32
+#define RK_T float
+#define RK_P fi_affine_f32
+#define RK_E 4
+#include "rng_kernel.h"
+#define RK_NAME uniform_f64
+#define RK_T double
+#define RK_P fi_affine_f64
+#define RK_E 2
+#include "rng_kernel.h"
+#define RK_NAME normal_f32
+#define RK_T float
+#define RK_P fi_affine_f32
+#define RK_E 4
+#include "rng_kernel.h"
+#define RK_NAME normal_f64
+#define RK_T double
+#define RK_P fi_affine_f64
+#define RK_E 2
+#include "rng_kernel.h"
+#define RK_NAME truncated_normal_f32
+#define RK_T float
+#define RK_P fi_tn_f32
+#define RK_E 4
+#include "rng_kernel.h"
+#define RK_NAME truncated_normal_f64
+#define RK_T double
+#define RK_P fi_tn_f64
+#define RK_E 2
+#include "rng_kernel.h"
 
 /* ---- the chunked parallel driver and the kernels ------------------------------------------ */
 
 typedef void (*fi_rng_run)(void *out, int64_t n, uint64_t j0, const fi_philox_key *key,
                            const void *prm);
-
-/* The build the kernels run: 2 AVX-512, 1 AVX2, 0 portable; -1 until first asked. */
-static int rng_path = -1;
-
-static int rng_best_path(void) {
-    if (!fi_use_avx2) return 0; /* no AVX2+FMA, or FASTINIT_C_PORTABLE set (common.c) */
-#if FI_RNG_AVX512
-    if (fi_use_avx512) return 2;
-#endif
-    return 1;
-}
-
-int fi_rng_set_path(int path) {
-    int best = rng_best_path();
-    rng_path = (path < 0 || path > best) ? best : path;
-    return rng_path;
-}
 
 /* Fill out (n elements of elem_size bytes, per_block elements per Philox block) in fixed
  * chunks of FI_RNG_CHUNK elements: chunk c starts at element c * FI_RNG_CHUNK, block
@@ -699,8 +553,7 @@ static void rng_run(const fi_rng_run runs[3], char *out, size_t elem_size, int64
                     const void *prm) {
     fi_philox_key key;
     philox_key(&key, k0, k1, d0, d1);
-    if (rng_path < 0) fi_rng_set_path(-1);
-    fi_rng_run run = runs[rng_path];
+    fi_rng_run run = runs[fi_isa() - FI_ISA_BASE];
     int64_t nchunks = (n + FI_RNG_CHUNK - 1) / FI_RNG_CHUNK;
 #pragma omp parallel for num_threads(fi_threads()) schedule(dynamic) if (n >= FI_RNG_PARALLEL_MIN)
     for (int64_t c = 0; c < nchunks; c++) {
@@ -710,8 +563,7 @@ static void rng_run(const fi_rng_run runs[3], char *out, size_t elem_size, int64
     }
 }
 
-#define FI_RNG_RUNS(name) \
-    (const fi_rng_run[3]) { name##_portable, name##_avx2, name##_avx512 }
+#define FI_RNG_RUNS(name) (const fi_rng_run[3]){name##_portable, name##_avx2, name##_avx512}
 
 /* out is (n,) float32 / float64, C-contiguous; element i of draw (d0, d1) under key (k0, k1). */
 void fi_rng_uniform_f32(float *out, int64_t n, uint32_t k0, uint32_t k1, uint32_t d0,

@@ -35,9 +35,6 @@
 #include "fastinit.h"
 #include "dispatch.h"
 #include "scratch.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* the Cook-Toom tables (row-major); BT6 serves F(4x4,3x3), F(2x2,5x5) and F(3x3,4x4) */
 static const double fi_wn_BT6[36] = {
@@ -88,21 +85,6 @@ typedef struct {
     int threads, transposed;
 } fi_wn;
 
-static int fi_wn_thread(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-static int fi_wn_team(void) {
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
 
 /* scratch: the calling thread's conv buffer (scratch.h), reused call after call; a Winograd
  * pass and a pass of conv2d.c never hold it at the same time */
@@ -113,11 +95,8 @@ static void *fi_wn_scratch(size_t bytes) {
 #define FI_BODY "winograd_isa.h"
 #include "instances.h"
 
-/* the vector path of conv2d.c (fi_conv2d_set_path caps both) and its lanes, tile rows */
-static int fi_wn_isa(void) {
-    const char *p = fi_conv2d_path();
-    return p[0] == 'a' ? (p[3] == '5' ? FI_ISA_AVX512 : FI_ISA_AVX2) : FI_ISA_BASE;
-}
+/* the build: fi_isa(), the one cap (as conv2d.c) */
+#define fi_wn_isa fi_isa
 
 static fi_wn fi_wn_make(const fi_wino_plan *p, int64_t m) {
     const int isa = fi_wn_isa();
@@ -138,34 +117,34 @@ static fi_wn fi_wn_make(const fi_wino_plan *p, int64_t m) {
     return q;
 }
 
-int fi_conv2d_winograd(void *y, const void *x, const void *w, const void *b,
-                       const fi_wino_plan *p) {
+fi_status fi_conv2d_winograd(void *y, const void *x, const void *w, const void *b,
+                             const fi_wino_plan *p) {
     const int64_t m = p->r == 3 ? 4 : 2, a = m + p->r - 1, es = p->bits / 8;
     const fi_wn q = fi_wn_make(p, m);
     const int64_t per = (q.tb * a * a * (q.Cp + q.Kl) + (q.tb + 2) * 16 * 16
                          + (a * (m * q.tb + a) + 16) * q.Cp + 64 + 15) & ~(int64_t)15;
     const int64_t usize = (a * a * q.C * q.Kp + 15) & ~(int64_t)15;
     char *ws = fi_wn_scratch((size_t)(usize + per * q.threads) * es);
-    if (!ws) return -1;
+    if (!ws) return FI_ERR_NOMEM;
     void *t = ws + usize * es;
     if (p->bits == 64) FI_ISA_CALL(fi_wn_isa(), fi_wn_conv_, f64, (y, x, w, b, &q, ws, t, per));
     else FI_ISA_CALL(fi_wn_isa(), fi_wn_conv_, f32, (y, x, w, b, &q, ws, t, per));
-    return 0;
+    return FI_OK;
 }
 
-int fi_conv2d_winograd_dw(void *dw, void *db, const void *dy, const void *x,
-                          const fi_wino_plan *p) {
+fi_status fi_conv2d_winograd_dw(void *dw, void *db, const void *dy, const void *x,
+                                const fi_wino_plan *p) {
     const int64_t es = p->bits / 8;
     const fi_wn q = fi_wn_make(p, 4);
     const int64_t per = (q.tb * 36 * (q.Cp + q.Kp) + (16 * q.tb + 16) * q.Kp
                          + (6 * (4 * q.tb + 6) + 16) * q.Cp + 64 + 15) & ~(int64_t)15;
     const int64_t per_acc = (36 * (q.K + 12) * q.Cp + q.Kp + 15) & ~(int64_t)15;
     char *ws = fi_wn_scratch((size_t)((per + per_acc) * q.threads) * es);
-    if (!ws) return -1;
+    if (!ws) return FI_ERR_NOMEM;
     void *acc = ws + per * q.threads * es, *t = ws;
     if (p->bits == 64)
         FI_ISA_CALL(fi_wn_isa(), fi_wn_dw_, f64, (dw, db, dy, x, acc, per_acc, &q, t, per));
     else
         FI_ISA_CALL(fi_wn_isa(), fi_wn_dw_, f32, (dw, db, dy, x, acc, per_acc, &q, t, per));
-    return 0;
+    return FI_OK;
 }

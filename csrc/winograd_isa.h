@@ -225,7 +225,7 @@ FI_ATTR static void FI_FN(fi_wn_conv_)(void *y_, const void *x_, const void *w_,
     }
 #pragma omp parallel for schedule(static) num_threads(q->threads)
     for (int64_t i = 0; i < items; i++) {
-        FI_T *t = ws + fi_wn_thread() * per;
+        FI_T *t = ws + fi_thread_num() * per;
         if (q->r == 3) FI_FN(fi_wn_item_)(y, x, U, b, q, t, i / q->kparts, i % q->kparts, 3);
         else if (q->r == 5) FI_FN(fi_wn_item_)(y, x, U, b, q, t, i / q->kparts, i % q->kparts, 5);
         else FI_FN(fi_wn_item_)(y, x, U, b, q, t, i / q->kparts, i % q->kparts, 7);
@@ -244,7 +244,7 @@ FI_ATTR static void FI_FN(fi_wn_dw_)(FI_T *dw, FI_T *db, const FI_T *dy, const F
     const int64_t Kr = (K + FI_MR - 1) / FI_MR * FI_MR;   /* acc's rows: whole tiles */
 #pragma omp parallel num_threads(q->threads)
     {
-        const int tid = fi_wn_thread(), nth = fi_wn_team();
+        const int tid = fi_thread_num(), nth = fi_team_size();
         FI_T *V = ws + tid * per, *D = V + q->tb * vts, *g = D + q->tb * dts;
         FI_T *xb = g + (16 * q->tb + FI_W) * Kp;
         FI_T *A = acc + tid * per_acc, *dbs = A + 36 * Kr * Cp;

@@ -1,7 +1,6 @@
 """Output arrays of the ops: large ones come from a cache of blocks already written once.
 
-A fresh 51 MB array costs 2.3 ms of page faults on this machine before a kernel can write it
-(glibc serves allocations above 32 MB with a new mmap each time, and the kernel then maps every
+A fresh array of tens of MB costs page faults before a kernel can write it (glibc serves allocations above 32 MB with a new mmap each time, and the kernel then maps every
 page on first touch): more than a batch norm forward over it takes. Outputs of ``MIN_BYTES`` or
 more are therefore cut from blocks kept here: a block goes back to the cache when the last array
 using it is gone (its last view included), and the next output of that size reuses its pages.

@@ -1,4 +1,5 @@
-"""Every Numba flag, environment variable and thread setting of fastinit, in one place.
+"""Every Numba flag, environment variable and thread setting of fastinit, in one place (the
+tests and benchmarks read FASTINIT_TEST_BACKENDS and FASTINIT_BENCH_NO_WAIT besides).
 
 No other module hard-codes ``cache=``, ``fastmath=``, ``error_model=`` or ``boundscheck=``:
 kernels decorate themselves with :func:`njit` / :func:`pjit` from here.
@@ -9,6 +10,11 @@ Environment variables
 ``FASTINIT_DISABLE_C``   ``1`` hides the C extension at run time (the suite runs once this way).
 ``FASTINIT_BUILD_C``     ``0`` skips building the C extension at install time (see setup.py).
 ``FASTINIT_NUM_THREADS`` thread count for Numba and C kernels at import (default: all cores).
+``FASTINIT_C_ISA``       ``avx512``, ``avx2`` or ``portable``: caps the instruction set of the C
+                         kernels (default: the best the CPU has; CI tests the AVX2 build so).
+``FASTINIT_OUTPUT_CACHE_MB`` size of the cache of reused outputs (fastinit/_alloc.py).
+``FASTINIT_SANITIZE``    ``1`` builds the C extension under ASan and UBSan (CI only; see
+                         fastinit/_build_ffi.py).
 ``NUMBA_CACHE_DIR``      where Numba keeps compiled kernels (Numba's own variable).
 """
 import os
@@ -77,9 +83,25 @@ def pjit(*args, exact=False, specials=False, **kwargs):
     return kernel
 
 
+def serial(kernel):
+    """The serial twin of pjit kernel ``kernel`` (its prange runs as range), made once: the one
+    driver of a family serves calls below its parallel threshold too, with no hand-written
+    range copy. In a forked child ``kernel`` may already be a twin: it is returned as is."""
+    entry = _parallel_kernels.get(id(kernel))
+    if entry is None:
+        return kernel
+    twin = _twins.get(id(kernel))
+    if twin is None:
+        _, exact, specials, kwargs = entry
+        twin = _twins[id(kernel)] = _serial_twin(kernel.py_func, exact, specials, kwargs)
+    return twin
+
+
 # ---- fork --------------------------------------------------------------------------------
 #: id -> (parallel kernel, its flags): every kernel pjit made, for _serial_in_child.
 _parallel_kernels = {}
+#: id of a parallel kernel -> its serial twin, made by serial()
+_twins = {}
 #: True in a child of os.fork(): kernels run on the calling thread there (see below).
 IN_FORKED_CHILD = False
 
@@ -143,6 +165,16 @@ def default_num_threads():
             raise ValueError(f"FASTINIT_NUM_THREADS must be a positive integer, got {value!r}")
         return min(n, numba.config.NUMBA_NUM_THREADS)
     return numba.config.NUMBA_NUM_THREADS
+
+
+def c_isa():
+    """``FASTINIT_C_ISA``: the name of the C kernels' instruction-set cap, or None (no cap)."""
+    value = os.environ.get("FASTINIT_C_ISA", "").strip().lower()
+    if not value:
+        return None
+    if value not in ("portable", "avx2", "avx512"):
+        raise ValueError(f"FASTINIT_C_ISA must be portable, avx2 or avx512, got {value!r}")
+    return value
 
 
 def cache_dir():

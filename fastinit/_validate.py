@@ -1,7 +1,7 @@
 """Argument checks shared by every op: the one place fastinit words its errors.
 
 Every check names the argument and says how to fix it. Wrappers call these; kernels never
-validate (shared DESIGN.md).
+validate (docs/design.md).
 """
 import math
 import numbers

@@ -19,7 +19,7 @@ def _exercises():
         for n in sizes:
             s.uniform(n, dtype=dtype, backend=backend)
             s.normal(n, dtype=dtype, backend=backend)
-            s.truncated_normal(n, dtype=dtype, backend=backend)
+            s.trunc_normal(n, dtype=dtype, backend=backend)
 
     yield "rng", rng_ops
 
@@ -32,58 +32,57 @@ def _exercises():
     yield "init", init_ops
 
     r = np.random.default_rng(0)
-    if hasattr(fi, "matmul"):
-        def dense(dtype, backend):
-            for n in (5, 160, 300):  # small-product path, then the packed path
-                a = r.standard_normal((n, n)).astype(dtype)
-                fi.matmul(a, a, backend=backend)
-                y = fi.linear(a, a, a[0], backend=backend)
-                fi.linear_backward(y, a, a, backend=backend)
-        yield "dense", dense
-    if hasattr(fi, "conv2d"):
-        def conv(dtype, backend):
-            # every path the planner has: the general engine (narrow rows), the direct path
-            # (a first layer with rows of 24), Winograd (C=K=32: 3x3, 5x5, 7x7), depthwise
-            # (stride 1 and 2), a strided layer; on 12x12 and 24x24 images
-            cases = [(4, 6, k, 1, 1) for k in (1, 3, 5)] + [(32, 32, k, 1, 1) for k in (3, 5, 7)]
-            cases += [(3, 16, 3, 1, 1), (8, 8, 3, 1, 8), (8, 8, 3, 2, 8), (4, 6, 3, 2, 1)]
-            for c, kout, k, stride, groups in cases:
-                for size in (12, 24):
-                    x = r.standard_normal((2, c, size, size)).astype(dtype)
-                    w = r.standard_normal((kout, c // groups, k, k)).astype(dtype)
-                    y = fi.conv2d(x, w, stride=stride, padding="same", groups=groups,
-                                  backend=backend)
-                    fi.conv2d_backward(y, x, w, stride=stride, padding="same", groups=groups,
-                                       backend=backend)
-        yield "conv2d", conv
-    if hasattr(fi, "batch_norm"):
-        def bn(dtype, backend):
-            for shape in ((8, 3), (4, 3, 5, 5), (8, 8, 32, 32), (8, 16, 32, 32)):
-                x = r.standard_normal(shape).astype(dtype)
-                g = np.ones(shape[1], dtype)
-                y, saved = fi.batch_norm(x, g, g * 0, backend=backend)
-                fi.batch_norm_backward(y, x, g, saved, backend=backend)
-        yield "batch_norm", bn
-    if hasattr(fi, "clip_grad_norm_"):
-        def clip(dtype, backend):
-            for n in sizes:
-                g = [r.standard_normal(n).astype(dtype)]
-                fi.clip_grad_norm_(g, 1.0, backend=backend)
-                fi.clip_grad_value_(g, 0.5, backend=backend)
-        yield "clip", clip
 
-    if hasattr(fi, "max_pool2d"):
-        def pool(dtype, backend):
-            # the 2x2 and k x k fast paths, the generic (padded, overlapping) one; serial and
-            # threaded sizes
-            for shape in ((2, 3, 8, 8), (4, 32, 64, 64)):
-                x = r.standard_normal(shape).astype(dtype)
-                for k, s, p in ((2, 2, 0), (3, 3, 0), (3, 2, 1)):
-                    y = fi.max_pool2d(x, k, s, p, backend=backend)
-                    fi.max_pool2d_backward(y, x, k, s, p, backend=backend)
-                    y = fi.avg_pool2d(x, k, s, p, backend=backend)
-                    fi.avg_pool2d_backward(y, x, k, s, p, backend=backend)
-        yield "pool", pool
+    def dense(dtype, backend):
+        for n in (5, 160, 300):  # small-product path, then the packed path
+            a = r.standard_normal((n, n)).astype(dtype)
+            fi.matmul(a, a, backend=backend)
+            y = fi.linear(a, a, a[0], backend=backend)
+            fi.linear_backward(y, a, a, backend=backend)
+    yield "dense", dense
+
+    def conv(dtype, backend):
+        # every path the planner has: the general engine (narrow rows), the direct path
+        # (a first layer with rows of 24), Winograd (C=K=32: 3x3, 5x5, 7x7), depthwise
+        # (stride 1 and 2), a strided layer; on 12x12 and 24x24 images
+        cases = [(4, 6, k, 1, 1) for k in (1, 3, 5)] + [(32, 32, k, 1, 1) for k in (3, 5, 7)]
+        cases += [(3, 16, 3, 1, 1), (8, 8, 3, 1, 8), (8, 8, 3, 2, 8), (4, 6, 3, 2, 1)]
+        for c, kout, k, stride, groups in cases:
+            for size in (12, 24):
+                x = r.standard_normal((2, c, size, size)).astype(dtype)
+                w = r.standard_normal((kout, c // groups, k, k)).astype(dtype)
+                y = fi.conv2d(x, w, stride=stride, padding="same", groups=groups,
+                              backend=backend)
+                fi.conv2d_backward(y, x, w, stride=stride, padding="same", groups=groups,
+                                   backend=backend)
+    yield "conv2d", conv
+
+    def bn(dtype, backend):
+        for shape in ((8, 3), (4, 3, 5, 5), (8, 8, 32, 32), (8, 16, 32, 32)):
+            x = r.standard_normal(shape).astype(dtype)
+            g = np.ones(shape[1], dtype)
+            y, saved = fi.batch_norm(x, g, g * 0, backend=backend)
+            fi.batch_norm_backward(y, x, g, saved, backend=backend)
+    yield "batch_norm", bn
+
+    def clip(dtype, backend):
+        for n in sizes:
+            g = [r.standard_normal(n).astype(dtype)]
+            fi.clip_grad_norm_(g, 1.0, backend=backend)
+            fi.clip_grad_value_(g, 0.5, backend=backend)
+    yield "clip", clip
+
+    def pool(dtype, backend):
+        # the 2x2 and k x k fast paths, the generic (padded, overlapping) one; serial and
+        # threaded sizes
+        for shape in ((2, 3, 8, 8), (4, 32, 64, 64)):
+            x = r.standard_normal(shape).astype(dtype)
+            for k, s, p in ((2, 2, 0), (3, 3, 0), (3, 2, 1)):
+                y = fi.max_pool2d(x, k, s, p, backend=backend)
+                fi.max_pool2d_backward(y, x, k, s, p, backend=backend)
+                y = fi.avg_pool2d(x, k, s, p, backend=backend)
+                fi.avg_pool2d_backward(y, x, k, s, p, backend=backend)
+    yield "pool", pool
 
     def sgd(dtype, backend):
         for n in sizes:
@@ -91,20 +90,21 @@ def _exercises():
             fi.sgd_step_([p], [g], 0.1, [v], 0.9, 1e-4, backend=backend)
             fi.sgd_step_([p], [g], 0.1, backend=backend)
     yield "sgd", sgd
-    acts = [a for a in ("relu", "leaky_relu", "tanh", "sigmoid", "elu", "gelu") if hasattr(fi, a)]
-    if acts:
-        def activations(dtype, backend):
-            for n in sizes:
-                x = r.standard_normal(n).astype(dtype)
-                for a in acts:
-                    getattr(fi, a)(x, backend=backend)
-                    getattr(fi, a + "_backward")(x, x, backend=backend)
-        yield "activations", activations
-    if hasattr(fi, "softmax_cross_entropy"):
-        def loss(dtype, backend):
-            logits = r.standard_normal((16, 10)).astype(dtype)
-            fi.softmax_cross_entropy(logits, np.arange(16) % 10, backend=backend)
-        yield "loss", loss
+
+    acts = ("relu", "leaky_relu", "tanh", "sigmoid", "elu", "gelu")
+
+    def activations(dtype, backend):
+        for n in sizes:
+            x = r.standard_normal(n).astype(dtype)
+            for a in acts:
+                getattr(fi, a)(x, backend=backend)
+                getattr(fi, a + "_backward")(x, x, backend=backend)
+    yield "activations", activations
+
+    def loss(dtype, backend):
+        logits = r.standard_normal((16, 10)).astype(dtype)
+        fi.softmax_cross_entropy(logits, np.arange(16) % 10, backend=backend)
+    yield "loss", loss
 
 
 def run(backend="numba", progress=None):

@@ -30,9 +30,9 @@ normal; here they are plain normals as in the papers and in PyTorch - ask for Ke
 ``variance_scaling(shape, 2.0, "fan_in", "truncated_normal")``.
 """
 import dataclasses
+import functools
 import math
 import numbers
-import threading
 import warnings
 
 import numpy as np
@@ -176,6 +176,7 @@ class InitInfo:
     low: float = None                 # uniform bounds, or absolute truncation bounds
     high: float = None
     value: float = None               # constant fills
+    groups: int = None                # dirac: groups of output channels
     seed: object = None
     formula: str = ""
 
@@ -193,6 +194,8 @@ class InitInfo:
             parts.append(f"bounds=[{self.low:.6g}, {self.high:.6g}]")
         if self.value is not None:
             parts.append(f"value={self.value:.6g}")
+        if self.groups is not None:
+            parts.append(f"groups={self.groups}")
         if self.seed is not None:
             parts.append(f"seed={self.seed}")
         text = ", ".join(parts)
@@ -277,21 +280,20 @@ def _in_range(value, argname, dtype):
     return value
 
 
-class _Described(Exception):
-    """Carries an InitInfo out of an initializer called by describe() (nothing is drawn)."""
+def _initializer(plan):
+    """An initializer from its ``plan``: a function of the initializer's arguments that checks
+    them and returns ``(info, seed, rng, dtype, out, backend)``. The initializer draws what the
+    plan says; :func:`describe` reads the plan's info and draws nothing."""
+    @functools.wraps(plan)
+    def initializer(*args, **kwargs):
+        return _draw(*plan(*args, **kwargs))
 
-    def __init__(self, info):
-        super().__init__(info.name)
-        self.info = info
-
-
-_describing = threading.local()
+    initializer.plan = plan
+    return initializer
 
 
 def _draw(info, seed, rng, dtype, out, backend):
     """Sample what ``info`` describes into a new array (or ``out``)."""
-    if getattr(_describing, "active", False):
-        raise _Described(info)
     shape = info.shape
     random = info.distribution in _DISTRIBUTIONS or info.distribution == "orthogonal"
     stream = as_stream(seed, rng) if random else None
@@ -310,7 +312,7 @@ def _draw(info, seed, rng, dtype, out, backend):
             return stream.normal(shape, info.mean, 0.0, **kw)
         a = (info.low - info.mean) / info.std
         b = (info.high - info.mean) / info.std
-        return stream.truncated_normal(shape, info.mean, info.std, a, b, **kw)
+        return stream.trunc_normal(shape, info.mean, info.std, a, b, **kw)
     if d == "orthogonal":
         return _orthogonal(info, stream, dtype, out, backend)
     arr = np.empty(shape, dtype) if out is None else out
@@ -321,7 +323,7 @@ def _draw(info, seed, rng, dtype, out, backend):
         np.fill_diagonal(arr, 1)
     elif d == "dirac":
         arr[...] = 0
-        groups = info.fan_out  # stored groups count (see _info_dirac)
+        groups = info.groups
         out_per = shape[0] // groups
         centre = tuple(k // 2 for k in shape[2:])
         for g in range(groups):
@@ -349,6 +351,7 @@ def _orthogonal(info, stream, dtype, out, backend):
 
 # ---- the initializers (functional; in-place versions are generated below) -------------------
 
+@_initializer
 def variance_scaling(shape, scale=1.0, mode="fan_in", distribution="truncated_normal", *,
                      layout="oihw", groups=1, seed=None, rng=None, dtype=np.float32, out=None,
                      backend=None):
@@ -360,25 +363,28 @@ def variance_scaling(shape, scale=1.0, mode="fan_in", distribution="truncated_no
     """
     shape, dtype = _target(shape, dtype, out)
     info = _info_variance_scaling(shape, scale, mode, distribution, layout, groups)
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def xavier_uniform(shape, gain=1.0, *, layout="oihw", groups=1, seed=None, rng=None,
                    dtype=np.float32, out=None, backend=None):
     """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010, eq. 16)."""
     shape, dtype = _target(shape, dtype, out)
     info = _info_xavier("xavier_uniform", shape, gain, layout, groups, "uniform")
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def xavier_normal(shape, gain=1.0, *, layout="oihw", groups=1, seed=None, rng=None,
                   dtype=np.float32, out=None, backend=None):
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
     shape, dtype = _target(shape, dtype, out)
     info = _info_xavier("xavier_normal", shape, gain, layout, groups, "normal")
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def kaiming_uniform(shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, layout="oihw",
                     groups=1, seed=None, rng=None, dtype=np.float32, out=None, backend=None):
     """U(-b, b), b = gain * sqrt(3 / fan_mode), gain = calculate_gain(nonlinearity, a).
@@ -389,9 +395,10 @@ def kaiming_uniform(shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, l
     shape, dtype = _target(shape, dtype, out)
     info = _info_kaiming("kaiming_uniform", shape, a, mode, nonlinearity, layout, groups,
                          "uniform")
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def kaiming_normal(shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, layout="oihw",
                    groups=1, seed=None, rng=None, dtype=np.float32, out=None, backend=None):
     """N(0, std^2), std = gain / sqrt(fan_mode), gain = calculate_gain(nonlinearity, a).
@@ -401,43 +408,48 @@ def kaiming_normal(shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, la
     shape, dtype = _target(shape, dtype, out)
     info = _info_kaiming("kaiming_normal", shape, a, mode, nonlinearity, layout, groups,
                          "normal")
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def he_uniform(shape, *, layout="oihw", groups=1, seed=None, rng=None, dtype=np.float32,
                out=None, backend=None):
     """kaiming_uniform for ReLU: U(-b, b), b = sqrt(6 / fan_in)."""
     shape, dtype = _target(shape, dtype, out)
     info = _info_kaiming("he_uniform", shape, 0.0, "fan_in", "relu", layout, groups, "uniform")
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def he_normal(shape, *, layout="oihw", groups=1, seed=None, rng=None, dtype=np.float32,
               out=None, backend=None):
     """kaiming_normal for ReLU: N(0, 2 / fan_in) (a plain normal, as in He et al. 2015)."""
     shape, dtype = _target(shape, dtype, out)
     info = _info_kaiming("he_normal", shape, 0.0, "fan_in", "relu", layout, groups, "normal")
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def lecun_uniform(shape, *, layout="oihw", groups=1, seed=None, rng=None, dtype=np.float32,
                   out=None, backend=None):
     """U(-b, b), b = sqrt(3 / fan_in) (LeCun et al. 1998, "Efficient BackProp")."""
     shape, dtype = _target(shape, dtype, out)
     info = _scaled("lecun_uniform", shape, 1.0, "fan_in", "uniform", layout, groups, 1.0,
                    "bound = sqrt(3 / fan_in)")
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def lecun_normal(shape, *, layout="oihw", groups=1, seed=None, rng=None, dtype=np.float32,
                  out=None, backend=None):
     """N(0, 1 / fan_in) (LeCun et al. 1998; the init SELU networks assume)."""
     shape, dtype = _target(shape, dtype, out)
     info = _scaled("lecun_normal", shape, 1.0, "fan_in", "normal", layout, groups, 1.0,
                    "std = 1 / sqrt(fan_in)")
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def torch_default(shape, *, fan_in=None, layout="oihw", groups=1, seed=None, rng=None,
                   dtype=np.float32, out=None, backend=None):
     """PyTorch's default for Linear/Conv: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -460,9 +472,10 @@ def torch_default(shape, *, fan_in=None, layout="oihw", groups=1, seed=None, rng
     info = InitInfo(name="torch_default", shape=shape, distribution="uniform", fan_in=fan_in,
                     fan_out=fan_out, mode="fan_in", gain=math.sqrt(1.0 / 3.0), scale=1.0 / 3.0,
                     low=-bound, high=bound, formula="bound = 1 / sqrt(fan_in)")
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def uniform(shape, low=0.0, high=1.0, *, seed=None, rng=None, dtype=np.float32, out=None,
             backend=None):
     """U(low, high)."""
@@ -472,9 +485,10 @@ def uniform(shape, low=0.0, high=1.0, *, seed=None, rng=None, dtype=np.float32, 
     if not low < high:
         raise ValueError(f"low must be < high, got low={low}, high={high}")
     info = InitInfo(name="uniform", shape=shape, distribution="uniform", low=low, high=high)
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def normal(shape, mean=0.0, std=1.0, *, seed=None, rng=None, dtype=np.float32, out=None,
            backend=None):
     """N(mean, std^2)."""
@@ -482,9 +496,10 @@ def normal(shape, mean=0.0, std=1.0, *, seed=None, rng=None, dtype=np.float32, o
     info = InitInfo(name="normal", shape=shape, distribution="normal",
                     mean=_validate.finite_number(mean, "mean"),
                     std=_validate.non_negative(std, "std"))
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def trunc_normal(shape, mean=0.0, std=1.0, *, a=None, b=None, a_std=None, b_std=None,
                  correct_variance=False, seed=None, rng=None, dtype=np.float32, out=None,
                  backend=None):
@@ -523,7 +538,7 @@ def trunc_normal(shape, mean=0.0, std=1.0, *, a=None, b=None, a_std=None, b_std=
         raise ValueError(f"with std=0 the mean {mean} must lie in [{low}, {high}]")
     info = InitInfo(name="trunc_normal", shape=shape, distribution="truncated_normal",
                     mean=mean, std=std, low=low, high=high)
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
 def truncated_std(a, b):
@@ -537,6 +552,7 @@ def truncated_std(a, b):
     return math.sqrt(1.0 + (xa - xb) / z - m * m)
 
 
+@_initializer
 def orthogonal(shape, gain=1.0, *, seed=None, rng=None, dtype=np.float32, out=None,
                backend=None):
     """A (semi-)orthogonal matrix times ``gain`` (Saxe et al. 2014).
@@ -552,9 +568,10 @@ def orthogonal(shape, gain=1.0, *, seed=None, rng=None, dtype=np.float32, out=No
     gain = _in_range(_validate.finite_number(gain, "gain"), "gain", dtype)  # entries of Q <= 1
     info = InitInfo(name="orthogonal", shape=shape, distribution="orthogonal", gain=gain,
                     formula="W = gain * Q, Q from the QR of a normal matrix")
-    return _draw(info, seed, rng, dtype, out, backend)
+    return info, seed, rng, dtype, out, backend
 
 
+@_initializer
 def constant(shape, value, *, dtype=np.float32, out=None):
     """Every element equal to ``value``."""
     shape, dtype = _target(shape, dtype, out)
@@ -562,28 +579,32 @@ def constant(shape, value, *, dtype=np.float32, out=None):
     if not math.isinf(value):  # inf given is inf wanted; a finite value must stay finite
         _in_range(value, "value", dtype)
     info = InitInfo(name="constant", shape=shape, distribution="constant", value=value)
-    return _draw(info, None, None, dtype, out, None)
+    return info, None, None, dtype, out, None
 
 
+@_initializer
 def zeros(shape, *, dtype=np.float32, out=None):
     """All zeros (note: a layer of equal weights never breaks symmetry when trained)."""
-    return constant(shape, 0.0, dtype=dtype, out=out)
+    return constant.plan(shape, 0.0, dtype=dtype, out=out)
 
 
+@_initializer
 def ones(shape, *, dtype=np.float32, out=None):
     """All ones."""
-    return constant(shape, 1.0, dtype=dtype, out=out)
+    return constant.plan(shape, 1.0, dtype=dtype, out=out)
 
 
+@_initializer
 def eye(shape, *, dtype=np.float32, out=None):
     """The 2-D identity (ones on the main diagonal of a possibly non-square matrix)."""
     shape, dtype = _target(shape, dtype, out)
     if len(shape) != 2:
         raise ValueError(f"eye needs a 2-D shape, got {shape}")
     info = InitInfo(name="eye", shape=shape, distribution="eye")
-    return _draw(info, None, None, dtype, out, None)
+    return info, None, None, dtype, out, None
 
 
+@_initializer
 def dirac(shape, groups=1, *, dtype=np.float32, out=None):
     """Dirac delta kernels: a conv with this weight copies its input channels (3-D to 5-D)."""
     shape, dtype = _target(shape, dtype, out)
@@ -592,8 +613,8 @@ def dirac(shape, groups=1, *, dtype=np.float32, out=None):
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got {groups!r}")
     _divisible(shape[0], groups, "out channels")
-    info = InitInfo(name="dirac", shape=shape, distribution="dirac", fan_out=int(groups))
-    return _draw(info, None, None, dtype, out, None)
+    info = InitInfo(name="dirac", shape=shape, distribution="dirac", groups=int(groups))
+    return info, None, None, dtype, out, None
 
 
 # ---- describe and the in-place family --------------------------------------------------------
@@ -610,14 +631,8 @@ def describe(name, shape, **kwargs):
     seed = kwargs.pop("seed", None)
     kwargs.pop("rng", None)
     kwargs.pop("backend", None)
-    _describing.active = True
-    try:
-        _FUNCTIONAL[name](shape, **kwargs)
-    except _Described as done:
-        return dataclasses.replace(done.info, seed=seed)
-    finally:
-        _describing.active = False
-    raise AssertionError("unreachable: every initializer ends in _draw")  # pragma: no cover
+    info = _FUNCTIONAL[name].plan(shape, **kwargs)[0]
+    return dataclasses.replace(info, seed=seed)
 
 
 _FUNCTIONAL = {f.__name__: f for f in (

@@ -15,7 +15,7 @@ Key
     A child stream ``s.child(i)`` has the key formed by words 0 and 1 of
     ``philox(counter=(i mod 2**32, i div 2**32, 0xFFFFFFFF, 0xFFFFFFFF), key=s.key)``.
 Draws and counters
-    Each draw (one call of uniform/normal/truncated_normal, any size) has a draw index d: the
+    Each draw (one call of uniform/normal/trunc_normal, any size) has a draw index d: the
     stream's position, which starts at 0 and goes up by one per draw. Block j of draw d is
     ``philox(counter=(j mod 2**32, j div 2**32, d mod 2**32, d div 2**32), key)`` -> words
     x0..x3. Element i of the draw is a pure function of (key, d, i): the same for every
@@ -158,18 +158,20 @@ class Stream:
             fn(flat, *words, mean, std)
         return _validate.finish_out(out, flat)
 
-    def truncated_normal(self, shape=(), mean=0.0, std=1.0, a=-2.0, b=2.0, *,
-                         dtype=np.float32, out=None, backend=None):
-        """N(mean, std**2) restricted to [mean + a*std, mean + b*std]: ``a``, ``b`` in std units.
+    def trunc_normal(self, shape=(), mean=0.0, std=1.0, a_std=-2.0, b_std=2.0, *,
+                     dtype=np.float32, out=None, backend=None):
+        """N(mean, std**2) restricted to [mean + a_std*std, mean + b_std*std]: the bounds in
+        std units, named as :func:`fastinit.init.trunc_normal` names them.
 
         Exact inverse-CDF sampling (no rejection loop); see the module docstring.
         """
         mean = _validate.finite_number(mean, "mean")
         std = _validate.non_negative(std, "std")
-        a = _validate.number(a, "a")
-        b = _validate.number(b, "b")
+        a = _validate.number(a_std, "a_std")
+        b = _validate.number(b_std, "b_std")
         if math.isnan(a) or math.isnan(b) or not a < b:
-            raise ValueError(f"the bounds must satisfy a < b, got a={a!r}, b={b!r}")
+            raise ValueError(f"the bounds must satisfy a_std < b_std, got a_std={a!r}, "
+                             f"b_std={b!r}")
         out, flat = _validate.sample_out(shape, dtype, out)
         _normal_fits(flat.dtype, mean, std, min(max(abs(a), abs(b)), _Z_MAX[flat.dtype]))
         pa, qb = _phi(a), _phi(-b)

@@ -60,7 +60,7 @@ def every_op(backend):
     s = fi.rng.Stream(7)
     out["uniform"] = s.uniform(N, backend=backend)
     out["normal"] = s.normal(N, backend=backend)
-    out["truncated_normal"] = s.truncated_normal(N, backend=backend)
+    out["truncated_normal"] = s.trunc_normal(N, backend=backend)
     return out
 
 

@@ -14,6 +14,16 @@ if os.environ.get("FASTINIT_TEST_BACKENDS"):
 FAST = [name for name in AVAILABLE if name != "numpy"]
 
 
+def c_builds():
+    """The instruction sets the C kernels run on this CPU (names for ``fastinit._c.isa_cap``,
+    increasing); empty without the C extension."""
+    from fastinit import _c
+    if _c.lib is None:
+        return []
+    with _c.isa_cap("avx512") as best:
+        return list(_c.ISA_NAMES[:_c.ISA_NAMES.index(best) + 1])
+
+
 @pytest.fixture(params=AVAILABLE)
 def backend(request):
     """Each available backend (numpy reference included)."""

@@ -1,12 +1,15 @@
 """Batch norm: every backend against the reference, the reference against PyTorch (forward with
 running buffers over several steps, autograd backward) and finite differences, numerics at
 mean 1000, and every bad input."""
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import fastinit as fi
+from conftest import c_builds
 
 # (shape, why): 2-D, NCHW with large / small / unit spatial size, odd sizes, batch 1.
 SHAPES = [(7, 5), (64, 3), (2, 1), (4, 3, 5, 6), (2, 8, 33, 17), (1, 4, 7, 9), (16, 6, 1, 1),
@@ -435,9 +438,8 @@ def test_group_path_training_forward_every_build(fast_backend, shape, dt):
     rm0, rv0 = rm.copy(), rv.copy()
     y0, s0 = fi.batch_norm(x, gamma, beta, rm0, rv0, backend="numpy")
     tol = TOL[dt]
-    try:
-        for build in _bn_builds(fast_backend):
-            _bn_set_build(build)
+    for build in _bn_builds(fast_backend):
+        with _bn_build(build):
             rm1, rv1 = rm.copy(), rv.copy()
             y, s = fi.batch_norm(x, gamma, beta, rm1, rv1, backend=fast_backend)
             np.testing.assert_allclose(y, y0, **tol)
@@ -446,8 +448,6 @@ def test_group_path_training_forward_every_build(fast_backend, shape, dt):
             np.testing.assert_allclose(s.invstd, s0.invstd, rtol=1e-10)
             np.testing.assert_allclose(rm1, rm0, **tol)
             np.testing.assert_allclose(rv1, rv0, **tol)
-    finally:
-        _bn_set_build(None)
 
 
 @pytest.mark.parametrize("shape", [(9, 39, 100, 121), (20, 13, 128, 130)])
@@ -458,15 +458,12 @@ def test_group_path_forward_mean_1000_every_build(fast_backend, shape):
     x64 = x.astype(np.float64)
     m = x64.mean(axis=(0, 2, 3), keepdims=True)
     v = x64.var(axis=(0, 2, 3), keepdims=True)
-    try:
-        for build in _bn_builds(fast_backend):
-            _bn_set_build(build)
+    for build in _bn_builds(fast_backend):
+        with _bn_build(build):
             y, s = fi.batch_norm(x, None, None, backend=fast_backend)
             np.testing.assert_allclose(s.mean, m.ravel(), rtol=1e-12)
             np.testing.assert_allclose(s.var, v.ravel(), rtol=1e-9)
             np.testing.assert_allclose(y, (x64 - m) / np.sqrt(v + 1e-5), rtol=0, atol=2e-5)
-    finally:
-        _bn_set_build(None)
 
 
 @pytest.mark.parametrize("shape, dt", GROUP_CASES + [((9, 39, 100, 121), np.float32)])
@@ -482,9 +479,8 @@ def test_group_path_backward_every_build(fast_backend, shape, dt):
     want_eval = fi.batch_norm_backward(dy, x, gamma, se, backend="numpy")
     tol = TOL[dt]
     scale = max(np.abs(want[0]).max(), np.abs(dy).max() * np.abs(gamma * s.invstd).max())
-    try:
-        for build in _bn_builds(fast_backend):
-            _bn_set_build(build)
+    for build in _bn_builds(fast_backend):
+        with _bn_build(build):
             dx, dg, db = fi.batch_norm_backward(dy, x, gamma, s, backend=fast_backend)
             np.testing.assert_allclose(dx / scale, want[0] / scale, rtol=0, atol=tol["atol"] * 4)
             np.testing.assert_allclose(dg, want[1], rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
@@ -492,8 +488,6 @@ def test_group_path_backward_every_build(fast_backend, shape, dt):
             got = fi.batch_norm_backward(dy, x, gamma, se, backend=fast_backend)
             for a, b in zip(got, want_eval):
                 np.testing.assert_allclose(a, b, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
-    finally:
-        _bn_set_build(None)
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
@@ -523,20 +517,14 @@ SEGMENT_SHAPES = [(64, 16, 8, 8), (64, 32, 4, 4), (5, 70, 3, 3), (7, 3, 5, 5), (
 
 
 def _bn_builds(backend):
-    """The C builds of the segment path this CPU can run (0 portable, 1 AVX2, 2 AVX-512)."""
-    from fastinit import _c
-    if backend != "c" or _c.lib is None:
-        return [None]
-    return list(range(_c.lib.fi_batch_norm_set_path(-1) + 1))
+    """The C builds this CPU can run (portable, AVX2, AVX-512), or [None] for Numba."""
+    return c_builds() if backend == "c" else [None]
 
 
-def _bn_set_build(path):
+def _bn_build(build):
+    """Within the block the C kernels run the build ``build`` (None: as they are)."""
     from fastinit import _c
-    if path is None:
-        if _c.lib is not None:
-            _c.lib.fi_batch_norm_set_path(-1)
-    else:
-        assert _c.lib.fi_batch_norm_set_path(path) == path
+    return _c.isa_cap(build) if build is not None else contextlib.nullcontext()
 
 
 @pytest.mark.parametrize("shape", SEGMENT_SHAPES)
@@ -551,9 +539,8 @@ def test_segment_path_matches_reference(fast_backend, dtype, shape):
     ye0, se0 = fi.batch_norm(x, gamma, beta, rm, rv, training=False, backend="numpy")
     want_eval = fi.batch_norm_backward(dy, x, gamma, se0, backend="numpy")
     scale = max(np.abs(dx0).max(), np.abs(dy).max() * np.abs(gamma * s0.invstd).max())
-    try:
-        for build in _bn_builds(fast_backend):
-            _bn_set_build(build)
+    for build in _bn_builds(fast_backend):
+        with _bn_build(build):
             y, s = fi.batch_norm(x, gamma, beta, backend=fast_backend)
             np.testing.assert_allclose(y, y0, **tol)
             np.testing.assert_allclose(s.mean, s0.mean, rtol=1e-12, atol=1e-12)
@@ -567,8 +554,6 @@ def test_segment_path_matches_reference(fast_backend, dtype, shape):
             got = fi.batch_norm_backward(dy, x, gamma, se, backend=fast_backend)
             for a, b in zip(got, want_eval):
                 np.testing.assert_allclose(a, b, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
-    finally:
-        _bn_set_build(None)
 
 
 @pytest.mark.parametrize("shape", [(64, 16, 8, 8), (130, 16, 8, 8)])
@@ -576,17 +561,14 @@ def test_segment_path_mean_1000_every_build(fast_backend, shape):
     rng = np.random.default_rng(5)
     x = (1000.0 + rng.standard_normal(shape)).astype(np.float32)
     x64 = x.astype(np.float64)
-    try:
-        for build in _bn_builds(fast_backend):
-            _bn_set_build(build)
+    for build in _bn_builds(fast_backend):
+        with _bn_build(build):
             y, s = fi.batch_norm(x, None, None, backend=fast_backend)
             np.testing.assert_allclose(s.mean, x64.mean(axis=(0, 2, 3)), rtol=1e-12)
             np.testing.assert_allclose(s.var, x64.var(axis=(0, 2, 3)), rtol=1e-9)
             want = ((x64 - x64.mean(axis=(0, 2, 3), keepdims=True))
                     / np.sqrt(x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5))
             np.testing.assert_allclose(y, want, rtol=0, atol=2e-5)
-    finally:
-        _bn_set_build(None)
 
 
 def test_segment_path_does_not_depend_on_threads(fast_backend, on_one_and_two_threads):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import fastinit as fi
+from conftest import c_builds
 
 NORMS = [1.0, 2.0, math.inf, 3.0, 0.5]
 # A small network's parameter shapes, plus odd sizes and chunk-boundary sizes.
@@ -191,10 +192,8 @@ def test_every_c_build_of_the_norm_matches_reference(dt):
     g = _grads(dt, seed=7) + _grads(dt, seed=8, shapes=[(15,), (17,), (16383,), (32769,)])
     bad = _copy(g)
     bad[3].flat[5], bad[9].flat[-1] = np.nan, np.inf
-    builds = list(range(_c.lib.fi_clip_set_path(-1) + 1))
-    try:
-        for build in builds:
-            assert _c.lib.fi_clip_set_path(build) == build
+    for build in c_builds():
+        with _c.isa_cap(build):
             for grads in (g, bad):
                 for p in NORMS:
                     got = fi.clip_grad_norm_(_copy(grads), 1e30, p, backend="c")
@@ -203,8 +202,6 @@ def test_every_c_build_of_the_norm_matches_reference(dt):
                         assert math.isnan(got), (build, p)
                     else:
                         assert got == pytest.approx(want, rel=1e-12), (build, p)
-    finally:
-        _c.lib.fi_clip_set_path(-1)
 
 
 def test_norm_is_the_same_for_one_and_two_threads():

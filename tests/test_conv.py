@@ -427,9 +427,8 @@ def test_c_vector_paths_agree():
     """The portable and AVX2 builds of the C kernels give the reference's results too."""
     if _c.lib is None:
         pytest.skip(f"C backend unavailable: {_c.reason}")
-    try:
-        for path in (1, 2):
-            _c.lib.fi_conv2d_set_path(path)
+    for path in ("portable", "avx2"):
+        with _c.isa_cap(path):
             for cfg in (FIXED[0], FIXED[3], FIXED[5], FIXED[6], FIXED[7], SMALL[0], SMALL[1],
                         SMALL[3], SMALL[6], SMALL[7]):
                 x, w, b, dy = make(cfg, np.float32, seed=3)
@@ -442,8 +441,6 @@ def test_c_vector_paths_agree():
                 n = (Cg * R * S + 1, K * R * S, dy.size, dy.size)
                 for g, wnt, bd, nn in zip(got, want, bounds, n):
                     assert_close(g, wnt, bd, nn, np.float32, 8.0, f"path {path}")
-    finally:
-        _c.lib.fi_conv2d_set_path(0)
 
 
 # ---- the reference against PyTorch and finite differences ------------------------------------

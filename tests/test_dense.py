@@ -13,6 +13,7 @@ import torch
 
 import fastinit as fi
 from fastinit import _c
+from conftest import c_builds
 
 SEED = 20240611
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
@@ -115,7 +116,7 @@ def test_transposed_operands_not_copied(monkeypatch, fast_backend):
                 return getattr(_c.ffi, name)
 
         class CSpy:
-            ffi, lib = FfiSpy(), _c.lib
+            ffi, lib, check = FfiSpy(), _c.lib, staticmethod(_c.check)
 
         monkeypatch.setattr(mod, "_c", CSpy)
     x = np.ones((5, 7), np.float32)
@@ -138,6 +139,28 @@ def test_matmul_out(backend, dtype):
     res = fi.matmul(a, b, out=out, backend=backend)
     assert res is out
     assert_product_close(out, a @ b, a, b, dtype)
+
+
+def test_linear_out(backend, dtype):
+    r = rng(2)
+    x = r.standard_normal((20, 30)).astype(dtype)
+    w = r.standard_normal((40, 30)).astype(dtype)
+    b = r.standard_normal(40).astype(dtype)
+    out = np.full((20, 40), np.nan, dtype)
+    assert fi.linear(x, w, b, out=out, backend=backend) is out
+    assert_product_close(out - b, x @ w.T, x, w.T, dtype)
+    with pytest.raises(ValueError, match="overlap"):
+        fi.linear(x, np.ones((30, 30), dtype), out=x, backend=backend)
+
+
+def test_backend_and_out_are_keyword_only():
+    a = np.ones((2, 2), np.float32)
+    with pytest.raises(TypeError):
+        fi.matmul(a, a, None, "numpy")
+    with pytest.raises(TypeError):
+        fi.linear(a, a, None, "numpy")
+    with pytest.raises(TypeError):
+        fi.linear_backward(a, a, a, True)
 
 
 def test_matmul_out_overlapping_an_operand(backend, dtype):
@@ -188,21 +211,18 @@ def test_matmul_large_and_threads(fast_backend):
 
 
 @pytest.mark.skipif(_c.lib is None, reason="C extension not built")
-@pytest.mark.parametrize("path", [1, 2, 3], ids=["portable", "avx2", "avx512"])
-def test_c_gemm_every_vector_path(path, dtype):
-    """The C GEMM on each vector path the CPU offers (set_path caps at the best available)."""
-    try:
-        used = _c.lib.fi_gemm_set_path(path)
-        if used != path:
-            pytest.skip(f"CPU lacks vector path {path}")
+@pytest.mark.parametrize("build", ["portable", "avx2", "avx512"])
+def test_c_gemm_every_vector_path(build, dtype):
+    """The C GEMM on each instruction set (those the CPU lacks are skipped, saying so)."""
+    if build not in c_builds():
+        pytest.skip(f"this CPU cannot run the {build} build")
+    with _c.isa_cap(build):
         for m, n, k in [(1, 1, 1), (7, 13, 17), (15, 33, 11), (29, 65, 257), (130, 301, 300)]:
-            r = rng(m, n, k, path)
+            r = rng(m, n, k, len(build))
             a = r.standard_normal((m, k)).astype(dtype)
             b = r.standard_normal((k, n)).astype(dtype)
             for x, y in [(a, b), (np.asfortranarray(a), np.asfortranarray(b))]:
                 assert_product_close(fi.matmul(x, y, backend="c"), a @ b, a, b, dtype)
-    finally:
-        _c.lib.fi_gemm_set_path(0)
 
 
 def test_matmul_reference_matches_torch(dtype):

@@ -284,7 +284,7 @@ def _rng_draws(r, dtype):
         s = fi.rng.Stream(seed)
         return (s.uniform(n, lo, lo + 2, dtype=dtype, backend=be),
                 s.normal(n, 0.5, 2.0, dtype=dtype, backend=be),
-                s.truncated_normal(n, 1.0, 0.5, -1.0, 2.5, dtype=dtype, backend=be))
+                s.trunc_normal(n, 1.0, 0.5, -1.0, 2.5, dtype=dtype, backend=be))
     return run, None  # the reference is the oracle (PyTorch has no Philox stream of ours)
 
 

@@ -1,5 +1,7 @@
 """Max and average pooling: every backend against the reference, the reference against
 PyTorch (forward and autograd backward), finite differences, bad input."""
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch.nn.functional as F
 
 from fastinit import backends
 from fastinit.ops import pool
+from conftest import c_builds
 
 CASES = [((2, 3, 8, 8), 2, None, 0), ((1, 2, 7, 9), 3, 2, 1), ((3, 1, 5, 6), (2, 3), (1, 2), (1, 0)),
          ((2, 4, 12, 12), 3, 1, 1), ((1, 1, 1, 1), 1, 1, 0)]
@@ -101,28 +104,15 @@ def test_bad_input():
 # exact bits: the first maximum wins, NaN never wins, an all-NaN / -inf window gives -inf and
 # sends its gradient to element 0 of its plane, and dx = 0 + dy at the winner (-0 -> +0).
 
-def _c_builds():
-    """The C builds of the fast paths this CPU can run (0 portable, 1 AVX2, 2 AVX-512)."""
-    from fastinit import _c
-    if _c.lib is None:
-        return [None]
-    return list(range(_c.lib.fi_pool_set_path(-1) + 1))
-
-
 def _builds(backend):
-    return _c_builds() if backend == "c" else [None]
+    """The C builds this CPU can run (portable, AVX2, AVX-512), or [None] for Numba."""
+    return c_builds() if backend == "c" else [None]
 
 
-def _set_build(path):
+def _build(build):
+    """Within the block the C kernels run the build ``build`` (None: as they are)."""
     from fastinit import _c
-    if path is not None:
-        assert _c.lib.fi_pool_set_path(path) == path
-
-
-def _reset_build():
-    from fastinit import _c
-    if _c.lib is not None:
-        _c.lib.fi_pool_set_path(-1)
+    return _c.isa_cap(build) if build is not None else contextlib.nullcontext()
 
 
 def _pool_data(shape, dtype, mode, seed):
@@ -185,12 +175,9 @@ FAST_CASES = [((6, 8, 8), 2), ((5, 4, 4), 2), ((3, 2, 2), 2), ((7, 2, 4), 2), ((
 @pytest.mark.parametrize("mode", ["normal", "ties", "nan", "inf", "no_winner"])
 def test_max_pool_fast_paths_bit_exact(fast_backend, dtype, shape, k, mode):
     x = _pool_data(shape, dtype, mode, sum(shape))
-    try:
-        for build in _builds(fast_backend):
-            _set_build(build)
+    for build in _builds(fast_backend):
+        with _build(build):
             _check_fast_max(fast_backend, x, k)
-    finally:
-        _reset_build()
 
 
 # Both sides of the serial / threads thresholds (C: 2**16 inputs backward, 2**17 forward;
@@ -201,12 +188,9 @@ def test_max_pool_fast_paths_threads_bit_exact(fast_backend, shape, k):
     x = _pool_data(shape, np.float32, "nan", 7)
     x[1::3] = _pool_data((len(x[1::3]),) + shape[1:], np.float32, "ties", 8)
     x[5::50] = -np.inf
-    try:
-        for build in _builds(fast_backend):
-            _set_build(build)
+    for build in _builds(fast_backend):
+        with _build(build):
             _check_fast_max(fast_backend, x, k)
-    finally:
-        _reset_build()
 
 
 @pytest.mark.parametrize("shape,k,s,p", CASES)
@@ -219,3 +203,12 @@ def test_max_pool_generic_path_nan_inf_ties_bit_exact(fast_backend, shape, k, s,
                pool.max_pool2d(x, k, s, p, backend="numpy"))
     _same_bits(pool.max_pool2d_backward(dy, x, k, s, p, backend=fast_backend),
                pool.max_pool2d_backward(dy, x, k, s, p, backend="numpy"))
+
+
+def test_output_shape_allocates_nothing():
+    """pool2d_output_shape checks a shape as the ops check x's, without an array of it."""
+    assert pool.pool2d_output_shape((10**6, 10**6, 64, 64), 2) == (10**6, 10**6, 32, 32)
+    with pytest.raises(ValueError, match="4-D"):
+        pool.pool2d_output_shape((2, 3, 4), 2)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        pool.pool2d_output_shape((1, 1, 2, 2), 3)

@@ -148,7 +148,7 @@ def test_stream_refuses_positions_that_would_wrap(backend):
     last = s.uniform(4, backend=backend)
     assert last.shape == (4,) and s.position == 2 ** 64 - 1
     for draw in (lambda: s.uniform(4, backend=backend), lambda: s.normal(0, backend=backend),
-                 lambda: s.truncated_normal(4, backend=backend)):
+                 lambda: s.trunc_normal(4, backend=backend)):
         with pytest.raises(ValueError, match="exhausted"):
             draw()
     assert s.position == 2 ** 64 - 1

@@ -132,7 +132,7 @@ def test_normal_distribution(backend, dt):
                                  (2.0, math.inf), (-7.0, -6.0)])
 @pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["f32", "f64"])
 def test_truncated_normal_distribution(backend, a, b, dt):
-    x = Stream(23).truncated_normal(N_KS // 2, 0.5, 2.0, a, b, dtype=dt, backend=backend)
+    x = Stream(23).trunc_normal(N_KS // 2, 0.5, 2.0, a, b, dtype=dt, backend=backend)
     lo, hi = 0.5 + 2.0 * a, 0.5 + 2.0 * b
     assert x.min() >= np.asarray(lo, dt) and x.max() <= np.asarray(hi, dt)
     dist = stats.truncnorm(a, b, loc=0.5, scale=2.0)
@@ -146,10 +146,10 @@ def test_draw_arguments_are_checked():
         s.normal(3, std=-1.0)
     with pytest.raises(ValueError, match="low"):
         s.uniform(3, 2.0, 1.0)
-    with pytest.raises(ValueError, match="a < b"):
-        s.truncated_normal(3, a=1.0, b=-1.0)
+    with pytest.raises(ValueError, match="a_std < b_std"):
+        s.trunc_normal(3, a_std=1.0, b_std=-1.0)
     with pytest.raises(ValueError, match="float64"):
-        s.truncated_normal(3, a=30.0, b=31.0)
+        s.trunc_normal(3, a_std=30.0, b_std=31.0)
     with pytest.raises(TypeError, match="dtype"):
         s.normal(3, dtype=np.int32)
     with pytest.raises(ValueError, match="shape"):

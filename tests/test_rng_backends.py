@@ -23,6 +23,7 @@ import fastinit as fi
 from fastinit import _c, backends
 from fastinit.reference import rng as ref
 from fastinit.rng import Stream, _phi
+from conftest import c_builds
 
 CHUNK = 1 << 16  # elements per parallel chunk in both fast backends
 # 1 and 3: less than a block; 4097: serial path with a partial block; the last: parallel path,
@@ -187,8 +188,8 @@ def test_truncated_normal_float64_parallel_path(fast_backend, libm_reference):
 def test_stream_deep_tail_float32_goes_through_float64(fast_backend):
     # bounds beyond ~5.6 std: Stream runs the float64 kernel and rounds (same promise)
     for a, b in [(6.0, 7.0), (-9.0, -8.5), (7.0, math.inf)]:
-        got = Stream(3).truncated_normal(2001, a=a, b=b, backend=fast_backend)
-        expect = Stream(3).truncated_normal(2001, a=a, b=b, backend="numpy")
+        got = Stream(3).trunc_normal(2001, a_std=a, b_std=b, backend=fast_backend)
+        expect = Stream(3).trunc_normal(2001, a_std=a, b_std=b, backend="numpy")
         assert got.dtype == np.float32 and np.all((got >= a) & (got <= b))
         np.testing.assert_array_max_ulp(got, expect, maxulp=1)
 
@@ -197,23 +198,20 @@ def test_stream_deep_tail_float32_goes_through_float64(fast_backend):
 
 @pytest.mark.skipif(_c.lib is None, reason="C extension not built")
 def test_every_c_build_gives_the_same_bits():
-    best = _c.lib.fi_rng_set_path(-1)
     n, keys, tn = 2 * CHUNK + 4099, KEYS[1], _tn_args(-1.0, 3.0)
     cases = [("uniform", np.float32, (-1.0, 1.0)), ("uniform", np.float64, (-1.0, 1.0)),
              ("normal", np.float32, (0.0, 1.0)), ("truncated_normal", np.float32, tn)]
-    try:
-        for path in range(best + 1):
-            assert _c.lib.fi_rng_set_path(path) == path
+    builds = c_builds()
+    for build in builds:
+        with _c.isa_cap(build) as used:
+            assert used == build
             for name, dt, args in cases:
                 _assert_bits(_draw("c", name, dt, n, keys, args),
                              _reference(name, dt, n, keys, args))
             for name, args in [("normal", (0.0, 1.0)), ("truncated_normal", tn)]:
                 got = _draw("c", name, np.float64, 5001, keys, args)
-                _c.lib.fi_rng_set_path(-1)
-                _assert_bits(got, _draw("c", name, np.float64, 5001, keys, args))
-                _c.lib.fi_rng_set_path(path)
-    finally:
-        _c.lib.fi_rng_set_path(-1)
+                with _c.isa_cap(builds[-1]):
+                    _assert_bits(got, _draw("c", name, np.float64, 5001, keys, args))
 
 
 _THREAD_SCRIPT = r"""
@@ -230,7 +228,7 @@ for backend in [b for b, why in backends.available().items() if why is None and 
         s = fi.rng.Stream(2024)
         draws = {"uniform": s.uniform(n, -1.0, 3.0, dtype=dt, backend=backend),
                  "normal": s.normal(n, 0.1, 2.0, dtype=dt, backend=backend),
-                 "truncated_normal": s.truncated_normal(n, 0.0, 1.0, -1.0, 3.0, dtype=dt,
+                 "truncated_normal": s.trunc_normal(n, 0.0, 1.0, -1.0, 3.0, dtype=dt,
                                                         backend=backend)}
         for name, x in draws.items():
             digest = hashlib.sha256(x.tobytes()).hexdigest()
@@ -262,7 +260,7 @@ def test_same_bits_for_one_and_two_threads():
         expect = {"uniform": s.uniform(n, -1.0, 3.0, dtype=dt, backend="numpy")}
         if dt == np.float32:
             expect["normal"] = s.normal(n, 0.1, 2.0, dtype=dt, backend="numpy")
-            expect["truncated_normal"] = s.truncated_normal(n, 0.0, 1.0, -1.0, 3.0, dtype=dt,
+            expect["truncated_normal"] = s.trunc_normal(n, 0.0, 1.0, -1.0, 3.0, dtype=dt,
                                                             backend="numpy")
         for name, x in expect.items():
             digest = hashlib.sha256(x.tobytes()).hexdigest()

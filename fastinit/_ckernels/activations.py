@@ -17,8 +17,8 @@ def _run(op, out, x, dy=None, param=0.0):
     code = _CODES.get(op)
     if code is None:
         code = _CODES[op] = getattr(lib, op)
-    if fn(code, fb(ct, out), fb(ct, x), _c.ffi.NULL if dy is None else fb(ct, dy), x.size, param):
-        raise RuntimeError(f"activation kernel {op} failed")  # pragma: no cover
+    _c.check(fn(code, fb(ct, out), fb(ct, x), _c.ffi.NULL if dy is None else fb(ct, dy), x.size,
+                param), op)
 
 
 _CODES = {}

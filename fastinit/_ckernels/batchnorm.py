@@ -20,30 +20,25 @@ def _fn(name, dtype):
         return fn
 
 
-def _check(status):
-    if status != 0:
-        raise MemoryError("batch norm: the C kernel could not allocate its scratch memory")
-
-
 def batch_norm_forward_train(y, mean, var, invstd, x, gamma, beta, eps):
     p = _c.ptr
-    _check(_fn("forward_train", x.dtype)(p(y), p(mean), p(var), p(invstd), p(x), p(gamma),
-                                         p(beta), eps, *x.shape))
+    _c.check(_fn("forward_train", x.dtype)(p(y), p(mean), p(var), p(invstd), p(x), p(gamma),
+                                           p(beta), eps, *x.shape), "batch_norm")
 
 
 def batch_norm_forward_eval(y, invstd, x, gamma, beta, mean, var, eps):
     p = _c.ptr
-    _check(_fn("forward_eval", x.dtype)(p(y), p(invstd), p(x), p(gamma), p(beta), p(mean),
-                                        p(var), eps, *x.shape))
+    _c.check(_fn("forward_eval", x.dtype)(p(y), p(invstd), p(x), p(gamma), p(beta), p(mean),
+                                          p(var), eps, *x.shape), "batch_norm")
 
 
 def batch_norm_backward_train(dx, dgamma, dbeta, dy, x, gamma, mean, invstd):
     p = _c.ptr
-    _check(_fn("backward", x.dtype)(p(dx), p(dgamma), p(dbeta), p(dy), p(x), p(gamma), p(mean),
-                                    p(invstd), 1, *x.shape))
+    _c.check(_fn("backward", x.dtype)(p(dx), p(dgamma), p(dbeta), p(dy), p(x), p(gamma), p(mean),
+                                      p(invstd), 1, *x.shape), "batch_norm_backward")
 
 
 def batch_norm_backward_eval(dx, dgamma, dbeta, dy, x, gamma, mean, invstd):
     p = _c.ptr
-    _check(_fn("backward", x.dtype)(p(dx), p(dgamma), p(dbeta), p(dy), p(x), p(gamma), p(mean),
-                                    p(invstd), 0, *x.shape))
+    _c.check(_fn("backward", x.dtype)(p(dx), p(dgamma), p(dbeta), p(dy), p(x), p(gamma), p(mean),
+                                      p(invstd), 0, *x.shape), "batch_norm_backward")

@@ -1,11 +1,10 @@
 """C kernels of 2-D convolution: thin calls that follow the planner's :class:`Plan`
-(:mod:`fastinit.ops.conv`): the general engine (csrc/conv2d.c) or Winograd (csrc/conv2d_3x3.c,
+(:mod:`fastinit.ops.conv`): the general engine (csrc/conv2d.c) or Winograd (csrc/winograd.c,
 :mod:`fastinit._ckernels.conv3x3`). Arrays arrive C-contiguous and checked.
 """
 from .. import _c
 from . import conv3x3 as _wino
 
-_ISA = {"avx512": "avx512", "avx2+fma": "avx2", "portable": "portable"}
 _STRUCTS = {}
 _PATHS = {}
 
@@ -16,8 +15,8 @@ def _paths():
 
 
 def isa():
-    """The vector ISA the C kernels run on here (the planner's tile shape)."""
-    return _ISA[_c.ffi.string(_c.lib.fi_conv2d_path()).decode()]
+    """The vector ISA the C kernels run on here (the planner's tile shape): fi_isa()'s."""
+    return _c.cpu_features()
 
 
 def _struct(geo, plan, bits, threads):
@@ -49,11 +48,6 @@ def _p(a):
     return _c.ffi.NULL if a is None else _c.ffi.from_buffer(a)
 
 
-def _check(status, what):
-    if status:
-        raise MemoryError(f"fastinit {what}: out of memory for its scratch buffers")
-
-
 def _threads():
     return _c.lib.fi_get_num_threads()
 
@@ -62,7 +56,7 @@ def conv2d(y, x, w, b, geo, plan):
     if plan.path == "winograd":
         return _wino.conv2d(y, x, w, b, geo.padding)
     st = _struct(geo, plan, 8 * x.itemsize, _threads())
-    _check(_c.lib.fi_conv2d_forward(_p(y), _p(x), _p(w), _p(b), st), "conv2d")
+    _c.check(_c.lib.fi_conv2d_forward(_p(y), _p(x), _p(w), _p(b), st), "conv2d")
     return y
 
 
@@ -74,15 +68,16 @@ def conv2d_backward(dx, dw, db, dy, x, w, geo, plans):
             _wino.backward_data(dx, dy, w, geo.padding)
         else:
             st = _struct(geo, plan_dx, bits, _threads())
-            _check(_c.lib.fi_conv2d_backward_data(_p(dx), _p(dy), _p(w), st), "conv2d_backward")
+            _c.check(_c.lib.fi_conv2d_backward_data(_p(dx), _p(dy), _p(w), st),
+                     "conv2d_backward")
     if plan_dw is not None:
         if plan_dw.path == "winograd" and dw is not None:
             _wino.backward_weights(dw, db, dy, x, geo.padding)   # db rides along
             db = None
         elif dw is not None:
             st = _struct(geo, plan_dw, bits, _threads())
-            _check(_c.lib.fi_conv2d_backward_weights(_p(dw), _p(dy), _p(x), st),
-                   "conv2d_backward")
+            _c.check(_c.lib.fi_conv2d_backward_weights(_p(dw), _p(dy), _p(x), st),
+                     "conv2d_backward")
         if db is not None:
             _c.lib.fi_conv2d_bias_grad(_p(db), _p(dy), _struct(geo, plan_dw, bits, _threads()))
     return dx, dw, db

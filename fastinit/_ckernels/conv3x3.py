@@ -6,13 +6,13 @@ planner's rule (``_winograd`` in :mod:`fastinit.ops.conv`).
 from .. import _c
 from .._numba.conv3x3 import blocking
 
-_BYTES = {"avx512": 64, "avx2+fma": 32, "portable": 16}
-_ROWS = {"avx512": 12, "avx2+fma": 6, "portable": 4}   # FI_MR of csrc/instances.h
+_BYTES = {"avx512": 64, "avx2": 32, "portable": 16}
+_ROWS = {"avx512": 12, "avx2": 6, "portable": 4}   # FI_MR of csrc/instances.h
 
 
 def _plan(x_shape, k, out_hw, r, pt, pl, itemsize, transposed, weights=False):
     N, C, H, W = x_shape
-    path = _c.ffi.string(_c.lib.fi_conv2d_path()).decode()
+    path = _c.cpu_features()
     threads = _c.lib.fi_get_num_threads()
     tb, kparts = blocking(N, C, k, out_hw[0], out_hw[1], r, itemsize, _BYTES[path], _ROWS[path],
                           threads, weights)
@@ -25,14 +25,9 @@ def _p(a):
     return _c.ffi.NULL if a is None else _c.ffi.from_buffer(a)
 
 
-def _check(status):
-    if status:
-        raise MemoryError("fastinit conv2d (Winograd): out of memory for its scratch buffers")
-
-
 def _call(y, x, w, b, pt, pl, transposed):
     p = _plan(x.shape, y.shape[1], y.shape[2:], w.shape[-1], pt, pl, x.itemsize, transposed)
-    _check(_c.lib.fi_conv2d_winograd(_p(y), _p(x), _p(w), _p(b), p))
+    _c.check(_c.lib.fi_conv2d_winograd(_p(y), _p(x), _p(w), _p(b), p), "conv2d")
     return y
 
 
@@ -54,5 +49,5 @@ def backward_weights(dw, db, dy, x, padding):
     """dw of a 3x3 stride-1 layer by F(3x3,4x4), and db (sums of the dy tiles) unless None."""
     (pt, _), (pl, _) = padding
     p = _plan(x.shape, dy.shape[1], dy.shape[2:], 3, pt, pl, x.itemsize, False, True)
-    _check(_c.lib.fi_conv2d_winograd_dw(_p(dw), _p(db), _p(dy), _p(x), p))
+    _c.check(_c.lib.fi_conv2d_winograd_dw(_p(dw), _p(db), _p(dy), _p(x), p), "conv2d_backward")
     return dw

@@ -1,6 +1,6 @@
 """Vector reductions for Numba kernels, written as LLVM IR: float64 sums in a fixed order.
 
-fastinit's fast-math flags leave out 'reassoc' (shared PERF_NOTES.md), so LLVM never vectorises
+fastinit's fast-math flags leave out 'reassoc' (docs/performance.md), so LLVM never vectorises
 ``s += x[i]``: a plain Numba reduction runs one scalar add at a time, a third of memory speed
 here. These intrinsics spell the vector loop out: each reads a 1-D C-contiguous float32 or
 float64 array 16 elements per step (two <8 x double> accumulators, float32 widened first),
@@ -29,8 +29,8 @@ from numba.extending import intrinsic
 from .._config import njit
 
 #: Software prefetch distance of the batch-norm sums. The rows of one channel lie C*S elements
-#: apart; the hardware prefetchers here restart at every row, and prefetching 8 KB ahead (on
-#: into the next row) made those sums 2.5x faster in C (csrc/batchnorm.c).
+#: apart; the hardware prefetchers here restart at every row, so the sums prefetch 8 KB ahead
+#: (on into the next row), as csrc/batchnorm.c does.
 PREFETCH_BYTES = 8192
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 _W = 8           # lanes per vector
@@ -453,8 +453,7 @@ def affine2_stream(typingctx, dx, dy, x, k, mh, p, q):
 
 @njit
 def address(a):
-    """The address of ``a``'s data as an int: 0.13 us a call, where ``a.ctypes.data`` (which
-    builds a ctypes object) takes 0.8 us; the pointer tables of a parameter list pay it per
-    array, every step."""
+    """The address of ``a``'s data as an int, without the ctypes object ``a.ctypes.data``
+    builds; the pointer tables of a parameter list pay it per array, every step."""
     return a.ctypes.data
 

@@ -6,7 +6,7 @@ A *tile* computes ``C[0:m, 0:n] (+)= A[0:rows, 0:kc] @ B[0:kc, 0:cols]`` for one
 that fits in vector registers: ``rows x nvec`` accumulators of ``lanes`` floats each
 (``cols = nvec * lanes``). Per step k it loads ``nvec`` vectors of row k of B, broadcasts each
 A[r, k] and issues ``rows * nvec`` fused multiply-adds. Plain Numba loops do not keep such a
-tile in registers (local arrays live on the heap, scalar locals spill: shared PERF_NOTES.md),
+tile in registers (local arrays live on the heap, scalar locals spill: docs/performance.md),
 so the tile is a ``numba.extending.intrinsic`` that writes the IR itself: ``<lanes x float>``
 accumulators, ``llvm.fma``, unaligned vector loads of B, scalar loads of A folded into
 broadcasts. LLVM keeps the accumulators in registers and picks the instructions.
@@ -125,7 +125,8 @@ def _declare(module, name, fnty):
 
 
 def _masked(module, name, vecty, store):
-    """Declare llvm.masked.store / llvm.masked.load for float vectors ``vecty``."""
+    """Declare llvm.masked.store / llvm.masked.load for float vectors ``vecty`` (the
+    opaque-pointer names, ``.p0``: LLVM 20, llvmlite >= 0.45; see pyproject.toml)."""
     bits = 32 if isinstance(vecty.element, ir.FloatType) else 64
     mask = ir.VectorType(ir.IntType(1), vecty.count)
     if store:

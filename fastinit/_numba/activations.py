@@ -361,8 +361,14 @@ def _identity_backward(dx, dy, x, p):
         dx[i] = dy[i]
 
 
-# ---- drivers: fixed chunks, in parallel from PARALLEL_MIN_ELEMENTS ------------------------------
-# Written out per activation (a jitted function passed as an argument is not cached by Numba).
+# ---- the chunked driver: fixed chunks, in parallel from PARALLEL_MIN_ELEMENTS ------------------
+# One driver for every activation, the body picked by an op code at each chunk: a jitted function
+# passed as an argument, or captured by a closure, is not cached by Numba.
+
+RELU, LEAKY_RELU, ELU, TANH, SIGMOID, GELU, IDENTITY = range(7)
+_FORWARD = (_relu, _leaky_relu, _elu, _tanh, _sigmoid, _gelu, _identity)
+_BACKWARD = (_relu_backward, _leaky_relu_backward, _elu_backward, _tanh_backward, _sigmoid_backward, _gelu_backward, _identity_backward)
+
 
 @njit(specials=True, inline="always")
 def _span(b, n):
@@ -370,177 +376,125 @@ def _span(b, n):
     return lo, min(n, lo + CHUNK)
 
 
-def _nchunks(n):
-    return (n + CHUNK - 1) // CHUNK
+@njit(specials=True, inline="always")
+def _forward_op(op, y, x, p):
+    if op == RELU:
+        _relu(y, x, p)
+    elif op == LEAKY_RELU:
+        _leaky_relu(y, x, p)
+    elif op == ELU:
+        _elu(y, x, p)
+    elif op == TANH:
+        _tanh(y, x, p)
+    elif op == SIGMOID:
+        _sigmoid(y, x, p)
+    elif op == GELU:
+        _gelu(y, x, p)
+    else:
+        _identity(y, x, p)
+
+
+@njit(specials=True, inline="always")
+def _backward_op(op, dx, dy, x, p):
+    if op == RELU:
+        _relu_backward(dx, dy, x, p)
+    elif op == LEAKY_RELU:
+        _leaky_relu_backward(dx, dy, x, p)
+    elif op == ELU:
+        _elu_backward(dx, dy, x, p)
+    elif op == TANH:
+        _tanh_backward(dx, dy, x, p)
+    elif op == SIGMOID:
+        _sigmoid_backward(dx, dy, x, p)
+    elif op == GELU:
+        _gelu_backward(dx, dy, x, p)
+    else:
+        _identity_backward(dx, dy, x, p)
 
 
 @pjit(specials=True)
-def _relu_par(y, x, p, nb):
+def _forward_par(op, y, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
-        _relu(y[lo:hi], x[lo:hi], p)
+        _forward_op(op, y[lo:hi], x[lo:hi], p)
 
 
 @pjit(specials=True)
-def _relu_backward_par(dx, dy, x, p, nb):
+def _backward_par(op, dx, dy, x, p, nb):
     for b in prange(nb):
         lo, hi = _span(b, x.shape[0])
-        _relu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
+        _backward_op(op, dx[lo:hi], dy[lo:hi], x[lo:hi], p)
 
 
-@pjit(specials=True)
-def _leaky_relu_par(y, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _leaky_relu(y[lo:hi], x[lo:hi], p)
-
-
-@pjit(specials=True)
-def _leaky_relu_backward_par(dx, dy, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _leaky_relu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
-
-
-@pjit(specials=True)
-def _elu_par(y, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _elu(y[lo:hi], x[lo:hi], p)
-
-
-@pjit(specials=True)
-def _elu_backward_par(dx, dy, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _elu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
-
-
-@pjit(specials=True)
-def _tanh_par(y, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _tanh(y[lo:hi], x[lo:hi], p)
-
-
-@pjit(specials=True)
-def _tanh_backward_par(dx, dy, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _tanh_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
-
-
-@pjit(specials=True)
-def _sigmoid_par(y, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _sigmoid(y[lo:hi], x[lo:hi], p)
-
-
-@pjit(specials=True)
-def _sigmoid_backward_par(dx, dy, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _sigmoid_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
-
-
-@pjit(specials=True)
-def _gelu_par(y, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _gelu(y[lo:hi], x[lo:hi], p)
-
-
-@pjit(specials=True)
-def _gelu_backward_par(dx, dy, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _gelu_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
-
-
-@pjit(specials=True)
-def _identity_par(y, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _identity(y[lo:hi], x[lo:hi], p)
-
-
-@pjit(specials=True)
-def _identity_backward_par(dx, dy, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _identity_backward(dx[lo:hi], dy[lo:hi], x[lo:hi], p)
-
-
-def _forward(body, par, y, x, p):
+def _forward(op, y, x, p):
     p = x.dtype.type(p)
     if x.size >= _config.PARALLEL_MIN_ELEMENTS:
-        par(y, x, p, _nchunks(x.size))
+        _forward_par(op, y, x, p, (x.size + CHUNK - 1) // CHUNK)
     else:
-        body(y, x, p)
+        _FORWARD[op](y, x, p)
 
 
-def _backward(body, par, dx, dy, x, p):
+def _backward(op, dx, dy, x, p):
     p = x.dtype.type(p)
     if x.size >= _config.PARALLEL_MIN_ELEMENTS:
-        par(dx, dy, x, p, _nchunks(x.size))
+        _backward_par(op, dx, dy, x, p, (x.size + CHUNK - 1) // CHUNK)
     else:
-        body(dx, dy, x, p)
+        _BACKWARD[op](dx, dy, x, p)
 
 
 # ---- the kernels (contract of fastinit.reference.activations) -----------------------------------
 
 def relu(y, x):
-    _forward(_relu, _relu_par, y, x, 0.0)
+    _forward(RELU, y, x, 0.0)
 
 
 def relu_backward(dx, dy, x):
-    _backward(_relu_backward, _relu_backward_par, dx, dy, x, 0.0)
+    _backward(RELU, dx, dy, x, 0.0)
 
 
 def leaky_relu(y, x, negative_slope):
-    _forward(_leaky_relu, _leaky_relu_par, y, x, negative_slope)
+    _forward(LEAKY_RELU, y, x, negative_slope)
 
 
 def leaky_relu_backward(dx, dy, x, negative_slope):
-    _backward(_leaky_relu_backward, _leaky_relu_backward_par, dx, dy, x, negative_slope)
+    _backward(LEAKY_RELU, dx, dy, x, negative_slope)
 
 
 def elu(y, x, alpha):
-    _forward(_elu, _elu_par, y, x, alpha)
+    _forward(ELU, y, x, alpha)
 
 
 def elu_backward(dx, dy, x, alpha):
-    _backward(_elu_backward, _elu_backward_par, dx, dy, x, alpha)
+    _backward(ELU, dx, dy, x, alpha)
 
 
 def tanh(y, x):
-    _forward(_tanh, _tanh_par, y, x, 0.0)
+    _forward(TANH, y, x, 0.0)
 
 
 def tanh_backward(dx, dy, x):
-    _backward(_tanh_backward, _tanh_backward_par, dx, dy, x, 0.0)
+    _backward(TANH, dx, dy, x, 0.0)
 
 
 def sigmoid(y, x):
-    _forward(_sigmoid, _sigmoid_par, y, x, 0.0)
+    _forward(SIGMOID, y, x, 0.0)
 
 
 def sigmoid_backward(dx, dy, x):
-    _backward(_sigmoid_backward, _sigmoid_backward_par, dx, dy, x, 0.0)
+    _backward(SIGMOID, dx, dy, x, 0.0)
 
 
 def gelu(y, x, approximate):
-    _forward(_gelu, _gelu_par, y, x, 1.0 if approximate else 0.0)
+    _forward(GELU, y, x, 1.0 if approximate else 0.0)
 
 
 def gelu_backward(dx, dy, x, approximate):
-    _backward(_gelu_backward, _gelu_backward_par, dx, dy, x, 1.0 if approximate else 0.0)
+    _backward(GELU, dx, dy, x, 1.0 if approximate else 0.0)
 
 
 def identity(y, x):
-    _forward(_identity, _identity_par, y, x, 0.0)
+    _forward(IDENTITY, y, x, 0.0)
 
 
 def identity_backward(dx, dy, x):
-    _backward(_identity_backward, _identity_backward_par, dx, dy, x, 0.0)
+    _backward(IDENTITY, dx, dy, x, 0.0)

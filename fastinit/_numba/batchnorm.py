@@ -31,7 +31,7 @@ import numpy as np
 from numba import prange
 
 from .. import _config
-from .._config import njit, pjit
+from .._config import njit, pjit, serial
 from ._reductions import affine2_stream, affine_stream, grad_sums_next, shifted_sums_next
 
 #: Spatial size from which one task per channel pays (below it: the row path).
@@ -162,10 +162,7 @@ def _fwd_train_channels_par(y, mean, var, invstd, coef, x, gamma, beta, eps, str
         _fwd_train_channel(y, mean, var, invstd, coef, x, gamma, beta, eps, c, stream)
 
 
-@njit
-def _fwd_train_channels(y, mean, var, invstd, coef, x, gamma, beta, eps, stream):
-    for c in range(x.shape[1]):
-        _fwd_train_channel(y, mean, var, invstd, coef, x, gamma, beta, eps, c, stream)
+_fwd_train_channels = serial(_fwd_train_channels_par)  # the same driver on the calling thread
 
 
 @njit
@@ -181,10 +178,7 @@ def _fwd_eval_channels_par(y, invstd, coef, x, gamma, beta, mean, var, eps, stre
         _fwd_eval_channel(y, invstd, coef, x, gamma, beta, mean, var, eps, c, stream)
 
 
-@njit
-def _fwd_eval_channels(y, invstd, coef, x, gamma, beta, mean, var, eps, stream):
-    for c in range(x.shape[1]):
-        _fwd_eval_channel(y, invstd, coef, x, gamma, beta, mean, var, eps, c, stream)
+_fwd_eval_channels = serial(_fwd_eval_channels_par)  # the same driver on the calling thread
 
 
 @njit
@@ -203,10 +197,7 @@ def _bwd_channels_par(dx, dgamma, dbeta, coef, dy, x, gamma, mean, invstd, train
         _bwd_channel(dx, dgamma, dbeta, coef, dy, x, gamma, mean, invstd, training, c, stream)
 
 
-@njit
-def _bwd_channels(dx, dgamma, dbeta, coef, dy, x, gamma, mean, invstd, training, stream):
-    for c in range(x.shape[1]):
-        _bwd_channel(dx, dgamma, dbeta, coef, dy, x, gamma, mean, invstd, training, c, stream)
+_bwd_channels = serial(_bwd_channels_par)  # the same driver on the calling thread
 
 
 # ---- row path (small S): blocks of rows of length L = C*S ---------------------------------------
@@ -292,10 +283,7 @@ def _rows_sums_par(x2, shift, p1, p2, rows):
         _block_sums(x2, b * rows, min(x2.shape[0], (b + 1) * rows), shift, p1[b], p2[b])
 
 
-@njit
-def _rows_sums(x2, shift, p1, p2, rows):
-    for b in range(p1.shape[0]):
-        _block_sums(x2, b * rows, min(x2.shape[0], (b + 1) * rows), shift, p1[b], p2[b])
+_rows_sums = serial(_rows_sums_par)  # the same driver on the calling thread
 
 
 @pjit
@@ -304,10 +292,7 @@ def _rows_grad_sums_par(dy2, x2, mean_l, p1, p2, rows):
         _block_grad_sums(dy2, x2, b * rows, min(x2.shape[0], (b + 1) * rows), mean_l, p1[b], p2[b])
 
 
-@njit
-def _rows_grad_sums(dy2, x2, mean_l, p1, p2, rows):
-    for b in range(p1.shape[0]):
-        _block_grad_sums(dy2, x2, b * rows, min(x2.shape[0], (b + 1) * rows), mean_l, p1[b], p2[b])
+_rows_grad_sums = serial(_rows_grad_sums_par)  # the same driver on the calling thread
 
 
 @pjit
@@ -317,11 +302,7 @@ def _rows_affine_par(y2, x2, mh_l, a_l, b_l, rows):
         _block_affine(y2, x2, b * rows, min(x2.shape[0], (b + 1) * rows), mh_l, a_l, b_l)
 
 
-@njit
-def _rows_affine(y2, x2, mh_l, a_l, b_l, rows):
-    nb = (x2.shape[0] + rows - 1) // rows
-    for b in range(nb):
-        _block_affine(y2, x2, b * rows, min(x2.shape[0], (b + 1) * rows), mh_l, a_l, b_l)
+_rows_affine = serial(_rows_affine_par)  # the same driver on the calling thread
 
 
 @pjit
@@ -332,12 +313,7 @@ def _rows_affine2_par(dx2, dy2, x2, k_l, mh_l, p_l, q_l, rows):
                        q_l)
 
 
-@njit
-def _rows_affine2(dx2, dy2, x2, k_l, mh_l, p_l, q_l, rows):
-    nb = (x2.shape[0] + rows - 1) // rows
-    for b in range(nb):
-        _block_affine2(dx2, dy2, x2, b * rows, min(x2.shape[0], (b + 1) * rows), k_l, mh_l, p_l,
-                       q_l)
+_rows_affine2 = serial(_rows_affine2_par)  # the same driver on the calling thread
 
 
 @njit
@@ -391,7 +367,7 @@ def _seg_sums(s1, s2, x, k_l, lo, hi):
 
     x is seen as rows of L = C*S (k_l: the shift of each of the L positions); 4 rows at a
     time are added as a tree into per-position float64 accumulators. The inner loop runs over
-    L, contiguous and long, and vectorises (over a segment of S = 16 it did not: 5x slower)."""
+    L, contiguous and long, and vectorises (over a short segment of S it did not)."""
     n, c_count, s_count = x.shape
     x2 = x.reshape(n, c_count * s_count)
     length = x2.shape[1]
@@ -524,23 +500,6 @@ def _seg_finish_bwd(dgamma, dbeta, coef, x, gamma, mean, invstd, training, part)
         _backward_coef(coef, c, np.float64(n * s_count), mean, invstd, gamma, t1, t2, training)
 
 
-@njit
-def _seg_fwd_train(y, mean, var, invstd, x, gamma, beta, eps):
-    n, c_count, s_count = x.shape
-    rb = _seg_rows_per_block(c_count * s_count)
-    nb = (n + rb - 1) // rb
-    shift = np.empty(c_count)
-    for c in range(c_count):
-        shift[c] = x[0, c, 0]
-    shift_l = _expand(shift, s_count)
-    part = np.empty((nb, 2, c_count))
-    for b in range(nb):
-        _seg_sums(part[b, 0], part[b, 1], x, shift_l, b * rb, min(n, (b + 1) * rb))
-    coef = np.empty((3, c_count), x.dtype)
-    _seg_finish_fwd(mean, var, invstd, coef, x, gamma, beta, eps, part, shift)
-    _seg_apply(y, x, coef, 0, n)
-
-
 @pjit
 def _seg_fwd_train_par(y, mean, var, invstd, x, gamma, beta, eps):
     n, c_count, s_count = x.shape
@@ -559,11 +518,7 @@ def _seg_fwd_train_par(y, mean, var, invstd, x, gamma, beta, eps):
         _seg_apply(y, x, coef, b * rb, min(n, (b + 1) * rb))
 
 
-@njit
-def _seg_fwd_eval(y, invstd, x, gamma, beta, mean, var, eps):
-    coef = np.empty((3, x.shape[1]), x.dtype)
-    _eval_coef(invstd, coef, gamma, beta, mean, var, eps)
-    _seg_apply(y, x, coef, 0, x.shape[0])
+_seg_fwd_train = serial(_seg_fwd_train_par)  # the same driver on the calling thread
 
 
 @pjit
@@ -576,18 +531,7 @@ def _seg_fwd_eval_par(y, invstd, x, gamma, beta, mean, var, eps):
         _seg_apply(y, x, coef, b * rb, min(n, (b + 1) * rb))
 
 
-@njit
-def _seg_backward(dx, dgamma, dbeta, dy, x, gamma, mean, invstd, training):
-    n, c_count, s_count = x.shape
-    rb = _seg_rows_per_block(c_count * s_count)
-    nb = (n + rb - 1) // rb
-    mean_l = _expand(mean, s_count)
-    part = np.empty((nb, 2, c_count))
-    for b in range(nb):
-        _seg_grad_sums(part[b, 0], part[b, 1], dy, x, mean_l, b * rb, min(n, (b + 1) * rb))
-    coef = np.empty((4, c_count), x.dtype)
-    _seg_finish_bwd(dgamma, dbeta, coef, x, gamma, mean, invstd, training, part)
-    _seg_apply2(dx, dy, x, coef, 0, n)
+_seg_fwd_eval = serial(_seg_fwd_eval_par)  # the same driver on the calling thread
 
 
 @pjit
@@ -603,6 +547,9 @@ def _seg_backward_par(dx, dgamma, dbeta, dy, x, gamma, mean, invstd, training):
     _seg_finish_bwd(dgamma, dbeta, coef, x, gamma, mean, invstd, training, part)
     for b in prange(nb):
         _seg_apply2(dx, dy, x, coef, b * rb, min(n, (b + 1) * rb))
+
+
+_seg_backward = serial(_seg_backward_par)  # the same driver on the calling thread
 
 
 # ---- the kernels (contract of fastinit.reference.batchnorm) -------------------------------------

@@ -20,7 +20,7 @@ from numba import carray, prange, types
 from numba.extending import overload
 
 from .. import _config
-from .._config import njit, pjit
+from .._config import njit, pjit, serial
 from ._tile import f32_as_u32
 from ._reductions import abs_max, abs_sum, address, pointer_like, shifted_sums
 
@@ -122,10 +122,7 @@ def _partials_par(out, nans, addrs, sizes, which, start, proto, kind, p):
         out[k], nans[k] = _partial(_chunk_view(addrs, sizes, which, start, k, proto), kind, p)
 
 
-@njit(exact=True)
-def _partials(out, nans, addrs, sizes, which, start, proto, kind, p):
-    for k in range(which.shape[0]):
-        out[k], nans[k] = _partial(_chunk_view(addrs, sizes, which, start, k, proto), kind, p)
+_partials = serial(_partials_par)  # the same driver on the calling thread
 
 
 @njit(exact=True)
@@ -243,10 +240,7 @@ def _scale_par(addrs, sizes, which, start, proto, s):
         _scale(_chunk_view(addrs, sizes, which, start, k, proto), s)
 
 
-@njit(exact=True)
-def _scale_ser(addrs, sizes, which, start, proto, s):
-    for k in range(which.shape[0]):
-        _scale(_chunk_view(addrs, sizes, which, start, k, proto), s)
+_scale_ser = serial(_scale_par)  # the same driver on the calling thread
 
 
 @pjit(exact=True)
@@ -255,10 +249,7 @@ def _clamp_par(addrs, sizes, which, start, proto, c):
         _clamp(_chunk_view(addrs, sizes, which, start, k, proto), c)
 
 
-@njit(exact=True)
-def _clamp_ser(addrs, sizes, which, start, proto, c):
-    for k in range(which.shape[0]):
-        _clamp(_chunk_view(addrs, sizes, which, start, k, proto), c)
+_clamp_ser = serial(_clamp_par)  # the same driver on the calling thread
 
 
 # ---- the kernels (contract of fastinit.reference.clip) ------------------------------------------
@@ -290,18 +281,18 @@ def grad_norm(grads, norm_type):
         kind = {1.0: KIND_ONE, 2.0: KIND_TWO}.get(norm_type, KIND_P)
     out = np.empty(which.shape[0])
     nans = np.empty(which.shape[0])
-    (_partials_par if par else _partials)(out, nans, addrs, sizes, which, start, proto, kind,
-                                          float(norm_type))
+    run = _partials_par if par else _partials
+    run(out, nans, addrs, sizes, which, start, proto, kind, float(norm_type))
     return _combine(out, nans, kind, float(norm_type))
 
 
 def scale_(grads, scale):
     addrs, sizes, which, start, proto, par = _table(grads)
-    (_scale_par if par else _scale_ser)(addrs, sizes, which, start, proto,
-                                        _value(grads, scale))
+    run = _scale_par if par else _scale_ser
+    run(addrs, sizes, which, start, proto, _value(grads, scale))
 
 
 def clamp_(grads, clip_value):
     addrs, sizes, which, start, proto, par = _table(grads)
-    (_clamp_par if par else _clamp_ser)(addrs, sizes, which, start, proto,
-                                        _value(grads, clip_value))
+    run = _clamp_par if par else _clamp_ser
+    run(addrs, sizes, which, start, proto, _value(grads, clip_value))

@@ -45,7 +45,7 @@ from ._tile import VECTOR_BYTES, make_tile, make_transpose
 
 # ---- tile shape -------------------------------------------------------------------------------
 # AVX-512: 12 rows x 2 vectors = 24 accumulators of 32 zmm registers (two more hold B, two the
-# broadcasts of A; 14 x 2 made LLVM spill one accumulator per k step: 195 vs 261 GFLOP/s).
+# broadcasts of A; 14 x 2 made LLVM spill one accumulator per k step).
 # AVX2: 6 x 2 = 12 of 16 ymm. SSE: 4 x 2 of 16 xmm.
 if VECTOR_BYTES >= 64:
     MR, NVEC = 12, 2
@@ -85,10 +85,10 @@ def nr(dtype):
 def blocking(dtype):
     """(KC, MC, NC) for ``dtype``: the most of K, of M and of N one packed block takes.
 
-    Measured on Zen 5 (1 MB L2, 48 KB L1): a deep KC pays most. Every pass over K re-reads and
-    re-writes the C tile (from L3 or memory for a large C) and restarts the tile loop; KC = 1024
-    with MC = 96 ran at 242 GFLOP/s for n = 2048 against 219 for the classic KC = 256,
-    MC = 336 (both micro-panels then stream from L2, which keeps up). float64: the same bytes.
+    A deep KC pays most: every pass over K re-reads and re-writes the C tile (from L3 or
+    memory for a large C) and restarts the tile loop, and with a small MC both micro-panels
+    stream from L2, which keeps up (benchmarks/records/2026-12-05-comments.md has the
+    measurement). float64: the same bytes.
     """
     if np.dtype(dtype).itemsize == 4:
         return 1024, MR * 8, 4096
@@ -386,7 +386,7 @@ def gemm_dots(a, a_rs, b, b_cs, c, beta, bias, has_bias, part):
 @njit
 def _add_transposed(c, ct, beta, bias, has_bias):
     """c = ct.T [+ c when beta] [+ bias when has_bias] (the narrow product's last step; numpy's
-    broadcasting add took 1.4 us on a 64 x 10 result)."""
+    broadcasting add costs more than the loop on small results)."""
     m, n = c.shape
     for i in range(m):
         row = c[i]
@@ -412,8 +412,8 @@ _scratch = _Scratch()
 
 
 def _threads_getter():
-    """numba.get_num_threads, or its raw ctypes half (0.09 against 0.5 us: it skips the
-    thread-pool launch check, done once here), since call overhead decides small products."""
+    """numba.get_num_threads, or its raw ctypes half (it skips the thread-pool launch check,
+    done once here), since call overhead decides small products."""
     numba.get_num_threads()
     try:
         from numba.np.ufunc.parallel import _get_num_threads
@@ -510,7 +510,6 @@ def b_rows_direct(row_bytes):
     A tile reads a KC x NR strip of B, one row segment per k, and the strip is re-read for
     every row panel of A. Rows whose stride is a multiple of a large power of two fall into
     few cache sets (4 KB apart: the same L1 set, and 1/16 of the L2's) and thrash: B is packed
-    then (n = 1024: 257 GFLOP/s packed, 193 not). Otherwise reading B in place saves the copy
-    (dw = dy.T @ x for a 1024 x 784 x 256 layer: 244 against 231 GFLOP/s).
+    then. Otherwise reading B in place saves the copy.
     """
     return (row_bytes & -row_bytes) <= 256

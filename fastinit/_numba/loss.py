@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange
 
 from .. import _config
-from .._config import njit, pjit
+from .._config import njit, pjit, serial
 from .activations import exp_, like
 
 ROWS = 64
@@ -52,10 +52,7 @@ def _ce_par(part, dlogits, logits, labels, inv_n):
         _ce_block(part, dlogits, logits, labels, b, inv_n)
 
 
-@njit
-def _ce(part, dlogits, logits, labels, inv_n):
-    for b in range(part.shape[0]):
-        _ce_block(part, dlogits, logits, labels, b, inv_n)
+_ce = serial(_ce_par)  # the same driver on the calling thread
 
 
 @njit
@@ -94,10 +91,7 @@ def _mse_par(part, dpred, pred, target, two_n):
         _mse_chunk(part, dpred, pred, target, c, two_n)
 
 
-@njit
-def _mse(part, dpred, pred, target, two_n):
-    for c in range(part.shape[0]):
-        _mse_chunk(part, dpred, pred, target, c, two_n)
+_mse = serial(_mse_par)  # the same driver on the calling thread
 
 
 @njit

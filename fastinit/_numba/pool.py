@@ -11,7 +11,7 @@ csrc/pool.c: "first maximum wins" is associative (combine(a, b) = b > a ? b : a,
 earlier), so each window is combine(combine(t0, t1), combine(b0, b1)) over its top and bottom
 rows, with the same value and winner as the sequential scan. ``_step`` spells one vector step
 out in LLVM IR (shuffles, compares and selects over 64-byte vectors: plain Numba loops over
-row pairs of 4 windows did not vectorise, 3x slower): when W == 2*OW and OW divides the
+row pairs of 4 windows did not vectorise): when W == 2*OW and OW divides the
 vector length, a step reads whole row pairs of contiguous input (one run over all planes when
 H is even); otherwise it reads a vector's worth of one row pair; leftover windows go one by
 one. The backward writes every element of dx (dy at the winner, 0 elsewhere: no zeroing and
@@ -26,7 +26,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from .. import _config
-from .._config import njit, pjit
+from .._config import njit, pjit, serial
 
 _I32 = ir.IntType(32)
 
@@ -409,28 +409,22 @@ def _avg_backward_plane(dx, dy, kh, kw, sh, sw, ph, pw, include_pad):
                     dx[r, c] += g
 
 
-@njit
-def _avg_serial(y, x, kh, kw, sh, sw, ph, pw, include_pad):
-    for p in range(x.shape[0]):
-        _avg_plane(y[p], x[p], kh, kw, sh, sw, ph, pw, include_pad)
-
-
 @pjit
 def _avg_parallel(y, x, kh, kw, sh, sw, ph, pw, include_pad):
     for p in prange(x.shape[0]):
         _avg_plane(y[p], x[p], kh, kw, sh, sw, ph, pw, include_pad)
 
 
-@njit
-def _avg_backward_serial(dx, dy, kh, kw, sh, sw, ph, pw, include_pad):
-    for p in range(dx.shape[0]):
-        _avg_backward_plane(dx[p], dy[p], kh, kw, sh, sw, ph, pw, include_pad)
+_avg_serial = serial(_avg_parallel)  # the same driver on the calling thread
 
 
 @pjit
 def _avg_backward_parallel(dx, dy, kh, kw, sh, sw, ph, pw, include_pad):
     for p in prange(dx.shape[0]):
         _avg_backward_plane(dx[p], dy[p], kh, kw, sh, sw, ph, pw, include_pad)
+
+
+_avg_backward_serial = serial(_avg_backward_parallel)  # the same driver on the calling thread
 
 
 # ---- the kernels (contract of fastinit.reference.pool) ------------------------------------------

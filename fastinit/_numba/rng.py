@@ -401,61 +401,42 @@ def _trunc_f64_run(out, j0, k0, k1, d0, d1, mean, std, a, b, pa, qb, span, lo, h
         out[2 * nb] = _trunc_f64_one(x0, x1, mean, std, a, b, pa, qb, span, lo, hi)
 
 
-# ---- parallel drivers: prange over fixed chunks of CHUNK elements ------------------------------
+# ---- the parallel driver: prange over fixed chunks of CHUNK elements ---------------------------
 # A chunk of CHUNK elements starts at block CHUNK // 4 * c (float32) or CHUNK // 2 * c (float64).
+# One driver per element type, the sampler picked by an op code per chunk (a jitted function
+# passed as an argument is not cached by Numba); p holds its parameters, padded to nine.
 
-@pjit(exact=True)
-def _uniform_f32_par(out, k0, k1, d0, d1, lo, span):
-    n = out.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        start = c * CHUNK
-        _uniform_f32_run(out[start:min(start + CHUNK, n)], _u64(start >> 2), k0, k1, d0, d1,
-                         lo, span)
+UNIFORM, NORMAL, TRUNC = range(3)
 
 
 @pjit(exact=True)
-def _uniform_f64_par(out, k0, k1, d0, d1, low, span):
+def _par_f32(op, out, k0, k1, d0, d1, p):
     n = out.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
-        _uniform_f64_run(out[start:min(start + CHUNK, n)], _u64(start >> 1), k0, k1, d0, d1,
-                         low, span)
+        o, j0 = out[start:min(start + CHUNK, n)], _u64(start >> 2)
+        if op == UNIFORM:
+            _uniform_f32_run(o, j0, k0, k1, d0, d1, p[0], p[1])
+        elif op == NORMAL:
+            _normal_f32_run(o, j0, k0, k1, d0, d1, p[0], p[1])
+        else:
+            _trunc_f32_run(o, j0, k0, k1, d0, d1, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
+                           p[8])
 
 
 @pjit(exact=True)
-def _normal_f32_par(out, k0, k1, d0, d1, mean, std):
+def _par_f64(op, out, k0, k1, d0, d1, p):
     n = out.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
-        _normal_f32_run(out[start:min(start + CHUNK, n)], _u64(start >> 2), k0, k1, d0, d1,
-                        mean, std)
-
-
-@pjit(exact=True)
-def _normal_f64_par(out, k0, k1, d0, d1, mean, std):
-    n = out.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        start = c * CHUNK
-        _normal_f64_run(out[start:min(start + CHUNK, n)], _u64(start >> 1), k0, k1, d0, d1,
-                        mean, std)
-
-
-@pjit(exact=True)
-def _trunc_f32_par(out, k0, k1, d0, d1, mean, std, a, b, pa, qb, span, lo, hi):
-    n = out.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        start = c * CHUNK
-        _trunc_f32_run(out[start:min(start + CHUNK, n)], _u64(start >> 2), k0, k1, d0, d1,
-                       mean, std, a, b, pa, qb, span, lo, hi)
-
-
-@pjit(exact=True)
-def _trunc_f64_par(out, k0, k1, d0, d1, mean, std, a, b, pa, qb, span, lo, hi):
-    n = out.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        start = c * CHUNK
-        _trunc_f64_run(out[start:min(start + CHUNK, n)], _u64(start >> 1), k0, k1, d0, d1,
-                       mean, std, a, b, pa, qb, span, lo, hi)
+        o, j0 = out[start:min(start + CHUNK, n)], _u64(start >> 1)
+        if op == UNIFORM:
+            _uniform_f64_run(o, j0, k0, k1, d0, d1, p[0], p[1])
+        elif op == NORMAL:
+            _normal_f64_run(o, j0, k0, k1, d0, d1, p[0], p[1])
+        else:
+            _trunc_f64_run(o, j0, k0, k1, d0, d1, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
+                           p[8])
 
 
 # ---- the kernels (same names and arguments as fastinit.reference.rng) --------------------------
@@ -464,16 +445,17 @@ def _words(k0, k1, d0, d1):
     return _u64(k0), _u64(k1), _u64(d0), _u64(d1)
 
 
-def _run(run, par, out, *args):
-    """The serial kernel below PARALLEL_MIN_ELEMENTS, else the parallel one with its chunks
-    handed out one at a time (on a shared machine a thread that gets less CPU time does fewer;
-    the chunk size is set here, not inside the kernel, which then could not be cached)."""
+def _run(run, op, out, keys, args):
+    """The serial kernel ``run`` below PARALLEL_MIN_ELEMENTS, else the parallel driver with its
+    chunks handed out one at a time (on a shared machine a thread that gets less CPU time does
+    fewer; the chunk size is set here, not inside the kernel, which then could not be cached)."""
     if out.shape[0] < _config.PARALLEL_MIN_ELEMENTS:
-        run(out, _u64(0), *args)
+        run(out, _u64(0), *keys, *args)
         return
+    par = _par_f32 if out.dtype == np.float32 else _par_f64
     previous = numba.set_parallel_chunksize(1)
     try:
-        par(out, *args)
+        par(op, out, *keys, args + (args[0],) * (9 - len(args)))
     finally:
         numba.set_parallel_chunksize(previous)
 
@@ -484,11 +466,11 @@ def uniform(out, k0, k1, d0, d1, low, high):
     if out.dtype == np.float32:
         lo = _f32(low)
         args = (lo, _f32(_f32(high) - lo))
-        run, par = _uniform_f32_run, _uniform_f32_par
+        run = _uniform_f32_run
     else:
         args = (float(low), float(high) - float(low))
-        run, par = _uniform_f64_run, _uniform_f64_par
-    _run(run, par, out, *keys, *args)
+        run = _uniform_f64_run
+    _run(run, UNIFORM, out, keys, args)
     return out
 
 
@@ -497,11 +479,11 @@ def normal(out, k0, k1, d0, d1, mean, std):
     keys = _words(k0, k1, d0, d1)
     if out.dtype == np.float32:
         args = (_f32(mean), _f32(std))
-        run, par = _normal_f32_run, _normal_f32_par
+        run = _normal_f32_run
     else:
         args = (float(mean), float(std))
-        run, par = _normal_f64_run, _normal_f64_par
-    _run(run, par, out, *keys, *args)
+        run = _normal_f64_run
+    _run(run, NORMAL, out, keys, args)
     return out
 
 
@@ -510,9 +492,6 @@ def truncated_normal(out, k0, k1, d0, d1, mean, std, a, b, pa, qb, span, lo, hi)
     keys = _words(k0, k1, d0, d1)
     cast = _f32 if out.dtype == np.float32 else float
     args = tuple(cast(v) for v in (mean, std, a, b, pa, qb, span, lo, hi))
-    if out.dtype == np.float32:
-        run, par = _trunc_f32_run, _trunc_f32_par
-    else:
-        run, par = _trunc_f64_run, _trunc_f64_par
-    _run(run, par, out, *keys, *args)
+    run = _trunc_f32_run if out.dtype == np.float32 else _trunc_f64_run
+    _run(run, TRUNC, out, keys, args)
     return out

@@ -41,7 +41,8 @@ import statistics
 import time
 
 __all__ = ["paired", "ratio_summary", "geomean", "ratio_interval", "measure", "Measurement",
-           "in_words", "json_safe", "CpuWatch", "MIN_ROUNDS", "CONFIDENCE", "BUSY_SHARE"]
+           "in_words", "json_safe", "CpuWatch", "MIN_ROUNDS", "CONFIDENCE", "BUSY_SHARE",
+           "best", "median"]
 
 #: Confidence level of every interval this module reports.
 CONFIDENCE = 0.95
@@ -57,6 +58,28 @@ def _once(fn, calls):
     for _ in range(calls):
         fn()
     return (time.perf_counter() - t) / calls
+
+
+def best(fn, calls):
+    """The fastest of ``calls`` calls of ``fn`` (seconds); no warm-up (the benchmark scripts'
+    single-library timer)."""
+    fastest = float("inf")
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        fastest = min(fastest, time.perf_counter() - t)
+    return fastest
+
+
+def median(fn, reps=5):
+    """The median of ``reps`` calls of ``fn`` after one warm-up call (seconds)."""
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
 
 
 def _calibrate(fns, min_sample, short):

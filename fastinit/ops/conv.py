@@ -3,7 +3,7 @@
 ``y = conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1)``
     x (N, C, H, W), w (K, C/groups, R, S), b (K,) or None -> y (N, K, OH, OW), with
     ``OH = (H + top + bottom - dh*(R-1) - 1) // sh + 1`` (likewise OW).
-``dx, dw, db = conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias=True,
+``dx, dw, db = conv2d_backward(dy, x, w, stride, padding, dilation, groups, *, has_bias=True,
                                need=("dx", "dw", "db"))``
     the gradients of ``y`` with respect to x, w and b in one call; only those named in ``need``
     are computed, the others are None (db is also None when ``has_bias`` is False).
@@ -192,9 +192,10 @@ def _bias(b, w):
     return _validate.contiguous(b)
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, backend=None):
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, backend=None):
     """2-D cross-correlation (PyTorch's conv2d): x (N, C, H, W), w (K, C/groups, R, S),
-    b (K,) or None -> (N, K, OH, OW). See the module docstring for the arguments."""
+    b (K,) or None -> (N, K, OH, OW). See the module docstring for the arguments. No ``out=``:
+    y comes from the reused-output cache (fastinit/_alloc.py), which saves its page faults."""
     _array4(x, "x")
     _array4(w, "w")
     _validate.same_dtype(w, "w", x, "x")
@@ -215,7 +216,7 @@ def _need(need, has_bias):
     return "dx" in items, "dw" in items, "db" in items and has_bias
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, has_bias=True,
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *, has_bias=True,
                     need=_NEEDS, backend=None):
     """Gradients of ``y = conv2d(x, w, b, stride, padding, dilation, groups)``:
     ``(dx, dw, db)`` shaped like x, w and (K,); only those named in ``need`` are computed,
@@ -332,7 +333,7 @@ WINOGRAD = {3: "F(4x4,3x3)", 5: "F(2x2,5x5)", 7: "F(2x2,7x7)"}
 WINOGRAD_MIN_CHANNELS = 16
 #: Fewest tiles (over the batch) for Winograd once its transformed weights U (a*a*C*K values)
 #: outgrow WINOGRAD_SMALL_U: U is made and read once per call, its products reused per tile
-#: (C=K=512 on 7x7 maps, batch 8, 32 tiles: 0.6-0.8x the general engine; 128 tiles: 1.0-1.1x).
+#: (with fewer tiles the general engine wins; the measurement is in benchmarks/records/).
 WINOGRAD_MIN_TILES = 128
 WINOGRAD_SMALL_U = 1 << 18
 
@@ -380,8 +381,8 @@ def _direct(kind, geo, lanes):
     first layer: the patch matrix is cheap to read but costs as much to build as its
     products), few output channels (forward: lanes/2..DIRECT_MAX_KG, and stride 1 along the
     rows; dw: up to twice that), and output rows of at least 4 pixels (the tile's rows are
-    pixels). Measured against the general engine on first layers of 6x6 to 32x32 maps: 1.1-1.9x
-    on both backends."""
+    pixels). Faster than the general engine on first layers of 6x6 to 32x32 maps, both
+    backends (benchmarks/records/)."""
     K, Cg, R, S = geo.w_shape
     Kg = K // geo.groups
     if kind == "forward" and not (lanes // 2 <= Kg <= DIRECT_MAX_KG and geo.stride[1] == 1):

@@ -12,8 +12,11 @@ GEMM (BLIS loop order, packed panels, a register-tile microkernel; see
 :mod:`fastinit._numba.gemm` and ``csrc/gemm.c``); only the numpy reference calls BLAS.
 Transposed (F-contiguous) operands are used as they are: the kernels pack panels from either
 layout, so ``dy.T @ x`` or ``x @ w.T`` never copy. Other strided views are copied once.
-``out=`` (matmul) must be a writable, C-contiguous array of the result's shape and dtype; it
-may be one of the operands (the product then goes through a fresh array first).
+``out=`` (matmul, linear) must be a writable, C-contiguous array of the result's shape and
+dtype; matmul's may be one of the operands (the product then goes through a fresh array
+first). linear_backward takes no ``out=``: its up to three gradients come from the
+reused-output cache (fastinit/_alloc.py), which saves the page faults ``out=`` would save.
+``backend=`` and ``out=`` are keyword-only, as ``has_bias`` and ``need``.
 
 Not here: integer or complex products, other batch broadcasting than the one above, alpha/beta
 scaling (BLAS gemm's), float16.
@@ -70,7 +73,7 @@ def _as_operand(a):
     return a if (flags.c_contiguous or flags.f_contiguous) and flags.aligned else _layout(a)
 
 
-def matmul(a, b, out=None, backend=None):
+def matmul(a, b, *, out=None, backend=None):
     """``a @ b`` for 2-D (M, K) @ (K, N), or batched with 3-D operands.
 
     With 3-D operands the batch sizes must be equal, or one of them 1 (or a 2-D operand):
@@ -141,8 +144,11 @@ def _matmul_checked(a, b, out, backend):
     return out
 
 
-def linear(x, w, b=None, backend=None):
-    """``x @ w.T + b``: x (N, in), w (out, in) (PyTorch's layout), b (out,) or None."""
+def linear(x, w, b=None, *, out=None, backend=None):
+    """``x @ w.T + b``: x (N, in), w (out, in) (PyTorch's layout), b (out,) or None.
+
+    ``out``: an optional C-contiguous (N, out) array of x's dtype that receives the result
+    (it may not overlap x, w or b)."""
     if not (_fast_pair(x, w) and x.shape[1] == w.shape[1] and
             (b is None or (type(b) is np.ndarray and b.dtype is x.dtype and b.shape == w.shape[:1]
                            and b.flags.carray))):
@@ -155,7 +161,16 @@ def linear(x, w, b=None, backend=None):
             _same_dtype(b, "b", x, "x")
             _validate.dims_match(b, "b", 0, w, "w", 0, "out_features of b and w")
             b = _validate.contiguous(b)
-    y = _alloc.empty((x.shape[0], w.shape[0]), x.dtype)
+    shape = (x.shape[0], w.shape[0])
+    if out is None:
+        y = _alloc.empty(shape, x.dtype)
+    else:
+        if not (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == shape
+                and out.flags.carray):
+            _validate.out_array(out, "out", shape, x.dtype)
+        if any(a is not None and np.may_share_memory(out, a) for a in (x, w, b)):
+            raise ValueError("linear: out may not overlap x, w or b")
+        y = out
     fn = backends.kernel("dense", "linear", backend)[0]
     fn(y, _as_operand(x), _as_operand(w), b)
     return y
@@ -172,7 +187,7 @@ def _need_checked(need):
         return False
 
 
-def linear_backward(dy, x, w, has_bias=True, backend=None, need=_NEEDS):
+def linear_backward(dy, x, w, *, has_bias=True, need=_NEEDS, backend=None):
     """Gradients of ``y = x @ w.T + b``: ``(dx, dw, db)`` with dx = dy @ w (N, in),
     dw = dy.T @ x (out, in), db = dy.sum(0) (out,), or None when ``has_bias`` is False.
 

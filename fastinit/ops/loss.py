@@ -10,6 +10,8 @@ dpred = 2 (pred - target) / pred.size.
 
 The loss is a Python float accumulated in float64; the gradient has the input's dtype.
 Reductions are the mean (PyTorch's default); there are no class weights or ignore_index.
+No ``out=``: the gradient comes from the reused-output cache (fastinit/_alloc.py), which saves
+the page faults of a fresh array as ``out=`` would.
 """
 import numpy as np
 

@@ -6,6 +6,9 @@ again from x: nothing is kept between the calls). ``avg_pool2d`` / ``avg_pool2d_
 likewise, with PyTorch's ``count_include_pad=True`` default. Output size per axis:
 floor((H + 2p - k) / s) + 1, as PyTorch with ``ceil_mode=False``. ``stride`` defaults to the
 kernel size; padding must be at most half the kernel (PyTorch's rule).
+
+No ``out=``: large outputs come from the reused-output cache (fastinit/_alloc.py), which saves
+the page faults of a fresh array as ``out=`` would, and the backward writes every element.
 """
 import numpy as np
 
@@ -17,25 +20,30 @@ __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backwa
 
 def _args(x, kernel_size, stride, padding, argname="x"):
     _validate.float_array(x, argname)
-    if x.ndim != 4:
-        raise ValueError(f"{argname} must be 4-D (N, C, H, W), got shape {x.shape}")
+    return _geometry(x.shape, kernel_size, stride, padding, argname)
+
+
+def _geometry(shape, kernel_size, stride, padding, argname):
+    if len(shape) != 4:
+        raise ValueError(f"{argname} must be 4-D (N, C, H, W), got shape {shape}")
     kh, kw = _validate.int_pair(kernel_size, "kernel_size", minimum=1)
     sh, sw = (kh, kw) if stride is None else _validate.int_pair(stride, "stride", minimum=1)
     ph, pw = _validate.int_pair(padding, "padding", minimum=0)
     if 2 * ph > kh or 2 * pw > kw:
         raise ValueError(f"padding {(ph, pw)} must be at most half the kernel size {(kh, kw)}")
-    n, c, h, w = x.shape
+    n, c, h, w = shape
     oh = (h + 2 * ph - kh) // sh + 1
     ow = (w + 2 * pw - kw) // sw + 1
     if oh < 1 or ow < 1:
         raise ValueError(f"kernel_size {(kh, kw)} is larger than the padded input "
-                         f"{(h + 2 * ph, w + 2 * pw)} of {argname} with shape {x.shape}")
+                         f"{(h + 2 * ph, w + 2 * pw)} of {argname} with shape {shape}")
     return (n, c, h, w, oh, ow), (kh, kw, sh, sw, ph, pw)
 
 
 def pool2d_output_shape(x_shape, kernel_size, stride=None, padding=0):
-    """(N, C, OH, OW) of pooling an input of shape ``x_shape``."""
-    dims, _ = _args(np.empty(x_shape, np.float32), kernel_size, stride, padding)
+    """(N, C, OH, OW) of pooling an input of shape ``x_shape`` (checked as the ops check x's)."""
+    dims, _ = _geometry(_validate.shape(x_shape, "x_shape"), kernel_size, stride, padding,
+                        "x_shape")
     n, c, _, _, oh, ow = dims
     return (n, c, oh, ow)
 
