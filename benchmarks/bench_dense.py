@@ -123,7 +123,7 @@ def table(threads=(1, 2), square=SQUARE, linear=LINEAR, rounds=7, dtypes=(np.flo
     from threadpoolctl import threadpool_info
     blas = [(i["internal_api"], i.get("architecture"), i["version"]) for i in threadpool_info()]
     print(f"numpy BLAS: {blas}; fastinit C path: "
-          f"{fi._c.ffi.string(fi._c.lib.fi_gemm_path()).decode() if fi._c.lib else 'n/a'}")
+          f"{fi._c.cpu_features() or 'n/a'}")
     libs = ["numpy", "torch"] + FAST
     head = "".join(f"{lib:>8s}" for lib in libs) + "  " + "".join(f"{lib + '/np':>10s}" for lib in FAST)
     for th in threads:

@@ -100,8 +100,7 @@ def table(threads=2, rounds=7):
     check()
     n = SHAPE[0] * SHAPE[1]
     libs = ["numpy", "torch"] + FAST
-    c_path = {0: "portable", 1: "avx2", 2: "avx512"}.get(fi._c.lib.fi_rng_set_path(-1)) \
-        if fi._c.lib else "n/a"
+    c_path = fi._c.cpu_features() or "n/a"
     print(f"{threads} thread(s), {SHAPE[0]}x{SHAPE[1]} float32, M samples/s (median of {rounds}"
           f" rounds); C build: {c_path}; numpy's Generator is single-threaded")
     print(f"{'distribution':22s}" + "".join(f"{lib:>9s}" for lib in libs) + "   ratios "
