@@ -92,6 +92,14 @@ def _calibrate(fns, min_sample, short):
     return calls
 
 
+def _pct(x, near):
+    """x as a percentage with the fewest decimals (up to 2) that tell it from ``near``."""
+    for d in (0, 1):
+        if f"{x:.{d}%}" != f"{near:.{d}%}":
+            return f"{x:.{d}%}"
+    return f"{x:.2%}"
+
+
 def paired(fns, rounds=7, pause=0.005, min_sample=2e-3, short=2e-4):
     """{name: [seconds per call, one per round]} for the callables in ``fns`` (a dict).
 
@@ -338,9 +346,9 @@ def measure(fns, pairs, budget=20.0, precision=0.03, min_rounds=MIN_ROUNDS, max_
                         f"a longer --budget")
     elif decide and not converged:
         warnings.append(f"precision not reached: after {rounds} rounds ({seconds:.0f} s) the "
-                        f"widest 95% interval that decides is +-{widest:.0%}, not the "
-                        f"+-{precision:.0%} asked for; a longer --budget or a quieter machine "
-                        f"narrows it")
+                        f"widest 95% interval that decides is +-{_pct(widest, precision)}, "
+                        f"not the +-{precision:.0%} asked for; a longer --budget or a quieter "
+                        f"machine narrows it")
     return Measurement(times=times, ratios=ratios, rounds=rounds, seconds=seconds,
                        converged=converged, precision=precision, budget=budget,
                        others_cpu=others, busy=busy, load=load, warnings=warnings)
