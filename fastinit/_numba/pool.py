@@ -40,70 +40,66 @@ PARALLEL_MIN_BWD = 1 << 17
 
 # ---- generic max pooling (any window, stride, padding) ------------------------------------------
 
+# Planes are read flat (x[p].reshape(-1)) at np.uint64 indices: a signed index costs the
+# negative-index wraparound test on every access.
+
 @njit(exact=True)
-def _max_plane(y, x, kh, kw, sh, sw, ph, pw, where):
-    h, w = x.shape
-    oh, ow = y.shape
-    for a in range(oh):
-        r0 = a * sh - ph
-        for b in range(ow):
-            c0 = b * sw - pw
-            best = -np.inf
-            at = 0
-            for i in range(kh):
-                r = r0 + i
-                if r < 0 or r >= h:
-                    continue
-                for j in range(kw):
-                    c = c0 + j
-                    if c < 0 or c >= w:
-                        continue
-                    v = x[r, c]
-                    if v > best:
-                        best = v
-                        at = r * w + c
-            y[a, b] = best
-            where[a, b] = at
+def _max_row(y, x, h, w, r0, kh, kw, sw, pw):
+    """One output row: y[b] = the maximum of the window at rows r0 .., columns b*sw - pw .. of
+    the flat h x w plane x, each max taken as v > best ? v : best (the value of the first
+    maximum; NaN never wins). The columns b one tap reaches inside the plane are a range, so
+    the inner loop has no bounds test."""
+    y[:] = -np.inf
+    for r in range(max(r0, 0), min(r0 + kh, h)):
+        for j in range(kw):
+            off = j - pw
+            at = r * w + off
+            for b in range(max(0, (sw - 1 - off) // sw), min(y.size, (w - off + sw - 1) // sw)):
+                v = x[np.uint64(at + b * sw)]
+                y[np.uint64(b)] = v if v > y[np.uint64(b)] else y[np.uint64(b)]
 
 
 @njit(exact=True)
-def _max_backward_plane(dx, dy, x, kh, kw, sh, sw, ph, pw, tmp, where):
-    _max_plane(tmp, x, kh, kw, sh, sw, ph, pw, where)
-    flat = dx.reshape(-1)
-    flat[:] = 0
-    for a in range(dy.shape[0]):
-        for b in range(dy.shape[1]):
-            flat[where[a, b]] += dy[a, b]
-
-
-@njit(exact=True)
-def _max_serial(y, x, kh, kw, sh, sw, ph, pw):
-    where = np.empty(y.shape[1:], np.int64)
-    for p in range(x.shape[0]):
-        _max_plane(y[p], x[p], kh, kw, sh, sw, ph, pw, where)
+def _max_at(x, h, w, r0, c0, kh, kw):
+    """Flat index of the first maximum (row-major) of a window of the flat h x w plane x; 0 if
+    no value is above -inf."""
+    best = -np.inf
+    at = 0
+    for r in range(max(r0, 0), min(r0 + kh, h)):
+        for c in range(max(c0, 0), min(c0 + kw, w)):
+            v = x[np.uint64(r * w + c)]
+            if v > best:
+                best = v
+                at = r * w + c
+    return at
 
 
 @pjit(exact=True)
 def _max_parallel(y, x, kh, kw, sh, sw, ph, pw):
+    _, h, w = x.shape
     for p in prange(x.shape[0]):
-        where = np.empty(y.shape[1:], np.int64)
-        _max_plane(y[p], x[p], kh, kw, sh, sw, ph, pw, where)
+        xp = x[p].reshape(-1)
+        for a in range(y.shape[1]):
+            _max_row(y[p, a], xp, h, w, a * sh - ph, kh, kw, sw, pw)
 
 
-@njit(exact=True)
-def _max_backward_serial(dx, dy, x, kh, kw, sh, sw, ph, pw):
-    tmp = np.empty(dy.shape[1:], x.dtype)
-    where = np.empty(dy.shape[1:], np.int64)
-    for p in range(x.shape[0]):
-        _max_backward_plane(dx[p], dy[p], x[p], kh, kw, sh, sw, ph, pw, tmp, where)
+_max_serial = serial(_max_parallel)  # the same driver on the calling thread
 
 
 @pjit(exact=True)
 def _max_backward_parallel(dx, dy, x, kh, kw, sh, sw, ph, pw):
+    """dx = dy added to each window's winner, windows in order."""
+    _, h, w = x.shape
     for p in prange(x.shape[0]):
-        tmp = np.empty(dy.shape[1:], x.dtype)
-        where = np.empty(dy.shape[1:], np.int64)
-        _max_backward_plane(dx[p], dy[p], x[p], kh, kw, sh, sw, ph, pw, tmp, where)
+        xp = x[p].reshape(-1)
+        dxp = dx[p].reshape(-1)
+        dxp[:] = 0
+        for a in range(dy.shape[1]):
+            for b in range(dy.shape[2]):
+                dxp[_max_at(xp, h, w, a * sh - ph, b * sw - pw, kh, kw)] += dy[p, a, b]
+
+
+_max_backward_serial = serial(_max_backward_parallel)  # the same driver on the calling thread
 
 
 # ---- the 2x2 fast path: vector steps written as LLVM IR --------------------------------------
