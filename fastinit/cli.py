@@ -585,6 +585,8 @@ def build_parser():
                    --batch-norm      too_small, too_large and normal inits on 6 x 64 ReLU nets,
                                      with and without batch norm, lr 0.02, 20 epochs
                  """))
+    # (--inits, --depth, ... of train are declared like signal's, with their own help and
+    # defaults: alike in shape, not repeated logic)
     s.add_argument("--model", default="mlp", choices=["mlp", "cnn"],
                    help="mlp: 64-128-128-10 (--depth, --width: other hidden layers); cnn: two "
                         "3x3 conv + batch norm + pool blocks")
