@@ -8,7 +8,6 @@ copies. The copy bandwidth is measured in the same run (np.copyto, and a Numba p
 the bound uses the faster. fastinit is timed with ``out=`` (a reused output: the kernel) and
 as is (a fresh 64 MB output per call, whose page faults PyTorch pays too).
 """
-import statistics
 import sys
 
 import numpy as np
@@ -18,10 +17,10 @@ import torch.nn.functional as F
 
 import fastinit as fi
 from fastinit import backends
-from fastinit.lab.timing import median as _time
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_batchnorm import parallel_copy, wait_idle  # noqa: E402  (the same probes)
+# the same probes and the same ratio-table driver
+from bench_batchnorm import command_line, parallel_copy, rounds_against_copy  # noqa: E402
 
 N = 1 << 24
 THREADS = 2
@@ -121,20 +120,8 @@ def main(rounds=5):
                 tag = f"{b}{' out=' if reuse else ''}"
                 f, bw = fastinit_fns(b, name, kw, x, dy, reuse)
                 cases[f"{lab} forward {tag}"], cases[f"{lab} backward {tag}"] = f, bw
-    times = {k: [] for k in cases}
-    ratios = {k: [] for k in cases}  # time / that round's bound
-    for _ in range(rounds):
-        got = {}
-        for name, fn in cases.items():
-            if name.startswith("copy") or name.endswith("torch"):
-                wait_idle()  # other helpers share the 2 cores: time in the quiet gaps
-            got[name] = _time(fn)
-        copy = min(got["copy np.copyto"], got["copy numba parallel"])
-        for name, t in got.items():
-            times[name].append(t)
-            ratios[name].append(t / ((1.5 if " backward " in name else 1.0) * copy))
-    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    rat = {k: statistics.median(v) for k, v in ratios.items()}
+    med, rat = rounds_against_copy(
+        cases, rounds, lambda name: name.startswith("copy") or name.endswith("torch"))
     copy = min(med["copy np.copyto"], med["copy numba parallel"])
     print(f"activations on {N:,} float32 ({4 * N / 1e6:.0f} MB), {THREADS} threads, medians of "
           f"{rounds} rounds; copy: np.copyto {med['copy np.copyto']:.2f} ms, numba parallel "
@@ -155,6 +142,6 @@ def main(rounds=5):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2:
-        THREADS = int(sys.argv[2])
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
+    args = command_line(__doc__, rounds=5)
+    THREADS = args.threads
+    main(args.rounds)

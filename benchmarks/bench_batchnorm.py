@@ -13,8 +13,8 @@ own round's bound, so a busy neighbour moves both together. fastinit is timed tw
 the public API as is (a fresh 51 MB output per call, whose page faults PyTorch pays too) and
 with ``out=`` (a reused output: the kernel itself).
 """
+import argparse
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -47,6 +47,17 @@ def parallel_copy(dst, src):
             d[i] = s[i]
 
 
+def command_line(doc, rounds, threads=2):
+    """The arguments of ``python bench_x.py [rounds [threads]]`` (a script's ratio table)."""
+    p = argparse.ArgumentParser(description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("rounds", nargs="?", type=int, default=rounds,
+                   help=f"timing rounds (default: {rounds})")
+    p.add_argument("threads", nargs="?", type=int, default=threads,
+                   help=f"threads of fastinit and PyTorch (default: {threads})")
+    return p.parse_args()
+
+
 def _cpu_times():
     with open("/proc/stat") as f:
         v = [int(t) for t in f.readline().split()[1:]]
@@ -70,6 +81,28 @@ def wait_idle(limit=30.0, dt=0.25, idle=0.9):
         if (i1 - i0) / max(1, t1 - t0) >= idle:
             return True
     return False
+
+
+def rounds_against_copy(cases, rounds, quiet_before):
+    """Time ``cases`` ({name: fn}, "copy np.copyto" and "copy numba parallel" among them) in
+    ``rounds`` rounds: ({name: median ms}, {name: median over rounds of time / that round's
+    bound}). The bound is the round's faster copy, 1.5 copies for a name with "backward" in it;
+    the ratio to it cancels the noise of one round. Before each case ``quiet_before(name)``
+    picks, it waits for idle CPUs (other jobs share the cores: time in the quiet gaps)."""
+    times = {k: [] for k in cases}
+    ratios = {k: [] for k in cases}
+    for _ in range(rounds):
+        got = {}
+        for name, fn in cases.items():
+            if quiet_before(name):
+                wait_idle()
+            got[name] = _time(fn)
+        copy = min(got["copy np.copyto"], got["copy numba parallel"])
+        for name, t in got.items():
+            times[name].append(t)
+            ratios[name].append(t / ((1.5 if "backward" in name else 1.0) * copy))
+    return ({k: statistics.median(v) * 1e3 for k, v in times.items()},
+            {k: statistics.median(v) for k, v in ratios.items()})
 
 
 def data(shape=SHAPE, seed=0):
@@ -189,21 +222,8 @@ def main(rounds=7):
             f, bw = fastinit_setup(b, x, dy, gamma, beta, reuse)
             tag = f"{b}{' out=' if reuse else ''}"
             cases[f"{tag} forward"], cases[f"{tag} backward"] = f, bw
-    times = {k: [] for k in cases}
-    ratios = {k: [] for k in cases}  # time / that round's bound: the noise of one round cancels
-    for _ in range(rounds):
-        got = {}
-        wait_idle()
-        for name, fn in cases.items():
-            if name.startswith("copy") or name.endswith("forward"):
-                wait_idle()  # other helpers share the 2 cores: time in the quiet gaps
-            got[name] = _time(fn)
-        copy = min(got["copy np.copyto"], got["copy numba parallel"])
-        for name, t in got.items():
-            times[name].append(t)
-            ratios[name].append(t / (copy if "forward" in name or "copy" in name else 1.5 * copy))
-    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    rat = {k: statistics.median(v) for k, v in ratios.items()}
+    med, rat = rounds_against_copy(
+        cases, rounds, lambda name: name.startswith("copy") or name.endswith("forward"))
     copy = min(med["copy np.copyto"], med["copy numba parallel"])
     bound = {"forward": copy, "backward": 1.5 * copy}
     print(f"batch norm training, float32 {'x'.join(map(str, SHAPE))}, {THREADS} threads, "
@@ -224,6 +244,6 @@ def main(rounds=7):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2:  # python bench_x.py rounds threads
-        THREADS = int(sys.argv[2])
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 7)
+    args = command_line(__doc__, rounds=7)
+    THREADS = args.threads
+    main(args.rounds)

@@ -22,7 +22,7 @@ import fastinit as fi
 from fastinit import backends
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_batchnorm import parallel_copy, wait_idle  # noqa: E402  (the same probes)
+from bench_batchnorm import command_line, parallel_copy, wait_idle  # noqa: E402 (same probes)
 
 THREADS = 2
 FAST = [b for b, why in backends.available().items() if why is None and b != "numpy"]
@@ -165,6 +165,6 @@ def main(rounds=9):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2:  # python bench_x.py rounds threads
-        THREADS = int(sys.argv[2])
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 9)
+    args = command_line(__doc__, rounds=9)
+    THREADS = args.threads
+    main(args.rounds)

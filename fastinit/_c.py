@@ -4,8 +4,9 @@
 disabled with ``FASTINIT_DISABLE_C=1``; ``reason`` then says why (``None`` when loaded).
 Nothing is printed at import: the reason surfaces only when someone asks for the C backend.
 
-The C side's contracts in Python: :func:`check` turns the ``fi_status`` every entry point
-returns into an exception, and :func:`isa_cap` caps the instruction set the kernels use (the
+The C side's contracts in Python: :func:`kernel` finds the float32 or float64 entry point of a
+kernel, :func:`check` turns the ``fi_status`` every entry point returns into an exception, and
+:func:`isa_cap` caps the instruction set the kernels use (the
 cap ``FASTINIT_C_ISA`` sets at import).
 """
 import contextlib
@@ -70,6 +71,21 @@ def check(status, op):
     if status == -2:  # FI_ERR_ARG
         raise ValueError(f"fastinit {op}: the C kernel refused its arguments")
     raise RuntimeError(f"fastinit {op}: the C kernel failed with status {status}")
+
+
+_KERNELS = {}
+
+
+def kernel(name, dtype):
+    """The C entry point ``fi_<name>_f32`` or ``fi_<name>_f64`` for ``dtype`` (by its kind: an
+    unpickled float32 array's dtype is equal to, not the same object as, np.dtype(np.float32)),
+    looked up once: the wrappers ask on every call."""
+    key = (name, dtype.char)
+    try:
+        return _KERNELS[key]
+    except KeyError:
+        fn = _KERNELS[key] = getattr(lib, f"fi_{name}_{'f32' if dtype.char == 'f' else 'f64'}")
+        return fn
 
 
 def cpu_features():

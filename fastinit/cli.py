@@ -100,17 +100,22 @@ def _csv(text):
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _names(text, what, known, unknown="unknown {what} {name!r}; choose from {known}"):
+    """The comma-separated names in ``text``, at least one, each one of ``known``."""
+    names = _csv(text)
+    if not names:
+        raise argparse.ArgumentTypeError(f"must name at least one {what}")
+    for name in names:
+        if name not in known:
+            raise argparse.ArgumentTypeError(
+                unknown.format(what=what, name=name, known=", ".join(known)))
+    return names
+
+
 def init_list(text):
     from fastinit.lab import presets
 
-    names = _csv(text)
-    if not names:
-        raise argparse.ArgumentTypeError("must name at least one initialization")
-    for n in names:
-        if n not in presets.INITS:
-            raise argparse.ArgumentTypeError(
-                f"unknown initialization {n!r}; choose from {', '.join(presets.INITS)}")
-    return tuple(names)
+    return tuple(_names(text, "initialization", presets.INITS))
 
 
 def depth_list(text):
@@ -124,24 +129,12 @@ def depth_list(text):
 def activation_list(text):
     from fastinit.lab import train
 
-    names = _csv(text)
-    if not names:
-        raise argparse.ArgumentTypeError("must name at least one activation")
-    for n in names:
-        if n not in train.ACTIVATIONS:
-            raise argparse.ArgumentTypeError(
-                f"unknown activation {n!r}; choose from {', '.join(train.ACTIVATIONS)}")
-    return tuple(names)
+    return tuple(_names(text, "activation", train.ACTIVATIONS))
 
 
 def backend_list(text):
-    names = _csv(text)
-    if not names:
-        raise argparse.ArgumentTypeError("must name at least one backend")
-    for n in names:
-        if n not in ("numba", "c"):
-            raise argparse.ArgumentTypeError(f"backends to time are numba and c, got {n!r}")
-    return names
+    return _names(text, "backend", ("numba", "c"),
+                  unknown="backends to time are numba and c, got {name!r}")
 
 
 def plot_path(text):
@@ -483,6 +476,15 @@ def _sub(sub, name, help, description=None, epilog=None):
     return s
 
 
+def _timing_options(s, budget, budget_help, stop):
+    """--budget and --precision of a command that times in rounds until its ratios are tight:
+    ``stop`` says what stops once they have tight intervals."""
+    s.add_argument("--budget", type=positive_float, default=budget, metavar="SECONDS",
+                   help=budget_help)
+    s.add_argument("--precision", type=percent, default=0.03, metavar="PERCENT",
+                   help=f"{stop} have 95%% intervals within +-PERCENT (default: 3)")
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="fastinit", formatter_class=_Formatter,
@@ -524,11 +526,8 @@ def build_parser():
                         "default backend)")
     s.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="data type")
-    s.add_argument("--budget", type=positive_float, default=30.0, metavar="SECONDS",
-                   help="stop timing after this long even if an interval is still wide")
-    s.add_argument("--precision", type=percent, default=0.03, metavar="PERCENT",
-                   help="stop timing once the verdict's ratios have 95%% intervals within "
-                        "+-PERCENT (default: 3)")
+    _timing_options(s, 30.0, "stop timing after this long even if an interval is still wide",
+                    "stop timing once the verdict's ratios")
     s.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
     s.add_argument("--plot", type=plot_path, metavar="FILE.png",
                    help="also draw the comparison into this image (default: no plot)")
@@ -586,6 +585,8 @@ def build_parser():
                    --batch-norm      too_small, too_large and normal inits on 6 x 64 ReLU nets,
                                      with and without batch norm, lr 0.02, 20 epochs
                  """))
+    # (--inits, --depth, ... of train are declared like signal's, with their own help and
+    # defaults: alike in shape, not repeated logic)
     s.add_argument("--model", default="mlp", choices=["mlp", "cnn"],
                    help="mlp: 64-128-128-10 (--depth, --width: other hidden layers); cnn: two "
                         "3x3 conv + batch norm + pool blocks")
@@ -651,11 +652,7 @@ def build_parser():
     s.add_argument("ops", nargs="*", type=op_name, metavar="OP",
                    help=f"ops to measure (default: all of {' '.join(OPS)}; also: "
                         f"{' '.join(EXTRA_OPS)})")
-    s.add_argument("--budget", type=positive_float, default=5.0, metavar="SECONDS",
-                   help="time budget per op")
-    s.add_argument("--precision", type=percent, default=0.03, metavar="PERCENT",
-                   help="stop an op once the default backend's ratios have 95%% intervals "
-                        "within +-PERCENT (default: 3)")
+    _timing_options(s, 5.0, "time budget per op", "stop an op once the default backend's ratios")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(func=cmd_bench)

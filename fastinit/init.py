@@ -159,6 +159,13 @@ def _divisible(n, groups, what):
 
 # ---- what an initializer does ----------------------------------------------------------------
 
+#: What ``str(InitInfo)`` shows after the name, in order: each (field, format) whose field is set.
+_SHOWN = (("fan_in", "fan_in={0.fan_in} fan_out={0.fan_out}"), ("mode", "mode={0.mode}"),
+          ("gain", "gain={0.gain:.6g}"), ("std", "std={0.std:.6g}"),
+          ("low", "bounds=[{0.low:.6g}, {0.high:.6g}]"), ("value", "value={0.value:.6g}"),
+          ("groups", "groups={0.groups}"), ("seed", "seed={0.seed}"))
+
+
 @dataclasses.dataclass(frozen=True)
 class InitInfo:
     """What an initializer does with a shape (see :func:`describe`)."""
@@ -182,22 +189,7 @@ class InitInfo:
 
     def __str__(self):
         parts = [f"{self.name} {self.shape}: {self.distribution}"]
-        if self.fan_in is not None:
-            parts.append(f"fan_in={self.fan_in} fan_out={self.fan_out}")
-        if self.mode is not None:
-            parts.append(f"mode={self.mode}")
-        if self.gain is not None:
-            parts.append(f"gain={self.gain:.6g}")
-        if self.std is not None:
-            parts.append(f"std={self.std:.6g}")
-        if self.low is not None:
-            parts.append(f"bounds=[{self.low:.6g}, {self.high:.6g}]")
-        if self.value is not None:
-            parts.append(f"value={self.value:.6g}")
-        if self.groups is not None:
-            parts.append(f"groups={self.groups}")
-        if self.seed is not None:
-            parts.append(f"seed={self.seed}")
+        parts += [fmt.format(self) for field, fmt in _SHOWN if getattr(self, field) is not None]
         text = ", ".join(parts)
         return text + (f"\n  {self.formula}" if self.formula else "")
 
@@ -280,11 +272,19 @@ def _in_range(value, argname, dtype):
     return value
 
 
-def _initializer(plan):
-    """An initializer from its ``plan``: a function of the initializer's arguments that checks
-    them and returns ``(info, seed, rng, dtype, out, backend)``. The initializer draws what the
-    plan says; :func:`describe` reads the plan's info and draws nothing."""
-    @functools.wraps(plan)
+def _initializer(recipe):
+    """An initializer from its ``recipe``: a function with the initializer's signature and
+    docstring that checks the arguments and returns the :class:`InitInfo` of what to draw. The
+    recipe gets ``shape`` and ``dtype`` validated (read from ``out`` when one is given) and may
+    ignore ``seed``, ``rng`` and ``backend`` (keyword-only, like ``dtype`` and ``out``, in every
+    initializer): the initializer draws what the info says with them. ``initializer.plan``
+    returns ``(info, seed, rng, dtype, out, backend)`` and draws nothing (:func:`describe`)."""
+    def plan(shape, *args, dtype=np.float32, out=None, **kwargs):
+        shape, dtype = _target(shape, dtype, out)
+        info = recipe(shape, *args, dtype=dtype, out=out, **kwargs)
+        return info, kwargs.get("seed"), kwargs.get("rng"), dtype, out, kwargs.get("backend")
+
+    @functools.wraps(recipe)
     def initializer(*args, **kwargs):
         return _draw(*plan(*args, **kwargs))
 
@@ -361,27 +361,21 @@ def variance_scaling(shape, scale=1.0, mode="fan_in", distribution="truncated_no
     +-2 std, std corrected by 1/0.8796 so the variance is exact), "normal" or "uniform"
     (bound sqrt(3 scale / fan)).
     """
-    shape, dtype = _target(shape, dtype, out)
-    info = _info_variance_scaling(shape, scale, mode, distribution, layout, groups)
-    return info, seed, rng, dtype, out, backend
+    return _info_variance_scaling(shape, scale, mode, distribution, layout, groups)
 
 
 @_initializer
 def xavier_uniform(shape, gain=1.0, *, layout="oihw", groups=1, seed=None, rng=None,
                    dtype=np.float32, out=None, backend=None):
     """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010, eq. 16)."""
-    shape, dtype = _target(shape, dtype, out)
-    info = _info_xavier("xavier_uniform", shape, gain, layout, groups, "uniform")
-    return info, seed, rng, dtype, out, backend
+    return _info_xavier("xavier_uniform", shape, gain, layout, groups, "uniform")
 
 
 @_initializer
 def xavier_normal(shape, gain=1.0, *, layout="oihw", groups=1, seed=None, rng=None,
                   dtype=np.float32, out=None, backend=None):
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
-    shape, dtype = _target(shape, dtype, out)
-    info = _info_xavier("xavier_normal", shape, gain, layout, groups, "normal")
-    return info, seed, rng, dtype, out, backend
+    return _info_xavier("xavier_normal", shape, gain, layout, groups, "normal")
 
 
 @_initializer
@@ -392,10 +386,8 @@ def kaiming_uniform(shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, l
     He et al. 2015, "Delving deep into rectifiers". Defaults as PyTorch (leaky_relu, a=0,
     so gain = sqrt 2).
     """
-    shape, dtype = _target(shape, dtype, out)
-    info = _info_kaiming("kaiming_uniform", shape, a, mode, nonlinearity, layout, groups,
+    return _info_kaiming("kaiming_uniform", shape, a, mode, nonlinearity, layout, groups,
                          "uniform")
-    return info, seed, rng, dtype, out, backend
 
 
 @_initializer
@@ -405,48 +397,38 @@ def kaiming_normal(shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu", *, la
 
     He et al. 2015. Defaults as PyTorch (leaky_relu, a=0, so gain = sqrt 2).
     """
-    shape, dtype = _target(shape, dtype, out)
-    info = _info_kaiming("kaiming_normal", shape, a, mode, nonlinearity, layout, groups,
+    return _info_kaiming("kaiming_normal", shape, a, mode, nonlinearity, layout, groups,
                          "normal")
-    return info, seed, rng, dtype, out, backend
 
 
 @_initializer
 def he_uniform(shape, *, layout="oihw", groups=1, seed=None, rng=None, dtype=np.float32,
                out=None, backend=None):
     """kaiming_uniform for ReLU: U(-b, b), b = sqrt(6 / fan_in)."""
-    shape, dtype = _target(shape, dtype, out)
-    info = _info_kaiming("he_uniform", shape, 0.0, "fan_in", "relu", layout, groups, "uniform")
-    return info, seed, rng, dtype, out, backend
+    return _info_kaiming("he_uniform", shape, 0.0, "fan_in", "relu", layout, groups, "uniform")
 
 
 @_initializer
 def he_normal(shape, *, layout="oihw", groups=1, seed=None, rng=None, dtype=np.float32,
               out=None, backend=None):
     """kaiming_normal for ReLU: N(0, 2 / fan_in) (a plain normal, as in He et al. 2015)."""
-    shape, dtype = _target(shape, dtype, out)
-    info = _info_kaiming("he_normal", shape, 0.0, "fan_in", "relu", layout, groups, "normal")
-    return info, seed, rng, dtype, out, backend
+    return _info_kaiming("he_normal", shape, 0.0, "fan_in", "relu", layout, groups, "normal")
 
 
 @_initializer
 def lecun_uniform(shape, *, layout="oihw", groups=1, seed=None, rng=None, dtype=np.float32,
                   out=None, backend=None):
     """U(-b, b), b = sqrt(3 / fan_in) (LeCun et al. 1998, "Efficient BackProp")."""
-    shape, dtype = _target(shape, dtype, out)
-    info = _scaled("lecun_uniform", shape, 1.0, "fan_in", "uniform", layout, groups, 1.0,
+    return _scaled("lecun_uniform", shape, 1.0, "fan_in", "uniform", layout, groups, 1.0,
                    "bound = sqrt(3 / fan_in)")
-    return info, seed, rng, dtype, out, backend
 
 
 @_initializer
 def lecun_normal(shape, *, layout="oihw", groups=1, seed=None, rng=None, dtype=np.float32,
                  out=None, backend=None):
     """N(0, 1 / fan_in) (LeCun et al. 1998; the init SELU networks assume)."""
-    shape, dtype = _target(shape, dtype, out)
-    info = _scaled("lecun_normal", shape, 1.0, "fan_in", "normal", layout, groups, 1.0,
+    return _scaled("lecun_normal", shape, 1.0, "fan_in", "normal", layout, groups, 1.0,
                    "std = 1 / sqrt(fan_in)")
-    return info, seed, rng, dtype, out, backend
 
 
 @_initializer
@@ -458,7 +440,6 @@ def torch_default(shape, *, fan_in=None, layout="oihw", groups=1, seed=None, rng
     gain*sqrt(3/fan_in) = 1/sqrt(fan_in)). For a 1-D bias, pass the weight's ``fan_in``:
     PyTorch draws the bias from the same U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     """
-    shape, dtype = _target(shape, dtype, out)
     if fan_in is None:
         if len(shape) < 2:
             raise ValueError(f"torch_default of a {len(shape)}-D shape {shape} (a bias) needs "
@@ -469,34 +450,29 @@ def torch_default(shape, *, fan_in=None, layout="oihw", groups=1, seed=None, rng
             raise ValueError(f"fan_in must be a non-negative integer, got {fan_in!r}")
         fan_out = None
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-    info = InitInfo(name="torch_default", shape=shape, distribution="uniform", fan_in=fan_in,
+    return InitInfo(name="torch_default", shape=shape, distribution="uniform", fan_in=fan_in,
                     fan_out=fan_out, mode="fan_in", gain=math.sqrt(1.0 / 3.0), scale=1.0 / 3.0,
                     low=-bound, high=bound, formula="bound = 1 / sqrt(fan_in)")
-    return info, seed, rng, dtype, out, backend
 
 
 @_initializer
 def uniform(shape, low=0.0, high=1.0, *, seed=None, rng=None, dtype=np.float32, out=None,
             backend=None):
     """U(low, high)."""
-    shape, dtype = _target(shape, dtype, out)
     low = _validate.finite_number(low, "low")
     high = _validate.finite_number(high, "high")
     if not low < high:
         raise ValueError(f"low must be < high, got low={low}, high={high}")
-    info = InitInfo(name="uniform", shape=shape, distribution="uniform", low=low, high=high)
-    return info, seed, rng, dtype, out, backend
+    return InitInfo(name="uniform", shape=shape, distribution="uniform", low=low, high=high)
 
 
 @_initializer
 def normal(shape, mean=0.0, std=1.0, *, seed=None, rng=None, dtype=np.float32, out=None,
            backend=None):
     """N(mean, std^2)."""
-    shape, dtype = _target(shape, dtype, out)
-    info = InitInfo(name="normal", shape=shape, distribution="normal",
+    return InitInfo(name="normal", shape=shape, distribution="normal",
                     mean=_validate.finite_number(mean, "mean"),
                     std=_validate.non_negative(std, "std"))
-    return info, seed, rng, dtype, out, backend
 
 
 @_initializer
@@ -511,7 +487,6 @@ def trunc_normal(shape, mean=0.0, std=1.0, *, a=None, b=None, a_std=None, b_std=
     and so cuts nothing at all when std is 0.02. ``correct_variance=True`` (std-unit bounds
     only) scales the std so the truncated distribution has variance ``std**2``.
     """
-    shape, dtype = _target(shape, dtype, out)
     mean = _validate.finite_number(mean, "mean")
     std = _validate.non_negative(std, "std")
     absolute = a is not None or b is not None
@@ -536,9 +511,8 @@ def trunc_normal(shape, mean=0.0, std=1.0, *, a=None, b=None, a_std=None, b_std=
         raise ValueError(f"the lower bound must be < the upper bound, got a={low}, b={high}")
     if std == 0.0 and not low <= mean <= high:
         raise ValueError(f"with std=0 the mean {mean} must lie in [{low}, {high}]")
-    info = InitInfo(name="trunc_normal", shape=shape, distribution="truncated_normal",
+    return InitInfo(name="trunc_normal", shape=shape, distribution="truncated_normal",
                     mean=mean, std=std, low=low, high=high)
-    return info, seed, rng, dtype, out, backend
 
 
 def truncated_std(a, b):
@@ -562,59 +536,51 @@ def orthogonal(shape, gain=1.0, *, seed=None, rng=None, dtype=np.float32, out=No
     uniformly (Haar) distributed. The normal draw is reproducible everywhere; the QR is
     LAPACK's, so results agree across machines to rounding, not bit for bit.
     """
-    shape, dtype = _target(shape, dtype, out)
     if len(shape) < 2:
         raise ValueError(f"orthogonal needs at least 2 dimensions, got shape {shape}")
     gain = _in_range(_validate.finite_number(gain, "gain"), "gain", dtype)  # entries of Q <= 1
-    info = InitInfo(name="orthogonal", shape=shape, distribution="orthogonal", gain=gain,
+    return InitInfo(name="orthogonal", shape=shape, distribution="orthogonal", gain=gain,
                     formula="W = gain * Q, Q from the QR of a normal matrix")
-    return info, seed, rng, dtype, out, backend
 
 
 @_initializer
 def constant(shape, value, *, dtype=np.float32, out=None):
     """Every element equal to ``value``."""
-    shape, dtype = _target(shape, dtype, out)
     value = _validate.number(value, "value")
     if not math.isinf(value):  # inf given is inf wanted; a finite value must stay finite
         _in_range(value, "value", dtype)
-    info = InitInfo(name="constant", shape=shape, distribution="constant", value=value)
-    return info, None, None, dtype, out, None
+    return InitInfo(name="constant", shape=shape, distribution="constant", value=value)
 
 
 @_initializer
 def zeros(shape, *, dtype=np.float32, out=None):
     """All zeros (note: a layer of equal weights never breaks symmetry when trained)."""
-    return constant.plan(shape, 0.0, dtype=dtype, out=out)
+    return constant.plan(shape, 0.0, dtype=dtype, out=out)[0]
 
 
 @_initializer
 def ones(shape, *, dtype=np.float32, out=None):
     """All ones."""
-    return constant.plan(shape, 1.0, dtype=dtype, out=out)
+    return constant.plan(shape, 1.0, dtype=dtype, out=out)[0]
 
 
 @_initializer
 def eye(shape, *, dtype=np.float32, out=None):
     """The 2-D identity (ones on the main diagonal of a possibly non-square matrix)."""
-    shape, dtype = _target(shape, dtype, out)
     if len(shape) != 2:
         raise ValueError(f"eye needs a 2-D shape, got {shape}")
-    info = InitInfo(name="eye", shape=shape, distribution="eye")
-    return info, None, None, dtype, out, None
+    return InitInfo(name="eye", shape=shape, distribution="eye")
 
 
 @_initializer
 def dirac(shape, groups=1, *, dtype=np.float32, out=None):
     """Dirac delta kernels: a conv with this weight copies its input channels (3-D to 5-D)."""
-    shape, dtype = _target(shape, dtype, out)
     if len(shape) not in (3, 4, 5):
         raise ValueError(f"dirac needs a 3-, 4- or 5-D conv weight shape, got {shape}")
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got {groups!r}")
     _divisible(shape[0], groups, "out channels")
-    info = InitInfo(name="dirac", shape=shape, distribution="dirac", groups=int(groups))
-    return info, None, None, dtype, out, None
+    return InitInfo(name="dirac", shape=shape, distribution="dirac", groups=int(groups))
 
 
 # ---- describe and the in-place family --------------------------------------------------------

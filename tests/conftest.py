@@ -24,6 +24,26 @@ def c_builds():
         return list(_c.ISA_NAMES[:_c.ISA_NAMES.index(best) + 1])
 
 
+def rel_error(a, b):
+    """max |a - b| over max (|a| + |b|) (at least 1e-8): the relative error of a gradient check."""
+    return np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a) + np.abs(b)))
+
+
+def numeric_grad(f, a, h):
+    """d f() / d a by centred differences of step ``h``, nudging each element of ``a`` in place
+    (and restoring it)."""
+    g = np.zeros_like(a)
+    for i in np.ndindex(a.shape):
+        old = a[i]
+        a[i] = old + h
+        up = f()
+        a[i] = old - h
+        down = f()
+        a[i] = old
+        g[i] = (up - down) / (2 * h)
+    return g
+
+
 @pytest.fixture(params=AVAILABLE)
 def backend(request):
     """Each available backend (numpy reference included)."""

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import fastinit as fi
-from conftest import c_builds
+from conftest import c_builds, numeric_grad, rel_error
 
 # (shape, why): 2-D, NCHW with large / small / unit spatial size, odd sizes, batch 1.
 SHAPES = [(7, 5), (64, 3), (2, 1), (4, 3, 5, 6), (2, 8, 33, 17), (1, 4, 7, 9), (16, 6, 1, 1),
@@ -202,24 +202,6 @@ def test_backward_matches_torch_autograd(backend, dtype, shape, training, affine
 
 # ---- finite differences on the reference ------------------------------------------------------
 
-def _rel_error(a, b):
-    return np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a) + np.abs(b)))
-
-
-def _numeric_grad(f, a, h=1e-5):
-    g = np.zeros_like(a)
-    flat, gflat = a.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        fp = f()
-        flat[i] = old - h
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * h)
-    return g
-
-
 @pytest.mark.parametrize("shape", [(5, 3), (3, 2, 3, 2)])
 @pytest.mark.parametrize("training", [True, False])
 def test_reference_backward_by_finite_differences(shape, training):
@@ -236,9 +218,9 @@ def test_reference_backward_by_finite_differences(shape, training):
     _, s = fi.batch_norm(x, gamma, beta, rm.copy(), rv.copy(), training=training,
                          backend="numpy")
     dx, dg, db = fi.batch_norm_backward(w, x, gamma, s, backend="numpy")
-    assert _rel_error(dx, _numeric_grad(loss, x)) < 1e-7
-    assert _rel_error(dg, _numeric_grad(loss, gamma)) < 1e-7
-    assert _rel_error(db, _numeric_grad(loss, beta)) < 1e-7
+    assert rel_error(dx, numeric_grad(loss, x, 1e-5)) < 1e-7
+    assert rel_error(dg, numeric_grad(loss, gamma, 1e-5)) < 1e-7
+    assert rel_error(db, numeric_grad(loss, beta, 1e-5)) < 1e-7
 
 
 # ---- numerics -----------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ def test_version(capsys):
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == "fastinit 0.1.0"
 
 
+# One row per mistake (argv, the option the error names, words of the message): rows alike in
+# shape are the table's data, not repeated logic.
 MISTAKES = [
     (["kernels", "--batch", "0"], "--batch", "positive integer"),
     (["kernels", "--size", "-3"], "--size", "positive integer"),

@@ -225,7 +225,8 @@ def test_gemm_weight_gradient_rule():
 # N not a multiple of any block or thread count, C = 1 and 3, odd K, padding 0 / 1 / "same",
 # stride 2, dilation 2, 1x1 and 5x5 kernels, 2x2 images (weight gradient on the small path,
 # not Winograd), 6x6 images (4 Winograd tiles each), up to the forward's 144 pixels and the
-# weight gradient's 1024.
+# weight gradient's 1024. Rows alike in shape to FIXED's are data (one case each, the tests
+# pick theirs by index), not repeated logic.
 SMALL = [
     ((64, 1, 8, 8), (16, 1, 3, 3), 1, 1, 1, 1),
     ((64, 16, 4, 4), (32, 16, 3, 3), 1, 1, 1, 1),

@@ -13,7 +13,7 @@ import torch
 
 import fastinit as fi
 from fastinit import _c
-from conftest import c_builds
+from conftest import c_builds, numeric_grad, rel_error
 
 SEED = 20240611
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
@@ -317,34 +317,17 @@ def test_fast_linear_matches_torch(fast_backend):
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-4, atol=2e-4)
 
 
-def rel_error(a, b):
-    return np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a) + np.abs(b)))
-
-
 def test_linear_backward_finite_differences():
     """The reference gradients against centred differences of L = sum(linear(x, w, b) * dy)."""
     x, w, b, dy = linear_data(4, 5, 3, np.float64, salt=5)
-    h = 1e-6
 
-    def loss(x_, w_, b_):
-        return float(np.sum(fi.linear(x_, w_, b_, backend="numpy") * dy))
-
-    def numeric(f, v):
-        g = np.zeros_like(v)
-        for i in np.ndindex(v.shape):
-            old = v[i]
-            v[i] = old + h
-            up = f()
-            v[i] = old - h
-            down = f()
-            v[i] = old
-            g[i] = (up - down) / (2 * h)
-        return g
+    def loss():
+        return float(np.sum(fi.linear(x, w, b, backend="numpy") * dy))
 
     dx, dw, db = fi.linear_backward(dy, x, w, backend="numpy")
-    assert rel_error(dx, numeric(lambda: loss(x, w, b), x)) < 1e-7
-    assert rel_error(dw, numeric(lambda: loss(x, w, b), w)) < 1e-7
-    assert rel_error(db, numeric(lambda: loss(x, w, b), b)) < 1e-7
+    assert rel_error(dx, numeric_grad(loss, x, 1e-6)) < 1e-7
+    assert rel_error(dw, numeric_grad(loss, w, 1e-6)) < 1e-7
+    assert rel_error(db, numeric_grad(loss, b, 1e-6)) < 1e-7
 
 
 # ---- the register tiles on their own (every vector width and addressing) --------------------

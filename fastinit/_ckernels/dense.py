@@ -15,32 +15,26 @@ def _operand(x):
     return x.T, 1
 
 
-def matmul(out, a, b):
+def _gemm(op, out, a, b, b_transposed, bias):
+    """out = a @ (b.T if b_transposed else b) (+ bias); a and b C- or F-contiguous."""
     a2, ta = _operand(a)
     b2, tb = _operand(b)
-    fb = _c.ffi.from_buffer
-    if out.dtype.char == "f":
+    if out.dtype.char == "f":  # inline, not _c.kernel: call overhead decides small products
         fn, ct = _c.lib.fi_gemm_f32, "float[]"
     else:
         fn, ct = _c.lib.fi_gemm_f64, "double[]"
-    _c.check(fn(fb(ct, out), fb(ct, a2), fb(ct, b2), _c.ffi.NULL, out.shape[0], out.shape[1],
-                a.shape[1], ta, tb, 0), "matmul")
+    fb = _c.ffi.from_buffer
+    _c.check(fn(fb(ct, out), fb(ct, a2), fb(ct, b2), _c.ffi.NULL if bias is None else fb(ct, bias),
+                out.shape[0], out.shape[1], a.shape[1], ta, tb ^ b_transposed, 0), op)
     return out
 
 
+def matmul(out, a, b):
+    return _gemm("matmul", out, a, b, 0, None)
+
+
 def linear(y, x, w, b):
-    x2, tx = _operand(x)
-    w2, tw = _operand(w)
-    fb = _c.ffi.from_buffer
-    if y.dtype.char == "f":
-        fn, ct = _c.lib.fi_gemm_f32, "float[]"
-    else:
-        fn, ct = _c.lib.fi_gemm_f64, "double[]"
-    bias = _c.ffi.NULL if b is None else fb(ct, b)
-    # y = x @ w.T + b: B = w.T, so the flag is the opposite of w's own
-    _c.check(fn(fb(ct, y), fb(ct, x2), fb(ct, w2), bias, y.shape[0], y.shape[1], x.shape[1],
-                tx, 1 - tw, 0), "linear")
-    return y
+    return _gemm("linear", y, x, w, 1, b)  # y = x @ w.T + b
 
 
 def linear_backward(dx, dw, db, dy, x, w):

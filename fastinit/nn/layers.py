@@ -72,6 +72,14 @@ class _Parametrised(Module):
     def _need(self):
         return ("dx", "dw", "db") if self.need_input_grad else ("dw", "db")
 
+    def _accumulated(self, grads):
+        """dx of a backward's (dx, dw, db), once dw and db are added to the parameters'."""
+        dx, dw, db = grads
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
     def _check_ready(self, x):
         if not self.initialized:
             raise RuntimeError(f"{self._name} has no weights yet: pass seed= when building it, or "
@@ -101,12 +109,9 @@ class Linear(_Parametrised):
         return fi.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
 
     def backward(self, dy):
-        dx, dw, db = fi.linear_backward(dy, self._x, self.weight.data,
-                                        has_bias=self.bias is not None, need=self._need())
-        self.weight.accumulate(dw)
-        if self.bias is not None:
-            self.bias.accumulate(db)
-        return dx
+        return self._accumulated(fi.linear_backward(dy, self._x, self.weight.data,
+                                                    has_bias=self.bias is not None,
+                                                    need=self._need()))
 
     def extra_repr(self):
         return f"{self.in_features} -> {self.out_features}, init={self.init!r}"
@@ -139,12 +144,10 @@ class Conv2d(_Parametrised):
                          **self.conv_args)
 
     def backward(self, dy):
-        dx, dw, db = fi.conv2d_backward(dy, self._x, self.weight.data, **self.conv_args,
-                                        has_bias=self.bias is not None, need=self._need())
-        self.weight.accumulate(dw)
-        if self.bias is not None:
-            self.bias.accumulate(db)
-        return dx
+        return self._accumulated(fi.conv2d_backward(dy, self._x, self.weight.data,
+                                                    **self.conv_args,
+                                                    has_bias=self.bias is not None,
+                                                    need=self._need()))
 
     def extra_repr(self):
         return (f"{self.in_channels} -> {self.out_channels}, kernel {self.weight.shape[2:]}, "
@@ -252,27 +255,24 @@ class Flatten(Module):
         return dy.reshape(self._shape)
 
 
-class MaxPool2d(Module):
+class _Pool2d(Module):
+    _f = _df = None
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.args = (kernel_size, stride, padding)
 
     def forward(self, x):
         self._x = x
-        return fi.max_pool2d(x, *self.args)
+        return type(self)._f(x, *self.args)
 
     def backward(self, dy):
-        return fi.max_pool2d_backward(dy, self._x, *self.args)
+        return type(self)._df(dy, self._x, *self.args)
 
 
-class AvgPool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        self.args = (kernel_size, stride, padding)
+class MaxPool2d(_Pool2d):
+    _f, _df = staticmethod(fi.max_pool2d), staticmethod(fi.max_pool2d_backward)
 
-    def forward(self, x):
-        self._x = x
-        return fi.avg_pool2d(x, *self.args)
 
-    def backward(self, dy):
-        return fi.avg_pool2d_backward(dy, self._x, *self.args)
+class AvgPool2d(_Pool2d):
+    _f, _df = staticmethod(fi.avg_pool2d), staticmethod(fi.avg_pool2d_backward)

@@ -98,24 +98,22 @@ def relu_backward(dy, x, *, out=None, backend=None):
 
 def leaky_relu(x, negative_slope=0.01, *, out=None, backend=None):
     """x where x > 0, else negative_slope * x."""
-    slope = _validate.finite_number(negative_slope, "negative_slope")
-    return _forward("leaky_relu", x, out, backend, slope)
+    return _forward("leaky_relu", x, out, backend,
+                    _validate.finite_number(negative_slope, "negative_slope"))
 
 
 def leaky_relu_backward(dy, x, negative_slope=0.01, *, out=None, backend=None):
-    slope = _validate.finite_number(negative_slope, "negative_slope")
-    return _backward("leaky_relu_backward", dy, x, out, backend, slope)
+    return _backward("leaky_relu_backward", dy, x, out, backend,
+                     _validate.finite_number(negative_slope, "negative_slope"))
 
 
 def elu(x, alpha=1.0, *, out=None, backend=None):
     """x where x > 0, else alpha * (exp(x) - 1) (Clevert et al. 2016)."""
-    alpha = _validate.finite_number(alpha, "alpha")
-    return _forward("elu", x, out, backend, alpha)
+    return _forward("elu", x, out, backend, _validate.finite_number(alpha, "alpha"))
 
 
 def elu_backward(dy, x, alpha=1.0, *, out=None, backend=None):
-    alpha = _validate.finite_number(alpha, "alpha")
-    return _backward("elu_backward", dy, x, out, backend, alpha)
+    return _backward("elu_backward", dy, x, out, backend, _validate.finite_number(alpha, "alpha"))
 
 
 def tanh(x, *, out=None, backend=None):
