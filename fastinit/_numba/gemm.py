@@ -96,71 +96,56 @@ def blocking(dtype):
 
 
 # ---- packing ----------------------------------------------------------------------------------
+@njit(inline="always")
+def _pack_panel(x, tx, p0, kc, j0, cols, dst, d0, P):
+    """dst[d0 + k*P + j] = X[p0 + k, j0 + j] for k < kc, j < P: one k-major panel of P columns of
+    X = x (tx False) or x.T (tx True), x C-contiguous 2-D. Columns past ``cols`` are padding:
+    zero (x) or copies of the last (x.T, whose transposes read whole rows); the tile never
+    stores their sums. ``dst`` has room for PACK_PAD values past the panel."""
+    W = VECTOR_BYTES // x.itemsize
+    ld = x.shape[1]
+    xf = x.reshape(-1)
+    if tx:
+        row0 = j0 * ld + p0
+        kv = kc - kc % W
+        for k in range(0, kv, W):
+            if P == MR:
+                _transpose_a(xf, row0 + k, ld, cols, dst, d0 + k * P, P)
+            else:
+                _transpose_b(xf, row0 + k, ld, cols, dst, d0 + k * P, P)
+        for j in range(P):
+            src = xf[row0 + min(j, cols - 1) * ld:]
+            for k in range(kv, kc):
+                dst[d0 + k * P + j] = src[k]
+    else:
+        for k in range(kc):
+            src = xf[(p0 + k) * ld + j0:]
+            out = dst[d0 + k * P:d0 + (k + 1) * P]
+            if cols == P:
+                for j in range(P):  # a constant trip count for A (P = MR): vector moves
+                    out[j] = src[j]
+            else:
+                for j in range(cols):
+                    out[j] = src[j]
+                for j in range(cols, P):
+                    out[j] = 0
+
+
 @njit
 def _pack_a(a, ta, i0, mc, p0, kc, dst):
     """dst[(q*kc + k)*MR + r] = A[i0 + q*MR + r, p0 + k]; rows past mc are padding.
 
-    A = a (ta False) or a.T (ta True). ``dst`` is 1-D with room for ceil(mc/MR)*MR*kc values
-    plus PACK_PAD. Padding rows repeat the last row (row-major a) or are zero (a transposed):
-    the tile never stores their sums.
+    A = a (ta False) or a.T (ta True): a panel of A is one of A.T's columns, so packed as B's
+    with the flag turned. ``dst`` is 1-D with room for ceil(mc/MR)*MR*kc values plus PACK_PAD.
     """
-    W = VECTOR_BYTES // a.itemsize
-    lda = a.shape[1]
-    af = a.reshape(-1)
-    npan = (mc + MR - 1) // MR
-    for q in range(npan):
-        rows = min(MR, mc - q * MR)
-        base = q * kc * MR
-        if ta:
-            for k in range(kc):
-                src = af[(p0 + k) * lda + i0 + q * MR:]
-                out = dst[base + k * MR:base + (k + 1) * MR]
-                if rows == MR:
-                    for r in range(MR):  # a constant trip count: LLVM emits vector moves
-                        out[r] = src[r]
-                else:
-                    for r in range(rows):
-                        out[r] = src[r]
-                    for r in range(rows, MR):
-                        out[r] = 0
-        else:
-            row0 = (i0 + q * MR) * lda + p0
-            kv = kc - kc % W
-            for k in range(0, kv, W):
-                _transpose_a(af, row0 + k, lda, rows, dst, base + k * MR, MR)
-            for r in range(MR):
-                src = af[row0 + min(r, rows - 1) * lda:]
-                for k in range(kv, kc):
-                    dst[base + k * MR + r] = src[k]
+    for q in range((mc + MR - 1) // MR):
+        _pack_panel(a, not ta, p0, kc, i0 + q * MR, min(MR, mc - q * MR), dst, q * kc * MR, MR)
 
 
 @njit
 def _pack_b_panel(b, tb, p0, kc, j0, cols, panel, NR):
     """panel[k*NR + j] = B[p0 + k, j0 + j] for j < cols, padding beyond. B = b or b.T (tb)."""
-    W = VECTOR_BYTES // b.itemsize
-    ldb = b.shape[1]
-    bf = b.reshape(-1)
-    if tb:
-        row0 = j0 * ldb + p0
-        kv = kc - kc % W
-        for k in range(0, kv, W):
-            _transpose_b(bf, row0 + k, ldb, cols, panel, k * NR, NR)
-        for j in range(NR):
-            src = bf[row0 + min(j, cols - 1) * ldb:]
-            for k in range(kv, kc):
-                panel[k * NR + j] = src[k]
-    else:
-        for k in range(kc):
-            src = bf[(p0 + k) * ldb + j0:]
-            row = panel[k * NR:(k + 1) * NR]
-            if cols == NR:
-                for j in range(NR):  # a constant trip count: LLVM emits vector moves
-                    row[j] = src[j]
-            else:
-                for j in range(cols):
-                    row[j] = src[j]
-                for j in range(cols, NR):
-                    row[j] = 0
+    _pack_panel(b, tb, p0, kc, j0, cols, panel, 0, NR)
 
 
 @njit(inline="always")
