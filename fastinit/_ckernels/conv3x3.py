@@ -3,6 +3,8 @@ and dx, F(3x3,4x4) for the 3x3 weight gradient; thin calls with the blocking and
 points of :mod:`fastinit._numba.conv3x3` (the same for both backends). When it runs is the
 planner's rule (``_winograd`` in :mod:`fastinit.ops.conv`).
 """
+import sys
+
 from .. import _c
 from .._numba.conv3x3 import blocking, entry_points
 
@@ -37,4 +39,4 @@ def _run_weights(dw, db, dy, x, pt, pl):
     return dw
 
 
-conv2d, backward_data, backward_weights = entry_points(_run, _run_weights)
+conv2d, backward_data, backward_weights = entry_points(sys.modules[__name__])

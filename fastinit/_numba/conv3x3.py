@@ -14,6 +14,7 @@ channels at a time.
 """
 import functools
 import math
+import sys
 from fractions import Fraction
 
 import numba
@@ -83,29 +84,30 @@ def blocking(N, C, K, OH, OW, r, itemsize, vector_bytes, rows, threads, weights=
     return tb, kparts
 
 
-def entry_points(run, run_weights):
+def entry_points(backend):
     """conv2d, backward_data and backward_weights of a Winograd backend (both backends'), over
-    its two calls ``run(y, x, w, b, pt, pl, transposed)`` (the forward; dx when ``transposed``)
-    and ``run_weights(dw, db, dy, x, pt, pl)``: the padding as the offsets of the first tile
-    (the bottom and right follow from the output's shape)."""
+    the two calls of its module ``backend``, looked up at each call: ``_run(y, x, w, b, pt, pl,
+    transposed)`` (the forward; dx when ``transposed``) and ``_run_weights(dw, db, dy, x, pt,
+    pl)``; the padding passed as the offsets of the first tile (the bottom and right follow
+    from the output's shape)."""
 
     def conv2d(y, x, w, b, padding):
         """y = conv2d(x, w, b), r x r, stride 1, padded by ((top, bottom), (left, right))."""
         (pt, _), (pl, _) = padding
-        return run(y, x, w, b, pt, pl, False)
+        return backend._run(y, x, w, b, pt, pl, False)
 
     def backward_data(dx, dy, w, padding):
         """dx of an r x r stride-1 layer: the forward of dy with w turned and transposed,
         padded by r-1 - top / r-1 - left."""
         (pt, _), (pl, _) = padding
         r = w.shape[-1]
-        return run(dx, dy, w, None, r - 1 - pt, r - 1 - pl, True)
+        return backend._run(dx, dy, w, None, r - 1 - pt, r - 1 - pl, True)
 
     def backward_weights(dw, db, dy, x, padding):
         """dw of a 3x3 stride-1 layer by F(3x3,4x4), and db (sums of the dy tiles) unless
         None."""
         (pt, _), (pl, _) = padding
-        return run_weights(dw, db, dy, x, pt, pl)
+        return backend._run_weights(dw, db, dy, x, pt, pl)
 
     return conv2d, backward_data, backward_weights
 
@@ -392,4 +394,4 @@ def _run_weights(dw, db, dy, x, pt, pl):
     return dw
 
 
-conv2d, backward_data, backward_weights = entry_points(_run, _run_weights)
+conv2d, backward_data, backward_weights = entry_points(sys.modules[__name__])
