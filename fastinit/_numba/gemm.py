@@ -149,6 +149,13 @@ def _pack_b_panel(b, tb, p0, kc, j0, cols, panel, NR):
 
 
 @njit(inline="always")
+def _dims(a, ta, c):
+    """(M, N, K, NR) of C (+)= op(A) @ op(B): C's shape, op(A)'s columns, a tile's columns."""
+    m, n = c.shape
+    return m, n, a.shape[0] if ta else a.shape[1], NVEC * (VECTOR_BYTES // c.itemsize)
+
+
+@njit(inline="always")
 def _add_bias(cflat, off, ldc, rows, cols, bias, j):
     """C[r, :cols] += bias[j:j + cols] for the rows of a tile just stored (in L1): the bias
     added as the C kernels' tiles add it when they store (acc + bias), without a pass over C
@@ -175,9 +182,7 @@ def gemm_packed(a, ta, b, tb, c, beta, kc_max, mc_max, nc_max, apack, bpack, nth
     they lie and only a partial last panel is packed. has_bias : add ``bias`` (N,) to every row
     (with K's first block; beta must be 0 then).
     """
-    m, n = c.shape
-    k = a.shape[0] if ta else a.shape[1]
-    NR = NVEC * (VECTOR_BYTES // c.itemsize)
+    m, n, k, NR = _dims(a, ta, c)
     ldc = n
     cflat = c.reshape(-1)
     bflat = b.reshape(-1)
@@ -257,9 +262,7 @@ def _direct_block(a, ta, b, tb, c, beta, bpanel, i0, i1, t0, t1, bias, has_bias)
     transposed, or for a partial last panel (the tile reads whole vectors). Packing A bought
     nothing here (see csrc/gemm_isa.h: its rows stay in cache across the panels).
     """
-    m, n = c.shape
-    k = a.shape[0] if ta else a.shape[1]
-    NR = NVEC * (VECTOR_BYTES // c.itemsize)
+    m, n, k, NR = _dims(a, ta, c)
     ldc = n
     cflat = c.reshape(-1)
     bflat = b.reshape(-1)
@@ -303,13 +306,11 @@ def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks, bias, has_bias):
     panels: then by panels. Nothing one
     thread writes is read by another. With ``nchunks`` == 1 no thread is started.
     """
-    m, n = c.shape
-    k = a.shape[0] if ta else a.shape[1]
+    m, n, k, NR = _dims(a, ta, c)
     if k == 0:
         if beta == 0:
             c[:] = 0
         return
-    NR = NVEC * (VECTOR_BYTES // c.itemsize)
     npan = (n + NR - 1) // NR
     nrow = (m + MR - 1) // MR
     size = min(k, DIRECT_KB) * NR
