@@ -101,7 +101,8 @@ def _pack_panel(x, tx, p0, kc, j0, cols, dst, d0, P):
     """dst[d0 + k*P + j] = X[p0 + k, j0 + j] for k < kc, j < P: one k-major panel of P columns of
     X = x (tx False) or x.T (tx True), x C-contiguous 2-D. Columns past ``cols`` are padding:
     zero (x) or copies of the last (x.T, whose transposes read whole rows); the tile never
-    stores their sums. ``dst`` has room for PACK_PAD values past the panel."""
+    stores their sums. When P is not a multiple of the lanes (A's MR), the transposes write
+    up to a vector past the panel: PACK_PAD."""
     W = VECTOR_BYTES // x.itemsize
     ld = x.shape[1]
     xf = x.reshape(-1)
@@ -109,7 +110,7 @@ def _pack_panel(x, tx, p0, kc, j0, cols, dst, d0, P):
         row0 = j0 * ld + p0
         kv = kc - kc % W
         for k in range(0, kv, W):
-            if P == MR:
+            if P == MR:   # the transposes are made for one height: A's MR or B's NR
                 _transpose_a(xf, row0 + k, ld, cols, dst, d0 + k * P, P)
             else:
                 _transpose_b(xf, row0 + k, ld, cols, dst, d0 + k * P, P)
@@ -135,8 +136,8 @@ def _pack_panel(x, tx, p0, kc, j0, cols, dst, d0, P):
 def _pack_a(a, ta, i0, mc, p0, kc, dst):
     """dst[(q*kc + k)*MR + r] = A[i0 + q*MR + r, p0 + k]; rows past mc are padding.
 
-    A = a (ta False) or a.T (ta True): a panel of A is one of A.T's columns, so packed as B's
-    with the flag turned. ``dst`` is 1-D with room for ceil(mc/MR)*MR*kc values plus PACK_PAD.
+    A = a (ta False) or a.T (ta True): MR rows of A are MR columns of A.T, which is a.T or a,
+    so packed as B's panels with the flag turned. ``dst`` is 1-D with room for ceil(mc/MR)*MR*kc values plus PACK_PAD.
     """
     for q in range((mc + MR - 1) // MR):
         _pack_panel(a, not ta, p0, kc, i0 + q * MR, min(MR, mc - q * MR), dst, q * kc * MR, MR)
