@@ -91,13 +91,13 @@ def test_matches_reference(fast_backend, case, dtype):
 def test_path_is_taken(monkeypatch, backend, module):
     """conv2d and the dx pass really call the Winograd kernel (the plan is not enough)."""
     calls = []
-    real = module._run if backend == "numba" else module._call
+    real = module._run
 
     def spy(*args):
         calls.append(args[2].shape)
         return real(*args)
 
-    monkeypatch.setattr(module, "_run" if backend == "numba" else "_call", spy)
+    monkeypatch.setattr(module, "_run", spy)
     x, w, b = make((2, 16, 9, 9), 16, np.float32)
     fi.conv2d(x, w, b, padding=3, backend=backend)
     fi.conv2d_backward(np.ones((2, 16, 9, 9), np.float32), x, w, padding=3, need=("dx",),

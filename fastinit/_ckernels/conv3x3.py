@@ -1,10 +1,12 @@
 """C Winograd path of conv2d (csrc/winograd.c): F(4x4,3x3), F(2x2,5x5) and F(2x2,7x7) forward
-and dx, F(3x3,4x4) for the 3x3 weight gradient; thin calls with the blocking of
-:func:`fastinit._numba.conv3x3.blocking` (the same for both backends). When it runs is the
+and dx, F(3x3,4x4) for the 3x3 weight gradient; thin calls with the blocking and the entry
+points of :mod:`fastinit._numba.conv3x3` (the same for both backends). When it runs is the
 planner's rule (``_winograd`` in :mod:`fastinit.ops.conv`).
 """
+import sys
+
 from .. import _c
-from .._numba.conv3x3 import blocking
+from .._numba.conv3x3 import blocking, entry_points
 
 _BYTES = {"avx512": 64, "avx2": 32, "portable": 16}
 _ROWS = {"avx512": 12, "avx2": 6, "portable": 4}   # FI_MR of csrc/instances.h
@@ -25,29 +27,16 @@ def _p(a):
     return _c.ffi.NULL if a is None else _c.ffi.from_buffer(a)
 
 
-def _call(y, x, w, b, pt, pl, transposed):
+def _run(y, x, w, b, pt, pl, transposed):
     p = _plan(x.shape, y.shape[1], y.shape[2:], w.shape[-1], pt, pl, x.itemsize, transposed)
     _c.check(_c.lib.fi_conv2d_winograd(_p(y), _p(x), _p(w), _p(b), p), "conv2d")
     return y
 
 
-def conv2d(y, x, w, b, padding):
-    """y = conv2d(x, w, b), r x r, stride 1, padded by ((top, bottom), (left, right))."""
-    (pt, _), (pl, _) = padding
-    return _call(y, x, w, b, pt, pl, False)
-
-
-def backward_data(dx, dy, w, padding):
-    """dx of an r x r stride-1 layer: the forward of dy with w turned and transposed, padded by
-    r-1 - top / r-1 - left."""
-    (pt, _), (pl, _) = padding
-    r = w.shape[-1]
-    return _call(dx, dy, w, None, r - 1 - pt, r - 1 - pl, True)
-
-
-def backward_weights(dw, db, dy, x, padding):
-    """dw of a 3x3 stride-1 layer by F(3x3,4x4), and db (sums of the dy tiles) unless None."""
-    (pt, _), (pl, _) = padding
+def _run_weights(dw, db, dy, x, pt, pl):
     p = _plan(x.shape, dy.shape[1], dy.shape[2:], 3, pt, pl, x.itemsize, False, True)
     _c.check(_c.lib.fi_conv2d_winograd_dw(_p(dw), _p(db), _p(dy), _p(x), p), "conv2d_backward")
     return dw
+
+
+conv2d, backward_data, backward_weights = entry_points(sys.modules[__name__])

@@ -124,16 +124,76 @@ def _declare(module, name, fnty):
     return ir.Function(module, fnty, name=name)
 
 
+def _suffix(vecty):
+    """The overload suffix of a float vector type in intrinsic names: v8f32, v4f64, ..."""
+    return f"v{vecty.count}f{32 if isinstance(vecty.element, ir.FloatType) else 64}"
+
+
 def _masked(module, name, vecty, store):
     """Declare llvm.masked.store / llvm.masked.load for float vectors ``vecty`` (the
     opaque-pointer names, ``.p0``: LLVM 20, llvmlite >= 0.45; see pyproject.toml)."""
-    bits = 32 if isinstance(vecty.element, ir.FloatType) else 64
     mask = ir.VectorType(ir.IntType(1), vecty.count)
     if store:
         fnty = ir.FunctionType(ir.VoidType(), [vecty, vecty.as_pointer(), ir.IntType(32), mask])
     else:
         fnty = ir.FunctionType(vecty, [vecty.as_pointer(), ir.IntType(32), mask, vecty])
-    return _declare(module, f"llvm.masked.{name}.v{vecty.count}f{bits}.p0", fnty)
+    return _declare(module, f"llvm.masked.{name}.{_suffix(vecty)}.p0", fnty)
+
+
+def _fma(module, vecty):
+    """Declare llvm.fma for float vectors ``vecty``."""
+    return _declare(module, f"llvm.fma.{_suffix(vecty)}", ir.FunctionType(vecty, [vecty] * 3))
+
+
+def _first_lanes(builder, width, n):
+    """The mask of lanes j < n (an i64) of a ``width``-lane vector."""
+    i64 = ir.IntType(64)
+    ids = ir.Constant(ir.VectorType(i64, width), [ir.Constant(i64, j) for j in range(width)])
+    return builder.icmp_signed("<", ids, _splat(builder, ir.VectorType(i64, width), n))
+
+
+# ---- what every intrinsic here types and emits the same way --------------------------------------
+def _float_type(arrays, ints, tables=()):
+    """The element type of the array types ``arrays`` when they all hold float32 or all float64,
+    every type of ``ints`` is an integer and every one of ``tables`` an integer array; else
+    None (the intrinsic does not apply to these arguments)."""
+    if not all(isinstance(t, types.Array) for t in arrays):
+        return None
+    dt = arrays[0].dtype
+    if dt not in (types.float32, types.float64) or any(t.dtype != dt for t in arrays):
+        return None
+    if not all(isinstance(t, types.Integer) for t in ints):
+        return None
+    if not all(isinstance(t, types.Array) and isinstance(t.dtype, types.Integer) for t in tables):
+        return None
+    return dt
+
+
+def _intp_args(context, builder, signature, args):
+    """The arguments of a codegen, every integer as an intp (i64); arrays as they are."""
+    return [context.cast(builder, v, t, types.intp) if isinstance(t, types.Integer) else v
+            for v, t in zip(args, signature.args)]
+
+
+def _vector(context, dt, vbytes, width=None):
+    """(bytes per element, lanes, vector type, its pointer type) of ``dt`` in ``vbytes``-byte
+    vectors (or ``width`` lanes)."""
+    align = dt.bitwidth // 8
+    width = width or vbytes // align
+    vecty = ir.VectorType(context.get_value_type(dt), width)
+    return align, width, vecty, vecty.as_pointer()
+
+
+def _data(context, builder, ty, value, off):
+    """The address of element ``off`` of array ``value`` (of Numba type ``ty``)."""
+    return builder.gep(context.make_array(ty)(context, builder, value).data, [off])
+
+
+def _reader(context, builder, ty, value):
+    """``read(i)``: element i of the integer array ``value`` (of Numba type ``ty``) as an intp."""
+    base = context.make_array(ty)(context, builder, value).data
+    return lambda i: context.cast(builder, builder.load(builder.gep(base, [i])), ty.dtype,
+                                  types.intp)
 
 
 def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, panel=None,
@@ -151,69 +211,33 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
 
     @intrinsic
     def tile(typingctx, kc, a, a_off, a_rs, a_ks, b, b_off, b_step, c, c_off, ldc, m, n, beta):
-        arrays = (a, b, c)
-        if not all(isinstance(t, types.Array) for t in arrays):
-            return None
-        dt = c.dtype
-        if dt not in (types.float32, types.float64) or a.dtype != dt or b.dtype != dt:
-            return None
-        ints = (kc, a_off, b_off, c_off, ldc, m, n, beta)
-        ints += (a_rs,) if a_mode != "rowtable" else ()
-        ints += (a_ks,) if a_mode != "table" else ()
-        if not all(isinstance(t, types.Integer) for t in ints):
-            return None
-        tabs = (a_ks,) if a_mode == "table" else (a_rs,) if a_mode == "rowtable" else ()
-        if not all(isinstance(t, types.Array) and isinstance(t.dtype, types.Integer)
-                   for t in tabs):
-            return None
-        if b_mode == "table":
-            if not (isinstance(b_step, types.Array) and isinstance(b_step.dtype, types.Integer)):
-                return None
-        elif not isinstance(b_step, types.Integer):
+        ints = [kc, a_off, b_off, c_off, ldc, m, n, beta]
+        ints += [a_rs] if a_mode != "rowtable" else []
+        ints += [a_ks] if a_mode != "table" else []
+        tables = [a_ks] if a_mode == "table" else [a_rs] if a_mode == "rowtable" else []
+        (tables if b_mode == "table" else ints).append(b_step)
+        dt = _float_type((a, b, c), ints, tables)
+        if dt is None:
             return None
         sig = types.void(kc, a, a_off, a_rs, a_ks, b, b_off, b_step, c, c_off, ldc, m, n, beta)
 
         def codegen(context, builder, signature, args):
             (kc_v, a_v, a_off_v, a_rs_v, a_ks_v, b_v, b_off_v, b_step_v, c_v, c_off_v, ldc_v,
-             m_v, n_v, beta_v) = args
+             m_v, n_v, beta_v) = _intp_args(context, builder, signature, args)
             tys = signature.args
             i64 = ir.IntType(64)
-
-            def as_i64(value, ty):
-                return context.cast(builder, value, ty, types.intp)
-
-            kc_v, a_off_v, b_off_v, c_off_v, ldc_v, m_v, n_v, beta_v = (
-                as_i64(v, t) for v, t in zip(
-                    (kc_v, a_off_v, b_off_v, c_off_v, ldc_v, m_v, n_v, beta_v),
-                    (tys[0], tys[2], tys[6], tys[9], tys[10], tys[11], tys[12], tys[13])))
             if a_mode == "table":        # a_ks: the offset of each k (a tap table)
-                a_tab, a_tab_ty = context.make_array(tys[4])(context, builder, a_ks_v).data, tys[4].dtype
-            else:
-                a_ks_v = as_i64(a_ks_v, tys[4])
+                a_tab = _reader(context, builder, tys[4], a_ks_v)
             if a_mode == "rowtable":     # a_rs: the offset of each row
-                a_tab, a_tab_ty = context.make_array(tys[3])(context, builder, a_rs_v).data, tys[3].dtype
-            else:
-                a_rs_v = as_i64(a_rs_v, tys[3])
-            elt = context.get_value_type(dt)
-            width = vbytes // (dt.bitwidth // 8)
+                a_tab = _reader(context, builder, tys[3], a_rs_v)
+            if b_mode == "table":        # b_step: the offset of each k
+                b_tab = _reader(context, builder, tys[7], b_step_v)
+            align, width, vecty, vptr = _vector(context, dt, vbytes)
             cols = nvec * width
-            align = dt.bitwidth // 8
-            vecty = ir.VectorType(elt, width)
-            vptr = vecty.as_pointer()
-            fma = _declare(builder.module, f"llvm.fma.v{width}f{dt.bitwidth}",
-                           ir.FunctionType(vecty, [vecty] * 3))
-
-            def data(ty, value):
-                return context.make_array(ty)(context, builder, value).data
-
-            a0 = builder.gep(data(tys[1], a_v), [a_off_v])
-            b0 = builder.gep(data(tys[5], b_v), [b_off_v])
-            c0 = builder.gep(data(tys[8], c_v), [c_off_v])
-            if b_mode == "table":
-                table = data(tys[7], b_step_v)
-                table_ty = tys[7].dtype
-            else:
-                b_step_v = as_i64(b_step_v, tys[7])
+            fma = _fma(builder.module, vecty)
+            a0 = _data(context, builder, tys[1], a_v, a_off_v)
+            b0 = _data(context, builder, tys[5], b_v, b_off_v)
+            c0 = _data(context, builder, tys[8], c_v, c_off_v)
             if a_mode != "packed":
                 # Rows past m read row m-1 instead (their sums are never stored): a strided A
                 # is the caller's array itself, and must not be read past its end.
@@ -223,9 +247,7 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
                     rr = ir.Constant(i64, r)
                     rr = builder.select(builder.icmp_signed("<", rr, m_v), rr, last)
                     if a_mode == "rowtable":
-                        off = builder.load(builder.gep(a_tab, [rr]))
-                        a_rows.append(builder.gep(a0, [context.cast(builder, off, a_tab_ty,
-                                                                    types.intp)]))
+                        a_rows.append(builder.gep(a0, [a_tab(rr)]))
                     elif row_step is not None:
                         a_rows.append(builder.mul(ir.Constant(i64, row_step), rr))
                     else:
@@ -255,16 +277,14 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
                 elif b_mode == "strided":
                     brow = builder.gep(b0, [builder.mul(k, b_step_v)])
                 else:
-                    off = builder.load(builder.gep(table, [k]))
-                    brow = builder.gep(b0, [context.cast(builder, off, table_ty, types.intp)])
+                    brow = builder.gep(b0, [b_tab(k)])
                 bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(i64, v * width)]),
                                                    vptr), align=align)
                       for v in range(nvec)]
                 if a_mode == "packed":
                     acol = builder.gep(a0, [builder.mul(k, ir.Constant(i64, panel or rows))])
                 elif a_mode == "table":
-                    koff = context.cast(builder, builder.load(builder.gep(a_tab, [k])), a_tab_ty,
-                                        types.intp)
+                    koff = a_tab(k)
                 else:
                     koff = builder.mul(k, a_ks_v)
                 if row_step is not None and a_mode != "packed":
@@ -302,7 +322,6 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
                                 builder.icmp_signed("==", n_v, ir.Constant(i64, cols)))
             mstore = _masked(builder.module, "store", vecty, True)
             mload = _masked(builder.module, "load", vecty, False)
-            lane_ids = ir.Constant(ir.VectorType(i64, width), [ir.Constant(i64, j) for j in range(width)])
             align32 = ir.Constant(ir.IntType(32), align)
 
             def cptr(r, v):
@@ -319,11 +338,8 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
                         builder.store(val, p, align=align)
 
             def store_edge(add):
-                masks = []
-                for v in range(nvec):
-                    left = builder.sub(n_v, ir.Constant(i64, v * width))
-                    masks.append(builder.icmp_signed("<", lane_ids,
-                                                     _splat(builder, ir.VectorType(i64, width), left)))
+                masks = [_first_lanes(builder, width, builder.sub(n_v, ir.Constant(i64, v * width)))
+                         for v in range(nvec)]
                 for r in range(rows):
                     with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, r), m_v)):
                         for v in range(nvec):
@@ -335,18 +351,12 @@ def make_tile(rows, nvec, a_mode="packed", b_mode="packed", vector_bytes=None, p
                             builder.call(mstore, [val, p, align32, masks[v]])
 
             with builder.if_else(full) as (whole, edge):
-                with whole:
-                    with builder.if_else(accumulate) as (yes, no):
+                for case, store in ((whole, store_full), (edge, store_edge)):
+                    with case, builder.if_else(accumulate) as (yes, no):
                         with yes:
-                            store_full(True)
+                            store(True)
                         with no:
-                            store_full(False)
-                with edge:
-                    with builder.if_else(accumulate) as (yes, no):
-                        with yes:
-                            store_edge(True)
-                        with no:
-                            store_edge(False)
+                            store(False)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -373,46 +383,24 @@ def make_lanes(rows, table=False, vector_bytes=None):
     @intrinsic
     def lanes_tile(typingctx, kc, a, a_off, a_step, b, b_off, b_step, b_rs, c, c_off, c_rs,
                    beta, i0):
-        if not all(isinstance(t, types.Array) for t in (a, b, c)):
-            return None
-        dt = c.dtype
-        if dt not in (types.float32, types.float64) or a.dtype != dt or b.dtype != dt:
-            return None
-        ints = (kc, a_off, a_step, b_off, b_rs, c_off, c_rs, beta, i0)
-        if not all(isinstance(t, types.Integer) for t in ints):
-            return None
-        if table != (isinstance(b_step, types.Array) and isinstance(b_step.dtype, types.Integer)):
-            return None
-        if not table and not isinstance(b_step, types.Integer):
+        ints = [kc, a_off, a_step, b_off, b_rs, c_off, c_rs, beta, i0]
+        dt = _float_type((a, b, c), ints + ([] if table else [b_step]), [b_step] if table else [])
+        if dt is None:
             return None
         sig = types.void(kc, a, a_off, a_step, b, b_off, b_step, b_rs, c, c_off, c_rs, beta, i0)
 
         def codegen(context, builder, signature, args):
+            (kc_v, a_v, a_off_v, a_step_v, b_v, b_off_v, b_step_v, b_rs_v, c_v, c_off_v, c_rs_v,
+             beta_v, i0_v) = _intp_args(context, builder, signature, args)
             tys = signature.args
             i64 = ir.IntType(64)
-            vals = [context.cast(builder, v, t, types.intp) if isinstance(t, types.Integer) and
-                    i != 6 else v for i, (v, t) in enumerate(zip(args, tys))]
-            kc_v, a_v, a_off_v, a_step_v, b_v, b_off_v, b_step_v, b_rs_v, c_v, c_off_v, \
-                c_rs_v, beta_v, i0_v = vals
-            if not table:
-                b_step_v = context.cast(builder, args[6], tys[6], types.intp)
-            elt = context.get_value_type(dt)
-            align = dt.bitwidth // 8
-            width = vbytes // align
-            vecty = ir.VectorType(elt, width)
-            vptr = vecty.as_pointer()
-            fma = _declare(builder.module, f"llvm.fma.v{width}f{dt.bitwidth}",
-                           ir.FunctionType(vecty, [vecty] * 3))
-
-            def data(ty, value):
-                return context.make_array(ty)(context, builder, value).data
-
-            a0 = builder.gep(data(tys[1], a_v), [a_off_v])
-            b0 = builder.gep(data(tys[4], b_v), [b_off_v])
-            c0 = builder.gep(data(tys[8], c_v), [c_off_v])
+            align, width, vecty, vptr = _vector(context, dt, vbytes)
+            fma = _fma(builder.module, vecty)
+            a0 = _data(context, builder, tys[1], a_v, a_off_v)
+            b0 = _data(context, builder, tys[4], b_v, b_off_v)
+            c0 = _data(context, builder, tys[8], c_v, c_off_v)
             if table:
-                tab = data(tys[6], b_step_v)
-                tab_ty = tys[6].dtype
+                b_tab = _reader(context, builder, tys[6], b_step_v)
 
             def vload(p):
                 return builder.load(builder.bitcast(p, vptr), align=align)
@@ -423,8 +411,7 @@ def make_lanes(rows, table=False, vector_bytes=None):
             def step(k, chain):
                 av = vload(builder.gep(a0, [builder.mul(k, a_step_v)]))
                 if table:
-                    off = context.cast(builder, builder.load(builder.gep(tab, [k])), tab_ty,
-                                       types.intp)
+                    off = b_tab(k)
                 else:
                     off = builder.mul(k, b_step_v)
                 for r in range(rows):
@@ -442,7 +429,7 @@ def make_lanes(rows, table=False, vector_bytes=None):
                 step(builder.add(done, loop.index), 0)
             accumulate = builder.icmp_signed("==", beta_v, ir.Constant(i64, 1))
             start = builder.icmp_signed("==", beta_v, ir.Constant(i64, 2))
-            init = vload(builder.gep(data(tys[8], c_v), [builder.select(start, i0_v, c_off_v)]))
+            init = vload(_data(context, builder, tys[8], c_v, builder.select(start, i0_v, c_off_v)))
             for r in range(rows):
                 total = builder.load(slots[r * chains])
                 for ch in range(1, chains):
@@ -481,28 +468,19 @@ def make_transpose(rows=None, nvec=None, vector_bytes=None):
 
     @intrinsic
     def transpose(typingctx, src, s_off, s_ld, valid, dst, d_off, d_ld):
-        if not (isinstance(src, types.Array) and isinstance(dst, types.Array)):
-            return None
-        dt = dst.dtype
-        if dt not in (types.float32, types.float64) or src.dtype != dt:
-            return None
-        if not all(isinstance(t, types.Integer) for t in (s_off, s_ld, valid, d_off, d_ld)):
+        dt = _float_type((src, dst), (s_off, s_ld, valid, d_off, d_ld))
+        if dt is None:
             return None
         sig = types.void(src, s_off, s_ld, valid, dst, d_off, d_ld)
 
         def codegen(context, builder, signature, args):
             tys = signature.args
             i64 = ir.IntType(64)
-            src_v, s_off_v, s_ld_v, valid_v, dst_v, d_off_v, d_ld_v = (
-                context.cast(builder, v, t, types.intp) if isinstance(t, types.Integer) else v
-                for v, t in zip(args, tys))
-            elt = context.get_value_type(dt)
-            align = dt.bitwidth // 8
-            width = vbytes // align
-            vecty = ir.VectorType(elt, width)
-            vptr = vecty.as_pointer()
-            s0 = builder.gep(context.make_array(tys[0])(context, builder, src_v).data, [s_off_v])
-            d0 = builder.gep(context.make_array(tys[4])(context, builder, dst_v).data, [d_off_v])
+            src_v, s_off_v, s_ld_v, valid_v, dst_v, d_off_v, d_ld_v = _intp_args(
+                context, builder, signature, args)
+            align, width, vecty, vptr = _vector(context, dt, vbytes)
+            s0 = _data(context, builder, tys[0], src_v, s_off_v)
+            d0 = _data(context, builder, tys[4], dst_v, d_off_v)
             last = builder.sub(valid_v, ir.Constant(i64, 1))
             nrows = rows if rows is not None else nvec * width
             groups = (nrows + width - 1) // width
@@ -587,30 +565,21 @@ def make_transform(t, vector_bytes=None):
 
     @intrinsic
     def transform(typingctx, x, x_off, xr, xc, o, o_off, o_r, o_c):
-        if not (isinstance(x, types.Array) and isinstance(o, types.Array)):
-            return None
-        dt = o.dtype
-        if dt not in (types.float32, types.float64) or x.dtype != dt:
-            return None
-        if not all(isinstance(v, types.Integer) for v in (x_off, xr, xc, o_off, o_r, o_c)):
+        dt = _float_type((x, o), (x_off, xr, xc, o_off, o_r, o_c))
+        if dt is None:
             return None
         sig = types.void(x, x_off, xr, xc, o, o_off, o_r, o_c)
 
         def codegen(context, builder, signature, args):
             tys = signature.args
-            x_v, x_off_v, xr_v, xc_v, o_v, o_off_v, o_r_v, o_c_v = (
-                context.cast(builder, v, ty, types.intp) if isinstance(ty, types.Integer) else v
-                for v, ty in zip(args, tys))
-            elt = context.get_value_type(dt)
-            align = dt.bitwidth // 8
-            width = vbytes // align
-            vecty = ir.VectorType(elt, width)
-            vptr = vecty.as_pointer()
+            x_v, x_off_v, xr_v, xc_v, o_v, o_off_v, o_r_v, o_c_v = _intp_args(
+                context, builder, signature, args)
+            align, width, vecty, vptr = _vector(context, dt, vbytes)
+            elt = vecty.element
             i64 = ir.IntType(64)
-            fma = _declare(builder.module, f"llvm.fma.v{width}f{dt.bitwidth}",
-                           ir.FunctionType(vecty, [vecty] * 3))
-            x0 = builder.gep(context.make_array(tys[0])(context, builder, x_v).data, [x_off_v])
-            o0 = builder.gep(context.make_array(tys[4])(context, builder, o_v).data, [o_off_v])
+            fma = _fma(builder.module, vecty)
+            x0 = _data(context, builder, tys[0], x_v, x_off_v)
+            o0 = _data(context, builder, tys[4], o_v, o_off_v)
 
             def at(base, i, j, rs, cs):
                 off = builder.add(builder.mul(rs, ir.Constant(i64, i)),
@@ -659,14 +628,9 @@ def make_copy_add(width=None, vector_bytes=None):
     @intrinsic
     def copy_add(typingctx, src, s_off, s_ld, s_ch, dst, d_off, d_ld, d_ch, rows, n, chans, add,
                  a_off, a_step):
-        arrays = (src, dst, add)
-        if not all(isinstance(t, types.Array) for t in arrays):
-            return None
-        dt = dst.dtype
-        if dt not in (types.float32, types.float64) or src.dtype != dt or add.dtype != dt:
-            return None
         ints = (s_off, s_ld, s_ch, d_off, d_ld, d_ch, rows, n, chans, a_off, a_step)
-        if not all(isinstance(v, types.Integer) for v in ints):
+        dt = _float_type((src, dst, add), ints)
+        if dt is None:
             return None
         sig = types.void(src, s_off, s_ld, s_ch, dst, d_off, d_ld, d_ch, rows, n, chans, add,
                          a_off, a_step)
@@ -674,26 +638,14 @@ def make_copy_add(width=None, vector_bytes=None):
         def codegen(context, builder, signature, args):
             tys = signature.args
             (src_v, s_off_v, s_ld_v, s_ch_v, dst_v, d_off_v, d_ld_v, d_ch_v, rows_v, n_v,
-             chans_v, add_v, a_off_v, a_step_v) = (
-                context.cast(builder, v, ty, types.intp) if isinstance(ty, types.Integer) else v
-                for v, ty in zip(args, tys))
-            elt = context.get_value_type(dt)
-            align = dt.bitwidth // 8
-            lanes = width or vbytes // align
-            vecty = ir.VectorType(elt, lanes)
+             chans_v, add_v, a_off_v, a_step_v) = _intp_args(context, builder, signature, args)
+            align, lanes, vecty, vptr = _vector(context, dt, vbytes, width)
             i64 = ir.IntType(64)
-
-            def data(ty, value, off):
-                return builder.gep(context.make_array(ty)(context, builder, value).data, [off])
-
-            s0, d0, a0 = data(tys[0], src_v, s_off_v), data(tys[4], dst_v, d_off_v), \
-                data(tys[11], add_v, a_off_v)
-            lane_ids = ir.Constant(ir.VectorType(i64, lanes), [ir.Constant(i64, j)
-                                                               for j in range(lanes)])
+            s0 = _data(context, builder, tys[0], src_v, s_off_v)
+            d0 = _data(context, builder, tys[4], dst_v, d_off_v)
+            a0 = _data(context, builder, tys[11], add_v, a_off_v)
             full = builder.icmp_signed(">=", n_v, ir.Constant(i64, lanes))
-            n_v = builder.select(full, ir.Constant(i64, lanes), n_v)
-            mask = builder.icmp_signed("<", lane_ids, _splat(builder, ir.VectorType(i64, lanes),
-                                                             n_v))
+            mask = _first_lanes(builder, lanes, builder.select(full, ir.Constant(i64, lanes), n_v))
             mload = _masked(builder.module, "load", vecty, False)
             mstore = _masked(builder.module, "store", vecty, True)
             align32 = ir.Constant(ir.IntType(32), align)
@@ -703,10 +655,8 @@ def make_copy_add(width=None, vector_bytes=None):
                 sc = builder.gep(s0, [builder.mul(ch.index, s_ch_v)])
                 dc = builder.gep(d0, [builder.mul(ch.index, d_ch_v)])
                 with cgutils.for_range(builder, rows_v, intp=i64) as row:
-                    sp = builder.bitcast(builder.gep(sc, [builder.mul(row.index, s_ld_v)]),
-                                         vecty.as_pointer())
-                    dp = builder.bitcast(builder.gep(dc, [builder.mul(row.index, d_ld_v)]),
-                                         vecty.as_pointer())
+                    sp = builder.bitcast(builder.gep(sc, [builder.mul(row.index, s_ld_v)]), vptr)
+                    dp = builder.bitcast(builder.gep(dc, [builder.mul(row.index, d_ld_v)]), vptr)
                     with builder.if_else(full) as (whole, part):
                         with whole:
                             v = builder.load(sp, align=align)

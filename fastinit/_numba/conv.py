@@ -21,15 +21,6 @@ from . import conv3x3
 from .gemm import MR, NVEC, _workspace
 from ._tile import VECTOR_BYTES, make_lanes, make_tile, make_transpose
 
-_TILE = make_tile(MR, NVEC, "packed", "strided").fn          # packed A panels, B rows
-_TILE8 = make_tile(8, NVEC, "packed", "strided", panel=MR).fn  # the first rows of a panel
-_TILE4 = make_tile(4, NVEC, "packed", "strided", panel=MR).fn
-_DIR = make_tile(MR, NVEC, "table", "packed", row_step=1).fn   # direct forward, stride 1
-_DIR8 = make_tile(8, NVEC, "table", "packed", row_step=1).fn
-_DIR4 = make_tile(4, NVEC, "table", "packed", row_step=1).fn
-_DROWS = make_tile(MR, NVEC, "rowtable", "strided").fn  # direct dw: a row per tap
-_DROWS8 = make_tile(8, NVEC, "rowtable", "strided").fn
-_DROWS4 = make_tile(4, NVEC, "rowtable", "strided").fn
 _transpose = make_transpose(nvec=1)
 _transpose_mr = make_transpose(rows=MR)
 _LANES4 = make_lanes(4, table=True)     # depthwise: 4 pixels x the taps, lane by lane
@@ -51,16 +42,32 @@ def _ld(n):
 
 
 # ---- building blocks ----------------------------------------------------------------------
-@njit(inline="always")
-def _tile(mv, kc, a, a_off, b, b_off, bstep, c, c_off, ldc, nv, beta):
-    """A tile of at most MR rows (mv) over a packed A panel of MR rows at a_off: an 8- or
-    4-row tile for a partial panel, which reads only its first rows."""
-    if mv > 8:
-        _TILE(kc, a, a_off, 0, 0, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
-    elif mv > 4:
-        _TILE8(kc, a, a_off, 0, 0, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
-    else:
-        _TILE4(kc, a, a_off, 0, 0, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+def _by_height(a_mode, b_mode, **kw):
+    """A tile of at most MR rows (mv) that runs the shortest of three made tiles (MR, 8 and 4
+    rows) holding them, so a partial block pays only for its rows::
+
+        tile(mv, kc, a, a_off, a_rs, a_ks, b, b_off, b_step, c, c_off, ldc, nv, beta)
+    """
+    tall, mid, short = (make_tile(h, NVEC, a_mode, b_mode, **kw).fn for h in (MR, 8, 4))
+
+    @njit(inline="always")
+    def tile(mv, kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, nv, beta):
+        if mv > 8:
+            tall(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+        elif mv > 4:
+            mid(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+        else:
+            short(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
+
+    return tile
+
+
+#: Packed A panels of MR rows (a shorter tile reads a panel's first rows), B rows.
+_tile = _by_height("packed", "strided", panel=MR)
+#: The direct forward (stride 1 along the row): A through the tap table, B packed.
+_dp_tile = _by_height("table", "packed", row_step=1)
+#: The direct dw: a row of A per tap (through the table), B the rows of dy transposed.
+_dp_rows_tile = _by_height("rowtable", "strided")
 
 
 @njit
@@ -199,7 +206,7 @@ def _forward(y, x, wpack, bias, has_bias, geo, blk, ws):
                 for jb in range(0, nj, NR):
                     c_off = cbo + (pn - p0) * MR * ldc + jb
                     nv = min(NR, nj - jb)
-                    _tile(mv, kc, wpack, a_off, buf, jb, ldc, buf, c_off, ldc, nv, t0)
+                    _tile(mv, kc, wpack, a_off, 0, 0, buf, jb, ldc, buf, c_off, ldc, nv, t0)
         _rows(y, K, g * Kg, buf[cbo:], ldc, p0 * MR, min(p1 * MR, Kg), j0, nj, P,
               bias[g * Kg:], has_bias, True)
 
@@ -251,7 +258,7 @@ def _backward_data(dx, dy, wtp, geo, blk, ws):
                     for t in range(0, nt, MR):
                         for jb in range(0, nj, NR):
                             _tile(min(MR, nt - t), kc, wtp, wp + ((tp + t) // MR * Kg + kb) * MR,
-                                  buf, kb * ldc + jb, ldc, buf, dco + t * ldc + jb, ldc,
+                                  0, 0, buf, kb * ldc + jb, ldc, buf, dco + t * ldc + jb, ldc,
                                   min(NR, nj - jb), kb)
                 _patches(buf, dco, MR * ldc, ldc, 1, dx, geo, g, c0 * RS + tp, nt, j0, nj, 1)
 
@@ -354,7 +361,7 @@ def _backward_weights(acc, per_acc, dy, x, geo, blk, ws):
                 for k0 in range(0, Kg, kc):      # dyt's block in L2
                     for t in range(0, nt, MR):
                         for kb in range(k0, min(k0 + kc, Kg), NR):
-                            _tile(min(MR, nt - t), nj, buf, apo + t * ldc, buf, kb, ldk, acc,
+                            _tile(min(MR, nt - t), nj, buf, apo + t * ldc, 0, 0, buf, kb, ldk, acc,
                                   out + (t0 + t) * ldk + kb, ldk, min(NR, Kg - kb), 1)
 
 
@@ -531,28 +538,6 @@ def _dp_pack(wt, w, G, Kg, T, NR):
             for j in range(NR):
                 k = gp % npan * NR + j
                 wt[(gp * T + t) * NR + j] = w[(gp // npan * Kg + k) * T + t] if k < Kg else 0
-
-
-@njit(inline="always")
-def _dp_tile(mv, kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, nv, beta):
-    """The forward's tile (A through the tap table) of at most MR rows (mv)."""
-    if mv > 8:
-        _DIR(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
-    elif mv > 4:
-        _DIR8(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
-    else:
-        _DIR4(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
-
-
-@njit(inline="always")
-def _dp_rows_tile(mv, kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, nv, beta):
-    """dw's tile (a row of A per tap, through the table) of at most MR rows (mv)."""
-    if mv > 8:
-        _DROWS(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
-    elif mv > 4:
-        _DROWS8(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
-    else:
-        _DROWS4(kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, mv, nv, beta)
 
 
 @pjit

@@ -1,7 +1,8 @@
 """Winograd convolution (Numba), stride 1: F(4x4,3x3), F(2x2,5x5) and F(2x2,7x7) forward and
 dx, F(3x3,4x4) for the 3x3 weight gradient; the twin of csrc/winograd.c, whose comment has the
 algorithm, and the home of what both backends share: the Cook-Toom tables
-(:func:`transforms`) and the blocking (:func:`blocking`).
+(:func:`transforms`), the blocking (:func:`blocking`) and the entry points
+(:func:`entry_points`).
 
 F(m x m, r x r) on tiles of a = m + r - 1: ``Y = A^T [ U (.) V ] A`` with ``U = G g G^T`` and
 ``V = B^T d B``; summed over input channels, a*a matrix products ``M[:, xi] = V[:, xi] @
@@ -13,6 +14,7 @@ channels at a time.
 """
 import functools
 import math
+import sys
 from fractions import Fraction
 
 import numba
@@ -80,6 +82,34 @@ def blocking(N, C, K, OH, OW, r, itemsize, vector_bytes, rows, threads, weights=
     if blocks % threads and blocks < 4 * threads:
         kparts = min(Kp // (2 * lanes), threads // math.gcd(blocks, threads))
     return tb, kparts
+
+
+def entry_points(backend):
+    """conv2d, backward_data and backward_weights of a Winograd backend (both backends'), over
+    the two calls of its module ``backend``, looked up at each call: ``_run(y, x, w, b, pt, pl,
+    transposed)`` (the forward; dx when ``transposed``) and ``_run_weights(dw, db, dy, x, pt,
+    pl)``; the padding passed as the offsets of the first tile (the bottom and right follow
+    from the output's shape)."""
+
+    def conv2d(y, x, w, b, padding):
+        """y = conv2d(x, w, b), r x r, stride 1, padded by ((top, bottom), (left, right))."""
+        (pt, _), (pl, _) = padding
+        return backend._run(y, x, w, b, pt, pl, False)
+
+    def backward_data(dx, dy, w, padding):
+        """dx of an r x r stride-1 layer: the forward of dy with w turned and transposed,
+        padded by r-1 - top / r-1 - left."""
+        (pt, _), (pl, _) = padding
+        r = w.shape[-1]
+        return backend._run(dx, dy, w, None, r - 1 - pt, r - 1 - pl, True)
+
+    def backward_weights(dw, db, dy, x, padding):
+        """dw of a 3x3 stride-1 layer by F(3x3,4x4), and db (sums of the dy tiles) unless
+        None."""
+        (pt, _), (pl, _) = padding
+        return backend._run_weights(dw, db, dy, x, pt, pl)
+
+    return conv2d, backward_data, backward_weights
 
 
 # ---- kernels --------------------------------------------------------------------------------
@@ -354,23 +384,7 @@ def _run(y, x, w, b, pt, pl, transposed):
     return y
 
 
-def conv2d(y, x, w, b, padding):
-    """y = conv2d(x, w, b), r x r, stride 1, padded by ((top, bottom), (left, right))."""
-    (pt, _), (pl, _) = padding
-    return _run(y, x, w, b, pt, pl, False)
-
-
-def backward_data(dx, dy, w, padding):
-    """dx of an r x r stride-1 layer: the forward of dy with w turned and transposed, padded by
-    r-1 - top / r-1 - left."""
-    (pt, _), (pl, _) = padding
-    r = w.shape[-1]
-    return _run(dx, dy, w, None, r - 1 - pt, r - 1 - pl, True)
-
-
-def backward_weights(dw, db, dy, x, padding):
-    """dw of a 3x3 stride-1 layer by F(3x3,4x4), and db (sums of the dy tiles) unless None."""
-    (pt, _), (pl, _) = padding
+def _run_weights(dw, db, dy, x, pt, pl):
     geo, per = _geo(x.shape, dy.shape[1], dy.shape[2:], 3, pt, pl, x.dtype, True)
     nthr = numba.get_num_threads()
     acc = _scratch("wino_acc", nthr, 36 * (geo[5] + ROWS) * geo[2] + geo[6], x.dtype)
@@ -378,3 +392,6 @@ def backward_weights(dw, db, dy, x, padding):
     _weights(dw.reshape(-1), dw.reshape(-1) if db is None else db, db is not None,
              dy.reshape(-1), x.reshape(-1), geo, acc, ws)
     return dw
+
+
+conv2d, backward_data, backward_weights = entry_points(sys.modules[__name__])

@@ -96,71 +96,64 @@ def blocking(dtype):
 
 
 # ---- packing ----------------------------------------------------------------------------------
+@njit(inline="always")
+def _pack_panel(x, tx, p0, kc, j0, cols, dst, d0, P):
+    """dst[d0 + k*P + j] = X[p0 + k, j0 + j] for k < kc, j < P: one k-major panel of P columns of
+    X = x (tx False) or x.T (tx True), x C-contiguous 2-D. Columns past ``cols`` are padding:
+    zero (x) or copies of the last (x.T, whose transposes read whole rows); the tile never
+    stores their sums. When P is not a multiple of the lanes (A's MR), the transposes write
+    up to a vector past the panel: PACK_PAD."""
+    W = VECTOR_BYTES // x.itemsize
+    ld = x.shape[1]
+    xf = x.reshape(-1)
+    if tx:
+        row0 = j0 * ld + p0
+        kv = kc - kc % W
+        for k in range(0, kv, W):
+            if P == MR:   # the transposes are made for one height: A's MR or B's NR
+                _transpose_a(xf, row0 + k, ld, cols, dst, d0 + k * P, P)
+            else:
+                _transpose_b(xf, row0 + k, ld, cols, dst, d0 + k * P, P)
+        for j in range(P):
+            src = xf[row0 + min(j, cols - 1) * ld:]
+            for k in range(kv, kc):
+                dst[d0 + k * P + j] = src[k]
+    else:
+        for k in range(kc):
+            src = xf[(p0 + k) * ld + j0:]
+            out = dst[d0 + k * P:d0 + (k + 1) * P]
+            if cols == P:
+                for j in range(P):  # a constant trip count for A (P = MR): vector moves
+                    out[j] = src[j]
+            else:
+                for j in range(cols):
+                    out[j] = src[j]
+                for j in range(cols, P):
+                    out[j] = 0
+
+
 @njit
 def _pack_a(a, ta, i0, mc, p0, kc, dst):
     """dst[(q*kc + k)*MR + r] = A[i0 + q*MR + r, p0 + k]; rows past mc are padding.
 
-    A = a (ta False) or a.T (ta True). ``dst`` is 1-D with room for ceil(mc/MR)*MR*kc values
-    plus PACK_PAD. Padding rows repeat the last row (row-major a) or are zero (a transposed):
-    the tile never stores their sums.
+    A = a (ta False) or a.T (ta True): MR rows of A are MR columns of A.T, which is a.T or a,
+    so packed as B's panels with the flag turned. ``dst`` is 1-D with room for ceil(mc/MR)*MR*kc values plus PACK_PAD.
     """
-    W = VECTOR_BYTES // a.itemsize
-    lda = a.shape[1]
-    af = a.reshape(-1)
-    npan = (mc + MR - 1) // MR
-    for q in range(npan):
-        rows = min(MR, mc - q * MR)
-        base = q * kc * MR
-        if ta:
-            for k in range(kc):
-                src = af[(p0 + k) * lda + i0 + q * MR:]
-                out = dst[base + k * MR:base + (k + 1) * MR]
-                if rows == MR:
-                    for r in range(MR):  # a constant trip count: LLVM emits vector moves
-                        out[r] = src[r]
-                else:
-                    for r in range(rows):
-                        out[r] = src[r]
-                    for r in range(rows, MR):
-                        out[r] = 0
-        else:
-            row0 = (i0 + q * MR) * lda + p0
-            kv = kc - kc % W
-            for k in range(0, kv, W):
-                _transpose_a(af, row0 + k, lda, rows, dst, base + k * MR, MR)
-            for r in range(MR):
-                src = af[row0 + min(r, rows - 1) * lda:]
-                for k in range(kv, kc):
-                    dst[base + k * MR + r] = src[k]
+    for q in range((mc + MR - 1) // MR):
+        _pack_panel(a, not ta, p0, kc, i0 + q * MR, min(MR, mc - q * MR), dst, q * kc * MR, MR)
 
 
 @njit
 def _pack_b_panel(b, tb, p0, kc, j0, cols, panel, NR):
     """panel[k*NR + j] = B[p0 + k, j0 + j] for j < cols, padding beyond. B = b or b.T (tb)."""
-    W = VECTOR_BYTES // b.itemsize
-    ldb = b.shape[1]
-    bf = b.reshape(-1)
-    if tb:
-        row0 = j0 * ldb + p0
-        kv = kc - kc % W
-        for k in range(0, kv, W):
-            _transpose_b(bf, row0 + k, ldb, cols, panel, k * NR, NR)
-        for j in range(NR):
-            src = bf[row0 + min(j, cols - 1) * ldb:]
-            for k in range(kv, kc):
-                panel[k * NR + j] = src[k]
-    else:
-        for k in range(kc):
-            src = bf[(p0 + k) * ldb + j0:]
-            row = panel[k * NR:(k + 1) * NR]
-            if cols == NR:
-                for j in range(NR):  # a constant trip count: LLVM emits vector moves
-                    row[j] = src[j]
-            else:
-                for j in range(cols):
-                    row[j] = src[j]
-                for j in range(cols, NR):
-                    row[j] = 0
+    _pack_panel(b, tb, p0, kc, j0, cols, panel, 0, NR)
+
+
+@njit(inline="always")
+def _dims(a, ta, c):
+    """(M, N, K, NR) of C (+)= op(A) @ op(B): C's shape, op(A)'s columns, a tile's columns."""
+    m, n = c.shape
+    return m, n, a.shape[0] if ta else a.shape[1], NVEC * (VECTOR_BYTES // c.itemsize)
 
 
 @njit(inline="always")
@@ -190,9 +183,7 @@ def gemm_packed(a, ta, b, tb, c, beta, kc_max, mc_max, nc_max, apack, bpack, nth
     they lie and only a partial last panel is packed. has_bias : add ``bias`` (N,) to every row
     (with K's first block; beta must be 0 then).
     """
-    m, n = c.shape
-    k = a.shape[0] if ta else a.shape[1]
-    NR = NVEC * (VECTOR_BYTES // c.itemsize)
+    m, n, k, NR = _dims(a, ta, c)
     ldc = n
     cflat = c.reshape(-1)
     bflat = b.reshape(-1)
@@ -272,9 +263,7 @@ def _direct_block(a, ta, b, tb, c, beta, bpanel, i0, i1, t0, t1, bias, has_bias)
     transposed, or for a partial last panel (the tile reads whole vectors). Packing A bought
     nothing here (see csrc/gemm_isa.h: its rows stay in cache across the panels).
     """
-    m, n = c.shape
-    k = a.shape[0] if ta else a.shape[1]
-    NR = NVEC * (VECTOR_BYTES // c.itemsize)
+    m, n, k, NR = _dims(a, ta, c)
     ldc = n
     cflat = c.reshape(-1)
     bflat = b.reshape(-1)
@@ -318,13 +307,11 @@ def gemm_direct(a, ta, b, tb, c, beta, ws, nchunks, bias, has_bias):
     panels: then by panels. Nothing one
     thread writes is read by another. With ``nchunks`` == 1 no thread is started.
     """
-    m, n = c.shape
-    k = a.shape[0] if ta else a.shape[1]
+    m, n, k, NR = _dims(a, ta, c)
     if k == 0:
         if beta == 0:
             c[:] = 0
         return
-    NR = NVEC * (VECTOR_BYTES // c.itemsize)
     npan = (n + NR - 1) // NR
     nrow = (m + MR - 1) // MR
     size = min(k, DIRECT_KB) * NR
