@@ -23,6 +23,7 @@ from numba import prange
 
 from .._config import njit, pjit
 from ._tile import VECTOR_BYTES, make_copy_add, make_tile, make_transform, make_transpose
+from .gemm import MR, NVEC, _workspace
 
 #: The points of each algorithm (infinity is the last, implied): F(4x4,3x3), F(2x2,5x5) and
 #: F(3x3,4x4) on 0, +-1, +-2; F(2x2,7x7) adds +-1/2 (the points of F(6x6,3x3)), which keeps its
@@ -113,7 +114,6 @@ def entry_points(backend):
 
 
 # ---- kernels --------------------------------------------------------------------------------
-from .gemm import MR, NVEC, _workspace  # noqa: E402
 
 #: Rows of the register tile (tiles in the forward, output channels in dw): its A is strided,
 #: one pointer per row, and 12 rows (the GEMM's MR on AVX-512) left LLVM too few registers
