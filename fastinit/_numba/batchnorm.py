@@ -56,7 +56,7 @@ SEG_PARALLEL_MIN = 1 << 17
 
 # ---- per-channel coefficients ----------------------------------------------------------------
 
-@njit(inline="always")
+@njit(inline="always")  # in Numba's IR: the block drivers call it once per channel
 def _forward_coef(coef, c, s1, s2, count, shift, mean, var, invstd, gamma, beta, eps, training):
     """Channel c's statistics, then coef[:, c] = (0, mh, a, b) in the data dtype (see the
     module docstring). Training: mean, biased variance and invstd from the shifted sums
@@ -79,7 +79,7 @@ def _forward_coef(coef, c, s1, s2, count, shift, mean, var, invstd, gamma, beta,
     coef[3, c] = np.float64(beta[c]) - (mean[c] - mh) * a
 
 
-@njit(inline="always")
+@njit(inline="always")  # as _forward_coef
 def _backward_coef(coef, c, s1, s2, count, dgamma, dbeta, gamma, mean, invstd, training):
     """dbeta[c] and dgamma[c] from s1 = sum(dy), s2 = sum(dy * (x - mean)) of channel c, and
     coef[:, c] = (k, mh, p, q): dx = k * dy + (x - mh) * p + q."""
