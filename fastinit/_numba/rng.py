@@ -22,7 +22,8 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from .. import _config
 from .._config import njit, pjit
@@ -402,41 +403,43 @@ def _trunc_f64_run(out, j0, k0, k1, d0, d1, mean, std, a, b, pa, qb, span, lo, h
 
 
 # ---- the parallel driver: prange over fixed chunks of CHUNK elements ---------------------------
-# A chunk of CHUNK elements starts at block CHUNK // 4 * c (float32) or CHUNK // 2 * c (float64).
-# One driver per element type, the sampler picked by an op code per chunk (a jitted function
-# passed as an argument is not cached by Numba); p holds its parameters, padded to nine.
+# One driver, the sampler picked by an op code per chunk (a jitted function passed as an
+# argument is not cached by Numba) and its float32 or float64 run by out's dtype when the driver
+# compiles; p holds the sampler's parameters, padded to nine.
 
 UNIFORM, NORMAL, TRUNC = range(3)
 
 
-@pjit(exact=True)
-def _par_f32(op, out, k0, k1, d0, d1, p):
-    n = out.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        start = c * CHUNK
-        o, j0 = out[start:min(start + CHUNK, n)], _u64(start >> 2)
+def _sample(op, out, start, k0, k1, d0, d1, p):  # pragma: no cover - replaced by the overload
+    """Sampler ``op`` into ``out``, the chunk of the stream from element ``start``."""
+    raise NotImplementedError
+
+
+@overload(_sample)
+def _sample_impl(op, out, start, k0, k1, d0, d1, p):
+    if out.dtype == types.float32:  # a 32-bit word a value: element i is in block i // 4
+        uniform, normal, trunc, shift = _uniform_f32_run, _normal_f32_run, _trunc_f32_run, 2
+    else:  # two words a value: element i is in block i // 2
+        uniform, normal, trunc, shift = _uniform_f64_run, _normal_f64_run, _trunc_f64_run, 1
+
+    def impl(op, out, start, k0, k1, d0, d1, p):
+        j0 = _u64(start >> shift)
         if op == UNIFORM:
-            _uniform_f32_run(o, j0, k0, k1, d0, d1, p[0], p[1])
+            uniform(out, j0, k0, k1, d0, d1, p[0], p[1])
         elif op == NORMAL:
-            _normal_f32_run(o, j0, k0, k1, d0, d1, p[0], p[1])
+            normal(out, j0, k0, k1, d0, d1, p[0], p[1])
         else:
-            _trunc_f32_run(o, j0, k0, k1, d0, d1, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
-                           p[8])
+            trunc(out, j0, k0, k1, d0, d1, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8])
+
+    return impl
 
 
 @pjit(exact=True)
-def _par_f64(op, out, k0, k1, d0, d1, p):
+def _par(op, out, k0, k1, d0, d1, p):
     n = out.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
-        o, j0 = out[start:min(start + CHUNK, n)], _u64(start >> 1)
-        if op == UNIFORM:
-            _uniform_f64_run(o, j0, k0, k1, d0, d1, p[0], p[1])
-        elif op == NORMAL:
-            _normal_f64_run(o, j0, k0, k1, d0, d1, p[0], p[1])
-        else:
-            _trunc_f64_run(o, j0, k0, k1, d0, d1, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
-                           p[8])
+        _sample(op, out[start:min(start + CHUNK, n)], start, k0, k1, d0, d1, p)
 
 
 # ---- the kernels (same names and arguments as fastinit.reference.rng) --------------------------
@@ -452,10 +455,9 @@ def _run(run, op, out, keys, args):
     if out.shape[0] < _config.PARALLEL_MIN_ELEMENTS:
         run(out, _u64(0), *keys, *args)
         return
-    par = _par_f32 if out.dtype == np.float32 else _par_f64
     previous = numba.set_parallel_chunksize(1)
     try:
-        par(op, out, *keys, args + (args[0],) * (9 - len(args)))
+        _par(op, out, *keys, args + (args[0],) * (9 - len(args)))
     finally:
         numba.set_parallel_chunksize(previous)
 
