@@ -152,8 +152,6 @@ GA = (_f32(2.81022636e-08), _f32(3.43273939e-07), _f32(-3.5233877e-06), _f32(-4.
 GB = (_f32(-0.000200214257), _f32(0.000100950558), _f32(0.00134934322), _f32(-0.00367342844),
       _f32(0.00573950773), _f32(-0.0076224613), _f32(0.00943887047), _f32(1.00167406),
       _f32(2.83297682))
-GA0, GA1, GA2, GA3, GA4, GA5, GA6, GA7, GA8 = GA
-GB0, GB1, GB2, GB3, GB4, GB5, GB6, GB7, GB8 = GB
 SQRT2_F32 = _f32(math.sqrt(2.0))
 F2_5, F3, F4, F5 = _f32(2.5), _f32(3.0), _f32(4.0), _f32(5.0)
 
@@ -171,6 +169,14 @@ def _min(x, c):
 
 
 @njit(exact=True, inline="always")
+def _horner(coefs, w, acc):
+    """acc = c + acc * w for each c of coefs in turn (the reference's polynomial steps)."""
+    for c in coefs:
+        acc = c + acc * w
+    return acc
+
+
+@njit(exact=True, inline="always")
 def _ndtri_pq_f32(p, q):
     """Standard normal quantile from p and q = 1 - p (float32), as reference.ndtri_pq_f32."""
     w = -_ln_f32((F4 * p) * q)
@@ -178,22 +184,8 @@ def _ndtri_pq_f32(p, q):
     wa = w - F2_5
     wb = np.sqrt(_max(w, F0)) - F3
     # Giles' polynomials; the reference's leading `c0 + 0 * w` is c0 exactly (w is finite)
-    pa = GA1 + GA0 * wa
-    pa = GA2 + pa * wa
-    pa = GA3 + pa * wa
-    pa = GA4 + pa * wa
-    pa = GA5 + pa * wa
-    pa = GA6 + pa * wa
-    pa = GA7 + pa * wa
-    pa = GA8 + pa * wa
-    pb = GB1 + GB0 * wb
-    pb = GB2 + pb * wb
-    pb = GB3 + pb * wb
-    pb = GB4 + pb * wb
-    pb = GB5 + pb * wb
-    pb = GB6 + pb * wb
-    pb = GB7 + pb * wb
-    pb = GB8 + pb * wb
+    pa = _horner(GA[1:], wa, GA[0])
+    pb = _horner(GB[1:], wb, GB[0])
     g = pa if w < F5 else pb
     return SQRT2_F32 * (g * x)
 
@@ -202,8 +194,6 @@ def _ndtri_pq_f32(p, q):
 
 GA64 = tuple(float(c) for c in GA)
 GB64 = tuple(float(c) for c in GB)
-HA0, HA1, HA2, HA3, HA4, HA5, HA6, HA7, HA8 = GA64
-HB0, HB1, HB2, HB3, HB4, HB5, HB6, HB7, HB8 = GB64
 SQRT2 = math.sqrt(2.0)
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -219,24 +209,8 @@ def _ndtri_pq_f64(p, q):
     x = t - big
     wa = w - 2.5
     wb = math.sqrt(_max(w, 0.0)) - 3.0
-    pa = HA0 + 0.0 * wa
-    pa = HA1 + pa * wa
-    pa = HA2 + pa * wa
-    pa = HA3 + pa * wa
-    pa = HA4 + pa * wa
-    pa = HA5 + pa * wa
-    pa = HA6 + pa * wa
-    pa = HA7 + pa * wa
-    pa = HA8 + pa * wa
-    pb = HB0 + 0.0 * wb
-    pb = HB1 + pb * wb
-    pb = HB2 + pb * wb
-    pb = HB3 + pb * wb
-    pb = HB4 + pb * wb
-    pb = HB5 + pb * wb
-    pb = HB6 + pb * wb
-    pb = HB7 + pb * wb
-    pb = HB8 + pb * wb
+    pa = _horner(GA64[1:], wa, GA64[0] + 0.0 * wa)
+    pb = _horner(GB64[1:], wb, GB64[0] + 0.0 * wb)
     if w <= 16.0:
         y = SQRT2 * ((pa if w < 5.0 else pb) * x)
     else:  # tail asymptote: y = -sqrt(L - ln L - ln 2 pi), L = -2 ln t
@@ -251,6 +225,10 @@ def _ndtri_pq_f64(p, q):
 
 # ---- runs: a contiguous piece of the output, starting at Philox block j0 -----------------------
 # Each takes a view (indices from 0, provably non-negative, so LLVM vectorises the block loop).
+# The float32 and float64 runs of a sampler are a specialisation kept apart: a float32 value
+# takes one 32-bit word of a block (four values a block), a float64 value two (two a block),
+# each in its own exact IEEE sequence; each run's block loop is written out with its element
+# function inlined, since a sampler or dtype test inside the loop would keep it scalar.
 
 @njit(exact=True, inline="always")
 def _uniform_f32_u(x, lo, span):
