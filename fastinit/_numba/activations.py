@@ -228,9 +228,10 @@ ncdf_ = _choose(ncdf_f32, _ncdf_f64, inline="always")
 
 
 # ---- elementwise bodies over whole (chunk) views; p is a scalar of the data dtype ---------------
-# One body per activation: the forward pass out = f(x) when dy is None (Numba prunes the other
-# branch when it compiles: each pass compiles to its own loop), else the backward pass
-# out = dy * f'(x).
+# One body per activation: the forward pass out = f(x) when dy is None, else the backward pass
+# out = dy * f'(x). The test is settled when the body compiles (Numba prunes the backward branch
+# for a None dy; for an array dy it is a constant False that LLVM folds): each pass compiles to
+# its own loop.
 
 @njit(specials=True)
 def _relu(out, dy, x, p):

@@ -17,8 +17,9 @@ x is a C-contiguous (N, C, S) array. Two layouts of the work:
   one copy of x.
 
 The forward and backward passes share each path's code: an argument ``dy`` that is None
-selects the forward pass, a branch Numba removes when it compiles (``dy is None`` on a None
-argument), so each pass compiles to its own loops.
+selects the forward pass. ``dy is None`` is settled when a function compiles (Numba prunes the
+backward branch for a None dy; for an array dy the test is a constant False that LLVM folds),
+so each pass compiles to its own loops.
 
 Sums are float64 whatever the data dtype, taken around a per-channel shift k = x[0, c, 0]
 (sum of x - k and of (x - k)**2), so data of mean 1000 and std 1 gives its variance to float64
