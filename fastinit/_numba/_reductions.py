@@ -141,6 +141,30 @@ def _acc_add(builder, slot, value):
     builder.store(builder.fadd(builder.load(slot), value), slot)
 
 
+def _two_sums(context, builder, signature, n, streams, k, terms):
+    """(sum t1, sum t2) in float64 over the n elements, (t1, t2) = terms(load, k) each:
+    load(ptr, elty) reads the element(s) at the loop position, 8 as a <8 x double> in the vector
+    loop and one double in the tail, and k is the float64 ``k`` splat to the same width."""
+    kv = _splat(builder, k, ir.VectorType(_F64, _W))
+    s1, s2 = _zeros(builder), _zeros(builder)
+    t1 = cgutils.alloca_once_value(builder, ir.Constant(_F64, 0.0))
+    t2 = cgutils.alloca_once_value(builder, ir.Constant(_F64, 0.0))
+
+    def vec(u, i):
+        a, b = terms(lambda ptr, elty: _load_vec(builder, ptr, i, elty), kv)
+        _acc_add(builder, s1[u], a)
+        _acc_add(builder, s2[u], b)
+
+    def one(i):
+        a, b = terms(lambda ptr, elty: _load_one(builder, ptr, i, elty), k)
+        _acc_add(builder, t1, a)
+        _acc_add(builder, t2, b)
+
+    _vector_loop(builder, n, vec, one, streams)
+    r1, r2 = _finish(builder, s1, t1), _finish(builder, s2, t2)
+    return context.make_tuple(builder, signature.return_type, [r1, r2])
+
+
 def _shifted_sums_codegen(context, builder, signature, args):
     ptr, n = _array_parts(context, builder, signature.args[0], args[0])
     elty = _elty(context, signature.args[0])
@@ -148,25 +172,13 @@ def _shifted_sums_codegen(context, builder, signature, args):
     if len(args) == 3:
         nxt, _ = _array_parts(context, builder, signature.args[2], args[2])
         streams = ((ptr, nxt, elty),)
+
+    def terms(load, k):
+        d = builder.fsub(load(ptr, elty), k)
+        return d, builder.fmul(d, d)
+
     k = context.cast(builder, args[1], signature.args[1], types.float64)
-    kv = _splat(builder, k, ir.VectorType(_F64, _W))
-    s1, s2 = _zeros(builder), _zeros(builder)
-    t1 = cgutils.alloca_once_value(builder, ir.Constant(_F64, 0.0))
-    t2 = cgutils.alloca_once_value(builder, ir.Constant(_F64, 0.0))
-
-    def vec(u, i):
-        d = builder.fsub(_load_vec(builder, ptr, i, elty), kv)
-        _acc_add(builder, s1[u], d)
-        _acc_add(builder, s2[u], builder.fmul(d, d))
-
-    def one(i):
-        d = builder.fsub(_load_one(builder, ptr, i, elty), k)
-        _acc_add(builder, t1, d)
-        _acc_add(builder, t2, builder.fmul(d, d))
-
-    _vector_loop(builder, n, vec, one, streams)
-    r1, r2 = _finish(builder, s1, t1), _finish(builder, s2, t2)
-    return context.make_tuple(builder, signature.return_type, [r1, r2])
+    return _two_sums(context, builder, signature, n, streams, k, terms)
 
 
 @intrinsic
@@ -195,27 +207,13 @@ def _grad_sums_codegen(context, builder, signature, args):
         gnext, _ = _array_parts(context, builder, signature.args[3], args[3])
         xnext, _ = _array_parts(context, builder, signature.args[4], args[4])
         streams = ((gptr, gnext, gty), (xptr, xnext, xty))
+
+    def terms(load, m):
+        g = load(gptr, gty)
+        return g, builder.fmul(g, builder.fsub(load(xptr, xty), m))
+
     m = context.cast(builder, args[2], signature.args[2], types.float64)
-    mv = _splat(builder, m, ir.VectorType(_F64, _W))
-    s1, s2 = _zeros(builder), _zeros(builder)
-    t1 = cgutils.alloca_once_value(builder, ir.Constant(_F64, 0.0))
-    t2 = cgutils.alloca_once_value(builder, ir.Constant(_F64, 0.0))
-
-    def vec(u, i):
-        g = _load_vec(builder, gptr, i, gty)
-        d = builder.fsub(_load_vec(builder, xptr, i, xty), mv)
-        _acc_add(builder, s1[u], g)
-        _acc_add(builder, s2[u], builder.fmul(g, d))
-
-    def one(i):
-        g = _load_one(builder, gptr, i, gty)
-        d = builder.fsub(_load_one(builder, xptr, i, xty), m)
-        _acc_add(builder, t1, g)
-        _acc_add(builder, t2, builder.fmul(g, d))
-
-    _vector_loop(builder, n, vec, one, streams)
-    r1, r2 = _finish(builder, s1, t1), _finish(builder, s2, t2)
-    return context.make_tuple(builder, signature.return_type, [r1, r2])
+    return _two_sums(context, builder, signature, n, streams, m, terms)
 
 
 @intrinsic

@@ -228,102 +228,59 @@ ncdf_ = _choose(ncdf_f32, _ncdf_f64, inline="always")
 
 
 # ---- elementwise bodies over whole (chunk) views; p is a scalar of the data dtype ---------------
+# One body per activation: the forward pass out = f(x) when dy is None, else the backward pass
+# out = dy * f'(x). The test is settled when the body compiles (Numba prunes the backward branch
+# for a None dy; for an array dy it is a constant False that LLVM folds): each pass compiles to
+# its own loop.
 
 @njit(specials=True)
-def _relu(y, x, p):
+def _relu(out, dy, x, p):
     zero = like(p, 0.0)
     for i in range(x.shape[0]):
         v = x[i]
-        y[i] = zero if v < zero else v
+        if dy is None:
+            out[i] = zero if v < zero else v
+        else:
+            out[i] = zero if v <= zero else dy[i]
 
 
 @njit(specials=True)
-def _relu_backward(dx, dy, x, p):
+def _leaky_relu(out, dy, x, p):
     zero = like(p, 0.0)
     for i in range(x.shape[0]):
-        dx[i] = zero if x[i] <= zero else dy[i]
+        g = x[i] if dy is None else dy[i]
+        out[i] = g if x[i] > zero else g * p
 
 
 @njit(specials=True)
-def _leaky_relu(y, x, p):
-    zero = like(p, 0.0)
-    for i in range(x.shape[0]):
-        v = x[i]
-        y[i] = v if v > zero else v * p
-
-
-@njit(specials=True)
-def _leaky_relu_backward(dx, dy, x, p):
-    zero = like(p, 0.0)
-    for i in range(x.shape[0]):
-        g = dy[i]
-        dx[i] = g if x[i] > zero else g * p
-
-
-@njit(specials=True)
-def _elu(y, x, p):
+def _elu(out, dy, x, p):
     zero = like(p, 0.0)
     for i in range(x.shape[0]):
         v = x[i]
-        y[i] = v if v > zero else p * expm1_(zero if v > zero else v)  # NaN stays NaN
+        u = zero if v > zero else v  # NaN stays NaN
+        if dy is None:
+            out[i] = v if v > zero else p * expm1_(u)
+        else:
+            out[i] = dy[i] if v > zero else dy[i] * p * exp_(u)
 
 
-@njit(specials=True)
-def _elu_backward(dx, dy, x, p):
-    zero = like(p, 0.0)
-    for i in range(x.shape[0]):
-        v = x[i]
-        g = dy[i]
-        dx[i] = g if v > zero else g * p * exp_(zero if v > zero else v)
-
+# tanh and sigmoid: p is 1 for tanh, 0 for sigmoid (one body for the two activations without a
+# parameter, as gelu's body serves its two forms).
 
 @njit(specials=True)
-def _tanh(y, x, p):
-    for i in range(x.shape[0]):
-        y[i] = tanh_(x[i])
-
-
-@njit(specials=True)
-def _tanh_backward(dx, dy, x, p):
-    for i in range(x.shape[0]):
-        dx[i] = dy[i] * tanh_grad_(x[i])
-
-
-@njit(specials=True)
-def _sigmoid(y, x, p):
-    for i in range(x.shape[0]):
-        y[i] = sigmoid_(x[i])
-
-
-@njit(specials=True)
-def _sigmoid_backward(dx, dy, x, p):
-    for i in range(x.shape[0]):
-        dx[i] = dy[i] * sigmoid_grad_(x[i])
+def _tanh_sigmoid(out, dy, x, p):
+    if p != like(p, 0.0):
+        for i in range(x.shape[0]):
+            out[i] = tanh_(x[i]) if dy is None else dy[i] * tanh_grad_(x[i])
+    else:
+        for i in range(x.shape[0]):
+            out[i] = sigmoid_(x[i]) if dy is None else dy[i] * sigmoid_grad_(x[i])
 
 
 # gelu: p is 1 for the tanh form, 0 for the exact (Phi) form; constants in the data dtype.
 
 @njit(specials=True)
-def _gelu(y, x, p):
-    zero = like(p, 0.0)
-    c = like(p, SQRT_2_OVER_PI_64)
-    k = like(p, 0.044715)
-    lim = like(p, GELU_CLAMP)
-    c2 = c + c
-    if p != zero:  # x sigmoid(2u): see the module docstring
-        for i in range(x.shape[0]):
-            v = x[i]
-            w = -lim if v < -lim else (lim if v > lim else v)  # NaN stays NaN
-            g = v * sigmoid_(c2 * (w + k * w * w * w))
-            y[i] = (v if v > zero else zero) if abs(v) > lim else g
-    else:
-        for i in range(x.shape[0]):
-            v = x[i]
-            y[i] = zero if v == -np.inf else v * ncdf_(v)  # the limit at -inf
-
-
-@njit(specials=True)
-def _gelu_backward(dx, dy, x, p):
+def _gelu(out, dy, x, p):
     zero = like(p, 0.0)
     one = like(p, 1.0)
     half = like(p, 0.5)
@@ -333,168 +290,140 @@ def _gelu_backward(dx, dy, x, p):
     inv = like(p, INV_SQRT_2PI_64)
     lim = like(p, GELU_CLAMP)
     c2 = c + c
-    if p != zero:  # sigmoid(2u) + x sigmoid'(2u) 2u'
+    if p != zero:  # x sigmoid(2u) (see the module docstring); d/dx: sigmoid(2u) + x sigmoid'(2u) 2u'
         for i in range(x.shape[0]):
             v = x[i]
-            w = -lim if v < -lim else (lim if v > lim else v)
+            w = -lim if v < -lim else (lim if v > lim else v)  # NaN stays NaN
             t = c2 * (w + k * w * w * w)
-            d = sigmoid_(t) + w * sigmoid_grad_(t) * c2 * (one + k3 * w * w)
-            d = (one if v > zero else zero) if abs(v) > lim else d
-            dx[i] = dy[i] * d
+            if dy is None:
+                out[i] = (v if v > zero else zero) if abs(v) > lim else v * sigmoid_(t)
+            else:
+                d = sigmoid_(t) + w * sigmoid_grad_(t) * c2 * (one + k3 * w * w)
+                out[i] = dy[i] * ((one if v > zero else zero) if abs(v) > lim else d)
     else:
         for i in range(x.shape[0]):
             v = x[i]
             cdf = ncdf_(v)
-            d = cdf if abs(v) == np.inf else cdf + v * inv * exp_(-half * v * v)  # the limits
-            dx[i] = dy[i] * d
+            if dy is None:
+                out[i] = zero if v == -np.inf else v * cdf  # the limit at -inf
+            else:
+                d = cdf if abs(v) == np.inf else cdf + v * inv * exp_(-half * v * v)  # the limits
+                out[i] = dy[i] * d
 
 
 @njit(specials=True)
-def _identity(y, x, p):
+def _identity(out, dy, x, p):
     for i in range(x.shape[0]):
-        y[i] = x[i]
-
-
-@njit(specials=True)
-def _identity_backward(dx, dy, x, p):
-    for i in range(x.shape[0]):
-        dx[i] = dy[i]
+        out[i] = x[i] if dy is None else dy[i]
 
 
 # ---- the chunked driver: fixed chunks, in parallel from PARALLEL_MIN_ELEMENTS ------------------
-# One driver for every activation, the body picked by an op code at each chunk: a jitted function
-# passed as an argument, or captured by a closure, is not cached by Numba.
+# One driver for every activation and both passes, the body picked by an op code at each chunk:
+# a jitted function passed as an argument, or captured by a closure, is not cached by Numba.
 
-RELU, LEAKY_RELU, ELU, TANH, SIGMOID, GELU, IDENTITY = range(7)
-_FORWARD = (_relu, _leaky_relu, _elu, _tanh, _sigmoid, _gelu, _identity)
-_BACKWARD = (_relu_backward, _leaky_relu_backward, _elu_backward, _tanh_backward, _sigmoid_backward, _gelu_backward, _identity_backward)
+RELU, LEAKY_RELU, ELU, TANH_SIGMOID, GELU, IDENTITY = range(6)
+_BODIES = (_relu, _leaky_relu, _elu, _tanh_sigmoid, _gelu, _identity)
+
+
+def _chunk(a, lo, hi):  # pragma: no cover - replaced by the overload inside jitted code
+    """a[lo:hi], or None for a None a (the forward pass's dy)."""
+    raise NotImplementedError
+
+
+@overload(_chunk)
+def _chunk_impl(a, lo, hi):
+    if isinstance(a, types.NoneType):
+        return lambda a, lo, hi: None
+    return lambda a, lo, hi: a[lo:hi]
 
 
 @njit(specials=True, inline="always")
-def _span(b, n):
-    lo = b * CHUNK
-    return lo, min(n, lo + CHUNK)
-
-
-@njit(specials=True, inline="always")
-def _forward_op(op, y, x, p):
+def _op(op, out, dy, x, p):
     if op == RELU:
-        _relu(y, x, p)
+        _relu(out, dy, x, p)
     elif op == LEAKY_RELU:
-        _leaky_relu(y, x, p)
+        _leaky_relu(out, dy, x, p)
     elif op == ELU:
-        _elu(y, x, p)
-    elif op == TANH:
-        _tanh(y, x, p)
-    elif op == SIGMOID:
-        _sigmoid(y, x, p)
+        _elu(out, dy, x, p)
+    elif op == TANH_SIGMOID:
+        _tanh_sigmoid(out, dy, x, p)
     elif op == GELU:
-        _gelu(y, x, p)
+        _gelu(out, dy, x, p)
     else:
-        _identity(y, x, p)
-
-
-@njit(specials=True, inline="always")
-def _backward_op(op, dx, dy, x, p):
-    if op == RELU:
-        _relu_backward(dx, dy, x, p)
-    elif op == LEAKY_RELU:
-        _leaky_relu_backward(dx, dy, x, p)
-    elif op == ELU:
-        _elu_backward(dx, dy, x, p)
-    elif op == TANH:
-        _tanh_backward(dx, dy, x, p)
-    elif op == SIGMOID:
-        _sigmoid_backward(dx, dy, x, p)
-    elif op == GELU:
-        _gelu_backward(dx, dy, x, p)
-    else:
-        _identity_backward(dx, dy, x, p)
+        _identity(out, dy, x, p)
 
 
 @pjit(specials=True)
-def _forward_par(op, y, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _forward_op(op, y[lo:hi], x[lo:hi], p)
+def _par(op, out, dy, x, p):
+    n = x.shape[0]
+    for b in prange((n + CHUNK - 1) // CHUNK):
+        lo = b * CHUNK
+        hi = min(n, lo + CHUNK)
+        _op(op, out[lo:hi], _chunk(dy, lo, hi), x[lo:hi], p)
 
 
-@pjit(specials=True)
-def _backward_par(op, dx, dy, x, p, nb):
-    for b in prange(nb):
-        lo, hi = _span(b, x.shape[0])
-        _backward_op(op, dx[lo:hi], dy[lo:hi], x[lo:hi], p)
-
-
-def _forward(op, y, x, p):
+def _run(op, out, dy, x, p):
+    """out = f(x) (dy None) or dy * f'(x), with the parameter p in the data dtype."""
     p = x.dtype.type(p)
     if x.size >= _config.PARALLEL_MIN_ELEMENTS:
-        _forward_par(op, y, x, p, (x.size + CHUNK - 1) // CHUNK)
+        _par(op, out, dy, x, p)
     else:
-        _FORWARD[op](y, x, p)
-
-
-def _backward(op, dx, dy, x, p):
-    p = x.dtype.type(p)
-    if x.size >= _config.PARALLEL_MIN_ELEMENTS:
-        _backward_par(op, dx, dy, x, p, (x.size + CHUNK - 1) // CHUNK)
-    else:
-        _BACKWARD[op](dx, dy, x, p)
+        _BODIES[op](out, dy, x, p)
 
 
 # ---- the kernels (contract of fastinit.reference.activations) -----------------------------------
 
 def relu(y, x):
-    _forward(RELU, y, x, 0.0)
+    _run(RELU, y, None, x, 0.0)
 
 
 def relu_backward(dx, dy, x):
-    _backward(RELU, dx, dy, x, 0.0)
+    _run(RELU, dx, dy, x, 0.0)
 
 
 def leaky_relu(y, x, negative_slope):
-    _forward(LEAKY_RELU, y, x, negative_slope)
+    _run(LEAKY_RELU, y, None, x, negative_slope)
 
 
 def leaky_relu_backward(dx, dy, x, negative_slope):
-    _backward(LEAKY_RELU, dx, dy, x, negative_slope)
+    _run(LEAKY_RELU, dx, dy, x, negative_slope)
 
 
 def elu(y, x, alpha):
-    _forward(ELU, y, x, alpha)
+    _run(ELU, y, None, x, alpha)
 
 
 def elu_backward(dx, dy, x, alpha):
-    _backward(ELU, dx, dy, x, alpha)
+    _run(ELU, dx, dy, x, alpha)
 
 
 def tanh(y, x):
-    _forward(TANH, y, x, 0.0)
+    _run(TANH_SIGMOID, y, None, x, 1.0)
 
 
 def tanh_backward(dx, dy, x):
-    _backward(TANH, dx, dy, x, 0.0)
+    _run(TANH_SIGMOID, dx, dy, x, 1.0)
 
 
 def sigmoid(y, x):
-    _forward(SIGMOID, y, x, 0.0)
+    _run(TANH_SIGMOID, y, None, x, 0.0)
 
 
 def sigmoid_backward(dx, dy, x):
-    _backward(SIGMOID, dx, dy, x, 0.0)
+    _run(TANH_SIGMOID, dx, dy, x, 0.0)
 
 
 def gelu(y, x, approximate):
-    _forward(GELU, y, x, 1.0 if approximate else 0.0)
+    _run(GELU, y, None, x, 1.0 if approximate else 0.0)
 
 
 def gelu_backward(dx, dy, x, approximate):
-    _backward(GELU, dx, dy, x, 1.0 if approximate else 0.0)
+    _run(GELU, dx, dy, x, 1.0 if approximate else 0.0)
 
 
 def identity(y, x):
-    _forward(IDENTITY, y, x, 0.0)
+    _run(IDENTITY, y, None, x, 0.0)
 
 
 def identity_backward(dx, dy, x):
-    _backward(IDENTITY, dx, dy, x, 0.0)
+    _run(IDENTITY, dx, dy, x, 0.0)

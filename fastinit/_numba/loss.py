@@ -36,59 +36,48 @@ def _ce_row(d, z, label, inv_n):
     return math.log(s) - (np.float64(z[label]) - np.float64(m))
 
 
-@njit
-def _ce_block(part, dlogits, logits, labels, b, inv_n):
-    n = logits.shape[0]
-    hi = min(n, (b + 1) * ROWS)
-    acc = 0.0
-    for i in range(b * ROWS, hi):
-        acc += _ce_row(dlogits[i], logits[i], labels[i], inv_n)
-    part[b] = acc
-
-
 @pjit
 def _ce_par(part, dlogits, logits, labels, inv_n):
+    n = logits.shape[0]
     for b in prange(part.shape[0]):
-        _ce_block(part, dlogits, logits, labels, b, inv_n)
+        acc = 0.0
+        for i in range(b * ROWS, min(n, (b + 1) * ROWS)):
+            acc += _ce_row(dlogits[i], logits[i], labels[i], inv_n)
+        part[b] = acc
 
 
 _ce = serial(_ce_par)  # the same driver on the calling thread
 
 
-@njit
-def _mse_chunk(part, dpred, pred, target, c, two_n):
-    n = pred.shape[0]
-    lo = c * CHUNK
-    hi = min(n, lo + CHUNK)
-    p = pred[lo:hi]
-    t = target[lo:hi]
-    d = dpred[lo:hi]
-    for j in range(hi - lo):
-        d[j] = (p[j] - t[j]) * two_n
-    a0 = 0.0
-    a1 = 0.0
-    a2 = 0.0
-    a3 = 0.0
-    m = (hi - lo) - (hi - lo) % 4
-    for j in range(0, m, 4):
-        d0 = np.float64(p[j]) - np.float64(t[j])
-        d1 = np.float64(p[j + 1]) - np.float64(t[j + 1])
-        d2 = np.float64(p[j + 2]) - np.float64(t[j + 2])
-        d3 = np.float64(p[j + 3]) - np.float64(t[j + 3])
-        a0 += d0 * d0
-        a1 += d1 * d1
-        a2 += d2 * d2
-        a3 += d3 * d3
-    for j in range(m, hi - lo):
-        d0 = np.float64(p[j]) - np.float64(t[j])
-        a0 += d0 * d0
-    part[c] = (a0 + a1) + (a2 + a3)
-
-
 @pjit
 def _mse_par(part, dpred, pred, target, two_n):
+    n = pred.shape[0]
     for c in prange(part.shape[0]):
-        _mse_chunk(part, dpred, pred, target, c, two_n)
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        p = pred[lo:hi]
+        t = target[lo:hi]
+        d = dpred[lo:hi]
+        for j in range(hi - lo):
+            d[j] = (p[j] - t[j]) * two_n
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        m = (hi - lo) - (hi - lo) % 4
+        for j in range(0, m, 4):
+            d0 = np.float64(p[j]) - np.float64(t[j])
+            d1 = np.float64(p[j + 1]) - np.float64(t[j + 1])
+            d2 = np.float64(p[j + 2]) - np.float64(t[j + 2])
+            d3 = np.float64(p[j + 3]) - np.float64(t[j + 3])
+            a0 += d0 * d0
+            a1 += d1 * d1
+            a2 += d2 * d2
+            a3 += d3 * d3
+        for j in range(m, hi - lo):
+            d0 = np.float64(p[j]) - np.float64(t[j])
+            a0 += d0 * d0
+        part[c] = (a0 + a1) + (a2 + a3)
 
 
 _mse = serial(_mse_par)  # the same driver on the calling thread

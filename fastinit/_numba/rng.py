@@ -22,7 +22,8 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from .. import _config
 from .._config import njit, pjit
@@ -151,8 +152,6 @@ GA = (_f32(2.81022636e-08), _f32(3.43273939e-07), _f32(-3.5233877e-06), _f32(-4.
 GB = (_f32(-0.000200214257), _f32(0.000100950558), _f32(0.00134934322), _f32(-0.00367342844),
       _f32(0.00573950773), _f32(-0.0076224613), _f32(0.00943887047), _f32(1.00167406),
       _f32(2.83297682))
-GA0, GA1, GA2, GA3, GA4, GA5, GA6, GA7, GA8 = GA
-GB0, GB1, GB2, GB3, GB4, GB5, GB6, GB7, GB8 = GB
 SQRT2_F32 = _f32(math.sqrt(2.0))
 F2_5, F3, F4, F5 = _f32(2.5), _f32(3.0), _f32(4.0), _f32(5.0)
 
@@ -170,6 +169,14 @@ def _min(x, c):
 
 
 @njit(exact=True, inline="always")
+def _horner(coefs, w, acc):
+    """acc = c + acc * w for each c of coefs in turn (the reference's polynomial steps)."""
+    for c in coefs:
+        acc = c + acc * w
+    return acc
+
+
+@njit(exact=True, inline="always")
 def _ndtri_pq_f32(p, q):
     """Standard normal quantile from p and q = 1 - p (float32), as reference.ndtri_pq_f32."""
     w = -_ln_f32((F4 * p) * q)
@@ -177,22 +184,8 @@ def _ndtri_pq_f32(p, q):
     wa = w - F2_5
     wb = np.sqrt(_max(w, F0)) - F3
     # Giles' polynomials; the reference's leading `c0 + 0 * w` is c0 exactly (w is finite)
-    pa = GA1 + GA0 * wa
-    pa = GA2 + pa * wa
-    pa = GA3 + pa * wa
-    pa = GA4 + pa * wa
-    pa = GA5 + pa * wa
-    pa = GA6 + pa * wa
-    pa = GA7 + pa * wa
-    pa = GA8 + pa * wa
-    pb = GB1 + GB0 * wb
-    pb = GB2 + pb * wb
-    pb = GB3 + pb * wb
-    pb = GB4 + pb * wb
-    pb = GB5 + pb * wb
-    pb = GB6 + pb * wb
-    pb = GB7 + pb * wb
-    pb = GB8 + pb * wb
+    pa = _horner(GA[1:], wa, GA[0])
+    pb = _horner(GB[1:], wb, GB[0])
     g = pa if w < F5 else pb
     return SQRT2_F32 * (g * x)
 
@@ -201,8 +194,6 @@ def _ndtri_pq_f32(p, q):
 
 GA64 = tuple(float(c) for c in GA)
 GB64 = tuple(float(c) for c in GB)
-HA0, HA1, HA2, HA3, HA4, HA5, HA6, HA7, HA8 = GA64
-HB0, HB1, HB2, HB3, HB4, HB5, HB6, HB7, HB8 = GB64
 SQRT2 = math.sqrt(2.0)
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -218,24 +209,8 @@ def _ndtri_pq_f64(p, q):
     x = t - big
     wa = w - 2.5
     wb = math.sqrt(_max(w, 0.0)) - 3.0
-    pa = HA0 + 0.0 * wa
-    pa = HA1 + pa * wa
-    pa = HA2 + pa * wa
-    pa = HA3 + pa * wa
-    pa = HA4 + pa * wa
-    pa = HA5 + pa * wa
-    pa = HA6 + pa * wa
-    pa = HA7 + pa * wa
-    pa = HA8 + pa * wa
-    pb = HB0 + 0.0 * wb
-    pb = HB1 + pb * wb
-    pb = HB2 + pb * wb
-    pb = HB3 + pb * wb
-    pb = HB4 + pb * wb
-    pb = HB5 + pb * wb
-    pb = HB6 + pb * wb
-    pb = HB7 + pb * wb
-    pb = HB8 + pb * wb
+    pa = _horner(GA64[1:], wa, GA64[0] + 0.0 * wa)
+    pb = _horner(GB64[1:], wb, GB64[0] + 0.0 * wb)
     if w <= 16.0:
         y = SQRT2 * ((pa if w < 5.0 else pb) * x)
     else:  # tail asymptote: y = -sqrt(L - ln L - ln 2 pi), L = -2 ln t
@@ -250,6 +225,10 @@ def _ndtri_pq_f64(p, q):
 
 # ---- runs: a contiguous piece of the output, starting at Philox block j0 -----------------------
 # Each takes a view (indices from 0, provably non-negative, so LLVM vectorises the block loop).
+# The float32 and float64 runs of a sampler are a specialisation kept apart: a float32 value
+# takes one 32-bit word of a block (four values a block), a float64 value two (two a block),
+# each in its own exact IEEE sequence; each run's block loop is written out with its element
+# function inlined, since a sampler or dtype test inside the loop would keep it scalar.
 
 @njit(exact=True, inline="always")
 def _uniform_f32_u(x, lo, span):
@@ -402,41 +381,43 @@ def _trunc_f64_run(out, j0, k0, k1, d0, d1, mean, std, a, b, pa, qb, span, lo, h
 
 
 # ---- the parallel driver: prange over fixed chunks of CHUNK elements ---------------------------
-# A chunk of CHUNK elements starts at block CHUNK // 4 * c (float32) or CHUNK // 2 * c (float64).
-# One driver per element type, the sampler picked by an op code per chunk (a jitted function
-# passed as an argument is not cached by Numba); p holds its parameters, padded to nine.
+# One driver, the sampler picked by an op code per chunk (a jitted function passed as an
+# argument is not cached by Numba) and its float32 or float64 run by out's dtype when the driver
+# compiles; p holds the sampler's parameters, padded to nine.
 
 UNIFORM, NORMAL, TRUNC = range(3)
 
 
-@pjit(exact=True)
-def _par_f32(op, out, k0, k1, d0, d1, p):
-    n = out.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        start = c * CHUNK
-        o, j0 = out[start:min(start + CHUNK, n)], _u64(start >> 2)
+def _sample(op, out, start, k0, k1, d0, d1, p):  # pragma: no cover - replaced by the overload
+    """Sampler ``op`` into ``out``, the chunk of the stream from element ``start``."""
+    raise NotImplementedError
+
+
+@overload(_sample)
+def _sample_impl(op, out, start, k0, k1, d0, d1, p):
+    if out.dtype == types.float32:  # a 32-bit word a value: element i is in block i // 4
+        uniform, normal, trunc, shift = _uniform_f32_run, _normal_f32_run, _trunc_f32_run, 2
+    else:  # two words a value: element i is in block i // 2
+        uniform, normal, trunc, shift = _uniform_f64_run, _normal_f64_run, _trunc_f64_run, 1
+
+    def impl(op, out, start, k0, k1, d0, d1, p):
+        j0 = _u64(start >> shift)
         if op == UNIFORM:
-            _uniform_f32_run(o, j0, k0, k1, d0, d1, p[0], p[1])
+            uniform(out, j0, k0, k1, d0, d1, p[0], p[1])
         elif op == NORMAL:
-            _normal_f32_run(o, j0, k0, k1, d0, d1, p[0], p[1])
+            normal(out, j0, k0, k1, d0, d1, p[0], p[1])
         else:
-            _trunc_f32_run(o, j0, k0, k1, d0, d1, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
-                           p[8])
+            trunc(out, j0, k0, k1, d0, d1, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8])
+
+    return impl
 
 
 @pjit(exact=True)
-def _par_f64(op, out, k0, k1, d0, d1, p):
+def _par(op, out, k0, k1, d0, d1, p):
     n = out.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
-        o, j0 = out[start:min(start + CHUNK, n)], _u64(start >> 1)
-        if op == UNIFORM:
-            _uniform_f64_run(o, j0, k0, k1, d0, d1, p[0], p[1])
-        elif op == NORMAL:
-            _normal_f64_run(o, j0, k0, k1, d0, d1, p[0], p[1])
-        else:
-            _trunc_f64_run(o, j0, k0, k1, d0, d1, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
-                           p[8])
+        _sample(op, out[start:min(start + CHUNK, n)], start, k0, k1, d0, d1, p)
 
 
 # ---- the kernels (same names and arguments as fastinit.reference.rng) --------------------------
@@ -452,10 +433,9 @@ def _run(run, op, out, keys, args):
     if out.shape[0] < _config.PARALLEL_MIN_ELEMENTS:
         run(out, _u64(0), *keys, *args)
         return
-    par = _par_f32 if out.dtype == np.float32 else _par_f64
     previous = numba.set_parallel_chunksize(1)
     try:
-        par(op, out, *keys, args + (args[0],) * (9 - len(args)))
+        _par(op, out, *keys, args + (args[0],) * (9 - len(args)))
     finally:
         numba.set_parallel_chunksize(previous)
 
