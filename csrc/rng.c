@@ -321,7 +321,7 @@ static double ndtri_pq_f64(double p, double q) {
     return p <= q ? y : -y;
 }
 
-/* ---- batches: out holds the elements of nblocks <= FI_RNG_BATCH blocks from block j0 ------- */
+/* ---- batches: out from words, the Philox words of nblocks <= FI_RNG_BATCH blocks ---------- */
 
 #define TWO_M24F F32(5.9604644775390625e-08)  /* 2^-24 */
 #define TWO_M25F F32(2.98023223876953125e-08) /* 2^-25 */
@@ -348,37 +348,28 @@ FI_INLINE uint64_t m53(uint32_t lo, uint32_t hi) {
 }
 
 /* out is (4 nblocks,) float32: element i = low + (high - low) * u, u = (word i >> 8) 2^-24. */
-FI_INLINE void uniform_f32_batch(float *restrict out, int64_t nblocks, uint64_t j0,
-                                 const fi_philox_key *key, const fi_affine_f32 *prm,
-                                 const fi_rng_ops *ops) {
+FI_INLINE void uniform_f32_batch(float *restrict out, int64_t nblocks, const uint32_t *words,
+                                 const fi_affine_f32 *prm, const fi_rng_ops *ops) {
     const float lo = prm->shift, span = prm->scale; /* locals: out cannot alias them */
-    uint32_t words[4 * FI_RNG_BATCH];
-    ops->fill(words, nblocks, j0, key);
     for (int64_t i = 0; i < 4 * nblocks; i++)
         out[i] = lo + span * ((float)(int32_t)(words[i] >> 8) * TWO_M24F);
 }
 
 /* out is (2 nblocks,) float64: element i from words 2i (lo) and 2i+1 (hi); u = m53 2^-53. */
-FI_INLINE void uniform_f64_batch(double *restrict out, int64_t nblocks, uint64_t j0,
-                                 const fi_philox_key *key, const fi_affine_f64 *prm,
-                                 const fi_rng_ops *ops) {
+FI_INLINE void uniform_f64_batch(double *restrict out, int64_t nblocks, const uint32_t *words,
+                                 const fi_affine_f64 *prm, const fi_rng_ops *ops) {
     const double low = prm->shift, span = prm->scale;
-    uint32_t words[4 * FI_RNG_BATCH];
-    ops->fill(words, nblocks, j0, key);
     for (int64_t i = 0; i < 2 * nblocks; i++)
         out[i] = low + span * (m53_f64(words[2 * i], words[2 * i + 1]) * TWO_M53);
 }
 
 /* out is (4 nblocks,) float32. Pair k (elements 2k, 2k+1) uses words 2k, 2k+1 (Box-Muller):
  * u1 = (m(x_2k) + 1) 2^-24 in (0, 1], r = sqrt(-2 ln u1), angle index m(x_2k+1). */
-FI_INLINE void normal_f32_batch(float *restrict out, int64_t nblocks, uint64_t j0,
-                                const fi_philox_key *key, const fi_affine_f32 *prm,
-                                const fi_rng_ops *ops) {
+FI_INLINE void normal_f32_batch(float *restrict out, int64_t nblocks, const uint32_t *words,
+                                const fi_affine_f32 *prm, const fi_rng_ops *ops) {
     const float mean = prm->shift, std = prm->scale;
-    uint32_t words[4 * FI_RNG_BATCH];
     float r[2 * FI_RNG_BATCH];
     int64_t npairs = 2 * nblocks;
-    ops->fill(words, nblocks, j0, key);
     for (int64_t k = 0; k < npairs; k++) {
         float u1 = (float)(int32_t)((words[2 * k] >> 8) + 1u) * TWO_M24F;
         r[k] = -2.0f * ln_f32(u1);
@@ -394,12 +385,9 @@ FI_INLINE void normal_f32_batch(float *restrict out, int64_t nblocks, uint64_t j
 
 /* out is (2 nblocks,) float64: block k gives elements 2k, 2k+1; u1 from words (0, 1),
  * u2 from words (2, 3); log, sqrt, cos, sin from the C library. */
-FI_INLINE void normal_f64_batch(double *restrict out, int64_t nblocks, uint64_t j0,
-                                const fi_philox_key *key, const fi_affine_f64 *prm,
-                                const fi_rng_ops *ops) {
+FI_INLINE void normal_f64_batch(double *restrict out, int64_t nblocks, const uint32_t *words,
+                                const fi_affine_f64 *prm, const fi_rng_ops *ops) {
     const double mean = prm->shift, std = prm->scale;
-    uint32_t words[4 * FI_RNG_BATCH];
-    ops->fill(words, nblocks, j0, key);
     for (int64_t k = 0; k < nblocks; k++) {
         const uint32_t *x = words + 4 * k;
         double u1 = (double)(int64_t)(m53(x[0], x[1]) + 1) * TWO_M53;
@@ -415,14 +403,12 @@ FI_INLINE void normal_f64_batch(double *restrict out, int64_t nblocks, uint64_t 
  * truncated_normal): v = (2m + 1) 2^-25 and 1 - v from its own integer (no cancellation),
  * p = pa + span v, q = qb + span (1 - v), z = ndtri_pq_f32(p, q) clamped to [a, b], then
  * mean + std z clamped to [lo, hi]. ndtri_pq_f32 is split around its square root. */
-FI_INLINE void truncated_normal_f32_batch(float *restrict out, int64_t nblocks, uint64_t j0,
-                                          const fi_philox_key *key, const fi_tn_f32 *prm,
+FI_INLINE void truncated_normal_f32_batch(float *restrict out, int64_t nblocks,
+                                          const uint32_t *words, const fi_tn_f32 *prm,
                                           const fi_rng_ops *ops) {
     const fi_tn_f32 t = *prm;
-    uint32_t words[4 * FI_RNG_BATCH];
     float ws[4 * FI_RNG_BATCH], xs[4 * FI_RNG_BATCH], roots[4 * FI_RNG_BATCH];
     int64_t n = 4 * nblocks;
-    ops->fill(words, nblocks, j0, key);
     for (int64_t i = 0; i < n; i++) {
         uint32_t m = words[i] >> 8;
         float v = (float)(int32_t)((m << 1) + 1u) * TWO_M25F; /* 2m + 1 < 2^25: rounded once */
@@ -443,12 +429,10 @@ FI_INLINE void truncated_normal_f32_batch(float *restrict out, int64_t nblocks, 
 
 /* out is (2 nblocks,) float64: element i from words 2i (lo), 2i+1 (hi): v = (2 m53 + 1) 2^-54,
  * the quantile by ndtri_pq_f64 (libm). */
-FI_INLINE void truncated_normal_f64_batch(double *restrict out, int64_t nblocks, uint64_t j0,
-                                          const fi_philox_key *key, const fi_tn_f64 *prm,
+FI_INLINE void truncated_normal_f64_batch(double *restrict out, int64_t nblocks,
+                                          const uint32_t *words, const fi_tn_f64 *prm,
                                           const fi_rng_ops *ops) {
     const fi_tn_f64 t = *prm;
-    uint32_t words[4 * FI_RNG_BATCH];
-    ops->fill(words, nblocks, j0, key);
     for (int64_t i = 0; i < 2 * nblocks; i++) {
         uint64_t m = m53(words[2 * i], words[2 * i + 1]);
         double v = (double)(int64_t)((m << 1) + 1) * TWO_M54; /* 2m + 1 < 2^54: rounded once */
