@@ -49,18 +49,6 @@
 #define EXP_HI 88.0f
 #define EXP_LO -87.33654f
 
-FI_INLINE float f32_from_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-FI_INLINE uint32_t f32_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
 /* Cephes expf. n = round(x log2 e) by adding 1.5 * 2^23 (the sum's low mantissa bits are n):
  * no float-to-int conversion, which after the clamps kept gcc 12 from vectorising any loop
  * calling this for AVX2. 0 below EXP_LO (no subnormal results). */
@@ -70,13 +58,13 @@ FI_INLINE float exp_f32(float x) {
     x = x > EXP_HI ? EXP_HI : x;
     float kf = x * 1.44269504088896341f + 12582912.0f;
     float n = kf - 12582912.0f;
-    int32_t ni = (int32_t)f32_bits(kf) - 0x4B400000;
+    int32_t ni = (int32_t)fi_f32_bits(kf) - 0x4B400000;
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
                 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    p = p * f32_from_bits((uint32_t)(ni + 127) << 23);
+    p = p * fi_f32_from_bits((uint32_t)(ni + 127) << 23);
     return under ? 0.0f : p;
 }
 

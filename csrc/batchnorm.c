@@ -97,62 +97,11 @@ static int64_t bn_seg_rows_per_block(int64_t row_length) {
 #define FI_BODY "batchnorm_isa.h"
 #include "instances.h"
 
-/* ---- entry points: the build fi_isa() names ------------------------------------------------ */
+/* ---- entry points: the build fi_isa() names (batchnorm_entry.h) ------------------------------ */
 
-#define BN_RUN(TS, a) FI_ISA_CALL(fi_isa(), return bn_run_, TS, (&a))
-
-fi_status fi_batch_norm_forward_train_f32(float *y, double *mean, double *var, double *invstd,
-                                          const float *x, const float *gamma, const float *beta,
-                                          double eps, int64_t n, int64_t c, int64_t s) {
-    bn_args a = {.kind = BN_TRAIN, .out = y, .mean = mean, .var = var, .invstd = invstd,
-                 .x = x, .gamma = gamma, .beta = beta, .eps = eps, .n = n, .c = c, .s = s};
-    BN_RUN(f32, a);
-}
-
-fi_status fi_batch_norm_forward_train_f64(double *y, double *mean, double *var, double *invstd,
-                                          const double *x, const double *gamma, const double *beta,
-                                          double eps, int64_t n, int64_t c, int64_t s) {
-    bn_args a = {.kind = BN_TRAIN, .out = y, .mean = mean, .var = var, .invstd = invstd,
-                 .x = x, .gamma = gamma, .beta = beta, .eps = eps, .n = n, .c = c, .s = s};
-    BN_RUN(f64, a);
-}
-
-fi_status fi_batch_norm_forward_eval_f32(float *y, double *invstd, const float *x,
-                                         const float *gamma, const float *beta, const double *mean,
-                                         const double *var, double eps, int64_t n, int64_t c,
-                                         int64_t s) {
-    bn_args a = {.kind = BN_EVAL, .out = y, .mean = (double *)mean, .var = (double *)var,
-                 .invstd = invstd, .x = x, .gamma = gamma, .beta = beta, .eps = eps, .n = n,
-                 .c = c, .s = s};
-    BN_RUN(f32, a);
-}
-
-fi_status fi_batch_norm_forward_eval_f64(double *y, double *invstd, const double *x,
-                                         const double *gamma, const double *beta,
-                                         const double *mean, const double *var, double eps,
-                                         int64_t n, int64_t c, int64_t s) {
-    bn_args a = {.kind = BN_EVAL, .out = y, .mean = (double *)mean, .var = (double *)var,
-                 .invstd = invstd, .x = x, .gamma = gamma, .beta = beta, .eps = eps, .n = n,
-                 .c = c, .s = s};
-    BN_RUN(f64, a);
-}
-
-fi_status fi_batch_norm_backward_f32(float *dx, float *dgamma, float *dbeta, const float *dy,
-                                     const float *x, const float *gamma, const double *mean,
-                                     const double *invstd, int training, int64_t n, int64_t c,
-                                     int64_t s) {
-    bn_args a = {.kind = BN_BACKWARD, .training = training, .out = dx, .dgamma = dgamma,
-                 .dbeta = dbeta, .mean = (double *)mean, .invstd = (double *)invstd, .x = x,
-                 .dy = dy, .gamma = gamma, .n = n, .c = c, .s = s};
-    BN_RUN(f32, a);
-}
-
-fi_status fi_batch_norm_backward_f64(double *dx, double *dgamma, double *dbeta, const double *dy,
-                                     const double *x, const double *gamma, const double *mean,
-                                     const double *invstd, int training, int64_t n, int64_t c,
-                                     int64_t s) {
-    bn_args a = {.kind = BN_BACKWARD, .training = training, .out = dx, .dgamma = dgamma,
-                 .dbeta = dbeta, .mean = (double *)mean, .invstd = (double *)invstd, .x = x,
-                 .dy = dy, .gamma = gamma, .n = n, .c = c, .s = s};
-    BN_RUN(f64, a);
-}
+#define FI_T float
+#define FI_TS f32
+#include "batchnorm_entry.h"
+#define FI_T double
+#define FI_TS f64
+#include "batchnorm_entry.h"

@@ -7,6 +7,8 @@
  */
 #ifndef FASTINIT_DISPATCH_H
 #define FASTINIT_DISPATCH_H
+#include <stdint.h>
+#include <string.h>
 #include "fastinit.h" /* enum fi_isa, fi_status, fi_isa() */
 
 /* enum fi_isa again as macros, for the #if of the body headers (the preprocessor sees no
@@ -37,6 +39,19 @@ _Static_assert(FI_ISA_BASE == 1 && FI_ISA_AVX2 == 2 && FI_ISA_AVX512 == 3, "enum
 /* A vector of `bytes` bytes of T that may lie at any address of a T and alias T: loads and
  * stores of arrays through it are defined behaviour, at any element offset. */
 #define FI_VEC_OF(T, bytes) __attribute__((vector_size(bytes), aligned(sizeof(T)), may_alias))
+
+/* A float32's bits and back (memcpy: the type-punning C defines). */
+FI_INLINE uint32_t fi_f32_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+FI_INLINE float fi_f32_from_bits(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
 
 /* The threads a parallel region may use: omp_get_max_threads(), but 1 in a child of fork().
  * libgomp keeps the worker pool of the thread that forked, and in the child those workers do

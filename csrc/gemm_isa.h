@@ -26,6 +26,37 @@ FI_ATTR FI_INLINE void FI_FN(fi_row_tile_)(int64_t mv, const int bmode, int64_t 
                              ldc, mv, nv, beta, bias);
 }
 
+/* panel[k*width + r] = S[r, k] for k < kc, r < rows, where S[r, k] = s[k*ld + r] (kmajor) or
+ * s[r*ld + k]; rows past `rows` (up to width) are padding: zeros, or row rows - 1 again (the
+ * transposes read whole row groups). A packed A micro-panel (width FI_MR) and a packed B panel
+ * (FI_NR) are both this. When width is not a multiple of FI_W the transposes write up to FI_W
+ * values past the panel. */
+FI_ATTR FI_INLINE void FI_FN(fi_pack_panel_)(FI_T *restrict panel, const int width,
+                                             const FI_T *restrict s, int kmajor, int64_t ld,
+                                             int64_t rows, int64_t kc)
+{
+    if (kmajor) {
+        for (int64_t k = 0; k < kc; k++) {
+            const FI_T *src = s + k * ld;
+            FI_T *restrict row = panel + k * width;
+            if (rows == width) {       /* a constant trip count: vector moves */
+                for (int r = 0; r < width; r++) row[r] = src[r];
+            } else {
+                for (int64_t r = 0; r < rows; r++) row[r] = src[r];
+                for (int64_t r = rows; r < width; r++) row[r] = 0;
+            }
+        }
+        return;
+    }
+    const int64_t kv = kc - kc % FI_W;
+    for (int64_t k = 0; k < kv; k += FI_W)
+        FI_CAT(fi_transpose_, FI_SFX)(width, s + k, ld, rows, panel + k * width, width);
+    for (int64_t r = 0; r < width; r++) {
+        const FI_T *src = s + (r < rows ? r : rows - 1) * ld;
+        for (int64_t k = kv; k < kc; k++) panel[k * width + r] = src[k];
+    }
+}
+
 /* dst[(q*kc + k)*MR + r] = A[i0 + q*MR + r, p0 + k] for r < mc - q*MR, padding beyond;
  * A = a (m x k, row length lda) or, when ta, a^T (a is k x m). dst needs FI_PACK_PAD values
  * past the panels (the transposes of a partial row group spill there). */
@@ -33,28 +64,9 @@ FI_ATTR static void FI_FN(fi_pack_a_)(FI_T *restrict dst, const FI_T *restrict a
                                       int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc)
 {
     for (int64_t q = 0; q * FI_MR < mc; q++) {
-        const int64_t rows = mc - q * FI_MR < FI_MR ? mc - q * FI_MR : FI_MR;
-        FI_T *restrict panel = dst + q * kc * FI_MR;
-        if (ta) {
-            for (int64_t k = 0; k < kc; k++) {
-                const FI_T *src = a + (p0 + k) * lda + i0 + q * FI_MR;
-                if (rows == FI_MR) {   /* a constant trip count: vector moves */
-                    for (int r = 0; r < FI_MR; r++) panel[k * FI_MR + r] = src[r];
-                } else {
-                    for (int64_t r = 0; r < rows; r++) panel[k * FI_MR + r] = src[r];
-                    for (int64_t r = rows; r < FI_MR; r++) panel[k * FI_MR + r] = 0;
-                }
-            }
-        } else {
-            const FI_T *row0 = a + (i0 + q * FI_MR) * lda + p0;
-            const int64_t kv = kc - kc % FI_W;
-            for (int64_t k = 0; k < kv; k += FI_W)
-                FI_CAT(fi_transpose_, FI_SFX)(FI_MR, row0 + k, lda, rows, panel + k * FI_MR, FI_MR);
-            for (int64_t r = 0; r < FI_MR; r++) {
-                const FI_T *src = row0 + (r < rows ? r : rows - 1) * lda;
-                for (int64_t k = kv; k < kc; k++) panel[k * FI_MR + r] = src[k];
-            }
-        }
+        const int64_t i = i0 + q * FI_MR, rows = mc - q * FI_MR < FI_MR ? mc - q * FI_MR : FI_MR;
+        FI_FN(fi_pack_panel_)(dst + q * kc * FI_MR, FI_MR, ta ? a + p0 * lda + i : a + i * lda + p0,
+                              ta, lda, rows, kc);
     }
 }
 
@@ -63,27 +75,8 @@ FI_ATTR static void FI_FN(fi_pack_a_)(FI_T *restrict dst, const FI_T *restrict a
 FI_ATTR static void FI_FN(fi_pack_b_)(FI_T *restrict panel, const FI_T *restrict b, int tb,
                                       int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t cols)
 {
-    if (tb) {
-        const FI_T *row0 = b + j0 * ldb + p0;
-        const int64_t kv = kc - kc % FI_W;
-        for (int64_t k = 0; k < kv; k += FI_W)
-            FI_CAT(fi_transpose_, FI_SFX)(FI_NR, row0 + k, ldb, cols, panel + k * FI_NR, FI_NR);
-        for (int64_t j = 0; j < FI_NR; j++) {
-            const FI_T *src = row0 + (j < cols ? j : cols - 1) * ldb;
-            for (int64_t k = kv; k < kc; k++) panel[k * FI_NR + j] = src[k];
-        }
-    } else {
-        for (int64_t k = 0; k < kc; k++) {
-            const FI_T *src = b + (p0 + k) * ldb + j0;
-            FI_T *restrict row = panel + k * FI_NR;
-            if (cols == FI_NR) {       /* a constant trip count: vector moves */
-                for (int j = 0; j < FI_NR; j++) row[j] = src[j];
-            } else {
-                for (int64_t j = 0; j < cols; j++) row[j] = src[j];
-                for (int64_t j = cols; j < FI_NR; j++) row[j] = 0;
-            }
-        }
-    }
+    FI_FN(fi_pack_panel_)(panel, FI_NR, tb ? b + j0 * ldb + p0 : b + p0 * ldb + j0, !tb, ldb, cols,
+                          kc);
 }
 
 /* c (mc x nc block of C, row length ldc) (+)= Ap (mc x kc, packed) @ panels t0..t1-1 of Bp,

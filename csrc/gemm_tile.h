@@ -275,9 +275,10 @@ typedef int32_t FI_CAT(fi_vi_, FI_SFX) __attribute__((vector_size(FI_W * 4)));
 #define FI_MASKS(F, h) {F(h, 0), F(h, 1)}
 #endif
 
-FI_ATTR FI_INLINE void FI_CAT(fi_transpose_round_, FI_SFX)(FI_V *v, const int h,
-                                                          const FI_VI lo, const FI_VI hi)
+/* Round h (a power of two below FI_W) of the transpose of v[0..FI_W). */
+FI_ATTR FI_INLINE void FI_CAT(fi_transpose_round_, FI_SFX)(FI_V *v, const int h)
 {
+    const FI_VI lo = FI_MASKS(FI_SHUF_LO, h), hi = FI_MASKS(FI_SHUF_HI, h);
 #pragma GCC unroll 16
     for (int i = 0; i < FI_W; i++) {
         if (i & h) continue;
@@ -301,22 +302,9 @@ FI_ATTR FI_INLINE void FI_CAT(fi_transpose_, FI_SFX)(
             const int64_t r = g * FI_W + i < valid ? g * FI_W + i : valid - 1;
             v[g][i] = FI_VLOAD(src + r * s_ld);
         }
-#if FI_W >= 2
-        FI_CAT(fi_transpose_round_, FI_SFX)(v[g], 1, (FI_VI)FI_MASKS(FI_SHUF_LO, 1),
-                                            (FI_VI)FI_MASKS(FI_SHUF_HI, 1));
-#endif
-#if FI_W >= 4
-        FI_CAT(fi_transpose_round_, FI_SFX)(v[g], 2, (FI_VI)FI_MASKS(FI_SHUF_LO, 2),
-                                            (FI_VI)FI_MASKS(FI_SHUF_HI, 2));
-#endif
-#if FI_W >= 8
-        FI_CAT(fi_transpose_round_, FI_SFX)(v[g], 4, (FI_VI)FI_MASKS(FI_SHUF_LO, 4),
-                                            (FI_VI)FI_MASKS(FI_SHUF_HI, 4));
-#endif
-#if FI_W >= 16
-        FI_CAT(fi_transpose_round_, FI_SFX)(v[g], 8, (FI_VI)FI_MASKS(FI_SHUF_LO, 8),
-                                            (FI_VI)FI_MASKS(FI_SHUF_HI, 8));
-#endif
+#pragma GCC unroll 4
+        for (int lg = 0; lg < __builtin_ctz(FI_W); lg++)
+            FI_CAT(fi_transpose_round_, FI_SFX)(v[g], 1 << lg);
     }
 #pragma GCC unroll 16
     for (int kk = 0; kk < FI_W; kk++) {

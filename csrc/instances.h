@@ -7,76 +7,19 @@
  * that instantiation) and then FI_BODY, and undefines them again. Tiles: 12 x 2 vectors on
  * AVX-512 (24 of 32 registers accumulate; at 14 x 2 the compilers spill), 6 x 2 on AVX2 (12 of
  * 16), 4 x 2 portable.
+ *
+ * The two loops, over the ISAs and over the element types, are this file including itself:
+ * pass 1 (FI_ISA not defined) sets each ISA in turn, pass 2 (FI_T_IS_DOUBLE not defined) each
+ * element type, pass 3 instantiates; an inner pass undefines at its end what its caller set.
  */
+#if !defined(FI_ISA) /* ---- pass 1: the ISAs, then the run-time choice among them ---------- */
 #define FI_ISA FI_ISA_BASE
-#define FI_MR 4
-#define FI_NVEC 2
-#define FI_T float
-#define FI_T_IS_DOUBLE 0
-#define FI_SFX f32_base
-#include "gemm_tile.h"
-#include FI_BODY
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#define FI_T double
-#define FI_T_IS_DOUBLE 1
-#define FI_SFX f64_base
-#include "gemm_tile.h"
-#include FI_BODY
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#undef FI_ISA
-#undef FI_MR
-#undef FI_NVEC
-
+#include "instances.h"
 #if FI_X86
 #define FI_ISA FI_ISA_AVX2
-#define FI_MR 6
-#define FI_NVEC 2
-#define FI_T float
-#define FI_T_IS_DOUBLE 0
-#define FI_SFX f32_avx2
-#include "gemm_tile.h"
-#include FI_BODY
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#define FI_T double
-#define FI_T_IS_DOUBLE 1
-#define FI_SFX f64_avx2
-#include "gemm_tile.h"
-#include FI_BODY
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#undef FI_ISA
-#undef FI_MR
-#undef FI_NVEC
-
+#include "instances.h"
 #define FI_ISA FI_ISA_AVX512
-#define FI_MR 12
-#define FI_NVEC 2
-#define FI_T float
-#define FI_T_IS_DOUBLE 0
-#define FI_SFX f32_avx512
-#include "gemm_tile.h"
-#include FI_BODY
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#define FI_T double
-#define FI_T_IS_DOUBLE 1
-#define FI_SFX f64_avx512
-#include "gemm_tile.h"
-#include FI_BODY
-#undef FI_T
-#undef FI_T_IS_DOUBLE
-#undef FI_SFX
-#undef FI_ISA
-#undef FI_MR
-#undef FI_NVEC
+#include "instances.h"
 #endif
 
 /* FI_ISA_CALL: FN##TS##_<isa> ARGS for the ISA `isa` (FI_ISA_*), e.g.
@@ -102,3 +45,39 @@
 #define FI_ISA_PICK_(isa, FN, TS) FN##TS##_base
 #endif
 #undef FI_BODY
+
+#elif !defined(FI_T_IS_DOUBLE) /* ---- pass 2: FI_ISA's tile and name, its two types ---------- */
+#if FI_ISA == FI_ISA_AVX512
+#define FI_MR 12
+#define FI_ISA_NAME avx512
+#elif FI_ISA == FI_ISA_AVX2
+#define FI_MR 6
+#define FI_ISA_NAME avx2
+#else
+#define FI_MR 4
+#define FI_ISA_NAME base
+#endif
+#define FI_NVEC 2
+#define FI_T_IS_DOUBLE 0
+#include "instances.h"
+#define FI_T_IS_DOUBLE 1
+#include "instances.h"
+#undef FI_MR
+#undef FI_ISA_NAME
+#undef FI_NVEC
+#undef FI_ISA
+
+#else /* ---- pass 3: the instantiation for FI_ISA and FI_T_IS_DOUBLE ------------------------- */
+#if FI_T_IS_DOUBLE
+#define FI_T double
+#define FI_SFX FI_CAT(f64_, FI_ISA_NAME)
+#else
+#define FI_T float
+#define FI_SFX FI_CAT(f32_, FI_ISA_NAME)
+#endif
+#include "gemm_tile.h"
+#include FI_BODY
+#undef FI_T
+#undef FI_SFX
+#undef FI_T_IS_DOUBLE
+#endif

@@ -37,6 +37,40 @@ static int64_t PG_FN(max_window_)(const FI_T *x, int64_t h, int64_t w, int64_t r
     return at;
 }
 
+static FI_T PG_FN(avg_count_)(int64_t r0, int64_t c0, int64_t h, int64_t w, int64_t kh,
+                              int64_t kw, int64_t ph, int64_t pw, int include_pad) {
+    if (include_pad)
+        return (FI_T)((FI_MIN(r0 + kh, h + ph) - r0) * (FI_MIN(c0 + kw, w + pw) - c0));
+    return (FI_T)((FI_MIN(r0 + kh, h) - FI_MAX(r0, 0)) * (FI_MIN(c0 + kw, w) - FI_MAX(c0, 0)));
+}
+
+/* The generic backward of both poolings: each plane of dx zeroed, then, window by window in
+ * output order, its dy added to its first maximum (x given: max pooling) or divided by its
+ * count and added to each of its in-bounds positions (x NULL: average pooling). */
+static void PG_FN(pool_backward_)(FI_T *dx, const FI_T *dy, const FI_T *x, int64_t p, int64_t h,
+                                  int64_t w, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
+                                  int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                                  int include_pad) {
+#pragma omp parallel for num_threads(fi_threads()) schedule(static) if (p * h * w > 32768)
+    for (int64_t q = 0; q < p; q++) {
+        FI_T *d = dx + q * h * w;
+        memset(d, 0, (size_t)(h * w) * sizeof(FI_T));
+        for (int64_t a = 0; a < oh; a++)
+            for (int64_t b = 0; b < ow; b++) {
+                const int64_t r0 = a * sh - ph, c0 = b * sw - pw;
+                FI_T g = dy[(q * oh + a) * ow + b];
+                if (x) {
+                    FI_T best;
+                    d[PG_FN(max_window_)(x + q * h * w, h, w, r0, c0, kh, kw, &best)] += g;
+                    continue;
+                }
+                g /= PG_FN(avg_count_)(r0, c0, h, w, kh, kw, ph, pw, include_pad);
+                for (int64_t r = FI_MAX(r0, 0); r < FI_MIN(r0 + kh, h); r++)
+                    for (int64_t c = FI_MAX(c0, 0); c < FI_MIN(c0 + kw, w); c++) d[r * w + c] += g;
+            }
+    }
+}
+
 void PG_FN(fi_max_pool2d_)(FI_T *y, const FI_T *x, int64_t p, int64_t h, int64_t w, int64_t oh,
                            int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                            int64_t ph, int64_t pw) {
@@ -55,29 +89,10 @@ void PG_FN(fi_max_pool2d_)(FI_T *y, const FI_T *x, int64_t p, int64_t h, int64_t
 void PG_FN(fi_max_pool2d_backward_)(FI_T *dx, const FI_T *dy, const FI_T *x, int64_t p,
                                     int64_t h, int64_t w, int64_t oh, int64_t ow, int64_t kh,
                                     int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
-    if (MP_NONOVERLAP(kh, kw, sh, sw, ph, pw)) {
+    if (MP_NONOVERLAP(kh, kw, sh, sw, ph, pw))
         PG_FN(mp_nonoverlap_)(NULL, dx, dy, x, p, h, w, oh, ow, kh, kw);
-        return;
-    }
-#pragma omp parallel for num_threads(fi_threads()) schedule(static) if (p * h * w > 32768)
-    for (int64_t q = 0; q < p; q++) {
-        FI_T *d = dx + q * h * w;
-        memset(d, 0, (size_t)(h * w) * sizeof(FI_T));
-        for (int64_t a = 0; a < oh; a++)
-            for (int64_t b = 0; b < ow; b++) {
-                FI_T best;
-                int64_t at = PG_FN(max_window_)(x + q * h * w, h, w, a * sh - ph, b * sw - pw,
-                                                kh, kw, &best);
-                d[at] += dy[(q * oh + a) * ow + b];
-            }
-    }
-}
-
-static FI_T PG_FN(avg_count_)(int64_t r0, int64_t c0, int64_t h, int64_t w, int64_t kh,
-                              int64_t kw, int64_t ph, int64_t pw, int include_pad) {
-    if (include_pad)
-        return (FI_T)((FI_MIN(r0 + kh, h + ph) - r0) * (FI_MIN(c0 + kw, w + pw) - c0));
-    return (FI_T)((FI_MIN(r0 + kh, h) - FI_MAX(r0, 0)) * (FI_MIN(c0 + kw, w) - FI_MAX(c0, 0)));
+    else
+        PG_FN(pool_backward_)(dx, dy, x, p, h, w, oh, ow, kh, kw, sh, sw, ph, pw, 0);
 }
 
 void PG_FN(fi_avg_pool2d_)(FI_T *y, const FI_T *x, int64_t p, int64_t h, int64_t w, int64_t oh,
@@ -100,19 +115,7 @@ void PG_FN(fi_avg_pool2d_)(FI_T *y, const FI_T *x, int64_t p, int64_t h, int64_t
 void PG_FN(fi_avg_pool2d_backward_)(FI_T *dx, const FI_T *dy, int64_t p, int64_t h, int64_t w,
                                     int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh,
                                     int64_t sw, int64_t ph, int64_t pw, int include_pad) {
-#pragma omp parallel for num_threads(fi_threads()) schedule(static) if (p * h * w > 32768)
-    for (int64_t q = 0; q < p; q++) {
-        FI_T *d = dx + q * h * w;
-        memset(d, 0, (size_t)(h * w) * sizeof(FI_T));
-        for (int64_t a = 0; a < oh; a++)
-            for (int64_t b = 0; b < ow; b++) {
-                int64_t r0 = a * sh - ph, c0 = b * sw - pw;
-                FI_T g = dy[(q * oh + a) * ow + b] /
-                         PG_FN(avg_count_)(r0, c0, h, w, kh, kw, ph, pw, include_pad);
-                for (int64_t r = FI_MAX(r0, 0); r < FI_MIN(r0 + kh, h); r++)
-                    for (int64_t c = FI_MAX(c0, 0); c < FI_MIN(c0 + kw, w); c++) d[r * w + c] += g;
-            }
-    }
+    PG_FN(pool_backward_)(dx, dy, NULL, p, h, w, oh, ow, kh, kw, sh, sw, ph, pw, include_pad);
 }
 
 #undef PG_FN

@@ -181,24 +181,12 @@ static const fi_rng_ops ops_portable = {philox_fill_scalar, sqrt_scalar};
  * not the single rounding of a 1.0f literal (they could differ in the last bit). */
 #define F32(x) ((float)(x))
 
-FI_INLINE uint32_t f32_bits(float x) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-}
-
-FI_INLINE float f32_from_bits(uint32_t u) {
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
 /* cond ? a : b on the bits, for float32 selects inside vector loops: with a plain ?: gcc
  * may fold an operation into the branches (e.g. sqrt(max(w, 0)) - 3 -> w <= 0 ? -3 : ...),
  * then refuses to if-convert a float op that "could trap", and the loop stays scalar. */
 FI_INLINE float select_f32(int cond, float a, float b) {
     uint32_t mask = (uint32_t)0 - (uint32_t)(cond != 0);
-    return f32_from_bits((f32_bits(a) & mask) | (f32_bits(b) & ~mask));
+    return fi_f32_from_bits((fi_f32_bits(a) & mask) | (fi_f32_bits(b) & ~mask));
 }
 
 /* np.maximum(x, c) / np.minimum(x, c) for a non-NaN c: c when equal, x when x is NaN. */
@@ -216,15 +204,15 @@ FI_INLINE float ln_f32(float x) {
                 P8 = F32(3.3333331174e-1);
     const float SQRTHF = F32(0.707106781186547524), LN2_LO = F32(-2.12194440e-4),
                 LN2_HI = F32(0.693359375);
-    uint32_t bits = f32_bits(x);
+    uint32_t bits = fi_f32_bits(x);
     int32_t e = (int32_t)((bits >> 23) & 0xFFu) - 126;
     uint32_t mbits = (bits & 0x807FFFFFu) | 0x3F000000u;
-    float m = f32_from_bits(mbits); /* [0.5, 1) */
+    float m = fi_f32_from_bits(mbits); /* [0.5, 1) */
     int32_t small = m < SQRTHF;
     e -= small;
     /* m + m when small, done exactly on the bits (exponent + 1): a float op under a condition
      * "could trap" for gcc, which then keeps the branch and does not vectorise the loop. */
-    float f = f32_from_bits(mbits + ((uint32_t)small << 23)) - 1.0f;
+    float f = fi_f32_from_bits(mbits + ((uint32_t)small << 23)) - 1.0f;
     float ef = (float)e;
     float z = f * f;
     float y = P0 * f;
@@ -269,49 +257,38 @@ FI_INLINE void sincos_2pi_f32(int32_t k, float *sin_out, float *cos_out) {
     *cos_out = ((n + 1) & 2) ? -cs : cs;
 }
 
-/* Giles (2010) single-precision erfinv polynomials (reference _ERFINV_A / _ERFINV_B). */
-#define GILES_A0 F32(2.81022636e-08)
-#define GILES_A1 F32(3.43273939e-07)
-#define GILES_A2 F32(-3.5233877e-06)
-#define GILES_A3 F32(-4.39150654e-06)
-#define GILES_A4 F32(0.00021858087)
-#define GILES_A5 F32(-0.00125372503)
-#define GILES_A6 F32(-0.00417768164)
-#define GILES_A7 F32(0.246640727)
-#define GILES_A8 F32(1.50140941)
-#define GILES_B0 F32(-0.000200214257)
-#define GILES_B1 F32(0.000100950558)
-#define GILES_B2 F32(0.00134934322)
-#define GILES_B3 F32(-0.00367342844)
-#define GILES_B4 F32(0.00573950773)
-#define GILES_B5 F32(-0.0076224613)
-#define GILES_B6 F32(0.00943887047)
-#define GILES_B7 F32(1.00167406)
-#define GILES_B8 F32(2.83297682)
+/* Giles (2010) single-precision erfinv polynomials (reference _ERFINV_A / _ERFINV_B), highest
+ * power first. */
+static const float GILES_A[9] = {
+    F32(2.81022636e-08), F32(3.43273939e-07), F32(-3.5233877e-06), F32(-4.39150654e-06),
+    F32(0.00021858087), F32(-0.00125372503), F32(-0.00417768164), F32(0.246640727),
+    F32(1.50140941)};
+static const float GILES_B[9] = {
+    F32(-0.000200214257), F32(0.000100950558), F32(0.00134934322), F32(-0.00367342844),
+    F32(0.00573950773), F32(-0.0076224613), F32(0.00943887047), F32(1.00167406),
+    F32(2.83297682)};
+
+/* Horner's rule, c[k] + g * w from g = c[0], as the reference (its leading `c0 + 0 * w` is c0
+ * exactly: w is finite wherever it is used); in float32 and, on the same float32
+ * coefficients, in float64. */
+FI_INLINE float giles_f32(const float c[9], float w) {
+    float g = c[0];
+    for (int k = 1; k < 9; k++) g = c[k] + g * w;
+    return g;
+}
+
+FI_INLINE double giles_f64(const float c[9], double w) {
+    double g = c[0];
+    for (int k = 1; k < 9; k++) g = (double)c[k] + g * w;
+    return g;
+}
 
 /* The float32 standard normal quantile from p and q = 1 - p (reference ndtri_pq_f32) is
  * sqrt(2) erfinv(p - q) with w = -ln_f32(4 p q): this is its part after the square root,
- * given w, root = sqrt(max(w, 0)) and x = p - q. Giles' polynomials, both evaluated, one kept;
- * the reference's leading `a0 + 0 * w` is a0 exactly (ln_f32 never returns inf or NaN). */
+ * given w, root = sqrt(max(w, 0)) and x = p - q. Giles' polynomials, both evaluated, one kept. */
 FI_INLINE float giles_erfinv_sqrt2(float w, float root, float x) {
-    float wa = w - 2.5f;
-    float wb = root - 3.0f;
-    float pa = GILES_A1 + GILES_A0 * wa;
-    pa = GILES_A2 + pa * wa;
-    pa = GILES_A3 + pa * wa;
-    pa = GILES_A4 + pa * wa;
-    pa = GILES_A5 + pa * wa;
-    pa = GILES_A6 + pa * wa;
-    pa = GILES_A7 + pa * wa;
-    pa = GILES_A8 + pa * wa;
-    float pb = GILES_B1 + GILES_B0 * wb;
-    pb = GILES_B2 + pb * wb;
-    pb = GILES_B3 + pb * wb;
-    pb = GILES_B4 + pb * wb;
-    pb = GILES_B5 + pb * wb;
-    pb = GILES_B6 + pb * wb;
-    pb = GILES_B7 + pb * wb;
-    pb = GILES_B8 + pb * wb;
+    float pa = giles_f32(GILES_A, w - 2.5f);
+    float pb = giles_f32(GILES_B, root - 3.0f);
     float g = select_f32(w < 5.0f, pa, pb);
     return F32(1.41421356237309504880) * (g * x);
 }
@@ -329,30 +306,8 @@ static double ndtri_pq_f64(double p, double q) {
     double y;
     if (w <= 16.0) {
         double x = t - big;
-        double g;
-        if (w < 5.0) {
-            double wa = w - 2.5;
-            g = (double)GILES_A0 + 0.0 * wa;
-            g = (double)GILES_A1 + g * wa;
-            g = (double)GILES_A2 + g * wa;
-            g = (double)GILES_A3 + g * wa;
-            g = (double)GILES_A4 + g * wa;
-            g = (double)GILES_A5 + g * wa;
-            g = (double)GILES_A6 + g * wa;
-            g = (double)GILES_A7 + g * wa;
-            g = (double)GILES_A8 + g * wa;
-        } else {
-            double wb = sqrt(max_f64(w, 0.0)) - 3.0;
-            g = (double)GILES_B0 + 0.0 * wb;
-            g = (double)GILES_B1 + g * wb;
-            g = (double)GILES_B2 + g * wb;
-            g = (double)GILES_B3 + g * wb;
-            g = (double)GILES_B4 + g * wb;
-            g = (double)GILES_B5 + g * wb;
-            g = (double)GILES_B6 + g * wb;
-            g = (double)GILES_B7 + g * wb;
-            g = (double)GILES_B8 + g * wb;
-        }
+        double g = w < 5.0 ? giles_f64(GILES_A, w - 2.5)
+                           : giles_f64(GILES_B, sqrt(max_f64(w, 0.0)) - 3.0);
         y = M_SQRT2 * (g * x);
     } else {
         double big_l = -2.0 * log(t);
@@ -366,7 +321,7 @@ static double ndtri_pq_f64(double p, double q) {
     return p <= q ? y : -y;
 }
 
-/* ---- batches: out holds the elements of nblocks <= FI_RNG_BATCH blocks from block j0 ------- */
+/* ---- batches: out from words, the Philox words of nblocks <= FI_RNG_BATCH blocks ---------- */
 
 #define TWO_M24F F32(5.9604644775390625e-08)  /* 2^-24 */
 #define TWO_M25F F32(2.98023223876953125e-08) /* 2^-25 */
@@ -393,37 +348,28 @@ FI_INLINE uint64_t m53(uint32_t lo, uint32_t hi) {
 }
 
 /* out is (4 nblocks,) float32: element i = low + (high - low) * u, u = (word i >> 8) 2^-24. */
-FI_INLINE void uniform_f32_batch(float *restrict out, int64_t nblocks, uint64_t j0,
-                                 const fi_philox_key *key, const fi_affine_f32 *prm,
-                                 const fi_rng_ops *ops) {
+FI_INLINE void uniform_f32_batch(float *restrict out, int64_t nblocks, const uint32_t *words,
+                                 const fi_affine_f32 *prm, const fi_rng_ops *ops) {
     const float lo = prm->shift, span = prm->scale; /* locals: out cannot alias them */
-    uint32_t words[4 * FI_RNG_BATCH];
-    ops->fill(words, nblocks, j0, key);
     for (int64_t i = 0; i < 4 * nblocks; i++)
         out[i] = lo + span * ((float)(int32_t)(words[i] >> 8) * TWO_M24F);
 }
 
 /* out is (2 nblocks,) float64: element i from words 2i (lo) and 2i+1 (hi); u = m53 2^-53. */
-FI_INLINE void uniform_f64_batch(double *restrict out, int64_t nblocks, uint64_t j0,
-                                 const fi_philox_key *key, const fi_affine_f64 *prm,
-                                 const fi_rng_ops *ops) {
+FI_INLINE void uniform_f64_batch(double *restrict out, int64_t nblocks, const uint32_t *words,
+                                 const fi_affine_f64 *prm, const fi_rng_ops *ops) {
     const double low = prm->shift, span = prm->scale;
-    uint32_t words[4 * FI_RNG_BATCH];
-    ops->fill(words, nblocks, j0, key);
     for (int64_t i = 0; i < 2 * nblocks; i++)
         out[i] = low + span * (m53_f64(words[2 * i], words[2 * i + 1]) * TWO_M53);
 }
 
 /* out is (4 nblocks,) float32. Pair k (elements 2k, 2k+1) uses words 2k, 2k+1 (Box-Muller):
  * u1 = (m(x_2k) + 1) 2^-24 in (0, 1], r = sqrt(-2 ln u1), angle index m(x_2k+1). */
-FI_INLINE void normal_f32_batch(float *restrict out, int64_t nblocks, uint64_t j0,
-                                const fi_philox_key *key, const fi_affine_f32 *prm,
-                                const fi_rng_ops *ops) {
+FI_INLINE void normal_f32_batch(float *restrict out, int64_t nblocks, const uint32_t *words,
+                                const fi_affine_f32 *prm, const fi_rng_ops *ops) {
     const float mean = prm->shift, std = prm->scale;
-    uint32_t words[4 * FI_RNG_BATCH];
     float r[2 * FI_RNG_BATCH];
     int64_t npairs = 2 * nblocks;
-    ops->fill(words, nblocks, j0, key);
     for (int64_t k = 0; k < npairs; k++) {
         float u1 = (float)(int32_t)((words[2 * k] >> 8) + 1u) * TWO_M24F;
         r[k] = -2.0f * ln_f32(u1);
@@ -439,12 +385,9 @@ FI_INLINE void normal_f32_batch(float *restrict out, int64_t nblocks, uint64_t j
 
 /* out is (2 nblocks,) float64: block k gives elements 2k, 2k+1; u1 from words (0, 1),
  * u2 from words (2, 3); log, sqrt, cos, sin from the C library. */
-FI_INLINE void normal_f64_batch(double *restrict out, int64_t nblocks, uint64_t j0,
-                                const fi_philox_key *key, const fi_affine_f64 *prm,
-                                const fi_rng_ops *ops) {
+FI_INLINE void normal_f64_batch(double *restrict out, int64_t nblocks, const uint32_t *words,
+                                const fi_affine_f64 *prm, const fi_rng_ops *ops) {
     const double mean = prm->shift, std = prm->scale;
-    uint32_t words[4 * FI_RNG_BATCH];
-    ops->fill(words, nblocks, j0, key);
     for (int64_t k = 0; k < nblocks; k++) {
         const uint32_t *x = words + 4 * k;
         double u1 = (double)(int64_t)(m53(x[0], x[1]) + 1) * TWO_M53;
@@ -460,14 +403,12 @@ FI_INLINE void normal_f64_batch(double *restrict out, int64_t nblocks, uint64_t 
  * truncated_normal): v = (2m + 1) 2^-25 and 1 - v from its own integer (no cancellation),
  * p = pa + span v, q = qb + span (1 - v), z = ndtri_pq_f32(p, q) clamped to [a, b], then
  * mean + std z clamped to [lo, hi]. ndtri_pq_f32 is split around its square root. */
-FI_INLINE void truncated_normal_f32_batch(float *restrict out, int64_t nblocks, uint64_t j0,
-                                          const fi_philox_key *key, const fi_tn_f32 *prm,
+FI_INLINE void truncated_normal_f32_batch(float *restrict out, int64_t nblocks,
+                                          const uint32_t *words, const fi_tn_f32 *prm,
                                           const fi_rng_ops *ops) {
     const fi_tn_f32 t = *prm;
-    uint32_t words[4 * FI_RNG_BATCH];
     float ws[4 * FI_RNG_BATCH], xs[4 * FI_RNG_BATCH], roots[4 * FI_RNG_BATCH];
     int64_t n = 4 * nblocks;
-    ops->fill(words, nblocks, j0, key);
     for (int64_t i = 0; i < n; i++) {
         uint32_t m = words[i] >> 8;
         float v = (float)(int32_t)((m << 1) + 1u) * TWO_M25F; /* 2m + 1 < 2^25: rounded once */
@@ -488,12 +429,10 @@ FI_INLINE void truncated_normal_f32_batch(float *restrict out, int64_t nblocks, 
 
 /* out is (2 nblocks,) float64: element i from words 2i (lo), 2i+1 (hi): v = (2 m53 + 1) 2^-54,
  * the quantile by ndtri_pq_f64 (libm). */
-FI_INLINE void truncated_normal_f64_batch(double *restrict out, int64_t nblocks, uint64_t j0,
-                                          const fi_philox_key *key, const fi_tn_f64 *prm,
+FI_INLINE void truncated_normal_f64_batch(double *restrict out, int64_t nblocks,
+                                          const uint32_t *words, const fi_tn_f64 *prm,
                                           const fi_rng_ops *ops) {
     const fi_tn_f64 t = *prm;
-    uint32_t words[4 * FI_RNG_BATCH];
-    ops->fill(words, nblocks, j0, key);
     for (int64_t i = 0; i < 2 * nblocks; i++) {
         uint64_t m = m53(words[2 * i], words[2 * i + 1]);
         double v = (double)(int64_t)((m << 1) + 1) * TWO_M54; /* 2m + 1 < 2^54: rounded once */

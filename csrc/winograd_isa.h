@@ -198,8 +198,11 @@ FI_ATTR FI_INLINE void FI_FN(fi_wn_item_)(FI_T *y, const FI_T *x, const FI_T *U,
                 for (int64_t s = 0; s < run; s++) {
                     const FI_T *ok = o2 + s * ts + l * ld2;
                     const int64_t cols = q->OW - m * (tx + s) < m ? q->OW - m * (tx + s) : m;
+                    /* row i of the tile: m pixels, two vectors when m = 4 > FI_W = 2 */
                     for (int64_t i = 0; i < rows; i++)
-                        FI_VMSTORE(yk + s * m + i * q->OW, FI_VADD(FI_VLOAD(ok + i * m), bk), cols);
+                        for (int64_t j = 0; j < cols; j += FI_W)
+                            FI_VMSTORE(yk + s * m + i * q->OW + j,
+                                       FI_VADD(FI_VLOAD(ok + i * m + j), bk), cols - j);
                 }
             }
         }
