@@ -114,8 +114,20 @@ def test_large_output_streaming_path(fast_backend, name, kw, _t):
                                bwd(dy, x, backend="numpy", **kw), **TOL[np.float32])
 
 
+@pytest.fixture
+def torch_one_thread():
+    """PyTorch on one thread: its float32 tanh on two threads is sometimes off by up to 1e-4
+    (relative) in the second thread's half of the tensor, about one fresh process in four here
+    (torch 2.13.0 CPU, a script of torch calls alone shows it), and exact on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("name,kw,tfn", ACTS, ids=IDS)
-def test_reference_matches_torch_forward_and_autograd(backend, dtype, name, kw, tfn):
+def test_reference_matches_torch_forward_and_autograd(backend, dtype, name, kw, tfn,
+                                                      torch_one_thread):
     fwd, bwd = _fns(name)
     x = _x(dtype, 2800 - len(SPECIAL)).reshape(-1, 7)
     dy = _x(dtype, 2800 - len(SPECIAL), seed=2, scale=1.0).reshape(-1, 7)
