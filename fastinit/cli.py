@@ -697,10 +697,26 @@ def _check_train(args):
                              f"layers and batch norm)")
 
 
+def _restart_for_bench():
+    """``fastinit bench`` run as a command: start again with what :func:`bench.quiet_env` asks
+    for, when the caller has not set it (read at library load, so it cannot be set later)."""
+    import fastinit as fi
+    from fastinit.lab import bench
+
+    missing = bench.quiet_env(fi.get_num_threads())
+    if missing and sys.executable:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "fastinit", *sys.argv[1:]],
+                  dict(os.environ, **missing))
+
+
 def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         _check_before_work(args)
+        if argv is None and args.func is cmd_bench:
+            _restart_for_bench()
         code = args.func(args)
         sys.stdout.flush()   # inside the try: a closed pipe surfaces here, not at exit
         return code

@@ -265,9 +265,14 @@ def test_compile_watch_reports_a_cold_compile():
 
 
 def test_bench_command_reports_ratios_in_words():
-    proc = run("bench", "activations", "--budget", "1", "--json")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS")}
+    proc = run("bench", "activations", "--budget", "1", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
+    # started again with what bench.quiet_env asks for, which the caller had not set
+    threads = data["machine"]["threads"]
+    assert data["machine"]["env"] == f"OPENBLAS_THREAD_TIMEOUT=4 OMP_NUM_THREADS={threads}"
     row = data["rows"][0]
     assert row["op"] == "activations" and data["backend"] in row["ratios"]
     for peer, r in row["ratios"][data["backend"]].items():
@@ -275,5 +280,7 @@ def test_bench_command_reports_ratios_in_words():
         assert any(w in r["words"] for w in ("faster", "slower", "no clear difference",
                                              "not known"))
     assert row["measurement"]["rounds"] >= 1
-    proc = run("bench", "activations", "--budget", "1")
+    proc = run("bench", "activations", "--budget", "1",
+               env=dict(env, OPENBLAS_THREAD_TIMEOUT="6"))   # the caller's value is kept
     assert proc.returncode == 0 and "against each peer" in proc.stdout
+    assert f"OPENBLAS_THREAD_TIMEOUT=6 OMP_NUM_THREADS={threads}" in proc.stdout.splitlines()[0]

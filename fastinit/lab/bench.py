@@ -12,6 +12,7 @@ result is checked against the NumPy reference before anything is timed. The benc
 """
 import json
 import math
+import os
 import platform
 
 import numpy as np
@@ -22,6 +23,26 @@ OPS = ("init", "matmul", "conv3x3", "conv5x5", "conv7x7", "batchnorm", "clip", "
 #: Ops that ``fastinit bench`` runs only when named: the layer sweep (fastinit.lab.layers).
 EXTRA_OPS = ("layers",)
 PEERS = ("numpy", "torch")
+
+
+def quiet_env(threads):
+    """The variables a dashboard process needs that the caller has not set: {name: value}.
+    Both are read when the libraries load, so ``fastinit bench`` starts itself again with them.
+    - OPENBLAS_THREAD_TIMEOUT=4: OpenBLAS's idle threads otherwise keep yielding the CPU for
+      2^28 cycles after each call (2^4 with it), and the next library's threads wait for them
+      (an sgemm right after numpy's took 3x its time alone).
+    - OMP_NUM_THREADS: in one process PyTorch, Numba's omp layer and the C kernels share one
+      libgomp (torch's, loaded under the same name); with no thread count in the environment,
+      a conv of ours right after a torch call took 2.5x its time alone, with it as long as
+      alone (GOMP_SPINCOUNT=0, or Numba's workqueue layer, avoid it too).
+    Neither changes how many threads any library uses."""
+    want = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_NUM_THREADS": str(threads)}
+    return {k: v for k, v in want.items() if k not in os.environ}
+
+
+def _env_note():
+    return " ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS")
+                    if k in os.environ)
 
 
 def _torch():
@@ -214,7 +235,7 @@ def run(ops=OPS, budget=5.0, precision=0.03, backend=None, progress=None):
                          ratios=ratios, measurement=m.as_dict()))
         warnings += [f"{label}: {w}" for w in m.warnings]
     return dict(machine=dict(python=platform.python_version(), processor=platform.processor(),
-                             threads=fi.get_num_threads()),
+                             threads=fi.get_num_threads(), env=_env_note()),
                 backend=backend, rows=rows, warnings=warnings,
                 convention="time ratio = fastinit's time / the peer's: below 1 fastinit is "
                            "faster; intervals are 95%")
@@ -230,8 +251,9 @@ def format_table(result):
     label_w = max([len(r["label"]) for r in result["rows"]] + [2])
     head = f"{'op':{label_w}s}" + "".join(f"{lib:>10s}" for lib in libs) + \
         f"  {be} against each peer (95% interval)"
+    env = result["machine"].get("env")
     lines = [f"median ms per call, {result['machine']['threads']} threads; fastinit backend "
-             f"{be}", head]
+             f"{be}" + (f"; {env}" if env else ""), head]
     for row in result["rows"]:
         cells = "".join(f"{row['seconds'][l] * 1e3:10.2f}" if l in row["seconds"] else
                         f"{'-':>10s}" for l in libs)
