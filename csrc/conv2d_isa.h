@@ -606,40 +606,46 @@ FI_ATTR static void FI_FN(fi_dp_pad_)(FI_T *restrict xp, const FI_T *restrict x,
         }
 }
 
-/* wt[((g*npan + pn)*T + t)*FI_NR + j] = w[g*Kg + pn*FI_NR + j, t], zero past Kg: the weights
- * as packed B panels of FI_NR output channels */
+/* Output channels per panel of the direct forward: one vector when a group's channels fit in
+ * one (the tile's other vector would multiply zeros), else FI_NR */
+#define FI_DP_NR(q) ((q)->Kg <= FI_W ? FI_W : FI_NR)
+
+/* wt[((g*npan + pn)*T + t)*nr + j] = w[g*Kg + pn*nr + j, t], zero past Kg (nr = FI_DP_NR):
+ * the weights as packed B panels of nr output channels */
 FI_ATTR static void FI_FN(fi_dp_pack_)(void *wt_, const void *w_, const fi_cv *q)
 {
     FI_T *wt = wt_;
     const FI_T *w = w_;
-    const int64_t npan = (q->Kg + FI_NR - 1) / FI_NR;
+    const int64_t nr = FI_DP_NR(q), npan = (q->Kg + nr - 1) / nr;
 #pragma omp parallel for schedule(static) num_threads(q->threads)
     for (int64_t gp = 0; gp < q->G * npan; gp++)
         for (int64_t t = 0; t < q->T; t++)
-            for (int64_t j = 0; j < FI_NR; j++) {
-                const int64_t k = gp % npan * FI_NR + j;
-                wt[(gp * q->T + t) * FI_NR + j] =
+            for (int64_t j = 0; j < nr; j++) {
+                const int64_t k = gp % npan * nr + j;
+                wt[(gp * q->T + t) * nr + j] =
                     k < q->Kg ? w[(gp / npan * q->Kg + k) * q->T + t] : (FI_T)0;
             }
 }
 
-/* A tile of at most FI_MR rows (mv; 8 or 4 rows for fewer), A and B as amode, bmode say */
-FI_ATTR FI_INLINE void FI_FN(fi_dp_tile_)(int64_t mv, const int amode, const int bmode,
-                                          int64_t kc, const FI_T *a, int64_t a_rs, int64_t a_ks,
-                                          const FI_T *b, int64_t bstep, const int64_t *tab,
-                                          FI_T *c, int64_t ldc, int64_t nv, int beta)
+/* A tile of at most FI_MR rows (mv; 8 or 4 rows for fewer) and nvec (FI_NVEC or 1) vectors,
+ * A and B as amode, bmode say */
+FI_ATTR FI_INLINE void FI_FN(fi_dp_tile_)(int64_t mv, const int nvec, const int amode,
+                                          const int bmode, int64_t kc, const FI_T *a,
+                                          int64_t a_rs, int64_t a_ks, const FI_T *b,
+                                          int64_t bstep, const int64_t *tab, FI_T *c,
+                                          int64_t ldc, int64_t nv, int beta)
 {
     if (mv > (FI_MR > 8 ? 8 : 4))
-        FI_CAT(fi_tile_, FI_SFX)(FI_MR, FI_NVEC, amode, bmode, kc, a, a_rs, a_ks, b, bstep, tab,
-                                 c, ldc, mv, nv, beta);
+        FI_CAT(fi_tile_, FI_SFX)(FI_MR, nvec, amode, bmode, kc, a, a_rs, a_ks, b, bstep, tab, c,
+                                 ldc, mv, nv, beta);
 #if FI_MR > 8
     else if (mv > 4)
-        FI_CAT(fi_tile_, FI_SFX)(8, FI_NVEC, amode, bmode, kc, a, a_rs, a_ks, b, bstep, tab, c,
-                                 ldc, mv, nv, beta);
+        FI_CAT(fi_tile_, FI_SFX)(8, nvec, amode, bmode, kc, a, a_rs, a_ks, b, bstep, tab, c, ldc,
+                                 mv, nv, beta);
 #endif
     else
-        FI_CAT(fi_tile_, FI_SFX)(4, FI_NVEC, amode, bmode, kc, a, a_rs, a_ks, b, bstep, tab, c,
-                                 ldc, mv, nv, beta);
+        FI_CAT(fi_tile_, FI_SFX)(4, nvec, amode, bmode, kc, a, a_rs, a_ks, b, bstep, tab, c, ldc,
+                                 mv, nv, beta);
 }
 
 FI_ATTR static void FI_FN(fi_dp_forward_)(void *y_, const void *x_, const void *wt_,
@@ -650,7 +656,7 @@ FI_ATTR static void FI_FN(fi_dp_forward_)(void *y_, const void *x_, const void *
     const FI_T *x = x_, *wt = wt_, *bias = bias_;
     const int64_t Hp = (q->OH - 1) * q->sh + (q->R - 1) * q->dh + 1;
     const int64_t Wp = (q->OW - 1) * q->sw + (q->S - 1) * q->dw + 1;
-    const int64_t npan = (q->Kg + FI_NR - 1) / FI_NR, parts = q->parts;
+    const int64_t nr = FI_DP_NR(q), npan = (q->Kg + nr - 1) / nr, parts = q->parts;
 #pragma omp parallel for schedule(static) num_threads(q->threads)
     for (int64_t item = 0; item < q->N * q->G * parts; item++) {
         FI_T *xp = ws + fi_thread_num() * per_thread, *tbuf = xp + q->Cg * Hp * Wp;
@@ -661,15 +667,19 @@ FI_ATTR static void FI_FN(fi_dp_forward_)(void *y_, const void *x_, const void *
                 const int64_t mv = q->OW - ox0 < FI_MR ? q->OW - ox0 : FI_MR;
                 const FI_T *a = xp + oy * q->sh * Wp + ox0 * q->sw;
                 for (int64_t pn = 0; pn < npan; pn++) {
-                    const FI_T *b = wt + (g * npan + pn) * q->T * FI_NR;
-                    const int64_t nv = q->Kg - pn * FI_NR < FI_NR ? q->Kg - pn * FI_NR : FI_NR;
-                    FI_FN(fi_dp_tile_)(mv, FI_A_TABLE, FI_B_PACKED, q->T, a, q->sw, 0, b, 0,
-                                       tab, tbuf, FI_NR, nv, 0);
+                    const FI_T *b = wt + (g * npan + pn) * q->T * nr;
+                    const int64_t nv = q->Kg - pn * nr < nr ? q->Kg - pn * nr : nr;
+                    if (nr == FI_W)
+                        FI_FN(fi_dp_tile_)(mv, 1, FI_A_TABLE, FI_B_PACKED, q->T, a, q->sw, 0, b,
+                                           0, tab, tbuf, nr, nv, 0);
+                    else
+                        FI_FN(fi_dp_tile_)(mv, FI_NVEC, FI_A_TABLE, FI_B_PACKED, q->T, a, q->sw,
+                                           0, b, 0, tab, tbuf, nr, nv, 0);
                     for (int64_t j = 0; j < nv; j++) {   /* to y, transposed, with the bias */
-                        const int64_t k = g * q->Kg + pn * FI_NR + j;
+                        const int64_t k = g * q->Kg + pn * nr + j;
                         FI_T *yr = y + ((n * q->K + k) * q->OH + oy) * q->OW + ox0;
                         const FI_T bk = bias ? bias[k] : (FI_T)0;
-                        for (int64_t r = 0; r < mv; r++) yr[r] = tbuf[r * FI_NR + j] + bk;
+                        for (int64_t r = 0; r < mv; r++) yr[r] = tbuf[r * nr + j] + bk;
                     }
                 }
             }
@@ -699,7 +709,7 @@ FI_ATTR static void FI_FN(fi_dp_weights_)(void *acc_, int64_t per_acc, const voi
                     for (int64_t t0 = 0; t0 < q->T; t0 += FI_MR)
                         for (int64_t kb = 0; kb < q->Kg; kb += FI_NR)
                             FI_FN(fi_dp_tile_)(q->T - t0 < FI_MR ? q->T - t0 : FI_MR,
-                                               FI_A_ROWS, FI_B_STRIDED, q->OW, a, 0, q->sw,
+                                               FI_NVEC, FI_A_ROWS, FI_B_STRIDED, q->OW, a, 0, q->sw,
                                                dyt + kb, ldk, tab + t0,
                                                out + (g * q->T + t0) * ldk + kb, ldk,
                                                q->Kg - kb < FI_NR ? q->Kg - kb : FI_NR, 1);

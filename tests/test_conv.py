@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import fastinit as fi
-from fastinit import _c
+from fastinit import _c, backends
 from fastinit._numba import conv3x3 as wino
 from fastinit.ops import conv as conv_ops
 
@@ -169,6 +169,29 @@ def check_against_reference(cfg, backend, dtype):
     assert_close(dx, want[1], bounds[1], K // groups * R * S, dtype, dx_f, "dx")
     assert_close(dw, want[2], bounds[2], N * OH * OW, dtype, dw_f, "dw")
     assert_close(db, want[3], bounds[3], N * OH * OW, dtype, 1.0, "db")
+
+
+# ---- the direct forward one vector wide --------------------------------------------------
+
+@pytest.mark.parametrize("K,groups", [(4, 1), (8, 1), (12, 1), (16, 1), (24, 2), (32, 1)])
+def test_direct_forward_tile_width(fast_backend, dtype, K, groups):
+    """A first layer whose output channels per group fit in one vector (16 float32, 8 float64)
+    runs the direct forward's one-vector tile (the plan says so), one that does not the
+    NVEC-wide tile; both within the reference's bounds, bias and groups included."""
+    cfg = ((3, 6, 14, 13), (K, 6 // groups, 5, 5), 1, 1, 1, groups)
+    x, w, b, dy = make(cfg, dtype)
+    p = conv_ops.plan(x, w, padding=1, groups=groups, backend=fast_backend)
+    if p.path != "direct":        # Kg below half a vector: not a first-layer shape for it
+        assert K // groups < 32 // np.dtype(dtype).itemsize
+        return
+    isa = backends.kernel("conv", "isa", fast_backend)[0]()
+    lanes = conv_ops.TILES[isa][1] * 4 // np.dtype(dtype).itemsize
+    nr = lanes if K // groups <= lanes else 2 * lanes
+    assert f"x {nr} output channels" in p.reason
+    y = fi.conv2d(x, w, b, padding=1, groups=groups, backend=fast_backend)
+    assert conv_ops.last["forward"].path == "direct"
+    want, bounds = reference_all(cfg, x, w, b, dy)
+    assert_close(y, want[0], bounds[0], 6 // groups * 25 + 1, dtype, 1.0, "y")
 
 
 # ---- 1x1 weight gradients on small maps: one GEMM over the batch ---------------------------

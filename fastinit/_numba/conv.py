@@ -42,13 +42,13 @@ def _ld(n):
 
 
 # ---- building blocks ----------------------------------------------------------------------
-def _by_height(a_mode, b_mode, **kw):
-    """A tile of at most MR rows (mv) that runs the shortest of three made tiles (MR, 8 and 4
-    rows) holding them, so a partial block pays only for its rows::
+def _by_height(a_mode, b_mode, nvec=NVEC, **kw):
+    """A tile of at most MR rows (mv) and nvec vectors that runs the shortest of three made
+    tiles (MR, 8 and 4 rows) holding them, so a partial block pays only for its rows::
 
         tile(mv, kc, a, a_off, a_rs, a_ks, b, b_off, b_step, c, c_off, ldc, nv, beta)
     """
-    tall, mid, short = (make_tile(h, NVEC, a_mode, b_mode, **kw).fn for h in (MR, 8, 4))
+    tall, mid, short = (make_tile(h, nvec, a_mode, b_mode, **kw).fn for h in (MR, 8, 4))
 
     @njit(inline="always")
     def tile(mv, kc, a, a_off, a_rs, a_ks, b, b_off, bstep, c, c_off, ldc, nv, beta):
@@ -64,8 +64,10 @@ def _by_height(a_mode, b_mode, **kw):
 
 #: Packed A panels of MR rows (a shorter tile reads a panel's first rows), B rows.
 _tile = _by_height("packed", "strided", panel=MR)
-#: The direct forward (stride 1 along the row): A through the tap table, B packed.
+#: The direct forward (stride 1 along the row): A through the tap table, B packed; one vector
+#: wide when a group's output channels fit in one (_dp_nr).
 _dp_tile = _by_height("table", "packed", row_step=1)
+_dp_tile1 = _by_height("table", "packed", nvec=1, row_step=1)
 #: The direct dw: a row of A per tap (through the table), B the rows of dy transposed.
 _dp_rows_tile = _by_height("rowtable", "strided")
 
@@ -529,6 +531,14 @@ def _dp_pad(xp, x, geo, n, g, Hp, Wp):
                 dst[j] = src[j]
 
 
+@njit
+def _dp_nr(Kg, itemsize):
+    """Output channels per panel of the direct forward: one vector when Kg fits in one (the
+    tile's other vector would multiply zeros), else NVEC vectors (as csrc FI_DP_NR)."""
+    lanes = VECTOR_BYTES // itemsize
+    return lanes if Kg <= lanes else NVEC * lanes
+
+
 @pjit
 def _dp_pack(wt, w, G, Kg, T, NR):
     """wt[((g*npan + pn)*T + t)*NR + j] = w[g*Kg + pn*NR + j, t] (zero past Kg)."""
@@ -547,7 +557,7 @@ def _dp_forward(y, x, wt, bias, has_bias, geo, parts, tab, ws):
     planner sends only layers with stride 1 along the rows here (the tiles' rows step 1)."""
     N, C, H, W, K, R, S, sh, sw, pt, pl, dh, dw, G, OH, OW = geo
     Cg, Kg, T = C // G, K // G, C // G * R * S
-    NR = NVEC * (VECTOR_BYTES // y.itemsize)
+    NR = _dp_nr(Kg, y.itemsize)
     Hp, Wp = (OH - 1) * sh + (R - 1) * dh + 1, (OW - 1) * sw + (S - 1) * dw + 1
     npan = (Kg + NR - 1) // NR
     tbo = Cg * Hp * Wp
@@ -560,8 +570,12 @@ def _dp_forward(y, x, wt, bias, has_bias, geo, parts, tab, ws):
                 mv = min(MR, OW - ox0)
                 for pn in range(npan):
                     nv = min(NR, Kg - pn * NR)
-                    _dp_tile(mv, T, buf, oy * sh * Wp + ox0 * sw, sw, tab, wt,
-                             (g * npan + pn) * T * NR, 0, buf, tbo, NR, nv, 0)
+                    if NR == VECTOR_BYTES // y.itemsize:
+                        _dp_tile1(mv, T, buf, oy * sh * Wp + ox0 * sw, sw, tab, wt,
+                                  (g * npan + pn) * T * NR, 0, buf, tbo, NR, nv, 0)
+                    else:
+                        _dp_tile(mv, T, buf, oy * sh * Wp + ox0 * sw, sw, tab, wt,
+                                 (g * npan + pn) * T * NR, 0, buf, tbo, NR, nv, 0)
                     for j in range(nv):       # to y, transposed, with the bias
                         k = g * Kg + pn * NR + j
                         y0 = ((n * K + k) * OH + oy) * OW + ox0
@@ -657,7 +671,8 @@ def conv2d(y, x, w, b, geo, plan):
     g = _geo(geo)
     if plan.path == "direct":
         K, Cg, R, S = w.shape
-        G, NR = geo.groups, NVEC * (VECTOR_BYTES // y.itemsize)
+        G = geo.groups
+        NR = _dp_nr(K // G, y.itemsize)
         Hp, Wp, tab = _dp_taps(g, y.dtype)
         npan = -(-(K // G) // NR)
         wt = _workspace("wt", G * npan * Cg * R * S * NR, w.dtype)[:G * npan * Cg * R * S * NR]

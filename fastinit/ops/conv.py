@@ -442,6 +442,7 @@ def make_plan(kind, geo, itemsize, isa, threads, backend="c", finite=True):
     if _direct(kind, geo, lanes):
         if kind == "forward":
             parts = 1 if N * G >= 2 * threads else min(OH, _ceil(2 * threads, N * G))
+            nr = lanes if Kg <= lanes else nr   # one vector wide when Kg fits in one
             why = (f"direct: rows of {mr} output pixels x {nr} output channels over all {T} "
                    f"taps, read from a padded copy of each image through a tap table (no patch "
                    f"matrix), {parts} part(s) of the rows; {shape}")
