@@ -30,11 +30,11 @@ def quiet_env(threads):
     Both are read when the libraries load, so ``fastinit bench`` starts itself again with them.
     - OPENBLAS_THREAD_TIMEOUT=4: OpenBLAS's idle threads otherwise keep yielding the CPU for
       2^28 cycles after each call (2^4 with it), and the next library's threads wait for them
-      (an sgemm right after numpy's took 3x its time alone).
+      (an sgemm right after numpy's took several times its time alone).
     - OMP_NUM_THREADS: in one process PyTorch, Numba's omp layer and the C kernels share one
       libgomp (torch's, loaded under the same name); with no thread count in the environment,
-      a conv of ours right after a torch call took 2.5x its time alone, with it as long as
-      alone (GOMP_SPINCOUNT=0, or Numba's workqueue layer, avoid it too).
+      a conv of ours right after a torch call took over twice its time alone, with it as long
+      as alone (GOMP_SPINCOUNT=0, or Numba's workqueue layer, avoid it too).
     Neither changes how many threads any library uses."""
     want = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_NUM_THREADS": str(threads)}
     return {k: v for k, v in want.items() if k not in os.environ}
