@@ -707,8 +707,8 @@ def _restart_for_bench():
     if missing and sys.executable:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "fastinit", *sys.argv[1:]],
-                  dict(os.environ, **missing))
+        # the command line as it was typed (interpreter flags, script or -m): the same fastinit
+        os.execve(sys.executable, sys.orig_argv, dict(os.environ, **missing))
 
 
 def main(argv=None):

@@ -284,6 +284,7 @@ def _initializer(recipe):
         info = recipe(shape, *args, dtype=dtype, out=out, **kwargs)
         return info, kwargs.get("seed"), kwargs.get("rng"), dtype, out, kwargs.get("backend")
 
+    plan.__name__ = plan.__qualname__ = recipe.__name__   # a call's TypeError names the initializer
     @functools.wraps(recipe)
     def initializer(*args, **kwargs):
         return _draw(*plan(*args, **kwargs))

@@ -223,3 +223,10 @@ def test_bad_input_is_named():
         init.normal((2, 2))
     with pytest.raises(ValueError, match="fan_in"):
         init.torch_default((10,), seed=0)
+
+
+@pytest.mark.parametrize("name", ["xavier_uniform", "kaiming_normal", "orthogonal", "zeros"])
+def test_missing_shape_names_the_initializer(name):
+    """A call without its shape is a TypeError that names the initializer, as a plain function's."""
+    with pytest.raises(TypeError, match=rf"^{name}\(\) missing 1 required positional argument: 'shape'"):
+        getattr(init, name)()

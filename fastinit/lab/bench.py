@@ -35,7 +35,9 @@ def quiet_env(threads):
       libgomp (torch's, loaded under the same name); with no thread count in the environment,
       a conv of ours right after a torch call took over twice its time alone, with it as long
       as alone (GOMP_SPINCOUNT=0, or Numba's workqueue layer, avoid it too).
-    Neither changes how many threads any library uses."""
+    ``threads`` is the dashboard's thread count, which :func:`run` gives torch too; OpenBLAS
+    reads OMP_NUM_THREADS when OPENBLAS_NUM_THREADS is not set, so numpy runs on it as well
+    (every library on the same count)."""
     want = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_NUM_THREADS": str(threads)}
     return {k: v for k, v in want.items() if k not in os.environ}
 
