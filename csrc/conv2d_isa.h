@@ -669,7 +669,7 @@ FI_ATTR static void FI_FN(fi_dp_forward_)(void *y_, const void *x_, const void *
                 for (int64_t pn = 0; pn < npan; pn++) {
                     const FI_T *b = wt + (g * npan + pn) * q->T * nr;
                     const int64_t nv = q->Kg - pn * nr < nr ? q->Kg - pn * nr : nr;
-                    if (nr == FI_W)
+                    if (nr == FI_W)   /* nvec a constant at each call: the tile unrolls */
                         FI_FN(fi_dp_tile_)(mv, 1, FI_A_TABLE, FI_B_PACKED, q->T, a, q->sw, 0, b,
                                            0, tab, tbuf, nr, nv, 0);
                     else

@@ -25,6 +25,10 @@ EXTRA_OPS = ("layers",)
 PEERS = ("numpy", "torch")
 
 
+#: The variables :func:`quiet_env` sets, in the order the table's header names them.
+QUIET_VARS = ("OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS")
+
+
 def quiet_env(threads):
     """The variables a dashboard process needs that the caller has not set: {name: value}.
     Both are read when the libraries load, so ``fastinit bench`` starts itself again with them.
@@ -38,13 +42,12 @@ def quiet_env(threads):
     ``threads`` is the dashboard's thread count, which :func:`run` gives torch too; OpenBLAS
     reads OMP_NUM_THREADS when OPENBLAS_NUM_THREADS is not set, so numpy runs on it as well
     (every library on the same count)."""
-    want = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_NUM_THREADS": str(threads)}
+    want = dict(zip(QUIET_VARS, ("4", str(threads))))
     return {k: v for k, v in want.items() if k not in os.environ}
 
 
 def _env_note():
-    return " ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS")
-                    if k in os.environ)
+    return " ".join(f"{k}={os.environ[k]}" for k in QUIET_VARS if k in os.environ)
 
 
 def _torch():
